@@ -1,0 +1,358 @@
+//! Loading: file → legacy environment variables → `STEWARD_<SECTION>__<KEY>` → secret files → validation.
+
+use super::validate::{validate, Problem};
+use super::Config;
+use crate::secret::{Scrubber, SecretUrl};
+use config::{Environment, File, FileFormat, Map, Source, Value, ValueKind};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Why a config could not be loaded; every variant names the file, none carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config file {path}: {source} (pass --config FILE or set STEWARD_CONFIG)")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path} is invalid:{}", list(problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("\n  - {p}")).collect()
+}
+
+impl LoadError {
+    /// The problems found, one per key (a read or parse failure counts as one).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            LoadError::Invalid { problems, .. } => problems.iter().map(|p| p.to_string()).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// Picks the config file: `--config`, else `$STEWARD_CONFIG`, else `config/steward.toml`, else
+/// `/etc/steward/steward.toml`.
+pub fn resolve_path(explicit: Option<&Path>, env: &HashMap<String, String>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(p) = env.get("STEWARD_CONFIG").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from("config/steward.toml");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("/etc/steward/steward.toml")
+}
+
+/// Loads and validates the config at `path`, with overrides from `env` (the process
+/// environment, passed in so that tests and reloads see exactly what they should).
+pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut problems = Vec::new();
+    let legacy = legacy_env(env, &mut problems);
+    let steward_env: Map<String, String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("STEWARD_") && k.contains("__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let built = config::Config::builder()
+        .add_source(File::from_str(&text, FileFormat::Toml))
+        .add_source(Environment::default().separator("__").source(Some(legacy)))
+        .add_source(
+            Environment::with_prefix("STEWARD")
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(steward_env)),
+        )
+        .build()
+        .map_err(|e| LoadError::Parse {
+            path: path.to_path_buf(),
+            message: crate::secret::scrub_urls(&e.to_string()),
+        })?;
+    let raw = built.collect().unwrap_or_default();
+    let scrubber = Scrubber::new(raw_secrets(&raw));
+    problems.extend(unknown_keys(&raw));
+    if !problems.is_empty() {
+        return Err(invalid(path, problems, &scrubber));
+    }
+    let mut cfg: Config = match built.try_deserialize() {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(invalid(path, vec![type_problem(&e)], &scrubber));
+        }
+    };
+    read_secret_files(&mut cfg, &mut problems);
+    problems.extend(validate(&cfg));
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(invalid(path, problems, &scrubber))
+    }
+}
+
+fn invalid(path: &Path, problems: Vec<Problem>, scrubber: &Scrubber) -> LoadError {
+    let problems = problems
+        .into_iter()
+        .map(|p| Problem {
+            key: p.key,
+            reason: scrubber.scrub(&p.reason),
+        })
+        .collect();
+    LoadError::Invalid {
+        path: path.to_path_buf(),
+        problems,
+    }
+}
+
+/// Maps the variables deployments already set onto steward's keys (as `SECTION__KEY`).
+fn legacy_env(env: &HashMap<String, String>, problems: &mut Vec<Problem>) -> Map<String, String> {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    if let Some(v) = env.get("DATABASE_URL").filter(|v| !v.is_empty()) {
+        put("POSTGRES__URL", v.clone());
+    }
+    if let Some(v) = env.get("REDIS_URL").filter(|v| !v.is_empty()) {
+        put("REDIS__URL", v.clone());
+    }
+    if let Some(v) = env.get("MONITORING_INTERVAL").filter(|v| !v.is_empty()) {
+        match seconds(v) {
+            Some(d) => {
+                put("POSTGRES__INTERVAL", d.clone());
+                put("REDIS__INTERVAL", d);
+            }
+            None => problems.push(Problem::env(
+                "MONITORING_INTERVAL",
+                v,
+                "a number of seconds",
+            )),
+        }
+    }
+    if let Some(v) = env.get("REDIS_SOCKET_TIMEOUT").filter(|v| !v.is_empty()) {
+        match seconds(v) {
+            Some(d) => put("REDIS__TIMEOUT", d),
+            None => problems.push(Problem::env(
+                "REDIS_SOCKET_TIMEOUT",
+                v,
+                "a number of seconds",
+            )),
+        }
+    }
+    if let Some(v) = env.get("REDIS_MAX_CONNECTIONS").filter(|v| !v.is_empty()) {
+        match v.trim().parse::<u32>() {
+            Ok(n) => put("REDIS__POOL_MAX", n.to_string()),
+            Err(_) => problems.push(Problem::env("REDIS_MAX_CONNECTIONS", v, "a whole number")),
+        }
+    }
+    m
+}
+
+/// "30" or "2.5" (seconds) → a humantime string; anything else is refused.
+fn seconds(v: &str) -> Option<String> {
+    let f: f64 = v.trim().parse().ok()?;
+    if !f.is_finite() || f < 0.0 {
+        return None;
+    }
+    Some(format!("{}ms", (f * 1000.0).round() as u64))
+}
+
+/// Every key the file or environment set that no section knows, as one problem each.
+fn unknown_keys(raw: &Map<String, Value>) -> Vec<Problem> {
+    let known = serde_json::to_value(Config::default()).unwrap_or_default();
+    let mut out = Vec::new();
+    for (section, value) in raw {
+        let Some(fields) = known.get(section) else {
+            out.push(Problem::new(section, "unknown section"));
+            continue;
+        };
+        if let ValueKind::Table(t) = &value.kind {
+            for key in t.keys() {
+                if fields.get(key).is_none() {
+                    out.push(Problem::new(format!("{section}.{key}"), "unknown key"));
+                }
+            }
+        } else {
+            out.push(Problem::new(section, "must be a table ([section])"));
+        }
+    }
+    out
+}
+
+/// The raw connection strings, so their passwords can be masked in any message.
+fn raw_secrets(raw: &Map<String, Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    for section in ["postgres", "redis"] {
+        if let Some(ValueKind::Table(t)) = raw.get(section).map(|v| &v.kind) {
+            if let Some(ValueKind::String(s)) = t.get("url").map(|v| &v.kind) {
+                out.extend(SecretUrl::new(s.clone()).secrets());
+            }
+        }
+    }
+    out
+}
+
+fn type_problem(e: &config::ConfigError) -> Problem {
+    let msg = e.to_string();
+    // config's messages read "<what> for key `section.key` in <origin>"; lift the key out.
+    let key = msg
+        .split('`')
+        .nth(1)
+        .filter(|k| k.contains('.'))
+        .map(str::to_string)
+        .unwrap_or_else(|| "config".into());
+    Problem::new(key, msg)
+}
+
+/// Reads `postgres.url_file` and `redis.password_file` into the config.
+fn read_secret_files(cfg: &mut Config, problems: &mut Vec<Problem>) {
+    if let Some(path) = cfg.postgres.url_file.clone() {
+        match std::fs::read_to_string(&path) {
+            Ok(s) => cfg.postgres.url = SecretUrl::new(s.trim()),
+            Err(e) => problems.push(Problem::new(
+                "postgres.url_file",
+                format!("cannot read {}: {e}", path.display()),
+            )),
+        }
+    }
+    if let Some(path) = cfg.redis.password_file.clone() {
+        match std::fs::read_to_string(&path) {
+            Ok(s) => {
+                match with_password(cfg.redis.url.expose(), s.trim_end_matches(['\r', '\n'])) {
+                    Some(u) => cfg.redis.url = SecretUrl::new(u),
+                    None => problems.push(Problem::new(
+                        "redis.password_file",
+                        "redis.url must be a redis:// or rediss:// URL to take a password",
+                    )),
+                }
+            }
+            Err(e) => problems.push(Problem::new(
+                "redis.password_file",
+                format!("cannot read {}: {e}", path.display()),
+            )),
+        }
+    }
+}
+
+fn with_password(url: &str, password: &str) -> Option<String> {
+    let mut u = url::Url::parse(url).ok()?;
+    if u.password().is_some() {
+        return Some(url.to_string());
+    }
+    u.set_password(Some(password)).ok()?;
+    Some(u.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_and_file_values() {
+        let f = file("[postgres]\ninterval = \"10s\"\n[redis]\npool_max = 7\n");
+        let c = load(f.path(), &env(&[])).unwrap();
+        assert_eq!(c.postgres.interval.as_secs(), 10);
+        assert_eq!(c.postgres.timeout.as_secs(), 5);
+        assert_eq!(c.redis.pool_max, 7);
+        assert_eq!(c.redis.interval.as_secs(), 30);
+    }
+
+    #[test]
+    fn steward_env_beats_legacy_env_beats_file() {
+        let f = file("[redis]\npool_max = 7\n[postgres]\ninterval = \"10s\"\n");
+        let e = env(&[
+            ("REDIS_MAX_CONNECTIONS", "20"),
+            ("MONITORING_INTERVAL", "15"),
+            ("STEWARD_POSTGRES__INTERVAL", "12s"),
+            ("DATABASE_URL", "postgres://u:pw@db/app"),
+            ("REDIS_SOCKET_TIMEOUT", "2.5"),
+        ]);
+        let c = load(f.path(), &e).unwrap();
+        assert_eq!(c.redis.pool_max, 20);
+        assert_eq!(c.redis.interval.as_secs(), 15);
+        assert_eq!(c.postgres.interval.as_secs(), 12);
+        assert_eq!(c.redis.timeout.as_millis(), 2500);
+        assert_eq!(c.postgres.url.expose(), "postgres://u:pw@db/app");
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        let f =
+            file("[postgres]\nintervall = \"1s\"\n[nosuch]\nx = 1\n[redis]\ninterval = \"0s\"\n");
+        let err = load(f.path(), &env(&[("MONITORING_INTERVAL", "soon")])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("postgres.intervall"), "{text}");
+        assert!(text.contains("nosuch"), "{text}");
+        assert!(text.contains("MONITORING_INTERVAL"), "{text}");
+    }
+
+    #[test]
+    fn validation_problems_listed_together() {
+        let f = file("[redis]\ninterval = \"0s\"\n[postgres]\ninterval = \"5s\"\ntimeout = \"5s\"\nurl = \"mysql://x\"\n");
+        let err = load(f.path(), &env(&[])).unwrap_err();
+        let p = err.problems();
+        assert!(p.iter().any(|p| p.contains("redis.interval")), "{p:?}");
+        assert!(p.iter().any(|p| p.contains("postgres.timeout")), "{p:?}");
+        assert!(p.iter().any(|p| p.contains("postgres.url")), "{p:?}");
+    }
+
+    #[test]
+    fn bad_duration_names_key_and_hides_password() {
+        let f = file("[postgres]\ninterval = 30\nurl = \"postgres://u:hunter2@h/db\"\n");
+        let err = load(f.path(), &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("postgres.interval"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let f = file("[postgres]\nurl = 5\n");
+        let err = load(f.path(), &env(&[("X", "y")])).unwrap_err().to_string();
+        assert!(err.contains("postgres.url"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_file_is_named() {
+        let err = load(Path::new("/nonexistent/steward.toml"), &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/steward.toml"));
+    }
+
+    #[test]
+    fn secret_files_are_read() {
+        let url = file("postgres://app:fromfile@db/app\n");
+        let pw = file("redispw\n");
+        let f = file(&format!(
+            "[postgres]\nurl_file = \"{}\"\n[redis]\npassword_file = \"{}\"\n",
+            url.path().display(),
+            pw.path().display()
+        ));
+        let c = load(f.path(), &env(&[])).unwrap();
+        assert_eq!(c.postgres.url.expose(), "postgres://app:fromfile@db/app");
+        assert!(c.redis.url.expose().contains(":redispw@"));
+        assert!(!c.to_redacted_toml().contains("redispw"));
+        assert!(!c.to_redacted_toml().contains("fromfile"));
+    }
+}

@@ -1,0 +1,198 @@
+//! The configuration: typed sections, defaults, loading (file + environment) and validation.
+
+mod load;
+mod validate;
+
+pub use load::{load, resolve_path, LoadError};
+pub use validate::Problem;
+
+use crate::secret::{Scrubber, SecretUrl};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The metrics port when none is configured; documented in the README.
+pub const DEFAULT_METRICS_PORT: u16 = 9732;
+
+/// The whole effective configuration, shared as `Arc<Config>` through a `watch` channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub postgres: PostgresConfig,
+    pub redis: RedisConfig,
+    pub metrics: MetricsConfig,
+    pub control: ControlConfig,
+    pub state: StateConfig,
+    pub shutdown: ShutdownConfig,
+    pub log: LogConfig,
+}
+
+/// `[postgres]`: the monitored database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    pub url: SecretUrl,
+    /// A file holding the URL, so the secret need not sit in the config file.
+    pub url_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub pool_max: u32,
+    pub write_read_test: bool,
+    pub heartbeat_table: String,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::new("postgres://postgres@localhost:5432/postgres"),
+            url_file: None,
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            pool_max: 4,
+            write_read_test: true,
+            heartbeat_table: "steward_heartbeat".into(),
+        }
+    }
+}
+
+/// `[redis]`: the monitored cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: SecretUrl,
+    /// A file holding the AUTH password, used when the URL carries none.
+    pub password_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub pool_max: u32,
+    pub write_read_test: bool,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::new("redis://127.0.0.1:6379/0"),
+            password_file: None,
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            pool_max: 50,
+            write_read_test: true,
+        }
+    }
+}
+
+/// `[metrics]`: the HTTP endpoint Prometheus scrapes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_METRICS_PORT)),
+        }
+    }
+}
+
+/// `[control]`: the Unix socket the `steward` client talks to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    pub socket: PathBuf,
+    /// File mode of the socket, as an octal string such as "0600".
+    pub mode: String,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("var/steward.sock"),
+            mode: "0600".into(),
+        }
+    }
+}
+
+impl ControlConfig {
+    /// The mode as a number; validation guarantees it parses.
+    pub fn mode_bits(&self) -> u32 {
+        u32::from_str_radix(self.mode.trim_start_matches("0o"), 8).unwrap_or(0o600)
+    }
+}
+
+/// `[state]`: where steward keeps what must survive a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("var/state"),
+        }
+    }
+}
+
+/// `[shutdown]`: how long a graceful stop may take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// `[log]`: format and level (a level name or a tracing filter directive).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// A scrubber that masks every secret this config holds, for error text and logs.
+    pub fn scrubber(&self) -> Scrubber {
+        let mut s = self.postgres.url.secrets();
+        s.extend(self.redis.url.secrets());
+        Scrubber::new(s)
+    }
+
+    /// The effective config as TOML, secrets redacted: what `check-config` prints.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}

@@ -1,0 +1,234 @@
+//! Validation: one problem per key, each naming the key and saying what to do.
+
+use super::Config;
+use std::fmt;
+use std::str::FromStr;
+
+/// One thing wrong with the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The dotted key (`postgres.interval`) or environment variable at fault.
+    pub key: String,
+    /// What is wrong, and what would be right.
+    pub reason: String,
+}
+
+impl Problem {
+    pub(crate) fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn env(var: &str, value: &str, expected: &str) -> Self {
+        Self::new(
+            format!("{var} (environment)"),
+            format!("{value:?} is not {expected}"),
+        )
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.key, self.reason)
+    }
+}
+
+/// Checks everything serde cannot: URLs, durations' relations, names, modes.
+pub fn validate(c: &Config) -> Vec<Problem> {
+    let mut out = Vec::new();
+    check_postgres_url(c, &mut out);
+    check_redis_url(c, &mut out);
+    for (svc, interval, timeout, pool) in [
+        (
+            "postgres",
+            c.postgres.interval,
+            c.postgres.timeout,
+            c.postgres.pool_max,
+        ),
+        ("redis", c.redis.interval, c.redis.timeout, c.redis.pool_max),
+    ] {
+        if interval.is_zero() {
+            out.push(Problem::new(
+                format!("{svc}.interval"),
+                "must be greater than zero (e.g. \"30s\")",
+            ));
+        }
+        if timeout.is_zero() {
+            out.push(Problem::new(
+                format!("{svc}.timeout"),
+                "must be greater than zero (e.g. \"5s\")",
+            ));
+        } else if !interval.is_zero() && timeout >= interval {
+            out.push(Problem::new(
+                format!("{svc}.timeout"),
+                format!(
+                    "{} must be shorter than {svc}.interval ({})",
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(interval)
+                ),
+            ));
+        }
+        if pool == 0 {
+            out.push(Problem::new(
+                format!("{svc}.pool_max"),
+                "must be at least 1",
+            ));
+        }
+    }
+    if !is_table_name(&c.postgres.heartbeat_table) {
+        out.push(Problem::new(
+            "postgres.heartbeat_table",
+            "must be a table name ([schema.]name: letters, digits, underscores, not starting with a digit)",
+        ));
+    }
+    check_control(c, &mut out);
+    if c.shutdown.timeout.is_zero() {
+        out.push(Problem::new(
+            "shutdown.timeout",
+            "must be greater than zero (e.g. \"10s\")",
+        ));
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(crate::logging::directive(&c.log.level))
+    {
+        out.push(Problem::new(
+            "log.level",
+            format!("{e}; use error, warn, info, debug, trace or a filter like \"steward=debug\""),
+        ));
+    }
+    out
+}
+
+fn check_postgres_url(c: &Config, out: &mut Vec<Problem>) {
+    let url = c.postgres.url.expose();
+    if url.trim().is_empty() {
+        out.push(Problem::new(
+            "postgres.url",
+            "is empty; set it, postgres.url_file or DATABASE_URL",
+        ));
+        return;
+    }
+    if url.contains("://") && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        out.push(Problem::new(
+            "postgres.url",
+            format!(
+                "{} is not a postgres:// or postgresql:// URL",
+                c.postgres.url.redacted()
+            ),
+        ));
+        return;
+    }
+    if let Err(e) = tokio_postgres::Config::from_str(url) {
+        out.push(Problem::new(
+            "postgres.url",
+            format!(
+                "{} is not a valid PostgreSQL URL or key=value string: {e}",
+                c.postgres.url.redacted()
+            ),
+        ));
+    }
+}
+
+fn check_redis_url(c: &Config, out: &mut Vec<Problem>) {
+    let url = c.redis.url.expose();
+    if url.trim().is_empty() {
+        out.push(Problem::new("redis.url", "is empty; set it or REDIS_URL"));
+        return;
+    }
+    let scheme_ok = ["redis://", "unix://", "redis+unix://"]
+        .iter()
+        .any(|s| url.starts_with(s));
+    if !scheme_ok {
+        out.push(Problem::new(
+            "redis.url",
+            format!(
+                "{} must start with redis:// or unix:// (rediss:// is not supported by this build)",
+                c.redis.url.redacted()
+            ),
+        ));
+        return;
+    }
+    if let Err(e) = redis::Client::open(url) {
+        out.push(Problem::new(
+            "redis.url",
+            format!("{} is not a valid Redis URL: {e}", c.redis.url.redacted()),
+        ));
+    }
+}
+
+fn check_control(c: &Config, out: &mut Vec<Problem>) {
+    let sock = c.control.socket.as_os_str();
+    if sock.is_empty() {
+        out.push(Problem::new(
+            "control.socket",
+            "is empty; give a path such as \"var/steward.sock\"",
+        ));
+    } else if sock.len() > 100 {
+        out.push(Problem::new(
+            "control.socket",
+            "is longer than 100 bytes, too long for a Unix socket path; choose a shorter one",
+        ));
+    }
+    let mode = c.control.mode.trim_start_matches("0o");
+    match u32::from_str_radix(mode, 8) {
+        Ok(m) if m > 0o777 => out.push(Problem::new("control.mode", "must be at most \"0777\"")),
+        Ok(m) if m & 0o600 != 0o600 => out.push(Problem::new(
+            "control.mode",
+            format!("\"{}\" leaves steward's own user unable to use the socket; use \"0600\" or \"0660\"", c.control.mode),
+        )),
+        Ok(m) if m & 0o002 != 0 => out.push(Problem::new(
+            "control.mode",
+            format!("\"{}\" lets every local user steer steward; use \"0600\" or \"0660\"", c.control.mode),
+        )),
+        Ok(_) => {}
+        Err(_) => out.push(Problem::new(
+            "control.mode",
+            format!("{:?} is not an octal mode such as \"0600\"", c.control.mode),
+        )),
+    }
+}
+
+fn is_table_name(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() <= 2
+        && parts.iter().all(|p| {
+            let mut ch = p.chars();
+            matches!(ch.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+                && ch.all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && p.len() <= 63
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        assert_eq!(validate(&Config::default()), vec![]);
+    }
+
+    #[test]
+    fn table_names() {
+        assert!(is_table_name("steward_heartbeat"));
+        assert!(is_table_name("ops.beat"));
+        assert!(!is_table_name("x; drop table y"));
+        assert!(!is_table_name("1abc"));
+        assert!(!is_table_name("a.b.c"));
+    }
+
+    #[test]
+    fn modes() {
+        let mut c = Config::default();
+        c.control.mode = "0400".into();
+        assert_eq!(validate(&c)[0].key, "control.mode");
+        c.control.mode = "0666".into();
+        assert_eq!(validate(&c)[0].key, "control.mode");
+        c.control.mode = "rw".into();
+        assert_eq!(validate(&c)[0].key, "control.mode");
+        c.control.mode = "0660".into();
+        assert!(validate(&c).is_empty());
+    }
+}

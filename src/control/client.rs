@@ -1,0 +1,57 @@
+//! The `steward` client side: send one request line to the socket, read one reply line.
+
+use super::protocol::{Reply, Request};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a request got no reply; `NoDaemon` is the one that maps to exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no steward daemon is listening on {path}: {source} (start it with `steward run`, or pass --socket)")]
+    NoDaemon {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("talking to steward on {path} failed: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("steward on {path} sent a reply that is not valid: {message}")]
+    BadReply { path: PathBuf, message: String },
+}
+
+/// Sends `req` and waits up to `timeout` for the reply.
+pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply, ClientError> {
+    let no_daemon = |source| ClientError::NoDaemon {
+        path: socket.to_path_buf(),
+        source,
+    };
+    let io = |source| ClientError::Io {
+        path: socket.to_path_buf(),
+        source,
+    };
+    let mut stream = UnixStream::connect(socket).map_err(no_daemon)?;
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    let mut line = serde_json::to_vec(req).map_err(|e| ClientError::BadReply {
+        path: socket.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io)?;
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply).map_err(io)?;
+    if reply.is_empty() {
+        return Err(ClientError::BadReply {
+            path: socket.to_path_buf(),
+            message: "connection closed without a reply".into(),
+        });
+    }
+    serde_json::from_str(&reply).map_err(|e| ClientError::BadReply {
+        path: socket.to_path_buf(),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,385 @@
+//! The control protocol: one JSON request per line, one JSON reply per line, and the typed
+//! payloads both sides (daemon and `steward` client, and scripts using `--json`) agree on.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Longest request line the daemon reads; longer ones get an error reply.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// A monitored service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Postgres,
+    Redis,
+}
+
+impl Service {
+    /// Both services, in display order.
+    pub const ALL: [Service; 2] = [Service::Postgres, Service::Redis];
+
+    /// The label value and display name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Postgres => "postgres",
+            Service::Redis => "redis",
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Service {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "postgres" => Ok(Service::Postgres),
+            "redis" => Ok(Service::Redis),
+            other => Err(format!(
+                "unknown service {other:?}; expected postgres or redis"
+            )),
+        }
+    }
+}
+
+/// What `steward task …` does to a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskAction {
+    Restart,
+    Pause,
+    Resume,
+}
+
+/// A request line, e.g. `{"cmd":"health","service":"redis"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status,
+    Health {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<Service>,
+    },
+    Check {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<Service>,
+    },
+    Tasks,
+    Task {
+        action: TaskAction,
+        name: String,
+    },
+    Reload,
+    Info,
+}
+
+/// The command names, for the error reply to an unknown one.
+pub const COMMANDS: &[&str] = &[
+    "status", "health", "check", "tasks", "task", "reload", "info",
+];
+
+/// A reply line: `{"ok":true,"data":…}` or `{"ok":false,"error":"…"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+}
+
+impl Reply {
+    /// A success carrying a payload.
+    pub fn data<T: Serialize>(data: &T) -> Reply {
+        match serde_json::to_value(data) {
+            Ok(v) => Reply {
+                ok: true,
+                error: None,
+                data: v,
+            },
+            Err(e) => Reply::error(format!("cannot encode reply: {e}")),
+        }
+    }
+
+    /// A failure with a message for the user.
+    pub fn error(msg: impl Into<String>) -> Reply {
+        Reply {
+            ok: false,
+            error: Some(msg.into()),
+            data: serde_json::Value::Null,
+        }
+    }
+}
+
+/// Parses one request line, turning every way it can be wrong into a message for the user.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    let v: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| format!("malformed request: not JSON ({e}); send one JSON object per line, e.g. {{\"cmd\":\"status\"}}"))?;
+    let Some(cmd) = v.get("cmd") else {
+        return Err("malformed request: missing \"cmd\" field".into());
+    };
+    let Some(cmd) = cmd.as_str().map(str::to_string) else {
+        return Err("malformed request: \"cmd\" must be a string".into());
+    };
+    if !COMMANDS.contains(&cmd.as_str()) {
+        return Err(format!(
+            "unknown command {cmd:?}; known commands: {}",
+            COMMANDS.join(", ")
+        ));
+    }
+    serde_json::from_value(v).map_err(|e| format!("bad arguments for {cmd:?}: {e}"))
+}
+
+/// The outcome of the write/read test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteRead {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A connection pool's occupancy at check time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct PoolState {
+    pub max: u32,
+    pub open: u32,
+    pub idle: u32,
+    pub in_use: u32,
+}
+
+/// What a PostgreSQL check measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PgFigures {
+    pub server_version: String,
+    pub server_version_num: i64,
+    pub database: String,
+    pub database_size_bytes: i64,
+    pub connections: i64,
+    pub max_connections: i64,
+    pub reserved_connections: i64,
+    /// Connections in use over those available to ordinary users.
+    pub connection_usage_ratio: f64,
+    pub in_recovery: bool,
+}
+
+/// What a Redis check measured (from `INFO`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RedisFigures {
+    pub server_version: String,
+    pub used_memory_bytes: u64,
+    pub maxmemory_bytes: u64,
+    pub maxmemory_policy: String,
+    pub connected_clients: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxclients: Option<u64>,
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    /// Hits over lookups since the previous check; absent when there were no lookups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hit_ratio: Option<f64>,
+    pub evicted_keys: u64,
+    pub expired_keys: u64,
+    pub ops_per_sec: u64,
+    /// Keys per database, e.g. {"db0": 12}.
+    pub keys: BTreeMap<String, u64>,
+}
+
+/// One probe of one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub service: Service,
+    pub up: bool,
+    /// When the check finished, Unix seconds.
+    pub checked_at: f64,
+    /// Connect + round trip (`SELECT 1` / `PING`), when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_seconds: Option<f64>,
+    /// The whole probe, all queries included.
+    pub duration_seconds: f64,
+    /// Why the service is down, secrets removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_read: Option<WriteRead>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PgFigures>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisFigures>,
+}
+
+/// A service and its newest check (none yet right after start).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceReport {
+    pub service: Service,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<CheckResult>,
+}
+
+impl ServiceReport {
+    /// Up means checked and found up.
+    pub fn up(&self) -> bool {
+        self.last.as_ref().is_some_and(|c| c.up)
+    }
+}
+
+/// Reply to `health` (and the body of `/health`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthReply {
+    pub healthy: bool,
+    pub services: Vec<ServiceReport>,
+}
+
+/// A supervised task's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskState {
+    Running,
+    BackingOff,
+    Paused,
+    Stopped,
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TaskState::Running => "running",
+            TaskState::BackingOff => "backing-off",
+            TaskState::Paused => "paused",
+            TaskState::Stopped => "stopped",
+        })
+    }
+}
+
+/// One row of `tasks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub name: String,
+    pub state: TaskState,
+    /// When the current run started, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
+    /// When the task entered its current state, Unix seconds.
+    pub since: f64,
+    /// Restarts after a failure or panic.
+    pub restarts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Reply to `reload`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ReloadReply {
+    pub config_file: String,
+    /// Sections whose values changed.
+    pub changed: Vec<String>,
+    /// Tasks restarted to apply them.
+    pub restarted: Vec<String>,
+    /// Keys that changed but only take effect after restarting steward.
+    pub needs_restart: Vec<String>,
+}
+
+/// Counts of tasks by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TaskSummary {
+    pub running: usize,
+    pub backing_off: usize,
+    pub paused: usize,
+    pub stopped: usize,
+}
+
+impl TaskSummary {
+    /// Tallies task rows.
+    pub fn of(tasks: &[TaskInfo]) -> Self {
+        let mut s = Self::default();
+        for t in tasks {
+            match t.state {
+                TaskState::Running => s.running += 1,
+                TaskState::BackingOff => s.backing_off += 1,
+                TaskState::Paused => s.paused += 1,
+                TaskState::Stopped => s.stopped += 1,
+            }
+        }
+        s
+    }
+}
+
+/// Reply to `info`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InfoReply {
+    pub version: String,
+    pub pid: u32,
+    pub started_at: f64,
+    pub uptime_seconds: f64,
+    pub config_file: String,
+    pub metrics_listen: String,
+    pub socket: String,
+    /// Check interval per service, seconds.
+    pub intervals: BTreeMap<String, f64>,
+    /// Check timeout per service, seconds.
+    pub timeouts: BTreeMap<String, f64>,
+    pub tasks: TaskSummary,
+    pub last_reload_ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reload_error: Option<String>,
+}
+
+/// Reply to `status`: the one-screen overview.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub version: String,
+    pub uptime_seconds: f64,
+    pub healthy: bool,
+    pub services: Vec<ServiceReport>,
+    pub tasks: Vec<TaskInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        for r in [
+            Request::Status,
+            Request::Health {
+                service: Some(Service::Redis),
+            },
+            Request::Check { service: None },
+            Request::Task {
+                action: TaskAction::Pause,
+                name: "monitor.redis".into(),
+            },
+        ] {
+            let line = serde_json::to_string(&r).unwrap();
+            assert_eq!(parse_request(&line).unwrap(), r);
+        }
+        assert_eq!(
+            parse_request(r#"{"cmd":"health"}"#).unwrap(),
+            Request::Health { service: None }
+        );
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        assert!(parse_request("not json").unwrap_err().contains("not JSON"));
+        assert!(parse_request("{}").unwrap_err().contains("missing \"cmd\""));
+        assert!(parse_request(r#"{"cmd":1}"#)
+            .unwrap_err()
+            .contains("must be a string"));
+        assert!(parse_request(r#"{"cmd":"explode"}"#)
+            .unwrap_err()
+            .contains("unknown command \"explode\""));
+        assert!(parse_request(r#"{"cmd":"health","service":"mysql"}"#)
+            .unwrap_err()
+            .contains("bad arguments"));
+        assert!(parse_request(r#"{"cmd":"task","action":"kill","name":"x"}"#).is_err());
+    }
+}

@@ -1,0 +1,276 @@
+//! Human-readable output of replies: small aligned tables for terminals.
+
+use super::protocol::{
+    CheckResult, HealthReply, InfoReply, ReloadReply, Reply, Request, ServiceReport, StatusReply,
+    TaskInfo,
+};
+use serde::de::DeserializeOwned;
+
+/// Renders a successful reply to `req` for a person; falls back to pretty JSON if the shape is unexpected.
+pub fn render(req: &Request, reply: &Reply) -> String {
+    let now = crate::unix_now();
+    let out = match req {
+        Request::Status => parse::<StatusReply>(reply).map(|s| status(&s, now)),
+        Request::Health { .. } | Request::Check { .. } => {
+            parse::<HealthReply>(reply).map(|h| services(&h.services, now))
+        }
+        Request::Tasks => parse::<Vec<TaskInfo>>(reply).map(|t| tasks(&t, now)),
+        Request::Task { .. } => {
+            parse::<TaskInfo>(reply).map(|t| format!("{}: {}\n", t.name, t.state))
+        }
+        Request::Reload => parse::<ReloadReply>(reply).map(|r| reload(&r)),
+        Request::Info => parse::<InfoReply>(reply).map(|i| info(&i)),
+    };
+    out.unwrap_or_else(|| serde_json::to_string_pretty(&reply.data).unwrap_or_default() + "\n")
+}
+
+fn parse<T: DeserializeOwned>(reply: &Reply) -> Option<T> {
+    serde_json::from_value(reply.data.clone()).ok()
+}
+
+fn status(s: &StatusReply, now: f64) -> String {
+    let health = if s.healthy { "healthy" } else { "UNHEALTHY" };
+    format!(
+        "steward {}, up {}, {health}\n\n{}\n{}",
+        s.version,
+        duration(s.uptime_seconds),
+        services(&s.services, now),
+        tasks(&s.tasks, now)
+    )
+}
+
+fn services(list: &[ServiceReport], now: f64) -> String {
+    let mut rows = vec![vec![
+        "SERVICE".into(),
+        "STATE".into(),
+        "LATENCY".into(),
+        "CHECKED".into(),
+        "DETAIL".into(),
+    ]];
+    for r in list {
+        rows.push(match &r.last {
+            None => vec![
+                r.service.to_string(),
+                "unknown".into(),
+                "-".into(),
+                "never".into(),
+                "not checked yet".into(),
+            ],
+            Some(c) => vec![
+                r.service.to_string(),
+                if c.up { "up".into() } else { "DOWN".into() },
+                c.latency_seconds
+                    .map_or("-".into(), |l| format!("{:.1}ms", l * 1000.0)),
+                format!("{} ago", duration(now - c.checked_at)),
+                detail(c),
+            ],
+        });
+    }
+    table(&rows)
+}
+
+fn detail(c: &CheckResult) -> String {
+    let mut parts = Vec::new();
+    if let Some(p) = &c.postgres {
+        parts.push(format!("PostgreSQL {}", p.server_version));
+        parts.push(format!(
+            "{}/{} connections ({:.0}%)",
+            p.connections,
+            p.max_connections - p.reserved_connections,
+            p.connection_usage_ratio * 100.0
+        ));
+        parts.push(format!(
+            "{} {}",
+            p.database,
+            bytes(p.database_size_bytes as f64)
+        ));
+        if p.in_recovery {
+            parts.push("standby".into());
+        }
+    }
+    if let Some(r) = &c.redis {
+        parts.push(format!("Redis {}", r.server_version));
+        let max = if r.maxmemory_bytes == 0 {
+            "no limit".to_string()
+        } else {
+            bytes(r.maxmemory_bytes as f64)
+        };
+        parts.push(format!(
+            "{} / {max} ({})",
+            bytes(r.used_memory_bytes as f64),
+            r.maxmemory_policy
+        ));
+        parts.push(format!("{} clients", r.connected_clients));
+        if let Some(h) = r.hit_ratio {
+            parts.push(format!("hit ratio {:.1}%", h * 100.0));
+        }
+        parts.push(format!("{} keys", r.keys.values().sum::<u64>()));
+    }
+    if let Some(w) = &c.write_read {
+        parts.push(match (&w.ok, &w.error) {
+            (true, _) => "write/read ok".into(),
+            (false, Some(e)) => format!("write/read FAILED: {e}"),
+            (false, None) => "write/read FAILED".into(),
+        });
+    }
+    if let Some(e) = &c.error {
+        parts.push(e.clone());
+    }
+    parts.join(", ")
+}
+
+fn tasks(list: &[TaskInfo], now: f64) -> String {
+    let mut rows = vec![vec![
+        "TASK".into(),
+        "STATE".into(),
+        "SINCE".into(),
+        "RESTARTS".into(),
+        "LAST ERROR".into(),
+    ]];
+    for t in list {
+        rows.push(vec![
+            t.name.clone(),
+            t.state.to_string(),
+            format!("{} ago", duration(now - t.since)),
+            t.restarts.to_string(),
+            t.last_error.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    table(&rows)
+}
+
+fn reload(r: &ReloadReply) -> String {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let mut s = format!(
+        "reloaded {}\n  changed:   {}\n  restarted: {}\n",
+        r.config_file,
+        list(&r.changed),
+        list(&r.restarted)
+    );
+    if !r.needs_restart.is_empty() {
+        s += &format!(
+            "  needs a restart of steward to apply: {}\n",
+            r.needs_restart.join(", ")
+        );
+    }
+    s
+}
+
+fn info(i: &InfoReply) -> String {
+    let per = |m: &std::collections::BTreeMap<String, f64>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {}", duration(*v)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let reload = match (&i.last_reload_ok, &i.last_reload_error) {
+        (true, _) => "ok".to_string(),
+        (false, Some(e)) => format!("FAILED: {e}"),
+        (false, None) => "FAILED".to_string(),
+    };
+    format!(
+        "version:      {}\npid:          {}\nuptime:       {}\nconfig file:  {}\nmetrics:      http://{}/metrics\nsocket:       {}\nintervals:    {}\ntimeouts:     {}\ntasks:        {} running, {} backing off, {} paused, {} stopped\nlast reload:  {reload}\n",
+        i.version,
+        i.pid,
+        duration(i.uptime_seconds),
+        i.config_file,
+        i.metrics_listen,
+        i.socket,
+        per(&i.intervals),
+        per(&i.timeouts),
+        i.tasks.running,
+        i.tasks.backing_off,
+        i.tasks.paused,
+        i.tasks.stopped
+    )
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                if i + 1 == r.len() {
+                    cell.clone()
+                } else {
+                    format!("{cell:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out += line.join("  ").trim_end();
+        out.push('\n');
+    }
+    out
+}
+
+/// 0.0042 → "4ms", 75 → "1m 15s", 3700 → "1h 1m".
+pub fn duration(secs: f64) -> String {
+    let s = secs.max(0.0);
+    if s < 1.0 {
+        return format!("{}ms", (s * 1000.0).round() as u64);
+    }
+    let s = s.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+fn bytes(b: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v:.0} {}", UNITS[u])
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(duration(0.0042), "4ms");
+        assert_eq!(duration(75.0), "1m 15s");
+        assert_eq!(duration(3700.0), "1h 1m");
+        assert_eq!(bytes(1536.0), "1.5 KiB");
+        assert_eq!(bytes(12.0), "12 B");
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(&[
+            vec!["A".into(), "BB".into()],
+            vec!["CCC".into(), "D".into()],
+        ]);
+        assert_eq!(t, "A    BB\nCCC  D\n");
+    }
+}

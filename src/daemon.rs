@@ -1,0 +1,256 @@
+//! `steward run`: loads the config, binds the endpoints, registers the tasks, tells systemd,
+//! then waits for signals (SIGHUP reloads, SIGTERM/SIGINT stop gracefully).
+
+use crate::config::{self, Config, LoadError};
+use crate::control::dispatch::Dispatcher;
+use crate::control::protocol::Service;
+use crate::control::server::{self as control_server, ControlError, ControlServer};
+use crate::metrics::http::{self, HttpError, HttpState};
+use crate::metrics::{Metrics, MetricsError};
+use crate::monitor::postgres::PgProbe;
+use crate::monitor::redis::RedisProbe;
+use crate::monitor::{self, Board, MonitorHandle};
+use crate::reload::{ReloadHandle, Reloader};
+use crate::supervisor::{self, factory, Backoff, SupervisorError, SupervisorHandle, TaskError};
+use sd_notify::NotifyState;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] LoadError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+    #[error("cannot create the state directory {path}: {source} (check [state] dir)")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// What `steward run` was given.
+pub struct RunOptions {
+    pub config_file: PathBuf,
+    pub env: HashMap<String, String>,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT; returns once everything has stopped.
+pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
+    let cfg = config::load(&opts.config_file, &opts.env)?;
+    let level = crate::logging::init(&cfg.log);
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    tracing::info!(version = crate::VERSION, config = %opts.config_file.display(), "steward starting");
+    make_state_dir(&cfg)?;
+    let metrics = Arc::new(Metrics::new()?);
+    metrics.reload_ok.set(1);
+    metrics.reload_success_time.set(crate::unix_now());
+    let http_listener = Arc::new(http::bind(cfg.metrics.listen).await?);
+    let control_bound = control_server::bind(&cfg.control)?;
+    let socket_path = cfg.control.socket.clone();
+    let first_ino = control_bound.ino();
+    let grace = cfg.shutdown.timeout;
+    let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
+    let root = CancellationToken::new();
+    let sup = supervisor::start(root.clone(), metrics.clone(), Backoff::default(), grace);
+    let board = Board::default();
+    let handles = (
+        MonitorHandle::new(Service::Postgres),
+        MonitorHandle::new(Service::Redis),
+    );
+    spawn_monitors(&sup, &cfg_rx, &board, &metrics, &handles).await?;
+    let state = HttpState {
+        metrics: metrics.clone(),
+        board: board.clone(),
+    };
+    sup.spawn(
+        "http",
+        factory(move |token| {
+            let (l, s) = (http_listener.clone(), state.clone());
+            async move {
+                http::serve(l, s, token)
+                    .await
+                    .map_err(TaskError::from_display)
+            }
+        }),
+    )
+    .await?;
+    let reload = Reloader {
+        path: opts.config_file.clone(),
+        env: opts.env.clone(),
+        config: cfg_tx,
+        supervisor: sup.clone(),
+        metrics: metrics.clone(),
+        level: Some(level),
+    }
+    .start();
+    let dispatcher = Arc::new(Dispatcher {
+        supervisor: sup.clone(),
+        board,
+        postgres: handles.0,
+        redis: handles.1,
+        reload: reload.clone(),
+        config: cfg_rx.clone(),
+        config_file: opts.config_file.clone(),
+        started_at: crate::unix_now(),
+    });
+    let current = Arc::new(Mutex::new(Some((socket_path.clone(), first_ino))));
+    let server = Arc::new(ControlServer {
+        dispatcher,
+        first: Mutex::new(Some(control_bound)),
+        current: current.clone(),
+    });
+    let rx = cfg_rx.clone();
+    sup.spawn(
+        "control",
+        factory(move |token| {
+            let cfg = rx.borrow().control.clone();
+            server.clone().run(cfg, token)
+        }),
+    )
+    .await?;
+    notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+    tokio::spawn(watchdog(sup.clone(), root.clone()));
+    tracing::info!("steward is serving");
+    loop {
+        tokio::select! {
+            _ = hup.recv() => sighup(&reload).await,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    shutdown(&sup, &cfg_rx, &current).await;
+    Ok(())
+}
+
+fn make_state_dir(cfg: &Config) -> Result<(), DaemonError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = &cfg.state.dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| DaemonError::StateDir {
+            path: dir.clone(),
+            source,
+        })
+}
+
+async fn spawn_monitors(
+    sup: &SupervisorHandle,
+    cfg: &watch::Receiver<Arc<Config>>,
+    board: &Board,
+    metrics: &Arc<Metrics>,
+    handles: &(MonitorHandle, MonitorHandle),
+) -> Result<(), SupervisorError> {
+    let (rx, b, m, h) = (
+        cfg.clone(),
+        board.clone(),
+        metrics.clone(),
+        handles.0.clone(),
+    );
+    sup.spawn(
+        "monitor.postgres",
+        factory(move |token| {
+            let c = rx.borrow().clone();
+            let (b, m, h) = (b.clone(), m.clone(), h.clone());
+            async move {
+                let probe = PgProbe::new(&c.postgres, m.clone(), c.scrubber())
+                    .map_err(TaskError::from_display)?;
+                monitor::run(probe, c.postgres.interval, b, m, h, token).await;
+                Ok(())
+            }
+        }),
+    )
+    .await?;
+    let (rx, b, m, h) = (
+        cfg.clone(),
+        board.clone(),
+        metrics.clone(),
+        handles.1.clone(),
+    );
+    sup.spawn(
+        "monitor.redis",
+        factory(move |token| {
+            let c = rx.borrow().clone();
+            let (b, m, h) = (b.clone(), m.clone(), h.clone());
+            async move {
+                let probe = RedisProbe::new(&c.redis, m.clone(), c.scrubber())
+                    .map_err(TaskError::from_display)?;
+                monitor::run(probe, c.redis.interval, b, m, h, token).await;
+                Ok(())
+            }
+        }),
+    )
+    .await
+}
+
+async fn sighup(reload: &ReloadHandle) {
+    tracing::info!("SIGHUP received; reloading the config");
+    notify(&[NotifyState::Reloading]);
+    // The reloader logs the outcome itself.
+    let _ = reload.reload().await;
+    notify(&[NotifyState::Ready]);
+}
+
+async fn shutdown(
+    sup: &SupervisorHandle,
+    cfg: &watch::Receiver<Arc<Config>>,
+    current: &Mutex<Option<(PathBuf, u64)>>,
+) {
+    let timeout = cfg.borrow().shutdown.timeout;
+    tracing::info!(timeout_seconds = timeout.as_secs_f64(), "shutting down");
+    notify(&[NotifyState::Stopping]);
+    match sup.shutdown(timeout).await {
+        Ok(left) if left.is_empty() => {}
+        Ok(left) => tracing::warn!(tasks = ?left, "tasks did not stop within the shutdown timeout"),
+        Err(e) => tracing::warn!(error = %e, "supervisor did not answer at shutdown"),
+    }
+    if let Some((path, ino)) = current.lock().ok().and_then(|g| g.clone()) {
+        control_server::remove_if_ours(&path, ino);
+    }
+    tracing::info!("steward stopped");
+}
+
+/// Pings systemd's watchdog at half its period while the registry is healthy.
+async fn watchdog(sup: SupervisorHandle, root: CancellationToken) {
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return;
+    }
+    let period = Duration::from_micros(usec) / 2;
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = root.cancelled() => return,
+            _ = tick.tick() => {
+                if sup.healthy(period / 2).await {
+                    notify(&[NotifyState::Watchdog]);
+                } else {
+                    tracing::warn!("task registry unhealthy; withholding the systemd watchdog ping");
+                }
+            }
+        }
+    }
+}
+
+fn notify(states: &[NotifyState]) {
+    // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
+    let _ = sd_notify::notify(false, states);
+}

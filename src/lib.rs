@@ -1,0 +1,24 @@
+//! steward: a supervisor daemon for the PostgreSQL and Redis behind a web application.
+//!
+//! The binary (`src/main.rs`) only parses the command line; everything else lives here.
+
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod logging;
+pub mod metrics;
+pub mod monitor;
+pub mod reload;
+pub mod secret;
+pub mod supervisor;
+
+/// steward's version, as shown by `--version`, `info` and `steward_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Now, as Unix seconds with a fraction, the form every timestamp in replies and metrics takes.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,186 @@
+//! The `steward` binary: command-line parsing, then the daemon or a control-socket client.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use steward::control::protocol::{Reply, Request, Service, TaskAction};
+use steward::control::{client, render};
+
+/// Keeps the PostgreSQL and Redis behind a web application healthy: monitors both, exports
+/// Prometheus metrics, and is steered through a Unix control socket and signals.
+#[derive(Parser)]
+#[command(name = "steward", version, propagate_version = true)]
+struct Cli {
+    /// Config file [default: $STEWARD_CONFIG, else config/steward.toml, else /etc/steward/steward.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Control socket of the daemon [default: [control] socket of the config]
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print the daemon's reply as JSON, for scripts
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground (SIGHUP reloads, SIGTERM/SIGINT stop)
+    Run,
+    /// Validate the config and print it with secrets redacted; exit 1 if invalid
+    CheckConfig,
+    /// Overview: services, tasks, uptime
+    Status,
+    /// Last check result of both services or one; exit 1 when unhealthy
+    Health {
+        /// postgres or redis
+        service: Option<Service>,
+    },
+    /// Probe now and print the result; exit 1 when unhealthy
+    Check {
+        /// postgres or redis
+        service: Option<Service>,
+    },
+    /// List supervised tasks with state, age and restart count
+    Tasks,
+    /// Restart, pause or resume one task
+    Task {
+        #[command(subcommand)]
+        action: TaskCmd,
+    },
+    /// Reload the config file (same as SIGHUP)
+    Reload,
+    /// Version, uptime, config file, intervals, task summary
+    Info,
+}
+
+#[derive(Subcommand)]
+enum TaskCmd {
+    /// Stop the task and start it again
+    Restart { name: String },
+    /// Stop the task until resumed
+    Pause { name: String },
+    /// Start a paused task again
+    Resume { name: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let result = match &cli.command {
+        Command::Run => run_daemon(&cli, env),
+        Command::CheckConfig => check_config(&cli, &env),
+        _ => run_client(&cli, &env),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("steward: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_daemon(cli: &Cli, env: HashMap<String, String>) -> anyhow::Result<ExitCode> {
+    let config_file = steward::config::resolve_path(cli.config.as_deref(), &env);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("steward")
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(steward::daemon::run(steward::daemon::RunOptions {
+        config_file,
+        env,
+    }))?;
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(cli: &Cli, env: &HashMap<String, String>) -> anyhow::Result<ExitCode> {
+    let path = steward::config::resolve_path(cli.config.as_deref(), env);
+    let cfg = steward::config::load(&path, env)?;
+    println!(
+        "# {} is valid; effective config (secrets shown as ***):\n",
+        path.display()
+    );
+    print!("{}", cfg.to_redacted_toml());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_client(cli: &Cli, env: &HashMap<String, String>) -> anyhow::Result<ExitCode> {
+    let req = request(&cli.command);
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(|| socket_from_config(cli.config.as_deref(), env));
+    let reply = match client::request(&socket, &req, Duration::from_secs(60)) {
+        Ok(r) => r,
+        Err(e @ client::ClientError::NoDaemon { .. }) => {
+            eprintln!("steward: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if cli.json {
+        println!("{}", serde_json::to_string(&reply)?);
+    } else if reply.ok {
+        print!("{}", render::render(&req, &reply));
+    } else {
+        eprintln!(
+            "steward: {}",
+            reply.error.as_deref().unwrap_or("request failed")
+        );
+    }
+    Ok(exit_code(&req, &reply))
+}
+
+fn exit_code(req: &Request, reply: &Reply) -> ExitCode {
+    let unhealthy = matches!(req, Request::Health { .. } | Request::Check { .. })
+        && reply.data.get("healthy").and_then(|h| h.as_bool()) == Some(false);
+    if reply.ok && !unhealthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn request(cmd: &Command) -> Request {
+    match cmd {
+        Command::Status => Request::Status,
+        Command::Health { service } => Request::Health { service: *service },
+        Command::Check { service } => Request::Check { service: *service },
+        Command::Tasks => Request::Tasks,
+        Command::Task { action } => {
+            let (action, name) = match action {
+                TaskCmd::Restart { name } => (TaskAction::Restart, name),
+                TaskCmd::Pause { name } => (TaskAction::Pause, name),
+                TaskCmd::Resume { name } => (TaskAction::Resume, name),
+            };
+            Request::Task {
+                action,
+                name: name.clone(),
+            }
+        }
+        Command::Reload => Request::Reload,
+        Command::Info => Request::Info,
+        Command::Run | Command::CheckConfig => Request::Status,
+    }
+}
+
+/// The socket path from the config, read leniently so a config the daemon would reject
+/// (the reason one wants to talk to it) still yields the path.
+fn socket_from_config(explicit: Option<&Path>, env: &HashMap<String, String>) -> PathBuf {
+    if let Some(s) = env.get("STEWARD_CONTROL__SOCKET").filter(|s| !s.is_empty()) {
+        return PathBuf::from(s);
+    }
+    let path = steward::config::resolve_path(explicit, env);
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("control")?.get("socket")?.as_str().map(PathBuf::from))
+        .unwrap_or_else(|| steward::config::ControlConfig::default().socket)
+}

@@ -1,0 +1,315 @@
+//! The Prometheus registry: every metric steward exports, created once and shared as `Arc<Metrics>`.
+
+pub mod http;
+
+use prometheus::{
+    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
+};
+
+/// Why the registry could not be built (only a programming error: a duplicate or bad name).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register metric: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+/// Every metric handle, so that writers update them directly and a scrape only encodes.
+pub struct Metrics {
+    pub registry: Registry,
+    pub up: IntGaugeVec,
+    pub check_duration: HistogramVec,
+    pub last_check: GaugeVec,
+    pub check_failures: IntCounterVec,
+    pub write_read_success: IntGaugeVec,
+    pub pg: PgMetrics,
+    pub redis: RedisMetrics,
+    pub pool_connections: IntGaugeVec,
+    pub pool_max: IntGaugeVec,
+    pub task_up: IntGaugeVec,
+    pub task_restarts: IntCounterVec,
+    pub reload_ok: IntGauge,
+    pub reload_success_time: Gauge,
+    pub reloads: IntCounterVec,
+}
+
+/// PostgreSQL figures from the last good check.
+pub struct PgMetrics {
+    pub connections: IntGauge,
+    pub max_connections: IntGauge,
+    pub reserved_connections: IntGauge,
+    pub usage_ratio: Gauge,
+    pub database_size: IntGauge,
+    pub version_num: IntGauge,
+    pub in_recovery: IntGauge,
+}
+
+/// Redis figures from the last good check.
+pub struct RedisMetrics {
+    pub memory_used: IntGauge,
+    pub memory_max: IntGauge,
+    pub hit_ratio: Gauge,
+    pub evicted: IntCounter,
+    pub expired: IntCounter,
+    pub hits: IntCounter,
+    pub misses: IntCounter,
+    pub connected_clients: IntGauge,
+    pub max_clients: IntGauge,
+    pub ops_per_second: IntGauge,
+    pub db_keys: IntGaugeVec,
+    pub info: IntGaugeVec,
+}
+
+struct Reg<'a>(&'a Registry);
+
+impl Reg<'_> {
+    fn int(&self, name: &str, help: &str) -> Result<IntGauge, MetricsError> {
+        let m = IntGauge::new(name, help)?;
+        self.0.register(Box::new(m.clone()))?;
+        Ok(m)
+    }
+    fn float(&self, name: &str, help: &str) -> Result<Gauge, MetricsError> {
+        let m = Gauge::new(name, help)?;
+        self.0.register(Box::new(m.clone()))?;
+        Ok(m)
+    }
+    fn int_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntGaugeVec, MetricsError> {
+        let m = IntGaugeVec::new(Opts::new(name, help), labels)?;
+        self.0.register(Box::new(m.clone()))?;
+        Ok(m)
+    }
+    fn float_vec(&self, name: &str, help: &str, labels: &[&str]) -> Result<GaugeVec, MetricsError> {
+        let m = GaugeVec::new(Opts::new(name, help), labels)?;
+        self.0.register(Box::new(m.clone()))?;
+        Ok(m)
+    }
+    fn counter0(&self, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
+        let m = IntCounter::new(name, help)?;
+        self.0.register(Box::new(m.clone()))?;
+        Ok(m)
+    }
+    fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, MetricsError> {
+        let m = IntCounterVec::new(Opts::new(name, help), labels)?;
+        self.0.register(Box::new(m.clone()))?;
+        Ok(m)
+    }
+}
+
+impl Metrics {
+    /// Builds and registers everything, including the process collector and build info.
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        let r = Reg(&registry);
+        let buckets = vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+        let check_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "steward_check_duration_seconds",
+                "Duration of each check step.",
+            )
+            .buckets(buckets),
+            &["service", "check"],
+        )?;
+        registry.register(Box::new(check_duration.clone()))?;
+        let m = Metrics {
+            up: r.int_vec(
+                "steward_up",
+                "1 when the last check reached the service, else 0.",
+                &["service"],
+            )?,
+            check_duration,
+            last_check: r.float_vec(
+                "steward_last_check_timestamp_seconds",
+                "Unix time the last check of the service finished.",
+                &["service"],
+            )?,
+            check_failures: r.counter(
+                "steward_check_failures_total",
+                "Failed check steps.",
+                &["service", "check"],
+            )?,
+            write_read_success: r.int_vec(
+                "steward_write_read_test_success",
+                "1 when the last write/read test passed, else 0.",
+                &["service"],
+            )?,
+            pg: PgMetrics::new(&r)?,
+            redis: RedisMetrics::new(&r)?,
+            pool_connections: r.int_vec(
+                "steward_pool_connections",
+                "Connections in steward's own pool, by state.",
+                &["service", "state"],
+            )?,
+            pool_max: r.int_vec(
+                "steward_pool_max_connections",
+                "Size limit of steward's pool.",
+                &["service"],
+            )?,
+            task_up: r.int_vec(
+                "steward_task_up",
+                "1 while the task is running, else 0.",
+                &["task"],
+            )?,
+            task_restarts: r.counter(
+                "steward_task_restarts_total",
+                "Restarts after a failure or panic.",
+                &["task"],
+            )?,
+            reload_ok: r.int(
+                "steward_config_last_reload_successful",
+                "1 when the last config load succeeded, else 0.",
+            )?,
+            reload_success_time: r.float(
+                "steward_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful config load.",
+            )?,
+            reloads: r.counter(
+                "steward_config_reloads_total",
+                "Config reloads by result.",
+                &["result"],
+            )?,
+            registry,
+        };
+        let build = m.int_vecs_build_info()?;
+        build.with_label_values(&[crate::VERSION]).set(1);
+        #[cfg(target_os = "linux")]
+        m.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        for svc in ["postgres", "redis"] {
+            m.up.with_label_values(&[svc]).set(0);
+            for check in ["ping", "stats", "write_read"] {
+                m.check_failures.with_label_values(&[svc, check]);
+            }
+        }
+        for result in ["success", "failure"] {
+            m.reloads.with_label_values(&[result]);
+        }
+        Ok(m)
+    }
+
+    fn int_vecs_build_info(&self) -> Result<IntGaugeVec, MetricsError> {
+        Reg(&self.registry).int_vec(
+            "steward_build_info",
+            "Always 1; the labels carry the version.",
+            &["version"],
+        )
+    }
+
+    /// The text exposition of everything registered.
+    pub fn render(&self) -> Vec<u8> {
+        use prometheus::Encoder;
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}
+
+impl PgMetrics {
+    fn new(r: &Reg) -> Result<Self, MetricsError> {
+        Ok(Self {
+            connections: r.int(
+                "steward_postgres_connections",
+                "Client backends connected (pg_stat_activity).",
+            )?,
+            max_connections: r.int(
+                "steward_postgres_max_connections",
+                "The server's max_connections.",
+            )?,
+            reserved_connections: r.int(
+                "steward_postgres_reserved_connections",
+                "The server's superuser_reserved_connections.",
+            )?,
+            usage_ratio: r.float(
+                "steward_postgres_connection_usage_ratio",
+                "Connections over max_connections minus superuser_reserved_connections.",
+            )?,
+            database_size: r.int(
+                "steward_postgres_database_size_bytes",
+                "Size of the monitored database.",
+            )?,
+            version_num: r.int(
+                "steward_postgres_server_version_num",
+                "The server's server_version_num.",
+            )?,
+            in_recovery: r.int(
+                "steward_postgres_in_recovery",
+                "1 when the server is a read-only standby.",
+            )?,
+        })
+    }
+}
+
+impl RedisMetrics {
+    fn new(r: &Reg) -> Result<Self, MetricsError> {
+        let hit_ratio = r.float(
+            "steward_redis_cache_hit_ratio",
+            "Keyspace hits over lookups during the last check interval (NaN when there were none).",
+        )?;
+        hit_ratio.set(f64::NAN);
+        Ok(Self {
+            memory_used: r.int("steward_redis_memory_used_bytes", "INFO used_memory.")?,
+            memory_max: r.int(
+                "steward_redis_memory_max_bytes",
+                "INFO maxmemory (0 means no limit).",
+            )?,
+            hit_ratio,
+            evicted: r.counter0(
+                "steward_redis_evicted_keys_total",
+                "Keys evicted, as seen by steward.",
+            )?,
+            expired: r.counter0(
+                "steward_redis_expired_keys_total",
+                "Keys expired, as seen by steward.",
+            )?,
+            hits: r.counter0(
+                "steward_redis_keyspace_hits_total",
+                "Keyspace hits, as seen by steward.",
+            )?,
+            misses: r.counter0(
+                "steward_redis_keyspace_misses_total",
+                "Keyspace misses, as seen by steward.",
+            )?,
+            connected_clients: r
+                .int("steward_redis_connected_clients", "INFO connected_clients.")?,
+            max_clients: r.int("steward_redis_max_clients", "The server's maxclients.")?,
+            ops_per_second: r.int(
+                "steward_redis_ops_per_second",
+                "INFO instantaneous_ops_per_sec.",
+            )?,
+            db_keys: r.int_vec("steward_redis_db_keys", "Keys per database.", &["db"])?,
+            info: r.int_vec(
+                "steward_redis_info",
+                "Always 1; the labels carry the server version and eviction policy.",
+                &["version", "maxmemory_policy"],
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_builds_and_renders_required_names() {
+        let m = Metrics::new().unwrap();
+        let text = String::from_utf8(m.render()).unwrap();
+        for name in [
+            "steward_up{service=\"postgres\"} 0",
+            "steward_build_info{version=",
+            "steward_config_last_reload_successful",
+            "steward_check_failures_total{check=\"ping\",service=\"redis\"} 0",
+            "process_resident_memory_bytes",
+        ] {
+            assert!(text.contains(name), "missing {name}");
+        }
+    }
+}

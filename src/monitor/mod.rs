@@ -1,0 +1,336 @@
+//! Monitoring: the board of last results, the per-service monitor loop, and its handle.
+
+pub mod postgres;
+pub mod redis;
+
+use crate::control::protocol::{CheckResult, HealthReply, Service, ServiceReport};
+use crate::metrics::Metrics;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio_util::sync::CancellationToken;
+
+/// The newest check of each service, written by the monitors and read by `/health`, the control
+/// socket and readiness; reading never touches PostgreSQL or Redis.
+#[derive(Clone)]
+pub struct Board {
+    slots: Arc<[watch::Sender<Option<Arc<CheckResult>>>; 2]>,
+}
+
+impl Default for Board {
+    fn default() -> Self {
+        Self {
+            slots: Arc::new([watch::Sender::new(None), watch::Sender::new(None)]),
+        }
+    }
+}
+
+impl Board {
+    fn slot(&self, s: Service) -> &watch::Sender<Option<Arc<CheckResult>>> {
+        &self.slots[s as usize]
+    }
+
+    /// Stores a result as the service's newest.
+    pub fn publish(&self, r: CheckResult) {
+        self.slot(r.service).send_replace(Some(Arc::new(r)));
+    }
+
+    /// The newest result of a service, if it was checked yet.
+    pub fn last(&self, s: Service) -> Option<Arc<CheckResult>> {
+        self.slot(s).borrow().clone()
+    }
+
+    /// Reports for the given services (all when `None`).
+    pub fn reports(&self, only: Option<Service>) -> Vec<ServiceReport> {
+        Service::ALL
+            .into_iter()
+            .filter(|s| only.is_none_or(|o| o == *s))
+            .map(|s| ServiceReport {
+                service: s,
+                last: self.last(s).map(|r| (*r).clone()),
+            })
+            .collect()
+    }
+
+    /// Health of both services: healthy when each was checked and is up.
+    pub fn health(&self) -> HealthReply {
+        self.health_of(None)
+    }
+
+    /// Health of one service or both.
+    pub fn health_of(&self, only: Option<Service>) -> HealthReply {
+        let services = self.reports(only);
+        HealthReply {
+            healthy: services.iter().all(ServiceReport::up),
+            services,
+        }
+    }
+
+    /// Ready once every service has finished its first check, whatever it found.
+    pub fn ready(&self) -> bool {
+        Service::ALL
+            .iter()
+            .all(|s| self.slot(*s).borrow().is_some())
+    }
+}
+
+/// One probe of one service; each service module implements it.
+pub trait Probe: Send + 'static {
+    /// The service this probe checks.
+    fn service(&self) -> Service;
+    /// Checks the service once, each step under the configured timeout, recording step metrics.
+    fn probe(&mut self) -> impl Future<Output = CheckResult> + Send;
+}
+
+/// Requests a monitor answers between its scheduled checks.
+pub enum MonitorCmd {
+    /// Probe now and reply with the result (it is also published).
+    CheckNow(oneshot::Sender<CheckResult>),
+}
+
+/// Why an on-demand check got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("monitor.{0} is not running (paused or backing off); see `steward tasks`")]
+    NotRunning(Service),
+}
+
+/// The cloneable way in to one service's monitor; it outlives restarts of the task.
+#[derive(Clone)]
+pub struct MonitorHandle {
+    service: Service,
+    tx: mpsc::Sender<MonitorCmd>,
+    rx: Arc<Mutex<mpsc::Receiver<MonitorCmd>>>,
+}
+
+impl MonitorHandle {
+    /// A handle whose commands are served by whichever run of the task is current.
+    pub fn new(service: Service) -> Self {
+        let (tx, rx) = mpsc::channel(16);
+        Self {
+            service,
+            tx,
+            rx: Arc::new(Mutex::new(rx)),
+        }
+    }
+
+    /// Probes now; `wait` bounds how long to wait for the monitor to answer.
+    pub async fn check_now(&self, wait: Duration) -> Result<CheckResult, MonitorError> {
+        let (tx, rx) = oneshot::channel();
+        let not_running = || MonitorError::NotRunning(self.service);
+        tokio::time::timeout(wait, self.tx.send(MonitorCmd::CheckNow(tx)))
+            .await
+            .map_err(|_| not_running())?
+            .map_err(|_| not_running())?;
+        tokio::time::timeout(wait, rx)
+            .await
+            .map_err(|_| not_running())?
+            .map_err(|_| not_running())
+    }
+}
+
+/// Runs a monitor until cancelled: probes every `interval`, answers on-demand checks,
+/// publishes every result, and logs each change of state once.
+pub async fn run<P: Probe>(
+    mut probe: P,
+    interval: Duration,
+    board: Board,
+    metrics: Arc<Metrics>,
+    handle: MonitorHandle,
+    cancel: CancellationToken,
+) {
+    let mut rx = handle.rx.lock_owned().await;
+    let mut tracker = Transitions::new(probe.service(), board.last(probe.service()));
+    let mut next = Instant::now();
+    loop {
+        let sleep = tokio::time::sleep_until(next.into());
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = sleep => {
+                next = Instant::now() + interval;
+                let r = probe.probe().await;
+                tracker.observe(&r);
+                publish(&board, &metrics, r);
+            }
+            Some(cmd) = rx.recv() => match cmd {
+                MonitorCmd::CheckNow(reply) => {
+                    let r = probe.probe().await;
+                    tracker.observe(&r);
+                    publish(&board, &metrics, r.clone());
+                    let _ = reply.send(r);
+                }
+            },
+        }
+    }
+}
+
+fn publish(board: &Board, metrics: &Metrics, r: CheckResult) {
+    let svc = r.service.as_str();
+    metrics.up.with_label_values(&[svc]).set(i64::from(r.up));
+    metrics
+        .last_check
+        .with_label_values(&[svc])
+        .set(r.checked_at);
+    if let Some(wr) = &r.write_read {
+        metrics
+            .write_read_success
+            .with_label_values(&[svc])
+            .set(i64::from(wr.ok));
+    }
+    if let Some(p) = r.pool {
+        metrics
+            .pool_connections
+            .with_label_values(&[svc, "idle"])
+            .set(i64::from(p.idle));
+        metrics
+            .pool_connections
+            .with_label_values(&[svc, "in_use"])
+            .set(i64::from(p.in_use));
+        metrics
+            .pool_max
+            .with_label_values(&[svc])
+            .set(i64::from(p.max));
+    }
+    board.publish(r);
+}
+
+/// Remembers the last state so that a change (down, up again, write/read failing) logs once.
+struct Transitions {
+    service: Service,
+    up: Option<bool>,
+    write_read_ok: Option<bool>,
+}
+
+impl Transitions {
+    fn new(service: Service, last: Option<Arc<CheckResult>>) -> Self {
+        let up = last.as_ref().map(|r| r.up);
+        let write_read_ok = last
+            .as_ref()
+            .and_then(|r| r.write_read.as_ref())
+            .map(|w| w.ok);
+        Self {
+            service,
+            up,
+            write_read_ok,
+        }
+    }
+
+    fn observe(&mut self, r: &CheckResult) {
+        let svc = self.service.as_str();
+        if self.up != Some(r.up) {
+            match (self.up, r.up) {
+                (_, false) => tracing::warn!(
+                    service = svc,
+                    error = r.error.as_deref().unwrap_or("unknown"),
+                    "{svc} is down"
+                ),
+                (None, true) => tracing::info!(
+                    service = svc,
+                    latency_seconds = r.latency_seconds,
+                    "{svc} is up"
+                ),
+                (Some(_), true) => tracing::info!(
+                    service = svc,
+                    latency_seconds = r.latency_seconds,
+                    "{svc} is up again"
+                ),
+            }
+            self.up = Some(r.up);
+        }
+        if let Some(wr) = &r.write_read {
+            if self.write_read_ok != Some(wr.ok) {
+                if wr.ok {
+                    if self.write_read_ok.is_some() {
+                        tracing::info!(service = svc, "{svc} write/read test passes again");
+                    }
+                } else {
+                    tracing::warn!(
+                        service = svc,
+                        error = wr.error.as_deref().unwrap_or("unknown"),
+                        "{svc} write/read test failed"
+                    );
+                }
+                self.write_read_ok = Some(wr.ok);
+            }
+        }
+    }
+}
+
+/// Times one step, records it in the histogram and, when it failed, in the failure counter.
+pub(crate) async fn step<T, E, F>(
+    metrics: &Metrics,
+    service: Service,
+    check: &str,
+    timeout: Duration,
+    fut: F,
+) -> (Duration, Result<T, String>)
+where
+    F: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let started = Instant::now();
+    let out = match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "timed out after {}",
+            humantime::format_duration(timeout)
+        )),
+    };
+    let took = started.elapsed();
+    let svc = service.as_str();
+    metrics
+        .check_duration
+        .with_label_values(&[svc, check])
+        .observe(took.as_secs_f64());
+    if out.is_err() {
+        metrics
+            .check_failures
+            .with_label_values(&[svc, check])
+            .inc();
+    }
+    (took, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(service: Service, up: bool) -> CheckResult {
+        CheckResult {
+            service,
+            up,
+            checked_at: 1.0,
+            latency_seconds: None,
+            duration_seconds: 0.0,
+            error: None,
+            write_read: None,
+            pool: None,
+            postgres: None,
+            redis: None,
+        }
+    }
+
+    #[test]
+    fn board_health_and_readiness() {
+        let b = Board::default();
+        assert!(!b.ready());
+        assert!(!b.health().healthy);
+        b.publish(result(Service::Postgres, true));
+        assert!(!b.ready());
+        assert!(b.health_of(Some(Service::Postgres)).healthy);
+        b.publish(result(Service::Redis, false));
+        assert!(b.ready());
+        assert!(!b.health().healthy);
+        b.publish(result(Service::Redis, true));
+        assert!(b.health().healthy);
+    }
+
+    #[tokio::test]
+    async fn check_now_without_a_monitor_says_so() {
+        let h = MonitorHandle::new(Service::Redis);
+        let err = h.check_now(Duration::from_millis(50)).await.unwrap_err();
+        assert!(err.to_string().contains("monitor.redis is not running"));
+    }
+}

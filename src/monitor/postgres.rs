@@ -1,0 +1,298 @@
+//! The PostgreSQL probe: round trip, connections, size, version, and a heartbeat write/read test.
+
+use super::{step, Probe};
+use crate::config::PostgresConfig;
+use crate::control::protocol::{CheckResult, PgFigures, PoolState, Service, WriteRead};
+use crate::metrics::Metrics;
+use crate::secret::Scrubber;
+use bb8::{Pool, PooledConnection, RunError};
+use bb8_postgres::PostgresConnectionManager;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_postgres::NoTls;
+
+type Manager = PostgresConnectionManager<NoTls>;
+
+/// Why the probe could not be built (the URL was validated, so only a driver surprise).
+#[derive(Debug, thiserror::Error)]
+pub enum PgProbeError {
+    #[error("postgres.url is not usable: {0}")]
+    Url(String),
+}
+
+/// Probes one database through steward's own small pool.
+pub struct PgProbe {
+    pool: Pool<Manager>,
+    cfg: PostgresConfig,
+    metrics: Arc<Metrics>,
+    scrubber: Scrubber,
+    instance: String,
+    table_ready: bool,
+}
+
+impl PgProbe {
+    /// Builds the pool without connecting, so a server that is down now does not stop the task.
+    pub fn new(
+        cfg: &PostgresConfig,
+        metrics: Arc<Metrics>,
+        scrubber: Scrubber,
+    ) -> Result<Self, PgProbeError> {
+        let mut pg = tokio_postgres::Config::from_str(cfg.url.expose())
+            .map_err(|e| PgProbeError::Url(scrubber.scrub(&e.to_string())))?;
+        let ms = cfg.timeout.as_millis().max(1);
+        pg.application_name("steward")
+            .connect_timeout(cfg.timeout)
+            .options(format!("-c statement_timeout={ms} -c lock_timeout={ms}"));
+        let pool = Pool::builder()
+            .max_size(cfg.pool_max)
+            .connection_timeout(cfg.timeout)
+            .retry_connection(false)
+            .test_on_check_out(false)
+            .build_unchecked(PostgresConnectionManager::new(pg, NoTls));
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        Ok(Self {
+            pool,
+            cfg: cfg.clone(),
+            metrics,
+            scrubber,
+            instance: format!("steward@{}", host.trim()),
+            table_ready: false,
+        })
+    }
+
+    fn pool_state(&self) -> PoolState {
+        let s = self.pool.state();
+        PoolState {
+            max: self.cfg.pool_max,
+            open: s.connections,
+            idle: s.idle_connections,
+            in_use: s.connections.saturating_sub(s.idle_connections),
+        }
+    }
+
+    async fn connect_and_ping(&self) -> Result<PooledConnection<'static, Manager>, String> {
+        let conn = self.pool.get_owned().await.map_err(|e| match e {
+            RunError::User(e) => describe(&e),
+            RunError::TimedOut => format!(
+                "no connection within {}",
+                humantime::format_duration(self.cfg.timeout)
+            ),
+        })?;
+        conn.simple_query("SELECT 1")
+            .await
+            .map_err(|e| describe(&e))?;
+        Ok(conn)
+    }
+
+    async fn stats(
+        &self,
+        conn: &tokio_postgres::Client,
+    ) -> Result<PgFigures, tokio_postgres::Error> {
+        let row = conn
+            .query_one(
+                "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int8,
+                        current_setting('max_connections')::int8,
+                        current_setting('superuser_reserved_connections')::int8,
+                        pg_database_size(current_database())::int8,
+                        current_setting('server_version'),
+                        current_setting('server_version_num')::int8,
+                        pg_is_in_recovery(),
+                        current_database()::text",
+                &[],
+            )
+            .await?;
+        let connections: i64 = row.get(0);
+        let max: i64 = row.get(1);
+        let reserved: i64 = row.get(2);
+        let usable = (max - reserved).max(1);
+        Ok(PgFigures {
+            connections,
+            max_connections: max,
+            reserved_connections: reserved,
+            connection_usage_ratio: connections as f64 / usable as f64,
+            database_size_bytes: row.get(3),
+            server_version: row.get(4),
+            server_version_num: row.get(5),
+            in_recovery: row.get(6),
+            database: row.get(7),
+        })
+    }
+
+    async fn write_read(
+        &mut self,
+        conn: &tokio_postgres::Client,
+        in_recovery: bool,
+    ) -> Result<(), String> {
+        if in_recovery {
+            return Err(
+                "server is read-only (a standby in recovery); writes are impossible".into(),
+            );
+        }
+        let table = quote_table(&self.cfg.heartbeat_table);
+        if !self.table_ready {
+            conn.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} (instance text PRIMARY KEY, beat_at timestamptz NOT NULL, token text NOT NULL)"
+            ))
+            .await
+            .map_err(|e| format!("cannot create {table}: {}", describe(&e)))?;
+            self.table_ready = true;
+        }
+        let token = format!("{:x}", rand_token());
+        conn.execute(
+            &format!(
+                "INSERT INTO {table} (instance, beat_at, token) VALUES ($1, now(), $2)
+                 ON CONFLICT (instance) DO UPDATE SET beat_at = EXCLUDED.beat_at, token = EXCLUDED.token"
+            ),
+            &[&self.instance, &token],
+        )
+        .await
+        .map_err(|e| format!("cannot write to {table}: {}", describe(&e)))?;
+        let row = conn
+            .query_one(
+                &format!("SELECT token FROM {table} WHERE instance = $1"),
+                &[&self.instance],
+            )
+            .await
+            .map_err(|e| format!("cannot read back from {table}: {}", describe(&e)))?;
+        let got: String = row.get(0);
+        if got != token {
+            return Err(format!("read back {got:?} from {table}, wrote {token:?}"));
+        }
+        Ok(())
+    }
+}
+
+impl Probe for PgProbe {
+    fn service(&self) -> Service {
+        Service::Postgres
+    }
+
+    async fn probe(&mut self) -> CheckResult {
+        let started = Instant::now();
+        let metrics = self.metrics.clone();
+        let timeout = self.cfg.timeout;
+        let mut result = CheckResult {
+            service: Service::Postgres,
+            up: false,
+            checked_at: 0.0,
+            latency_seconds: None,
+            duration_seconds: 0.0,
+            error: None,
+            write_read: None,
+            pool: None,
+            postgres: None,
+            redis: None,
+        };
+        let (took, conn) = step(
+            &metrics,
+            Service::Postgres,
+            "ping",
+            timeout,
+            self.connect_and_ping(),
+        )
+        .await;
+        match conn {
+            Err(e) => result.error = Some(self.scrubber.scrub(&e)),
+            Ok(conn) => {
+                result.up = true;
+                result.latency_seconds = Some(took.as_secs_f64());
+                let (_, stats) = step(
+                    &metrics,
+                    Service::Postgres,
+                    "stats",
+                    timeout,
+                    self.stats(&conn),
+                )
+                .await;
+                match stats {
+                    Ok(f) => result.postgres = Some(f),
+                    Err(e) => {
+                        result.error = Some(
+                            self.scrubber
+                                .scrub(&format!("statistics query failed: {e}")),
+                        )
+                    }
+                }
+                if self.cfg.write_read_test {
+                    let in_recovery = result.postgres.as_ref().is_some_and(|f| f.in_recovery);
+                    let fut = self.write_read(&conn, in_recovery);
+                    let (_, outcome) =
+                        step(&metrics, Service::Postgres, "write_read", timeout, fut).await;
+                    result.write_read = Some(WriteRead {
+                        ok: outcome.is_ok(),
+                        error: outcome.err().map(|e| self.scrubber.scrub(&e)),
+                    });
+                }
+                drop(conn);
+            }
+        }
+        if let Some(f) = &result.postgres {
+            record(&metrics, f);
+        }
+        result.pool = Some(self.pool_state());
+        result.duration_seconds = started.elapsed().as_secs_f64();
+        result.checked_at = crate::unix_now();
+        result
+    }
+}
+
+fn record(m: &Metrics, f: &PgFigures) {
+    m.pg.connections.set(f.connections);
+    m.pg.max_connections.set(f.max_connections);
+    m.pg.reserved_connections.set(f.reserved_connections);
+    m.pg.usage_ratio.set(f.connection_usage_ratio);
+    m.pg.database_size.set(f.database_size_bytes);
+    m.pg.version_num.set(f.server_version_num);
+    m.pg.in_recovery.set(i64::from(f.in_recovery));
+}
+
+/// The driver's message plus the server's own (`permission denied for …`), which its
+/// `Display` alone leaves out.
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(src) => format!("{e}: {src}"),
+        None => e.to_string(),
+    }
+}
+
+/// `schema.table` → `"schema"."table"` (names were validated as identifiers).
+fn quote_table(name: &str) -> String {
+    name.split('.')
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn rand_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_table("steward_heartbeat"), "\"steward_heartbeat\"");
+        assert_eq!(quote_table("ops.beat"), "\"ops\".\"beat\"");
+    }
+
+    #[tokio::test]
+    async fn probe_builds_without_a_server() {
+        let m = Arc::new(Metrics::new().unwrap());
+        let cfg = PostgresConfig::default();
+        assert!(PgProbe::new(&cfg, m, Scrubber::default()).is_ok());
+    }
+}

@@ -1,0 +1,221 @@
+//! Reload: load → validate → swap, the one path for SIGHUP and `steward reload`; only the
+//! tasks whose section changed are restarted, and what cannot change live is reported.
+
+use crate::config::{self, Config, LoadError};
+use crate::control::protocol::{ReloadReply, TaskAction, TaskState};
+use crate::logging::LevelHandle;
+use crate::metrics::Metrics;
+use crate::supervisor::SupervisorHandle;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Why a reload did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("reload rejected, steward keeps running with its previous config: {0}")]
+    Invalid(#[source] LoadError),
+    #[error("the reloader has stopped (steward is shutting down)")]
+    Gone,
+}
+
+/// The outcome of the newest load, for `info`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReloadStatus {
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+impl Default for ReloadStatus {
+    fn default() -> Self {
+        Self {
+            ok: true,
+            error: None,
+        }
+    }
+}
+
+enum Cmd {
+    Reload(oneshot::Sender<Result<ReloadReply, ReloadError>>),
+    Last(oneshot::Sender<ReloadStatus>),
+}
+
+/// The cloneable way to ask for a reload.
+#[derive(Clone)]
+pub struct ReloadHandle {
+    tx: mpsc::Sender<Cmd>,
+}
+
+impl ReloadHandle {
+    /// Reloads now; concurrent requests are served one after the other.
+    pub async fn reload(&self) -> Result<ReloadReply, ReloadError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Reload(tx))
+            .await
+            .map_err(|_| ReloadError::Gone)?;
+        rx.await.map_err(|_| ReloadError::Gone)?
+    }
+
+    /// The outcome of the newest load.
+    pub async fn last(&self) -> Result<ReloadStatus, ReloadError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Last(tx))
+            .await
+            .map_err(|_| ReloadError::Gone)?;
+        rx.await.map_err(|_| ReloadError::Gone)
+    }
+}
+
+/// The reloader's private state.
+pub struct Reloader {
+    pub path: PathBuf,
+    pub env: HashMap<String, String>,
+    pub config: watch::Sender<Arc<Config>>,
+    pub supervisor: SupervisorHandle,
+    pub metrics: Arc<Metrics>,
+    pub level: Option<LevelHandle>,
+}
+
+impl Reloader {
+    /// Starts the actor.
+    pub fn start(self) -> ReloadHandle {
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(self.run(rx));
+        ReloadHandle { tx }
+    }
+
+    async fn run(self, mut rx: mpsc::Receiver<Cmd>) {
+        let mut last = ReloadStatus::default();
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Cmd::Reload(reply) => {
+                    let out = self.reload().await;
+                    last = match &out {
+                        Ok(_) => ReloadStatus::default(),
+                        Err(e) => ReloadStatus {
+                            ok: false,
+                            error: Some(e.to_string()),
+                        },
+                    };
+                    let _ = reply.send(out);
+                }
+                Cmd::Last(reply) => {
+                    let _ = reply.send(last.clone());
+                }
+            }
+        }
+    }
+
+    async fn reload(&self) -> Result<ReloadReply, ReloadError> {
+        let new = match config::load(&self.path, &self.env) {
+            Ok(c) => c,
+            Err(e) => {
+                self.metrics.reload_ok.set(0);
+                self.metrics.reloads.with_label_values(&["failure"]).inc();
+                tracing::error!(config = %self.path.display(), error = %e, "config reload rejected; keeping the running config");
+                return Err(ReloadError::Invalid(e));
+            }
+        };
+        let old = self.config.borrow().clone();
+        let mut reply = diff(&old, &new);
+        reply.config_file = self.path.display().to_string();
+        if old.log.level != new.log.level {
+            if let Some(l) = &self.level {
+                l.set(&new.log.level);
+            }
+        }
+        self.config.send_replace(Arc::new(new));
+        reply.restarted = self.restart(&reply.restarted).await;
+        self.metrics.reload_ok.set(1);
+        self.metrics.reload_success_time.set(crate::unix_now());
+        self.metrics.reloads.with_label_values(&["success"]).inc();
+        tracing::info!(
+            changed = ?reply.changed,
+            restarted = ?reply.restarted,
+            needs_restart = ?reply.needs_restart,
+            "config reloaded"
+        );
+        for key in &reply.needs_restart {
+            tracing::warn!(key = %key, "{key} changed; it takes effect only after steward restarts");
+        }
+        Ok(reply)
+    }
+
+    /// Restarts the given tasks unless paused (a paused task reads the new config on resume).
+    async fn restart(&self, tasks: &[String]) -> Vec<String> {
+        let states = self.supervisor.list().await.unwrap_or_default();
+        let mut done = Vec::new();
+        for name in tasks {
+            let paused = states
+                .iter()
+                .any(|t| &t.name == name && t.state == TaskState::Paused);
+            if paused {
+                continue;
+            }
+            match self.supervisor.act(name, TaskAction::Restart).await {
+                Ok(_) => done.push(name.clone()),
+                Err(e) => {
+                    tracing::warn!(task = %name, error = %e, "cannot restart task after reload")
+                }
+            }
+        }
+        done
+    }
+}
+
+/// What changed between two configs: sections, tasks to restart, keys needing a process restart.
+pub fn diff(old: &Config, new: &Config) -> ReloadReply {
+    let mut r = ReloadReply::default();
+    let mut section = |name: &str, changed: bool, task: Option<&str>| {
+        if changed {
+            r.changed.push(name.to_string());
+            if let Some(t) = task {
+                r.restarted.push(t.to_string());
+            }
+        }
+    };
+    section(
+        "postgres",
+        old.postgres != new.postgres,
+        Some("monitor.postgres"),
+    );
+    section("redis", old.redis != new.redis, Some("monitor.redis"));
+    section("metrics", old.metrics != new.metrics, None);
+    section("control", old.control != new.control, None);
+    section("state", old.state != new.state, None);
+    section("shutdown", old.shutdown != new.shutdown, None);
+    section("log", old.log != new.log, None);
+    let mut needs = |key: &str, changed: bool| {
+        if changed {
+            r.needs_restart.push(key.to_string());
+        }
+    };
+    needs("metrics.listen", old.metrics.listen != new.metrics.listen);
+    needs("control.socket", old.control.socket != new.control.socket);
+    needs("control.mode", old.control.mode != new.control.mode);
+    needs("state.dir", old.state.dir != new.state.dir);
+    needs("log.format", old.log.format != new.log.format);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_names_sections_tasks_and_restart_keys() {
+        let old = Config::default();
+        let mut new = old.clone();
+        assert_eq!(diff(&old, &new), ReloadReply::default());
+        new.redis.interval = std::time::Duration::from_secs(5);
+        new.metrics.listen = "127.0.0.1:1".parse().unwrap();
+        new.log.level = "debug".into();
+        let d = diff(&old, &new);
+        assert_eq!(d.changed, vec!["redis", "metrics", "log"]);
+        assert_eq!(d.restarted, vec!["monitor.redis"]);
+        assert_eq!(d.needs_restart, vec!["metrics.listen"]);
+    }
+}
