@@ -120,14 +120,22 @@ fn check_postgres_url(c: &Config, out: &mut Vec<Problem>) {
         ));
         return;
     }
-    if let Err(e) = tokio_postgres::Config::from_str(url) {
-        out.push(Problem::new(
+    match tokio_postgres::Config::from_str(url) {
+        Err(e) => out.push(Problem::new(
             "postgres.url",
             format!(
                 "{} is not a valid PostgreSQL URL or key=value string: {e}",
                 c.postgres.url.redacted()
             ),
-        ));
+        )),
+        Ok(pg) if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require => {
+            out.push(Problem::new(
+                "postgres.url",
+                "sslmode=require needs TLS, which this version of steward does not speak yet; \
+                 use sslmode=disable or prefer (over a private network or an SSH/stunnel tunnel)",
+            ))
+        }
+        Ok(_) => {}
     }
 }
 
@@ -217,6 +225,23 @@ mod tests {
         assert!(!is_table_name("x; drop table y"));
         assert!(!is_table_name("1abc"));
         assert!(!is_table_name("a.b.c"));
+    }
+
+    #[test]
+    fn postgres_urls() {
+        let mut c = Config::default();
+        c.postgres.url =
+            crate::secret::SecretUrl::new("host=db user=app password=x sslmode=require");
+        let p = validate(&c);
+        assert_eq!(p[0].key, "postgres.url");
+        assert!(p[0].reason.contains("sslmode=require"));
+        assert!(!p[0].reason.contains("password=x"));
+        c.postgres.url = crate::secret::SecretUrl::new("host=db user=app password=x");
+        assert!(validate(&c).is_empty());
+        c.postgres.url = crate::secret::SecretUrl::new("postgres://u:secretpw@h/db?sslmode=bogus");
+        let p = validate(&c);
+        assert_eq!(p[0].key, "postgres.url");
+        assert!(!p[0].reason.contains("secretpw"), "{}", p[0].reason);
     }
 
     #[test]

@@ -119,6 +119,25 @@ impl PgProbe {
         })
     }
 
+    /// Checked first, so a role that may write the table but not create tables still passes.
+    async fn table_exists(&mut self, conn: &tokio_postgres::Client) -> Result<bool, String> {
+        let row = conn
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&self.cfg.heartbeat_table],
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot look up {}: {}",
+                    self.cfg.heartbeat_table,
+                    describe(&e)
+                )
+            })?;
+        self.table_ready = row.get(0);
+        Ok(self.table_ready)
+    }
+
     async fn write_read(
         &mut self,
         conn: &tokio_postgres::Client,
@@ -130,7 +149,7 @@ impl PgProbe {
             );
         }
         let table = quote_table(&self.cfg.heartbeat_table);
-        if !self.table_ready {
+        if !self.table_ready && !self.table_exists(conn).await? {
             conn.batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {table} (instance text PRIMARY KEY, beat_at timestamptz NOT NULL, token text NOT NULL)"
             ))
