@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod dispatch;
+pub mod lines;
 pub mod protocol;
 pub mod render;
 pub mod server;

@@ -2,10 +2,10 @@
 //! line bound, answers each, and re-creates the socket if someone removes it.
 
 use super::dispatch::Dispatcher;
+use super::lines::{BoundedLines, Line};
 use super::protocol::{parse_request, Reply, MAX_LINE};
 use crate::config::ControlConfig;
 use crate::supervisor::{TaskError, TaskResult};
-use futures_util::StreamExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,6 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
 /// How long a client may stay silent before its connection is closed (half-open clients).
@@ -154,22 +153,21 @@ impl ControlServer {
 /// Answers requests on one connection until the client closes it or goes quiet.
 async fn serve_client(stream: UnixStream, d: &Dispatcher) {
     let (read, mut write) = stream.into_split();
-    let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(MAX_LINE));
+    let mut lines = BoundedLines::new(read, MAX_LINE);
     loop {
         let next = match tokio::time::timeout(IDLE, lines.next()).await {
-            Err(_) | Ok(None) => return,
-            Ok(Some(n)) => n,
+            Err(_) | Ok(Err(_)) | Ok(Ok(Line::Eof)) => return,
+            Ok(Ok(line)) => line,
         };
         let reply = match next {
-            Ok(line) if line.trim().is_empty() => continue,
-            Ok(line) => match parse_request(&line) {
+            Line::Text(line) if line.trim().is_empty() => continue,
+            Line::Text(line) => match parse_request(&line) {
                 Ok(req) => d.handle(req).await,
                 Err(msg) => Reply::error(msg),
             },
-            Err(LinesCodecError::MaxLineLengthExceeded) => Reply::error(format!(
+            Line::TooLong | Line::Eof => Reply::error(format!(
                 "request line longer than {MAX_LINE} bytes; discarded"
             )),
-            Err(LinesCodecError::Io(_)) => return,
         };
         let mut out = serde_json::to_vec(&reply).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
         out.push(b'\n');

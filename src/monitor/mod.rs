@@ -1,5 +1,6 @@
 //! Monitoring: the board of last results, the per-service monitor loop, and its handle.
 
+pub mod pool_error;
 pub mod postgres;
 pub mod redis;
 
@@ -255,6 +256,12 @@ impl Transitions {
             }
         }
     }
+}
+
+/// How long a check waits for a pooled connection: most of its timeout, so that the
+/// pool's own reason (refused, authentication failed) arrives before the check gives up.
+pub(crate) fn pool_wait(timeout: Duration) -> Duration {
+    (timeout * 4 / 5).max(Duration::from_millis(1))
 }
 
 /// Times one step, records it in the histogram and, when it failed, in the failure counter.

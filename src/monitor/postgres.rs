@@ -1,5 +1,6 @@
 //! The PostgreSQL probe: round trip, connections, size, version, and a heartbeat write/read test.
 
+use super::pool_error::{no_connection, LastError};
 use super::{step, Probe};
 use crate::config::PostgresConfig;
 use crate::control::protocol::{CheckResult, PgFigures, PoolState, Service, WriteRead};
@@ -24,6 +25,7 @@ pub enum PgProbeError {
 /// Probes one database through steward's own small pool.
 pub struct PgProbe {
     pool: Pool<Manager>,
+    last_error: LastError<tokio_postgres::Error>,
     cfg: PostgresConfig,
     metrics: Arc<Metrics>,
     scrubber: Scrubber,
@@ -44,15 +46,19 @@ impl PgProbe {
         pg.application_name("steward")
             .connect_timeout(cfg.timeout)
             .options(format!("-c statement_timeout={ms} -c lock_timeout={ms}"));
+        let last_error = LastError::new(describe);
         let pool = Pool::builder()
             .max_size(cfg.pool_max)
-            .connection_timeout(cfg.timeout)
+            // Inside the check's own timeout, so the pool's reason is what gets reported.
+            .connection_timeout(super::pool_wait(cfg.timeout))
             .retry_connection(false)
             .test_on_check_out(false)
+            .error_sink(Box::new(last_error.clone()))
             .build_unchecked(PostgresConnectionManager::new(pg, NoTls));
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         Ok(Self {
             pool,
+            last_error,
             cfg: cfg.clone(),
             metrics,
             scrubber,
@@ -72,12 +78,10 @@ impl PgProbe {
     }
 
     async fn connect_and_ping(&self) -> Result<PooledConnection<'static, Manager>, String> {
+        self.last_error.clear();
         let conn = self.pool.get_owned().await.map_err(|e| match e {
             RunError::User(e) => describe(&e),
-            RunError::TimedOut => format!(
-                "no connection within {}",
-                humantime::format_duration(self.cfg.timeout)
-            ),
+            RunError::TimedOut => no_connection(self.last_error.take(), self.cfg.timeout),
         })?;
         conn.simple_query("SELECT 1")
             .await
@@ -238,6 +242,10 @@ impl Probe for PgProbe {
                     let fut = self.write_read(&conn, in_recovery);
                     let (_, outcome) =
                         step(&metrics, Service::Postgres, "write_read", timeout, fut).await;
+                    if outcome.is_err() {
+                        // The table may have been dropped or restored away: look again next time.
+                        self.table_ready = false;
+                    }
                     result.write_read = Some(WriteRead {
                         ok: outcome.is_ok(),
                         error: outcome.err().map(|e| self.scrubber.scrub(&e)),

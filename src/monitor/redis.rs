@@ -1,6 +1,7 @@
 //! The Redis probe: PING, `INFO` figures (memory, clients, hit ratio, evictions, keys) and a
 //! SET/GET/DEL write/read test.
 
+use super::pool_error::{no_connection, LastError};
 use super::{step, Probe};
 use crate::config::RedisConfig;
 use crate::control::protocol::{CheckResult, PoolState, RedisFigures, Service, WriteRead};
@@ -22,6 +23,7 @@ pub enum RedisProbeError {
 /// Probes one Redis server through steward's own pool.
 pub struct RedisProbe {
     pool: Pool<RedisConnectionManager>,
+    last_error: LastError<redis::RedisError>,
     cfg: RedisConfig,
     metrics: Arc<Metrics>,
     scrubber: Scrubber,
@@ -49,15 +51,19 @@ impl RedisProbe {
     ) -> Result<Self, RedisProbeError> {
         let manager = RedisConnectionManager::new(cfg.url.expose())
             .map_err(|e| RedisProbeError::Url(scrubber.scrub(&e.to_string())))?;
+        let last_error = LastError::new(|e: &redis::RedisError| e.to_string());
         let pool = Pool::builder()
             .max_size(cfg.pool_max)
-            .connection_timeout(cfg.timeout)
+            // Inside the check's own timeout, so the pool's reason is what gets reported.
+            .connection_timeout(super::pool_wait(cfg.timeout))
+            .error_sink(Box::new(last_error.clone()))
             .retry_connection(false)
             .test_on_check_out(true)
             .build_unchecked(manager);
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         Ok(Self {
             pool,
+            last_error,
             cfg: cfg.clone(),
             metrics,
             scrubber,
@@ -80,12 +86,10 @@ impl RedisProbe {
     async fn connect_and_ping(
         &self,
     ) -> Result<PooledConnection<'static, RedisConnectionManager>, String> {
+        self.last_error.clear();
         let mut conn = self.pool.get_owned().await.map_err(|e| match e {
             RunError::User(e) => e.to_string(),
-            RunError::TimedOut => format!(
-                "no connection within {}",
-                humantime::format_duration(self.cfg.timeout)
-            ),
+            RunError::TimedOut => no_connection(self.last_error.take(), self.cfg.timeout),
         })?;
         let pong: String = redis::cmd("PING")
             .query_async(&mut *conn)

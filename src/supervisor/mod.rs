@@ -180,6 +180,9 @@ impl Supervisor {
             backoff: self.backoff,
             grace: self.grace,
         };
+        // Export the task's series from the start, not from its first restart.
+        self.metrics.task_restarts.with_label_values(&[&name]);
+        self.metrics.task_up.with_label_values(&[&name]).set(0);
         self.tracker.spawn(r.run());
         self.order.push(name.clone());
         self.slots.insert(

@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# Benchmark: steward's /metrics against postgres_exporter and redis_exporter, on this machine,
+# in one run, all pointed at the same local PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379).
+#
+#   bash benches/compare.sh
+#
+# - installs the peers when missing (Debian packages prometheus-postgres-exporter,
+#   prometheus-redis-exporter, wrk, and curl), as root or through sudo, without leaving their
+#   packaged services running;
+# - builds steward in release mode and starts it with a temporary config (both services checked
+#   every 1 s); starts both exporters itself, on free ports of 127.0.0.1;
+# - for each of the three: `wrk -t1 -c4 -d5s --latency` on /metrics (requests/s, p99 latency),
+#   samples in one scrape (non-comment lines), and resident memory (VmRSS) after ~60 s running;
+# - prints the table, the ratios and the targets of issue 2 with PASS/MISS.
+# Every process it starts is stopped on exit. Takes about a minute once steward is built.
+#
+# Environment (optional):
+#   BENCH_PG_URL     PostgreSQL for all three  (default postgres://postgres@127.0.0.1:5432/postgres)
+#   BENCH_REDIS_URL  Redis for all three       (default redis://127.0.0.1:6379)
+#   BENCH_RSS_AFTER  seconds of running before RSS is read (default 60)
+#   STEWARD_BIN      use this steward binary instead of building one
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+REDIS_URL_=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
+RSS_AFTER=${BENCH_RSS_AFTER:-60}
+WRK_ARGS=(-t1 -c4 -d5s --latency)
+
+export DEBIAN_FRONTEND=noninteractive
+if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+    export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+fi
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'benches/compare.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- peers ----------------------------------------------------------------------------------
+
+PG_EXPORTER=prometheus-postgres-exporter
+REDIS_EXPORTER=prometheus-redis-exporter
+
+missing=()
+for tool in "$PG_EXPORTER" "$REDIS_EXPORTER" wrk curl; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing: ${missing[*]}"
+    command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get; install them by hand"
+    if [ "$(id -u)" -eq 0 ]; then
+        as_root=(env)
+    elif command -v sudo >/dev/null 2>&1; then
+        if [ -t 0 ]; then as_root=(sudo env); else as_root=(sudo -n env); fi
+    else
+        die "missing ${missing[*]}; run as root or install sudo"
+    fi
+    # Keep the packages from starting their services: a temporary policy-rc.d, unless one exists.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if ! "${as_root[@]}" test -e "$policy"; then
+        printf '#!/bin/sh\nexit 101\n' | "${as_root[@]}" tee "$policy" >/dev/null &&
+            "${as_root[@]}" chmod 0755 "$policy" && own_policy=1
+    fi
+    apt_rc=0
+    "${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get -q update || apt_rc=$?
+    if [ "$apt_rc" -eq 0 ]; then
+        "${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get -q -y --no-install-recommends \
+            -o DPkg::Lock::Timeout=300 install "${missing[@]}" || apt_rc=$?
+    fi
+    if [ "$own_policy" -eq 1 ]; then "${as_root[@]}" rm -f "$policy"; fi
+    [ "$apt_rc" -eq 0 ] || die "apt-get failed (exit $apt_rc)"
+    # If a packaged service got started anyway (an existing policy allowed it), stop it:
+    # this script runs its own exporters.
+    for svc in "${missing[@]}"; do
+        case $svc in "$PG_EXPORTER" | "$REDIS_EXPORTER") ;; *) continue ;; esac
+        if [ -d /run/systemd/system ]; then
+            if systemctl is-active --quiet "$svc" 2>/dev/null; then
+                say "stopping the packaged $svc service"
+                "${as_root[@]}" systemctl stop "$svc" || true
+            fi
+        elif [ -x "/etc/init.d/$svc" ] && "${as_root[@]}" "/etc/init.d/$svc" status >/dev/null 2>&1; then
+            say "stopping the packaged $svc service"
+            "${as_root[@]}" "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+        fi
+    done
+    for tool in "${missing[@]}"; do
+        command -v "$tool" >/dev/null 2>&1 || die "$tool still missing after apt-get install"
+    done
+fi
+
+# --- servers --------------------------------------------------------------------------------
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_open 5432 || die "no PostgreSQL listening on 127.0.0.1:5432"
+port_open 6379 || die "no Redis listening on 127.0.0.1:6379"
+
+# lib/pq (postgres_exporter) defaults to sslmode=require; a local server usually has no TLS.
+case $PG_URL in
+    *sslmode=*) PG_DSN=$PG_URL ;;
+    *\?*) PG_DSN="$PG_URL&sslmode=disable" ;;
+    *) PG_DSN="$PG_URL?sslmode=disable" ;;
+esac
+
+ports=()
+pick_port() {
+    local p tries=0
+    while :; do
+        p=$((20000 + RANDOM % 40000))
+        tries=$((tries + 1))
+        [ "$tries" -lt 500 ] || die "no free port found"
+        port_open "$p" && continue
+        [[ " ${ports[*]} " == *" $p "* ]] && continue
+        ports+=("$p")
+        return
+    done
+}
+pick_port
+pick_port
+pick_port
+STEWARD_PORT=${ports[0]} PG_EXP_PORT=${ports[1]} REDIS_EXP_PORT=${ports[2]}
+
+pids=()
+tmp=$(mktemp -d /tmp/steward-bench.XXXXXX)
+cleanup() {
+    local pid i
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for i in $(seq 1 50); do
+        local alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" -eq 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [ -n "${STEWARD_BIN:-}" ]; then
+    [ -x "$STEWARD_BIN" ] || die "STEWARD_BIN=$STEWARD_BIN is not an executable"
+    STEWARD_BIN=$(cd "$(dirname "$STEWARD_BIN")" && pwd)/$(basename "$STEWARD_BIN")
+    say "using $STEWARD_BIN (not building)"
+else
+    say "building steward (release)"
+    cargo build --release --quiet --bin steward
+    STEWARD_BIN="$ROOT/${CARGO_TARGET_DIR:-target}/release/steward"
+    [ -x "$STEWARD_BIN" ] || STEWARD_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/steward"
+    [ -x "$STEWARD_BIN" ] || die "built steward not found under ${CARGO_TARGET_DIR:-target}/release"
+fi
+
+cat >"$tmp/steward.toml" <<EOF
+[postgres]
+url = "$PG_DSN"
+interval = "1s"
+timeout = "800ms"
+
+[redis]
+url = "$REDIS_URL_"
+interval = "1s"
+timeout = "800ms"
+
+[metrics]
+listen = "127.0.0.1:$STEWARD_PORT"
+
+[control]
+socket = "$tmp/steward.sock"
+
+[state]
+dir = "$tmp/state"
+
+[log]
+level = "warn"
+EOF
+
+# Variables that would override the temporary config.
+unset_env=(-u DATABASE_URL -u REDIS_URL -u MONITORING_INTERVAL -u REDIS_MAX_CONNECTIONS
+    -u REDIS_SOCKET_TIMEOUT -u STEWARD_CONFIG)
+while read -r var; do
+    [[ $var == STEWARD_*__* ]] && unset_env+=(-u "$var")
+done < <(compgen -e)
+
+say "starting steward on 127.0.0.1:$STEWARD_PORT, postgres_exporter on :$PG_EXP_PORT, redis_exporter on :$REDIS_EXP_PORT"
+(cd "$tmp" && exec env "${unset_env[@]}" "$STEWARD_BIN" run --config "$tmp/steward.toml") \
+    >"$tmp/steward.log" 2>&1 &
+STEWARD_PID=$!
+pids+=("$STEWARD_PID")
+env DATA_SOURCE_NAME="$PG_DSN" "$(command -v "$PG_EXPORTER")" \
+    --web.listen-address="127.0.0.1:$PG_EXP_PORT" >"$tmp/postgres_exporter.log" 2>&1 &
+PG_EXP_PID=$!
+pids+=("$PG_EXP_PID")
+env "$(command -v "$REDIS_EXPORTER")" --redis.addr="$REDIS_URL_" \
+    --web.listen-address="127.0.0.1:$REDIS_EXP_PORT" >"$tmp/redis_exporter.log" 2>&1 &
+REDIS_EXP_PID=$!
+pids+=("$REDIS_EXP_PID")
+START=$SECONDS
+
+names=(steward postgres_exporter redis_exporter)
+urls=("http://127.0.0.1:$STEWARD_PORT/metrics" "http://127.0.0.1:$PG_EXP_PORT/metrics"
+    "http://127.0.0.1:$REDIS_EXP_PORT/metrics")
+procs=("$STEWARD_PID" "$PG_EXP_PID" "$REDIS_EXP_PID")
+logs=("$tmp/steward.log" "$tmp/postgres_exporter.log" "$tmp/redis_exporter.log")
+
+# Waits (bounded) until /metrics answers and shows the service(s) up.
+wait_up() {
+    local i=$1 pattern deadline=$((SECONDS + 30)) body
+    shift
+    while :; do
+        kill -0 "${procs[$i]}" 2>/dev/null || {
+            tail -n 20 "${logs[$i]}" >&2
+            die "${names[$i]} exited"
+        }
+        if body=$(curl -fsS --max-time 2 "${urls[$i]}" 2>/dev/null); then
+            local ok=1
+            for pattern in "$@"; do
+                grep -Eq "$pattern" <<<"$body" || ok=0
+            done
+            [ "$ok" -eq 1 ] && return 0
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            tail -n 20 "${logs[$i]}" >&2
+            die "${names[$i]} did not report its service(s) up within 30 s (${urls[$i]})"
+        fi
+        sleep 0.2
+    done
+}
+wait_up 0 '^steward_up\{service="postgres"\} 1$' '^steward_up\{service="redis"\} 1$'
+wait_up 1 '^pg_up 1$'
+wait_up 2 '^redis_up 1$'
+say "all three are up"
+
+rps=() p99=() samples=() rss=()
+for i in 0 1 2; do
+    samples[i]=$(curl -fsS --max-time 5 "${urls[$i]}" | grep -cv -e '^#' -e '^[[:space:]]*$' || true)
+    say "wrk ${WRK_ARGS[*]} ${urls[$i]}"
+    out=$(wrk "${WRK_ARGS[@]}" "${urls[$i]}")
+    rps[i]=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p99[i]=$(awk '
+        function ms(v) {
+            if (v ~ /us$/) return v / 1000
+            if (v ~ /ms$/) return v + 0
+            if (v ~ /s$/) return v * 1000
+            if (v ~ /m$/) return v * 60000
+            return v + 0
+        }
+        $1 == "99%" { printf "%.3f", ms($2) }' <<<"$out")
+    if grep -Eq 'Non-2xx|Socket errors' <<<"$out"; then
+        printf '    warning (%s): %s\n' "${names[$i]}" "$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ')" >&2
+    fi
+    if [ -z "${rps[i]}" ] || [ -z "${p99[i]}" ]; then
+        printf '%s\n' "$out" >&2
+        die "cannot read wrk's output"
+    fi
+done
+
+wait_for=$((START + RSS_AFTER - SECONDS))
+if [ "$wait_for" -gt 0 ]; then
+    say "waiting ${wait_for}s so that each process has run ${RSS_AFTER}s before reading its RSS"
+    sleep "$wait_for" &
+    pids+=("$!")
+    wait "$!" # interruptible, unlike a foreground sleep
+fi
+for i in 0 1 2; do
+    kill -0 "${procs[$i]}" 2>/dev/null || die "${names[$i]} exited during the run"
+    rss[i]=$(awk '/^VmRSS:/ {print $2}' "/proc/${procs[$i]}/status") # kB
+done
+
+pg_exp_version=$("$PG_EXPORTER" --version 2>&1 | head -n 1 || true)
+redis_exp_version=$("$REDIS_EXPORTER" --version 2>&1 | head -n 1 | sed 's/.*msg="\([^"]*\)".*/\1/' || true)
+steward_version=$("$STEWARD_BIN" --version 2>&1 | head -n 1 || true)
+
+echo
+echo "steward vs exporters — $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "  $steward_version"
+echo "  $pg_exp_version"
+echo "  $redis_exp_version"
+echo "  /metrics load: wrk ${WRK_ARGS[*]}; services checked every 1 s; RSS read after ${RSS_AFTER} s"
+echo
+printf '%-22s %14s %20s %17s\n' "" steward postgres_exporter redis_exporter
+printf '%-22s %14.0f %20.0f %17.0f\n' "requests/s" "${rps[0]}" "${rps[1]}" "${rps[2]}"
+printf '%-22s %14.3f %20.3f %17.3f\n' "p99 latency (ms)" "${p99[0]}" "${p99[1]}" "${p99[2]}"
+printf '%-22s %14d %20d %17d\n' "samples per scrape" "${samples[0]}" "${samples[1]}" "${samples[2]}"
+printf '%-22s %14.1f %20.1f %17.1f\n' "RSS (MB)" \
+    "$(awk -v k="${rss[0]}" 'BEGIN{print k/1024}')" \
+    "$(awk -v k="${rss[1]}" 'BEGIN{print k/1024}')" \
+    "$(awk -v k="${rss[2]}" 'BEGIN{print k/1024}')"
+echo
+
+awk -v s="${rps[0]}" -v pg="${rps[1]}" -v rd="${rps[2]}" -v p99="${p99[0]}" \
+    -v rs="${rss[0]}" -v rpg="${rss[1]}" -v rrd="${rss[2]}" '
+    function verdict(ok) { return ok ? "PASS" : "MISS" }
+    BEGIN {
+        a = (pg > 0) ? s / pg : 0
+        b = (rd > 0) ? s / rd : 0
+        c = (rpg + rrd > 0) ? rs / (rpg + rrd) : 0
+        printf "%-48s %10s   %-14s %s\n", "ratio", "value", "target", "result"
+        printf "%-48s %9.1fx   %-14s %s\n", "steward req/s / postgres_exporter req/s", a, ">= 50x", verdict(a >= 50)
+        printf "%-48s %9.1fx   %-14s %s\n", "steward req/s / redis_exporter req/s", b, ">= 10x", verdict(b >= 10)
+        printf "%-48s %8.3fms   %-14s %s\n", "steward p99 latency", p99, "< 2 ms", verdict(p99 < 2)
+        printf "%-48s %10.2f   %-14s %s\n", "steward RSS / (postgres_exporter + redis_exporter)", c, "<= 0.50", verdict(c <= 0.5)
+    }'

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The whole test suite: `bash tests/run.sh` (also what CI runs, through .ci/run).
+#
+# 1. Installs what the tests need when it is missing (Debian/Ubuntu, as root or through sudo):
+#    promtool (package prometheus), PostgreSQL server binaries (postgresql) and redis-server.
+#    `apt-get update` runs once, and only when something has to be installed.
+# 2. cargo fmt --check
+# 3. cargo clippy --all-targets -- -D warnings
+# 4. the tests: cargo nextest run --no-fail-fast (plus the doctests) when cargo-nextest is
+#    installed, else cargo test --no-fail-fast.
+# Every step runs even if an earlier one failed; the exit status is non-zero if any failed.
+#
+# Packages installed here do not get their services started (the tests start their own
+# throwaway PostgreSQL and Redis servers on free ports).
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+
+export DEBIAN_FRONTEND=noninteractive
+if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+    export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+fi
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'tests/run.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- 1. system packages -------------------------------------------------------------------
+
+have_pg_server() {
+    local bindir
+    bindir=$(pg_config --bindir 2>/dev/null) || bindir=""
+    if [ -n "$bindir" ] && [ -x "$bindir/initdb" ] && [ -x "$bindir/pg_ctl" ]; then
+        return 0
+    fi
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+have_pg_server || missing+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing missing packages: ${missing[*]}"
+    command -v apt-get >/dev/null 2>&1 ||
+        die "missing ${missing[*]} and no apt-get here; install them by hand (Debian package names)"
+    if [ "$(id -u)" -eq 0 ]; then
+        as_root=(env)
+    elif command -v sudo >/dev/null 2>&1; then
+        # No password prompt without a terminal (CI has no stdin): fail instead of hanging.
+        if [ -t 0 ]; then as_root=(sudo env); else as_root=(sudo -n env); fi
+    else
+        die "missing ${missing[*]}; run as root or install sudo"
+    fi
+    # Keep package scripts from starting services (prometheus, postgresql, redis-server):
+    # a temporary policy-rc.d, unless the machine already has one.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if ! "${as_root[@]}" test -e "$policy"; then
+        printf '#!/bin/sh\nexit 101\n' | "${as_root[@]}" tee "$policy" >/dev/null &&
+            "${as_root[@]}" chmod 0755 "$policy" && own_policy=1
+    fi
+    apt_rc=0
+    "${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get -q update || apt_rc=$?
+    if [ "$apt_rc" -eq 0 ]; then
+        "${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get -q -y \
+            --no-install-recommends -o DPkg::Lock::Timeout=300 install "${missing[@]}" ||
+            apt_rc=$?
+    fi
+    [ "$own_policy" -eq 1 ] && "${as_root[@]}" rm -f "$policy"
+    [ "$apt_rc" -eq 0 ] || die "apt-get failed (exit $apt_rc) installing ${missing[*]}"
+    command -v promtool >/dev/null 2>&1 || die "promtool still missing after installing prometheus"
+    have_pg_server || die "PostgreSQL server binaries (initdb, pg_ctl) still missing"
+    command -v redis-server >/dev/null 2>&1 || die "redis-server still missing"
+fi
+
+# --- 2-4. cargo -------------------------------------------------------------------------------
+
+command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust (https://rustup.rs)"
+for component in rustfmt clippy; do
+    sub=${component/rustfmt/fmt}
+    if ! cargo "$sub" --version >/dev/null 2>&1; then
+        command -v rustup >/dev/null 2>&1 || die "cargo $sub missing and no rustup to add $component"
+        say "adding rust component $component"
+        rustup component add "$component" || die "rustup component add $component failed"
+    fi
+done
+
+failed=()
+step() {
+    local name=$1
+    shift
+    say "$*"
+    if "$@"; then
+        return 0
+    fi
+    failed+=("$name")
+}
+
+step fmt cargo fmt --all --check
+step clippy cargo clippy --all-targets -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+    step tests cargo nextest run --no-fail-fast
+    # nextest does not run doctests.
+    step doctests cargo test --doc
+else
+    step tests cargo test --no-fail-fast
+fi
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    printf '\ntests/run.sh: FAILED: %s\n' "${failed[*]}" >&2
+    exit 1
+fi
+printf '\ntests/run.sh: all passed\n' >&2
