@@ -141,27 +141,31 @@ pub async fn run<P: Probe>(
     handle: MonitorHandle,
     cancel: CancellationToken,
 ) {
-    let mut rx = handle.rx.lock_owned().await;
+    let mut rx = tokio::select! {
+        _ = cancel.cancelled() => return,
+        rx = handle.rx.lock_owned() => rx,
+    };
     let mut tracker = Transitions::new(probe.service(), board.last(probe.service()));
     let mut next = Instant::now();
     loop {
         let sleep = tokio::time::sleep_until(next.into());
-        tokio::select! {
+        let reply = tokio::select! {
             _ = cancel.cancelled() => return,
             _ = sleep => {
                 next = Instant::now() + interval;
-                let r = probe.probe().await;
-                tracker.observe(&r);
-                publish(&board, &metrics, r);
+                None
             }
-            Some(cmd) = rx.recv() => match cmd {
-                MonitorCmd::CheckNow(reply) => {
-                    let r = probe.probe().await;
-                    tracker.observe(&r);
-                    publish(&board, &metrics, r.clone());
-                    let _ = reply.send(r);
-                }
-            },
+            Some(MonitorCmd::CheckNow(reply)) = rx.recv() => Some(reply),
+        };
+        // A check in progress is abandoned on shutdown or restart rather than waited for.
+        let r = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = probe.probe() => r,
+        };
+        tracker.observe(&r);
+        publish(&board, &metrics, r.clone());
+        if let Some(reply) = reply {
+            let _ = reply.send(r);
         }
     }
 }
