@@ -262,6 +262,23 @@ impl Transitions {
     }
 }
 
+/// The end of one whole check: every step shares the configured timeout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    at: Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    /// A deadline `timeout` from now.
+    pub(crate) fn after(timeout: Duration) -> Self {
+        Self {
+            at: Instant::now() + timeout,
+            timeout,
+        }
+    }
+}
+
 /// How long a check waits for a pooled connection: most of its timeout, so that the
 /// pool's own reason (refused, authentication failed) arrives before the check gives up.
 pub(crate) fn pool_wait(timeout: Duration) -> Duration {
@@ -273,7 +290,7 @@ pub(crate) async fn step<T, E, F>(
     metrics: &Metrics,
     service: Service,
     check: &str,
-    timeout: Duration,
+    deadline: Deadline,
     fut: F,
 ) -> (Duration, Result<T, String>)
 where
@@ -281,12 +298,12 @@ where
     E: std::fmt::Display,
 {
     let started = Instant::now();
-    let out = match tokio::time::timeout(timeout, fut).await {
+    let out = match tokio::time::timeout_at(deadline.at.into(), fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!(
-            "timed out after {}",
-            humantime::format_duration(timeout)
+            "{check} did not finish within the check's timeout of {}",
+            humantime::format_duration(deadline.timeout)
         )),
     };
     let took = started.elapsed();

@@ -1,7 +1,7 @@
 //! The PostgreSQL probe: round trip, connections, size, version, and a heartbeat write/read test.
 
 use super::pool_error::{no_connection, LastError};
-use super::{step, Probe};
+use super::{step, Deadline, Probe};
 use crate::config::PostgresConfig;
 use crate::control::protocol::{CheckResult, PgFigures, PoolState, Service, WriteRead};
 use crate::metrics::Metrics;
@@ -89,13 +89,17 @@ impl PgProbe {
         Ok(conn)
     }
 
+    /// Without pg_monitor a role sees other roles' sessions with `backend_type` hidden (NULL);
+    /// those with a database are client sessions too, so they are counted.
     async fn stats(
         &self,
         conn: &tokio_postgres::Client,
     ) -> Result<PgFigures, tokio_postgres::Error> {
         let row = conn
             .query_one(
-                "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int8,
+                "SELECT (SELECT count(*) FROM pg_stat_activity
+                         WHERE backend_type = 'client backend'
+                            OR (backend_type IS NULL AND datid IS NOT NULL))::int8,
                         current_setting('max_connections')::int8,
                         current_setting('superuser_reserved_connections')::int8,
                         pg_database_size(current_database())::int8,
@@ -194,7 +198,7 @@ impl Probe for PgProbe {
     async fn probe(&mut self) -> CheckResult {
         let started = Instant::now();
         let metrics = self.metrics.clone();
-        let timeout = self.cfg.timeout;
+        let deadline = Deadline::after(self.cfg.timeout);
         let mut result = CheckResult {
             service: Service::Postgres,
             up: false,
@@ -211,7 +215,7 @@ impl Probe for PgProbe {
             &metrics,
             Service::Postgres,
             "ping",
-            timeout,
+            deadline,
             self.connect_and_ping(),
         )
         .await;
@@ -224,7 +228,7 @@ impl Probe for PgProbe {
                     &metrics,
                     Service::Postgres,
                     "stats",
-                    timeout,
+                    deadline,
                     self.stats(&conn),
                 )
                 .await;
@@ -241,7 +245,7 @@ impl Probe for PgProbe {
                     let in_recovery = result.postgres.as_ref().is_some_and(|f| f.in_recovery);
                     let fut = self.write_read(&conn, in_recovery);
                     let (_, outcome) =
-                        step(&metrics, Service::Postgres, "write_read", timeout, fut).await;
+                        step(&metrics, Service::Postgres, "write_read", deadline, fut).await;
                     if outcome.is_err() {
                         // The table may have been dropped or restored away: look again next time.
                         self.table_ready = false;

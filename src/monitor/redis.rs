@@ -2,7 +2,7 @@
 //! SET/GET/DEL write/read test.
 
 use super::pool_error::{no_connection, LastError};
-use super::{step, Probe};
+use super::{step, Deadline, Probe};
 use crate::config::RedisConfig;
 use crate::control::protocol::{CheckResult, PoolState, RedisFigures, Service, WriteRead};
 use crate::metrics::Metrics;
@@ -209,7 +209,7 @@ impl Probe for RedisProbe {
     async fn probe(&mut self) -> CheckResult {
         let started = Instant::now();
         let metrics = self.metrics.clone();
-        let timeout = self.cfg.timeout;
+        let deadline = Deadline::after(self.cfg.timeout);
         let mut result = CheckResult {
             service: Service::Redis,
             up: false,
@@ -226,7 +226,7 @@ impl Probe for RedisProbe {
             &metrics,
             Service::Redis,
             "ping",
-            timeout,
+            deadline,
             self.connect_and_ping(),
         )
         .await;
@@ -239,7 +239,7 @@ impl Probe for RedisProbe {
                     &metrics,
                     Service::Redis,
                     "stats",
-                    timeout,
+                    deadline,
                     self.stats(&mut conn),
                 )
                 .await;
@@ -255,7 +255,7 @@ impl Probe for RedisProbe {
                 if self.cfg.write_read_test {
                     let fut = self.write_read(&mut conn);
                     let (_, outcome) =
-                        step(&metrics, Service::Redis, "write_read", timeout, fut).await;
+                        step(&metrics, Service::Redis, "write_read", deadline, fut).await;
                     result.write_read = Some(WriteRead {
                         ok: outcome.is_ok(),
                         error: outcome.err().map(|e| self.scrubber.scrub(&e)),
