@@ -48,29 +48,8 @@ for tool in "$PG_EXPORTER" "$REDIS_EXPORTER" wrk curl; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing: ${missing[*]}"
-    command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get; install them by hand"
-    if [ "$(id -u)" -eq 0 ]; then
-        as_root=(env)
-    elif command -v sudo >/dev/null 2>&1; then
-        if [ -t 0 ]; then as_root=(sudo env); else as_root=(sudo -n env); fi
-    else
-        die "missing ${missing[*]}; run as root or install sudo"
-    fi
-    # Keep the packages from starting their services: a temporary policy-rc.d, unless one exists.
-    policy=/usr/sbin/policy-rc.d
-    own_policy=0
-    if ! "${as_root[@]}" test -e "$policy"; then
-        printf '#!/bin/sh\nexit 101\n' | "${as_root[@]}" tee "$policy" >/dev/null &&
-            "${as_root[@]}" chmod 0755 "$policy" && own_policy=1
-    fi
-    apt_rc=0
-    "${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get -q update || apt_rc=$?
-    if [ "$apt_rc" -eq 0 ]; then
-        "${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get -q -y --no-install-recommends \
-            -o DPkg::Lock::Timeout=300 install "${missing[@]}" || apt_rc=$?
-    fi
-    if [ "$own_policy" -eq 1 ]; then "${as_root[@]}" rm -f "$policy"; fi
-    [ "$apt_rc" -eq 0 ] || die "apt-get failed (exit $apt_rc)"
+    bash tests/apt-install.sh "${missing[@]}" || die "could not install ${missing[*]}"
+    if [ "$(id -u)" -eq 0 ]; then as_root=(env); else as_root=(sudo -n env); fi
     # If a packaged service got started anyway (an existing policy allowed it), stop it:
     # this script runs its own exporters.
     for svc in "${missing[@]}"; do

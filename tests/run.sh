@@ -42,33 +42,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing missing packages: ${missing[*]}"
-    command -v apt-get >/dev/null 2>&1 ||
-        die "missing ${missing[*]} and no apt-get here; install them by hand (Debian package names)"
-    if [ "$(id -u)" -eq 0 ]; then
-        as_root=(env)
-    elif command -v sudo >/dev/null 2>&1; then
-        # No password prompt without a terminal (CI has no stdin): fail instead of hanging.
-        if [ -t 0 ]; then as_root=(sudo env); else as_root=(sudo -n env); fi
-    else
-        die "missing ${missing[*]}; run as root or install sudo"
-    fi
-    # Keep package scripts from starting services (prometheus, postgresql, redis-server):
-    # a temporary policy-rc.d, unless the machine already has one.
-    policy=/usr/sbin/policy-rc.d
-    own_policy=0
-    if ! "${as_root[@]}" test -e "$policy"; then
-        printf '#!/bin/sh\nexit 101\n' | "${as_root[@]}" tee "$policy" >/dev/null &&
-            "${as_root[@]}" chmod 0755 "$policy" && own_policy=1
-    fi
-    apt_rc=0
-    "${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get -q update || apt_rc=$?
-    if [ "$apt_rc" -eq 0 ]; then
-        "${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get -q -y \
-            --no-install-recommends -o DPkg::Lock::Timeout=300 install "${missing[@]}" ||
-            apt_rc=$?
-    fi
-    [ "$own_policy" -eq 1 ] && "${as_root[@]}" rm -f "$policy"
-    [ "$apt_rc" -eq 0 ] || die "apt-get failed (exit $apt_rc) installing ${missing[*]}"
+    bash tests/apt-install.sh "${missing[@]}" || die "could not install ${missing[*]}"
     command -v promtool >/dev/null 2>&1 || die "promtool still missing after installing prometheus"
     have_pg_server || die "PostgreSQL server binaries (initdb, pg_ctl) still missing"
     command -v redis-server >/dev/null 2>&1 || die "redis-server still missing"
