@@ -95,6 +95,7 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
         }
     };
     read_secret_files(&mut cfg, &mut problems);
+    default_timeouts(&mut cfg, &raw);
     problems.extend(validate(&cfg));
     if problems.is_empty() {
         Ok(cfg)
@@ -217,6 +218,22 @@ fn type_problem(e: &config::ConfigError) -> Problem {
     Problem::new(key, msg)
 }
 
+/// A timeout nobody set defaults to 5 s, or to half the interval when that is shorter, so
+/// `MONITORING_INTERVAL=5` works without also setting timeouts; a timeout set explicitly is
+/// validated as given.
+fn default_timeouts(cfg: &mut Config, raw: &Map<String, Value>) {
+    let set = |section: &str| match raw.get(section).map(|v| &v.kind) {
+        Some(ValueKind::Table(t)) => t.contains_key("timeout"),
+        _ => false,
+    };
+    if !set("postgres") && cfg.postgres.timeout >= cfg.postgres.interval {
+        cfg.postgres.timeout = cfg.postgres.interval / 2;
+    }
+    if !set("redis") && cfg.redis.timeout >= cfg.redis.interval {
+        cfg.redis.timeout = cfg.redis.interval / 2;
+    }
+}
+
 /// Reads `postgres.url_file` and `redis.password_file` into the config.
 fn read_secret_files(cfg: &mut Config, problems: &mut Vec<Problem>) {
     if let Some(path) = cfg.postgres.url_file.clone() {
@@ -332,6 +349,19 @@ mod tests {
         let f = file("[postgres]\nurl = 5\n");
         let err = load(f.path(), &env(&[("X", "y")])).unwrap_err().to_string();
         assert!(err.contains("postgres.url"), "{err}");
+    }
+
+    #[test]
+    fn unset_timeouts_fit_short_intervals() {
+        let f = file("[redis]\ntimeout = \"4s\"\n");
+        let c = load(f.path(), &env(&[("MONITORING_INTERVAL", "2")])).unwrap_err();
+        assert!(c.to_string().contains("redis.timeout"), "{c}");
+        let f = file("");
+        let c = load(f.path(), &env(&[("MONITORING_INTERVAL", "2")])).unwrap();
+        assert_eq!(c.postgres.timeout.as_millis(), 1000);
+        assert_eq!(c.redis.timeout.as_millis(), 1000);
+        let c = load(f.path(), &env(&[("MONITORING_INTERVAL", "60")])).unwrap();
+        assert_eq!(c.postgres.timeout.as_secs(), 5);
     }
 
     #[test]
