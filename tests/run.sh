@@ -74,9 +74,9 @@ step() {
 step fmt cargo fmt --all --check
 step clippy cargo clippy --all-targets -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
-    step tests cargo nextest run --no-fail-fast
-    # nextest does not run doctests.
+    # nextest does not run doctests; they go first so the runner's summary closes the output.
     step doctests cargo test --doc
+    step tests cargo nextest run --no-fail-fast
 else
     step tests cargo test --no-fail-fast
 fi

@@ -7,11 +7,18 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+/// Connections served at once; Prometheus needs one or two, this only bounds abuse.
+const MAX_CONNECTIONS: usize = 512;
+/// A client must send its request headers within this long (slow clients are dropped).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the HTTP task stopped.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +30,8 @@ pub enum HttpError {
     },
     #[error("accepting HTTP connections failed: {0}")]
     Accept(#[source] std::io::Error),
+    #[error("the HTTP connection limit was closed")]
+    Closed,
 }
 
 /// What a request may read: the registry and the monitors' last results.
@@ -45,7 +54,12 @@ pub async fn serve(
     state: HttpState,
     cancel: CancellationToken,
 ) -> Result<(), HttpError> {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            p = limit.clone().acquire_owned() => p.map_err(|_| HttpError::Closed)?,
+        };
         let (stream, _) = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             r = listener.accept() => match r {
@@ -64,13 +78,19 @@ pub async fn serve(
                 async move { Ok::<_, Infallible>(route(&state, &req)) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
+                _ = conn.as_mut() => return drop(permit),
+                _ = cancel.cancelled() => {}
             }
+            // Let a response in flight finish, briefly.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(HEADER_TIMEOUT, conn).await;
+            drop(permit);
         });
     }
 }
