@@ -126,7 +126,9 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     )
     .await?;
     notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
-    tokio::spawn(watchdog(sup.clone(), root.clone()));
+    if let Some(period) = watchdog_period(&opts.env) {
+        tokio::spawn(watchdog(sup.clone(), root.clone(), period));
+    }
     tracing::info!("steward is serving");
     loop {
         tokio::select! {
@@ -228,13 +230,25 @@ async fn shutdown(
     tracing::info!("steward stopped");
 }
 
-/// Pings systemd's watchdog at half its period while the registry is healthy.
-async fn watchdog(sup: SupervisorHandle, root: CancellationToken) {
-    let mut usec = 0;
-    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
-        return;
+/// systemd's watchdog period, as sd_watchdog_enabled(3) reads it: `WATCHDOG_USEC`, for this
+/// process unless `WATCHDOG_PID` names another.
+fn watchdog_period(env: &HashMap<String, String>) -> Option<Duration> {
+    let usec: u64 = env
+        .get("WATCHDOG_USEC")?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|u| *u > 0)?;
+    match env.get("WATCHDOG_PID").map(|p| p.trim().parse::<u32>()) {
+        Some(Ok(pid)) if pid != std::process::id() => None,
+        Some(Err(_)) => None,
+        _ => Some(Duration::from_micros(usec)),
     }
-    let period = Duration::from_micros(usec) / 2;
+}
+
+/// Pings systemd's watchdog at half its period while the registry is healthy.
+async fn watchdog(sup: SupervisorHandle, root: CancellationToken, watchdog: Duration) {
+    let period = watchdog / 2;
     let mut tick = tokio::time::interval(period);
     loop {
         tokio::select! {
@@ -253,4 +267,39 @@ async fn watchdog(sup: SupervisorHandle, root: CancellationToken) {
 fn notify(states: &[NotifyState]) {
     // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
     let _ = sd_notify::notify(false, states);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_period_follows_sd_watchdog_enabled() {
+        let env = |pairs: &[(&str, String)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        };
+        let me = std::process::id().to_string();
+        assert_eq!(watchdog_period(&env(&[])), None);
+        assert_eq!(
+            watchdog_period(&env(&[("WATCHDOG_USEC", "400000".into())])),
+            Some(Duration::from_millis(400))
+        );
+        assert!(
+            watchdog_period(&env(&[("WATCHDOG_USEC", "1".into()), ("WATCHDOG_PID", me)])).is_some()
+        );
+        assert_eq!(
+            watchdog_period(&env(&[
+                ("WATCHDOG_USEC", "1".into()),
+                ("WATCHDOG_PID", "1".into())
+            ])),
+            None
+        );
+        assert_eq!(
+            watchdog_period(&env(&[("WATCHDOG_USEC", "0".into())])),
+            None
+        );
+    }
 }
