@@ -2,6 +2,7 @@
 //!
 //! The binary (`src/main.rs`) only parses the command line; everything else lives here.
 
+pub mod backup;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -65,9 +65,17 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
     let legacy = legacy_env(env, &mut problems);
     let steward_env: Map<String, String> = env
         .iter()
-        .filter(|(k, _)| k.starts_with("STEWARD_") && k.contains("__"))
+        .filter(|(k, _)| {
+            k.starts_with("STEWARD_") && k.contains("__") && !LIST_VARS.contains(&k.as_str())
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let databases: Option<Vec<String>> = env.get("STEWARD_BACKUP__DATABASES").map(|v| {
+        v.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
     let built = config::Config::builder()
         .add_source(File::from_str(&text, FileFormat::Toml))
         .add_source(Environment::default().separator("__").source(Some(legacy)))
@@ -77,6 +85,11 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
                 .separator("__")
                 .source(Some(steward_env)),
         )
+        .set_override_option("backup.databases", databases)
+        .map_err(|e| LoadError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?
         .build()
         .map_err(|e| LoadError::Parse {
             path: path.to_path_buf(),
@@ -118,6 +131,9 @@ fn invalid(path: &Path, problems: Vec<Problem>, scrubber: &Scrubber) -> LoadErro
     }
 }
 
+/// Variables holding lists (comma-separated), which the generic override cannot split.
+const LIST_VARS: &[&str] = &["STEWARD_BACKUP__DATABASES"];
+
 /// Maps the variables deployments already set onto steward's keys (as `SECTION__KEY`).
 fn legacy_env(env: &HashMap<String, String>, problems: &mut Vec<Problem>) -> Map<String, String> {
     let mut m = Map::new();
@@ -153,6 +169,46 @@ fn legacy_env(env: &HashMap<String, String>, problems: &mut Vec<Problem>) -> Map
             )),
         }
     }
+    if let Some(v) = env.get("BACKUP_RETENTION_DAYS").filter(|v| !v.is_empty()) {
+        match v.trim().parse::<u32>() {
+            Ok(n) => put("BACKUP__RETENTION_DAYS", n.to_string()),
+            Err(_) => problems.push(Problem::env(
+                "BACKUP_RETENTION_DAYS",
+                v,
+                "a whole number of days",
+            )),
+        }
+    }
+    if let Some(v) = env
+        .get("BACKUP_SCHEDULE_DAILY_HOUR")
+        .filter(|v| !v.is_empty())
+    {
+        match v.trim().parse::<u32>() {
+            Ok(h) if h < 24 => put("BACKUP__SCHEDULE__DAILY", format!("0 {h} * * *")),
+            _ => problems.push(Problem::env(
+                "BACKUP_SCHEDULE_DAILY_HOUR",
+                v,
+                "an hour from 0 to 23",
+            )),
+        }
+    }
+    if let Some(v) = env
+        .get("BACKUP_SCHEDULE_WEEKLY_DAY")
+        .filter(|v| !v.is_empty())
+    {
+        match v.trim().parse::<u32>() {
+            // 0 = Monday here; cron counts from Sunday = 0.
+            Ok(d) if d < 7 => put(
+                "BACKUP__SCHEDULE__WEEKLY",
+                format!("0 3 * * {}", (d + 1) % 7),
+            ),
+            _ => problems.push(Problem::env(
+                "BACKUP_SCHEDULE_WEEKLY_DAY",
+                v,
+                "a day from 0 (Monday) to 6 (Sunday)",
+            )),
+        }
+    }
     if let Some(v) = env.get("REDIS_MAX_CONNECTIONS").filter(|v| !v.is_empty()) {
         match v.trim().parse::<u32>() {
             Ok(n) => put("REDIS__POOL_MAX", n.to_string()),
@@ -180,17 +236,32 @@ fn unknown_keys(raw: &Map<String, Value>) -> Vec<Problem> {
             out.push(Problem::new(section, "unknown section"));
             continue;
         };
-        if let ValueKind::Table(t) = &value.kind {
-            for key in t.keys() {
-                if fields.get(key).is_none() {
-                    out.push(Problem::new(format!("{section}.{key}"), "unknown key"));
-                }
-            }
-        } else {
-            out.push(Problem::new(section, "must be a table ([section])"));
+        match &value.kind {
+            ValueKind::Table(t) => unknown_in(section, t, fields, &mut out),
+            _ => out.push(Problem::new(section, "must be a table ([section])")),
         }
     }
     out
+}
+
+/// Unknown keys of one table, descending into sub-tables such as `[backup.schedule]`.
+fn unknown_in(
+    prefix: &str,
+    table: &Map<String, Value>,
+    known: &serde_json::Value,
+    out: &mut Vec<Problem>,
+) {
+    for (key, value) in table {
+        let path = format!("{prefix}.{key}");
+        match known.get(key) {
+            None => out.push(Problem::new(path, "unknown key")),
+            Some(sub @ serde_json::Value::Object(_)) => match &value.kind {
+                ValueKind::Table(t) => unknown_in(&path, t, sub, out),
+                _ => out.push(Problem::new(path, "must be a table")),
+            },
+            Some(_) => {}
+        }
+    }
 }
 
 /// The raw connection strings, so their passwords can be masked in any message.

@@ -1,8 +1,10 @@
 //! The configuration: typed sections, defaults, loading (file + environment) and validation.
 
+mod backup;
 mod load;
 mod validate;
 
+pub use backup::{BackupConfig, Compression, DumpFormat, EncryptionConfig, ScheduleConfig};
 pub use load::{load, resolve_path, LoadError};
 pub use validate::Problem;
 
@@ -26,6 +28,7 @@ pub struct Config {
     pub state: StateConfig,
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
+    pub backup: BackupConfig,
 }
 
 /// `[postgres]`: the monitored database.

@@ -84,6 +84,10 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         ));
     }
     check_control(c, &mut out);
+    super::backup::validate(&c.backup, &mut out);
+    if c.backup.databases.is_empty() {
+        check_default_database(c, &mut out);
+    }
     if c.shutdown.timeout.is_zero() {
         out.push(Problem::new(
             "shutdown.timeout",
@@ -136,6 +140,21 @@ fn check_postgres_url(c: &Config, out: &mut Vec<Problem>) {
             ))
         }
         Ok(_) => {}
+    }
+}
+
+/// Without `backup.databases`, the database of `postgres.url` is backed up; its name must
+/// make a safe directory.
+fn check_default_database(c: &Config, out: &mut Vec<Problem>) {
+    let Ok(pg) = tokio_postgres::Config::from_str(c.postgres.url.expose()) else {
+        return;
+    };
+    let db = pg.get_dbname().or(pg.get_user()).unwrap_or("postgres");
+    if !super::backup::is_database_dir_name(db) {
+        out.push(Problem::new(
+            "backup.databases",
+            format!("the database of postgres.url ({db:?}) cannot name a backup directory; list the databases to back up explicitly"),
+        ));
     }
 }
 

@@ -1,0 +1,156 @@
+//! How child processes (pg_dump, psql, pg_restore) reach PostgreSQL: every connection
+//! parameter, the password included, goes through the environment, never argv.
+
+use crate::secret::SecretUrl;
+use std::str::FromStr;
+use tokio_postgres::config::{Host, SslMode};
+
+/// Why `postgres.url` cannot be turned into child-process settings.
+#[derive(Debug, thiserror::Error)]
+pub enum PgConnError {
+    #[error("postgres.url cannot be used for pg_dump/psql: {0}")]
+    Url(String),
+}
+
+/// Connection settings for one database, as libpq environment variables.
+#[derive(Clone)]
+pub struct PgTarget {
+    /// The database these settings connect to.
+    pub database: String,
+    vars: Vec<(&'static str, String)>,
+    password: Option<String>,
+    config: tokio_postgres::Config,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("database", &self.database)
+            .field("vars", &self.vars)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgTarget {
+    /// Settings for `database` on the server of `url` (the URL's own database when `None`).
+    pub fn new(url: &SecretUrl, database: Option<&str>) -> Result<Self, PgConnError> {
+        let mut config = tokio_postgres::Config::from_str(url.expose())
+            .map_err(|e| PgConnError::Url(crate::secret::scrub_urls(&e.to_string())))?;
+        let database = database
+            .map(str::to_string)
+            .or_else(|| config.get_dbname().map(str::to_string))
+            .or_else(|| config.get_user().map(str::to_string))
+            .unwrap_or_else(|| "postgres".into());
+        config.dbname(&database);
+        let mut vars = vec![
+            ("PGDATABASE", database.clone()),
+            ("PGAPPNAME", "steward".to_string()),
+        ];
+        if let Some(h) = config.get_hosts().first() {
+            vars.push((
+                "PGHOST",
+                match h {
+                    Host::Tcp(name) => name.clone(),
+                    Host::Unix(path) => path.display().to_string(),
+                },
+            ));
+        }
+        if let Some(p) = config.get_ports().first() {
+            vars.push(("PGPORT", p.to_string()));
+        }
+        if let Some(u) = config.get_user() {
+            vars.push(("PGUSER", u.to_string()));
+        }
+        vars.push((
+            "PGSSLMODE",
+            match config.get_ssl_mode() {
+                SslMode::Disable => "disable".into(),
+                SslMode::Require => "require".into(),
+                _ => "prefer".into(),
+            },
+        ));
+        if let Some(t) = config.get_connect_timeout() {
+            vars.push(("PGCONNECT_TIMEOUT", t.as_secs().max(1).to_string()));
+        }
+        let password = config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        Ok(Self {
+            database,
+            vars,
+            password,
+            config,
+        })
+    }
+
+    /// The same server, another database.
+    pub fn with_database(&self, database: &str) -> Self {
+        let mut t = self.clone();
+        t.database = database.to_string();
+        t.config.dbname(database);
+        for (k, v) in &mut t.vars {
+            if *k == "PGDATABASE" {
+                *v = database.to_string();
+            }
+        }
+        t
+    }
+
+    /// Sets the connection variables on a child, clearing any inherited `PG*` ones first.
+    pub fn apply(&self, cmd: &mut tokio::process::Command) {
+        for (k, _) in std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)))
+        {
+            if k.starts_with("PG") {
+                cmd.env_remove(&k);
+            }
+        }
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        if let Some(p) = &self.password {
+            cmd.env("PGPASSWORD", p);
+        }
+    }
+
+    /// A direct connection (not pooled) for the manager's own queries on this database.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, conn) = self.config.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    /// The literal password, so error text can be scrubbed of it.
+    pub fn secrets(&self) -> Vec<String> {
+        self.password.iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_becomes_environment_without_argv() {
+        let t = PgTarget::new(
+            &SecretUrl::new("postgres://app:p%40ss@db.example:6543/shop?sslmode=disable"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(t.database, "shop");
+        let vars: std::collections::HashMap<_, _> = t.vars.iter().cloned().collect();
+        assert_eq!(vars["PGHOST"], "db.example");
+        assert_eq!(vars["PGPORT"], "6543");
+        assert_eq!(vars["PGUSER"], "app");
+        assert_eq!(vars["PGSSLMODE"], "disable");
+        assert_eq!(t.password.as_deref(), Some("p@ss"));
+        assert!(!format!("{t:?}").contains("p@ss"));
+        let other = t.with_database("shop_restored");
+        assert_eq!(other.database, "shop_restored");
+        assert!(other
+            .vars
+            .iter()
+            .any(|(k, v)| *k == "PGDATABASE" && v == "shop_restored"));
+    }
+}

@@ -1,0 +1,307 @@
+//! `[backup]`, `[backup.schedule]` and `[backup.encryption]`: where, how and when PostgreSQL
+//! is backed up, and how long backups are kept.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// pg_dump's output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    /// Plain SQL: restores with psql, readable with zcat.
+    #[default]
+    Plain,
+    /// pg_dump's custom archive: restores with pg_restore.
+    Custom,
+}
+
+/// How the dump is compressed on its way to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// File name extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gz",
+            Compression::Zstd => "zst",
+        }
+    }
+}
+
+/// `[backup]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Root of the backup tree: `<dir>/<database>/<id>.<ext>` plus `<id>.json`.
+    pub dir: PathBuf,
+    /// Databases to back up; empty means the database of `postgres.url`.
+    pub databases: Vec<String>,
+    pub format: DumpFormat,
+    pub compression: Compression,
+    /// Compression level: gzip 1–9 (default 6), zstd 1–19 (default 3).
+    pub level: Option<u32>,
+    /// pg_dump to use; empty means the newest installed one.
+    pub pg_dump_path: Option<PathBuf>,
+    /// Days a daily backup is kept.
+    pub retention_days: u32,
+    /// Weeks a weekly backup is kept.
+    pub weekly_retention_weeks: u32,
+    /// Good backups of each kind kept whatever their age.
+    pub min_keep: u32,
+    /// How long manual and pre-restore backups are kept; unset keeps them until deleted by hand.
+    #[serde(with = "humantime_serde")]
+    pub manual_retention: Option<Duration>,
+    pub schedule: ScheduleConfig,
+    pub encryption: EncryptionConfig,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("var/backups"),
+            databases: Vec::new(),
+            format: DumpFormat::Plain,
+            compression: Compression::Gzip,
+            level: None,
+            pg_dump_path: None,
+            retention_days: 7,
+            weekly_retention_weeks: 4,
+            min_keep: 1,
+            manual_retention: None,
+            schedule: ScheduleConfig::default(),
+            encryption: EncryptionConfig::default(),
+        }
+    }
+}
+
+impl BackupConfig {
+    /// The effective compression level.
+    pub fn level(&self) -> u32 {
+        self.level.unwrap_or(match self.compression {
+            Compression::Gzip => 6,
+            Compression::Zstd => 3,
+        })
+    }
+}
+
+/// `[backup.schedule]`: cron expressions (5 fields: minute hour day month weekday); an
+/// empty string turns that schedule off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleConfig {
+    pub daily: String,
+    pub weekly: String,
+    /// IANA time zone the expressions are read in, e.g. "Europe/Berlin".
+    pub timezone: String,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            daily: "0 2 * * *".into(),
+            weekly: "0 3 * * 1".into(),
+            timezone: "UTC".into(),
+        }
+    }
+}
+
+/// `[backup.encryption]`: age recipients to encrypt to, and the identity to decrypt with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// age public keys (`age1…`); empty means backups are not encrypted.
+    pub recipients: Vec<String>,
+    /// File with an age identity (`AGE-SECRET-KEY-1…`), for verify and restore.
+    pub identity_file: Option<PathBuf>,
+}
+
+/// Checks the backup section: names, levels, periods, schedules, keys.
+pub(super) fn validate(b: &BackupConfig, out: &mut Vec<super::Problem>) {
+    use super::Problem;
+    for db in &b.databases {
+        if !is_database_dir_name(db) {
+            out.push(Problem::new(
+                "backup.databases",
+                format!("{db:?} cannot be used: database names for backups may hold letters, digits, '_', '-' and '.', and not start with '.' or '-'"),
+            ));
+        }
+    }
+    let (lo, hi) = match b.compression {
+        Compression::Gzip => (1, 9),
+        Compression::Zstd => (1, 19),
+    };
+    if let Some(l) = b.level.filter(|l| !(lo..=hi).contains(l)) {
+        out.push(Problem::new(
+            "backup.level",
+            format!("{l} is outside {lo}–{hi} for {:?}", b.compression),
+        ));
+    }
+    if b.retention_days == 0 {
+        out.push(Problem::new(
+            "backup.retention_days",
+            "must be at least 1 (BACKUP_RETENTION_DAYS)",
+        ));
+    }
+    if b.weekly_retention_weeks == 0 {
+        out.push(Problem::new(
+            "backup.weekly_retention_weeks",
+            "must be at least 1",
+        ));
+    }
+    if b.manual_retention.is_some_and(|d| d.is_zero()) {
+        out.push(Problem::new(
+            "backup.manual_retention",
+            "must be greater than zero, or left out to keep manual backups",
+        ));
+    }
+    if let Some(p) = b.pg_dump_path.as_ref().filter(|p| !p.is_file()) {
+        out.push(Problem::new(
+            "backup.pg_dump_path",
+            format!(
+                "{} is not a file; install the PostgreSQL client or fix the path",
+                p.display()
+            ),
+        ));
+    }
+    if b.dir.as_os_str().is_empty() {
+        out.push(Problem::new(
+            "backup.dir",
+            "is empty; give a directory such as \"var/backups\"",
+        ));
+    }
+    validate_schedule(&b.schedule, out);
+    validate_encryption(&b.encryption, out);
+}
+
+fn validate_schedule(s: &ScheduleConfig, out: &mut Vec<super::Problem>) {
+    use super::Problem;
+    use std::str::FromStr;
+    for (key, expr) in [
+        ("backup.schedule.daily", &s.daily),
+        ("backup.schedule.weekly", &s.weekly),
+    ] {
+        if expr.trim().is_empty() {
+            continue;
+        }
+        if expr.split_whitespace().count() != 5 {
+            out.push(Problem::new(key, format!("{expr:?} must have 5 fields: minute hour day-of-month month day-of-week (\"\" turns it off)")));
+        } else if let Err(e) = croner::Cron::from_str(expr) {
+            out.push(Problem::new(
+                key,
+                format!("{expr:?} is not a cron expression: {e}"),
+            ));
+        }
+    }
+    if chrono_tz::Tz::from_str(&s.timezone).is_err() {
+        out.push(Problem::new(
+            "backup.schedule.timezone",
+            format!(
+                "{:?} is not an IANA time zone such as \"UTC\" or \"Europe/Berlin\"",
+                s.timezone
+            ),
+        ));
+    }
+}
+
+fn validate_encryption(e: &EncryptionConfig, out: &mut Vec<super::Problem>) {
+    use super::Problem;
+    use std::str::FromStr;
+    for r in &e.recipients {
+        if age::x25519::Recipient::from_str(r).is_err() {
+            out.push(Problem::new(
+                "backup.encryption.recipients",
+                format!("{r:?} is not an age public key (age1…); create one with `age-keygen`"),
+            ));
+        }
+    }
+    if let Some(path) = &e.identity_file {
+        match std::fs::read_to_string(path) {
+            Err(err) => out.push(Problem::new(
+                "backup.encryption.identity_file",
+                format!("cannot read {}: {err}", path.display()),
+            )),
+            Ok(text) => {
+                let ok = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .any(|l| age::x25519::Identity::from_str(l).is_ok());
+                if !ok {
+                    out.push(Problem::new(
+                        "backup.encryption.identity_file",
+                        format!(
+                            "{} holds no age identity (AGE-SECRET-KEY-1…)",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Names usable as a directory under `backup.dir` without any escaping.
+pub fn is_database_dir_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with(['.', '-'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Problem;
+
+    fn problems(b: &BackupConfig) -> Vec<Problem> {
+        let mut out = Vec::new();
+        validate(b, &mut out);
+        out
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(problems(&BackupConfig::default()), vec![]);
+    }
+
+    #[test]
+    fn each_problem_names_its_key() {
+        let mut b = BackupConfig {
+            databases: vec!["../etc".into(), "app".into()],
+            level: Some(12),
+            ..Default::default()
+        };
+        b.schedule.daily = "0 25 * * *".into();
+        b.schedule.weekly = "every monday".into();
+        b.schedule.timezone = "Mars/Olympus".into();
+        b.encryption.recipients = vec!["age1nope".into()];
+        let keys: Vec<String> = problems(&b).into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "backup.databases",
+                "backup.level",
+                "backup.schedule.daily",
+                "backup.schedule.weekly",
+                "backup.schedule.timezone",
+                "backup.encryption.recipients"
+            ]
+        );
+    }
+
+    #[test]
+    fn database_dir_names() {
+        assert!(is_database_dir_name("app_prod-2.x"));
+        assert!(!is_database_dir_name(".."));
+        assert!(!is_database_dir_name("a/b"));
+        assert!(!is_database_dir_name("-x"));
+    }
+}
