@@ -183,6 +183,7 @@ pub fn diff(old: &Config, new: &Config) -> ReloadReply {
         Some("monitor.postgres"),
     );
     section("redis", old.redis != new.redis, Some("monitor.redis"));
+    section("backup", old.backup != new.backup, Some("backup.scheduler"));
     section("metrics", old.metrics != new.metrics, None);
     section("control", old.control != new.control, None);
     section("state", old.state != new.state, None);

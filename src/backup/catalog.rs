@@ -1,2 +1,315 @@
 //! The catalog: one checksummed JSON metadata file per backup, the commit marker that makes
-//! a backup exist; IDs, file names, listing and the start-up sweep.
+//! a backup exist; IDs, file names, listing, deletion and the start-up sweep.
+
+use super::BackupKind;
+use crate::config::{Compression, DumpFormat};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Why the catalog could not be read or written, or an ID was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{0:?} is not a backup ID (IDs look like 20261126T020000Z-daily-3fa2; see `steward backup list`)")]
+    BadId(String),
+    #[error("no backup with ID {0:?}; see `steward backup list`")]
+    Unknown(String),
+    #[error("cannot {what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("metadata {path} is unreadable or was altered: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CatalogError + 'a {
+    move |source| CatalogError::Io { what, path: path.to_path_buf(), source }
+}
+
+/// Whether a backup is usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupStatus {
+    /// Complete, durable, hashed: counts as a backup.
+    Good,
+    /// Did not complete; kept as a record of why.
+    Failed,
+    /// In progress (only in the marker written at start).
+    Running,
+}
+
+/// How the file is encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    pub method: String,
+    /// The recipients' public keys (never a secret key).
+    pub recipients: Vec<String>,
+}
+
+/// One backup's metadata: the JSON beside the file, and the row of `backup list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupMeta {
+    pub id: String,
+    pub database: String,
+    pub kind: BackupKind,
+    #[serde(default)]
+    pub label: Option<String>,
+    pub status: BackupStatus,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub duration_seconds: f64,
+    /// The data file's name inside the database's directory (absent for failed backups).
+    #[serde(default)]
+    pub file: Option<String>,
+    pub format: DumpFormat,
+    pub compression: Compression,
+    pub level: u32,
+    #[serde(default)]
+    pub encryption: Option<Encryption>,
+    #[serde(default)]
+    pub dump_bytes: u64,
+    #[serde(default)]
+    pub stored_bytes: u64,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub pg_dump_version: Option<String>,
+    #[serde(default)]
+    pub server_version: Option<String>,
+    pub steward_version: String,
+    /// SHA-256 of this JSON written with an empty checksum.
+    #[serde(default)]
+    pub checksum: String,
+}
+
+impl BackupMeta {
+    fn computed_checksum(&self) -> String {
+        let mut unsigned = self.clone();
+        unsigned.checksum = String::new();
+        let bytes = serde_json::to_vec(&unsigned).unwrap_or_default();
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    /// Fills in the checksum over everything else.
+    pub fn seal(&mut self) {
+        self.checksum = self.computed_checksum();
+    }
+
+    /// True when nothing changed since `seal`.
+    pub fn checksum_ok(&self) -> bool {
+        !self.checksum.is_empty() && self.checksum == self.computed_checksum()
+    }
+
+    /// Good and complete.
+    pub fn is_good(&self) -> bool {
+        self.status == BackupStatus::Good
+    }
+}
+
+/// A new ID: UTC start time, kind, and four random hex digits.
+pub fn new_id(started: DateTime<Utc>, kind: BackupKind) -> String {
+    let rand = std::collections::hash_map::RandomState::new();
+    let n = std::hash::BuildHasher::hash_one(&rand, (started, std::process::id())) as u16;
+    format!("{}-{}-{n:04x}", started.format("%Y%m%dT%H%M%SZ"), kind.as_str())
+}
+
+/// Accepts only IDs of the form `new_id` makes: no separators, no dots, nothing else.
+pub fn validate_id(id: &str) -> Result<(), CatalogError> {
+    let bad = || CatalogError::BadId(id.chars().take(80).collect());
+    let (stamp, rest) = id.split_at_checked(16).ok_or_else(bad)?;
+    let stamp_ok = stamp.len() == 16
+        && stamp.as_bytes()[8] == b'T'
+        && stamp.as_bytes()[15] == b'Z'
+        && stamp.bytes().enumerate().all(|(i, b)| i == 8 || i == 15 || b.is_ascii_digit());
+    let rest = rest.strip_prefix('-').ok_or_else(bad)?;
+    let (kind, suffix) = rest.rsplit_once('-').ok_or_else(bad)?;
+    let kind_ok = BackupKind::ALL.iter().any(|k| k.as_str() == kind);
+    let suffix_ok = suffix.len() == 4 && suffix.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    if stamp_ok && kind_ok && suffix_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// The data file's name: `<id>.sql.gz`, `<id>.dump.zst`, `… .age` when encrypted.
+pub fn data_file_name(id: &str, format: DumpFormat, compression: Compression, encrypted: bool) -> String {
+    let f = match format {
+        DumpFormat::Plain => "sql",
+        DumpFormat::Custom => "dump",
+    };
+    let age = if encrypted { ".age" } else { "" };
+    format!("{id}.{f}.{}{age}", compression.extension())
+}
+
+/// The directory of one database's backups.
+pub fn db_dir(root: &Path, database: &str) -> PathBuf {
+    root.join(database)
+}
+
+/// Creates a directory (and parents) with mode 0700.
+pub fn ensure_dir(dir: &Path) -> Result<(), CatalogError> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io("create directory", dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io("set the mode of", dir))
+}
+
+/// Fsyncs a directory so a rename or removal in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), CatalogError> {
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("sync directory", dir))
+}
+
+fn write_json(path: &Path, meta: &BackupMeta) -> Result<(), CatalogError> {
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(meta).unwrap_or_default();
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io("write metadata", path)(e)
+    })?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn meta_path(root: &Path, meta: &BackupMeta) -> PathBuf {
+    db_dir(root, &meta.database).join(format!("{}.json", meta.id))
+}
+
+fn marker_path(root: &Path, meta: &BackupMeta) -> PathBuf {
+    db_dir(root, &meta.database).join(format!("{}.running.json", meta.id))
+}
+
+/// Seals and writes the metadata: the commit marker, written only once the file is durable.
+pub fn commit(root: &Path, meta: &mut BackupMeta) -> Result<(), CatalogError> {
+    meta.seal();
+    write_json(&meta_path(root, meta), meta)?;
+    let _ = fs::remove_file(marker_path(root, meta));
+    Ok(())
+}
+
+/// Records that a backup started, so a crash leaves a trace the next start turns into a failure.
+pub fn mark_running(root: &Path, meta: &BackupMeta) -> Result<(), CatalogError> {
+    ensure_dir(&db_dir(root, &meta.database))?;
+    write_json(&marker_path(root, meta), meta)
+}
+
+/// Every backup in the catalog (newest first), plus metadata files that could not be trusted.
+pub fn load_all(root: &Path) -> (Vec<BackupMeta>, Vec<CatalogError>) {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    let Ok(dbs) = fs::read_dir(root) else {
+        return (out, problems);
+    };
+    for db in dbs.flatten().filter(|e| e.path().is_dir()) {
+        let Ok(files) = fs::read_dir(db.path()) else { continue };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".json") else { continue };
+            if validate_id(id).is_err() {
+                continue;
+            }
+            match read_meta(&f.path(), id) {
+                Ok(m) => out.push(m),
+                Err(e) => problems.push(e),
+            }
+        }
+    }
+    out.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+    (out, problems)
+}
+
+fn read_meta(path: &Path, id: &str) -> Result<BackupMeta, CatalogError> {
+    let text = fs::read_to_string(path).map_err(io("read", path))?;
+    let corrupt = |reason: String| CatalogError::Corrupt { path: path.to_path_buf(), reason };
+    let meta: BackupMeta = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+    if meta.id != id {
+        return Err(corrupt(format!("it names ID {:?}", meta.id)));
+    }
+    if !meta.checksum_ok() {
+        return Err(corrupt("its checksum does not match its content".into()));
+    }
+    Ok(meta)
+}
+
+/// Looks an ID up; only well-formed IDs are looked for, and only inside the catalog.
+pub fn find(root: &Path, id: &str) -> Result<BackupMeta, CatalogError> {
+    validate_id(id)?;
+    let Ok(dbs) = fs::read_dir(root) else {
+        return Err(CatalogError::Unknown(id.into()));
+    };
+    for db in dbs.flatten().filter(|e| e.path().is_dir()) {
+        let path = db.path().join(format!("{id}.json"));
+        if path.is_file() {
+            return read_meta(&path, id);
+        }
+    }
+    Err(CatalogError::Unknown(id.into()))
+}
+
+/// The data file of a good backup.
+pub fn data_path(root: &Path, meta: &BackupMeta) -> Option<PathBuf> {
+    let name = meta.file.as_ref()?;
+    // Only the name steward gives its files; anything else in metadata is not followed.
+    let expected = data_file_name(&meta.id, meta.format, meta.compression, meta.encryption.is_some());
+    (name == &expected).then(|| db_dir(root, &meta.database).join(name))
+}
+
+/// Deletes a backup: its data file, then its metadata. Nothing else is touched.
+pub fn delete(root: &Path, meta: &BackupMeta) -> Result<(), CatalogError> {
+    if let Some(p) = data_path(root, meta) {
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("delete", &p)(e)),
+            _ => {}
+        }
+    }
+    let m = meta_path(root, meta);
+    fs::remove_file(&m).map_err(io("delete", &m))?;
+    sync_dir(&db_dir(root, &meta.database))
+}
+
+/// At start: turns runs that were interrupted into failed entries and removes their
+/// temporary files; returns the entries recorded.
+pub fn sweep(root: &Path) -> Vec<BackupMeta> {
+    let mut failed = Vec::new();
+    let Ok(dbs) = fs::read_dir(root) else { return failed };
+    for db in dbs.flatten().filter(|e| e.path().is_dir()) {
+        let Ok(files) = fs::read_dir(db.path()) else { continue };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".running.json") {
+                if validate_id(id).is_ok() {
+                    if let Some(m) = fail_interrupted(root, &f.path()) {
+                        failed.push(m);
+                    }
+                }
+            } else if name.ends_with(".tmp") && validate_id(name.get(..name.find('.').unwrap_or(0)).unwrap_or("")).is_ok() {
+                let _ = fs::remove_file(f.path());
+            }
+        }
+    }
+    failed
+}
+
+fn fail_interrupted(root: &Path, marker: &Path) -> Option<BackupMeta> {
+    let text = fs::read_to_string(marker).ok()?;
+    let mut meta: BackupMeta = serde_json::from_str(&text).ok()?;
+    meta.status = BackupStatus::Failed;
+    meta.error = Some("interrupted: steward stopped before the backup completed".into());
+    meta.finished_at = None;
+    meta.file = None;
+    commit(root, &mut meta).ok()?;
+    Some(meta)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,11 +1,24 @@
 //! The backup pipeline: pg_dump's output streamed through compression (and age encryption)
 //! into a temporary file, hashed and counted on the way, then made durable under its final name.
+//!
+//! Stages: pg_dump's stdout is read in 1 MiB chunks on the async runtime and handed over a
+//! bounded channel to a thread of its own that compresses, encrypts, hashes and writes, so that
+//! reading and compressing overlap and memory stays bounded whatever the database size.
 
 use super::pgconn::PgTarget;
+use super::pipeline_io::{self as io_util, Msg, CHUNK, DEPTH};
+use super::pipeline_write::{write_stage, WriteFailure, Written};
 use crate::config::{Compression, DumpFormat};
-use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use crate::secret::Scrubber;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub use super::pipeline_tools::{find_client_tool, pg_dump_version};
 
 /// Everything one dump needs.
 pub struct DumpJob {
@@ -35,4 +48,319 @@ pub struct DumpOutput {
     pub stored_bytes: u64,
     /// SHA-256 of the stored file, lowercase hex.
     pub sha256: String,
+}
+
+/// Why a dump failed. Messages are meant for users and never hold the password.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("cannot run {tool}: {source}{}", spawn_hint(source))]
+    Spawn {
+        tool: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{tool} --version gave an unexpected answer: {output}")]
+    Version { tool: String, output: String },
+    #[error("pg_dump failed ({status}): {stderr}")]
+    PgDump { status: String, stderr: String },
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the disk is full: cannot write {} (no space left on device)", path.display())]
+    DiskFull { path: PathBuf },
+    #[error("age encryption failed: {0}")]
+    Encrypt(String),
+    #[error("the backup was cancelled")]
+    Cancelled,
+}
+
+fn spawn_hint(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        " (is the PostgreSQL client installed? set backup.pg_dump_path to its pg_dump)"
+    } else {
+        ""
+    }
+}
+
+impl DumpError {
+    /// An I/O error about `path`; a full disk gets its own, clearer error.
+    pub fn io(what: &'static str, path: &Path, source: std::io::Error) -> Self {
+        if io_util::is_disk_full(&source) {
+            DumpError::DiskFull {
+                path: path.to_path_buf(),
+            }
+        } else {
+            DumpError::Io {
+                what,
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+}
+
+/// Removes a path on drop unless disarmed: nothing half-written survives a failure, an early
+/// return or the dump future being dropped.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Runs pg_dump and stores its output at `job.final_path` (see the module docs). On any error or
+/// on cancellation pg_dump is killed, the temporary file removed, and nothing is left under the
+/// final name.
+pub async fn dump(job: DumpJob, cancel: CancellationToken) -> Result<DumpOutput, DumpError> {
+    let scrub = Scrubber::new(job.target.secrets());
+    let dir = job.tmp_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let file = open_tmp(&dir, &job.tmp_path)?;
+    let mut tmp_guard = RemoveOnDrop(Some(job.tmp_path.clone()));
+
+    let encryptor = if job.recipients.is_empty() {
+        None
+    } else {
+        let recipients = job.recipients.iter().map(|r| r as &dyn age::Recipient);
+        Some(
+            age::Encryptor::with_recipients(recipients)
+                .map_err(|e| DumpError::Encrypt(e.to_string()))?,
+        )
+    };
+
+    let mut cmd = tokio::process::Command::new(&job.pg_dump);
+    cmd.arg("--no-password");
+    match job.format {
+        DumpFormat::Plain => cmd.arg("-Fp"),
+        DumpFormat::Custom => cmd.args(["-Fc", "-Z0"]),
+    };
+    job.target.apply(&mut cmd);
+    io_util::english_messages(&mut cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|source| DumpError::Spawn {
+        tool: job.pg_dump.display().to_string(),
+        source,
+    })?;
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    io_util::enlarge_pipe(stdout.as_raw_fd());
+    let stderr = tokio::spawn(io_util::capture_stderr(
+        child.stderr.take().expect("stderr is piped"),
+    ));
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(DEPTH);
+    let (compression, level) = (job.compression, job.level);
+    let writer =
+        tokio::task::spawn_blocking(move || write_stage(file, rx, compression, level, encryptor));
+
+    // Read pg_dump's output to its end, handing chunks to the writer.
+    let mut dump_bytes = 0u64;
+    let read: Result<(), Stop> = loop {
+        let mut buf = Vec::with_capacity(CHUNK);
+        let eof = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break Err(Stop::Cancelled),
+            r = io_util::fill_chunk(&mut stdout, &mut buf) => match r {
+                Ok(eof) => eof,
+                Err(e) => break Err(Stop::Read(e)),
+            },
+        };
+        if !buf.is_empty() {
+            dump_bytes += buf.len() as u64;
+            job.progress.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            let sent = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break Err(Stop::Cancelled),
+                r = tx.send(Msg::Data(buf)) => r.is_ok(),
+            };
+            if !sent {
+                break Err(Stop::Writer);
+            }
+        }
+        if eof {
+            break Ok(());
+        }
+    };
+    drop(stdout);
+
+    // pg_dump's verdict (it has closed its stdout, or we are stopping anyway).
+    let status = match read {
+        Ok(()) => tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(Stop::Cancelled),
+            s = child.wait() => s.map_err(Stop::Read),
+        },
+        Err(stop) => Err(stop),
+    };
+    let status = match status {
+        Ok(s) => s,
+        Err(stop) => {
+            let _ = child.kill().await;
+            drop(tx);
+            let written = join_writer(writer, &job.tmp_path).await;
+            stderr.abort();
+            return Err(match stop {
+                Stop::Cancelled => DumpError::Cancelled,
+                Stop::Read(e) => DumpError::Io {
+                    what: "cannot read the output of",
+                    path: job.pg_dump.clone(),
+                    source: e,
+                },
+                // The writer stopped first: its error is the one that matters.
+                Stop::Writer => match written {
+                    Err(e) => e,
+                    Ok(_) => DumpError::Io {
+                        what: "writing stopped unexpectedly for",
+                        path: job.tmp_path.clone(),
+                        source: std::io::Error::other("the writer ended early"),
+                    },
+                },
+            });
+        }
+    };
+    let stderr_text = stderr.await.unwrap_or_default();
+    if let Err(e) = check_pg_dump(status, &stderr_text, &scrub) {
+        drop(tx);
+        let _ = join_writer(writer, &job.tmp_path).await;
+        return Err(e);
+    }
+    let warnings = stderr_text.trim();
+    if !warnings.is_empty() {
+        tracing::warn!(database = %job.target.database, "pg_dump: {}", scrub.scrub(warnings));
+    }
+
+    // Complete: finish compression/encryption and fsync, then rename and fsync the directory.
+    if tx.send(Msg::End).await.is_err() {
+        // The writer already failed; its error follows.
+    }
+    drop(tx);
+    let written = join_writer(writer, &job.tmp_path).await?;
+    let final_path = job.final_path.clone();
+    let tmp_path = job.tmp_path.clone();
+    tokio::task::spawn_blocking(move || publish(&tmp_path, &final_path, &dir))
+        .await
+        .map_err(|e| DumpError::io("cannot rename", &job.tmp_path, std::io::Error::other(e)))??;
+    tmp_guard.0 = None;
+    Ok(DumpOutput {
+        dump_bytes,
+        stored_bytes: written.stored_bytes,
+        sha256: written.sha256,
+    })
+}
+
+/// Why reading stopped before a complete, successful pg_dump.
+enum Stop {
+    Cancelled,
+    Read(std::io::Error),
+    Writer,
+}
+
+/// pg_dump succeeded when it exited 0 and reported no error on stderr.
+fn check_pg_dump(status: ExitStatus, stderr: &str, scrub: &Scrubber) -> Result<(), DumpError> {
+    if status.success() && !stderr.lines().any(io_util::is_error_line) {
+        return Ok(());
+    }
+    let message = match io_util::first_error(stderr) {
+        m if m.trim().is_empty() => "no error message".to_string(),
+        m => m,
+    };
+    Err(DumpError::PgDump {
+        status: status.to_string(),
+        stderr: scrub.scrub(&message),
+    })
+}
+
+async fn join_writer(
+    writer: tokio::task::JoinHandle<Result<Written, WriteFailure>>,
+    tmp: &Path,
+) -> Result<Written, DumpError> {
+    match writer.await {
+        Ok(Ok(w)) => Ok(w),
+        Ok(Err(WriteFailure::Io(e))) => Err(DumpError::io("cannot write", tmp, e)),
+        Ok(Err(WriteFailure::Abandoned)) => Err(DumpError::Cancelled),
+        Err(e) => Err(DumpError::io("cannot write", tmp, std::io::Error::other(e))),
+    }
+}
+
+/// Creates the directory (0700) if needed and the temporary file (0600).
+fn open_tmp(dir: &Path, tmp: &Path) -> Result<std::fs::File, DumpError> {
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| DumpError::io("cannot create the backup directory", dir, e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(tmp)
+        .map_err(|e| DumpError::io("cannot create", tmp, e))?;
+    // An existing file keeps its mode through open(); make sure it is private.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| DumpError::io("cannot set the mode of", tmp, e))?;
+    Ok(file)
+}
+
+/// Renames the finished file into place and makes the rename durable; on failure nothing is
+/// left under the final name.
+fn publish(tmp: &Path, final_path: &Path, dir: &Path) -> Result<(), DumpError> {
+    std::fs::rename(tmp, final_path).map_err(|e| DumpError::io("cannot rename", tmp, e))?;
+    let synced = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    if let Err(e) = synced {
+        let _ = std::fs::remove_file(final_path);
+        return Err(DumpError::io("cannot sync the directory", dir, e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_full_is_named() {
+        let e = DumpError::io(
+            "cannot write",
+            Path::new("/b/app/x.sql.gz.tmp"),
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("disk is full"), "{msg}");
+        assert!(msg.contains("/b/app/x.sql.gz.tmp"), "{msg}");
+        let e = DumpError::io(
+            "cannot write",
+            Path::new("/b"),
+            std::io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert!(e.to_string().starts_with("cannot write /b: "), "{e}");
+    }
+
+    #[test]
+    fn pg_dump_errors_are_scrubbed() {
+        use std::os::unix::process::ExitStatusExt;
+        let scrub = Scrubber::new(vec!["hunter2".into()]);
+        let err = check_pg_dump(
+            ExitStatus::from_raw(1 << 8),
+            "pg_dump: error: connection failed: password hunter2 rejected\n",
+            &scrub,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("connection failed"), "{err}");
+        // Exit 0 with an error on stderr is still a failure; a warning is not.
+        assert!(check_pg_dump(ExitStatus::from_raw(0), "pg_dump: error: x\n", &scrub).is_err());
+        assert!(check_pg_dump(ExitStatus::from_raw(0), "pg_dump: warning: x\n", &scrub).is_ok());
+    }
 }

@@ -1,8 +1,22 @@
 //! Reading a stored backup back: verify (hash, stream integrity, decryption) and restore
 //! (decrypt → decompress → psql or pg_restore, streamed).
+//!
+//! Both read the file on a thread of their own; restore hands the decoded dump in 1 MiB chunks
+//! over a bounded channel to the task that feeds the child's stdin, so memory stays bounded.
 
+use super::pgconn::PgTarget;
+use super::pipeline_io::{self as io_util, HashingReader, Msg, DEPTH};
+use super::restore_stream::{self as stream, StreamError};
 use crate::config::{Compression, DumpFormat};
-use std::path::PathBuf;
+use crate::secret::Scrubber;
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 
 /// A backup file as the catalog describes it.
 #[derive(Debug, Clone)]
@@ -17,4 +31,410 @@ pub struct StoredBackup {
     pub stored_bytes: u64,
     /// Expected size of the dump inside.
     pub dump_bytes: u64,
+}
+
+/// What was done about encryption during a verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decryption {
+    /// The backup is not encrypted.
+    NotEncrypted,
+    /// Decrypted with one of the given identities.
+    Decrypted,
+    /// Encrypted, and no identity was given: the stream inside was not checked.
+    Skipped,
+}
+
+/// The outcome of each check of a verify; `ok` is true when none failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyOutput {
+    pub ok: bool,
+    /// The file's SHA-256 matches the catalog.
+    pub hash_ok: bool,
+    pub actual_sha256: String,
+    /// The file's size matches the catalog.
+    pub size_ok: bool,
+    pub actual_stored_bytes: u64,
+    /// The stream decoded to its end: `Some(true)`; it did not: `Some(false)`; not checked
+    /// (encrypted, no identity): `None`.
+    pub stream_ok: Option<bool>,
+    pub decryption: Decryption,
+    /// Size of the decoded dump, when the stream was read to its end.
+    pub dump_bytes: Option<u64>,
+    /// The decoded size matches the catalog (`None` when not read).
+    pub dump_bytes_ok: Option<bool>,
+    /// One sentence per failed (or skipped) check, for display.
+    pub problems: Vec<String>,
+}
+
+/// Why a verify could not run at all (a failed check is not an error: see [`VerifyOutput`]).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("cannot read backup file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("verify stopped unexpectedly: {0}")]
+    Internal(String),
+}
+
+/// Recomputes the file's hash and size and reads the stream inside to its end (decrypting when
+/// it is encrypted and `identities` is not empty). `progress` counts file bytes read.
+pub async fn verify(
+    b: &StoredBackup,
+    identities: &[age::x25519::Identity],
+    progress: Arc<AtomicU64>,
+) -> Result<VerifyOutput, VerifyError> {
+    let b = b.clone();
+    let ids = identities.to_vec();
+    tokio::task::spawn_blocking(move || verify_blocking(&b, &ids, progress))
+        .await
+        .map_err(|e| VerifyError::Internal(e.to_string()))?
+}
+
+fn verify_blocking(
+    b: &StoredBackup,
+    ids: &[age::x25519::Identity],
+    progress: Arc<AtomicU64>,
+) -> Result<VerifyOutput, VerifyError> {
+    let io_err = |source| VerifyError::Io {
+        path: b.path.clone(),
+        source,
+    };
+    let file = std::fs::File::open(&b.path).map_err(io_err)?;
+    let mut raw = HashingReader::new(file, progress);
+    let decryption = match (b.encrypted, ids.is_empty()) {
+        (false, _) => Decryption::NotEncrypted,
+        (true, false) => Decryption::Decrypted,
+        (true, true) => Decryption::Skipped,
+    };
+    let mut problems = Vec::new();
+    let decoded: Option<Result<u64, StreamError>> = (decryption != Decryption::Skipped).then(|| {
+        let layer = stream::layer_name(b.compression, b.encrypted);
+        let mut r = stream::open(&mut raw, b.compression, b.encrypted.then_some(ids))?;
+        std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| stream::classify(e, layer))
+    });
+    // Whatever happened to the stream, hash the whole file.
+    std::io::copy(&mut raw, &mut std::io::sink()).map_err(io_err)?;
+    let (actual_stored_bytes, actual_sha256) = raw.finish();
+
+    let hash_ok = actual_sha256.eq_ignore_ascii_case(&b.sha256);
+    if !hash_ok {
+        problems.push(format!(
+            "SHA-256 mismatch: the catalog has {}, the file has {actual_sha256}",
+            b.sha256
+        ));
+    }
+    let size_ok = actual_stored_bytes == b.stored_bytes;
+    if !size_ok {
+        problems.push(format!(
+            "size mismatch: the catalog has {} bytes, the file has {actual_stored_bytes}",
+            b.stored_bytes
+        ));
+    }
+    let (stream_ok, dump_bytes) = match decoded {
+        None => {
+            problems.push("encrypted and no age identity configured: decryption and the stream inside were not checked".into());
+            (None, None)
+        }
+        Some(Ok(n)) => (Some(true), Some(n)),
+        Some(Err(StreamError::Io(e))) => return Err(io_err(e)),
+        Some(Err(e)) => {
+            problems.push(e.to_string());
+            (Some(false), None)
+        }
+    };
+    let dump_bytes_ok = dump_bytes.map(|n| n == b.dump_bytes);
+    if dump_bytes_ok == Some(false) {
+        problems.push(format!(
+            "dump size mismatch: the catalog has {} bytes, the stream holds {}",
+            b.dump_bytes,
+            dump_bytes.unwrap_or(0)
+        ));
+    }
+    Ok(VerifyOutput {
+        ok: hash_ok && size_ok && stream_ok != Some(false) && dump_bytes_ok != Some(false),
+        hash_ok,
+        actual_sha256,
+        size_ok,
+        actual_stored_bytes,
+        stream_ok,
+        decryption,
+        dump_bytes,
+        dump_bytes_ok,
+        problems,
+    })
+}
+
+/// What a successful restore did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreOutput {
+    /// Decoded dump bytes fed to psql/pg_restore.
+    pub bytes_fed: u64,
+    /// Bytes of the backup file read.
+    pub stored_bytes_read: u64,
+}
+
+/// Why a restore failed. Messages are meant for users and never hold the password.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("cannot read backup file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("backup {} is encrypted and no age identity is configured ([backup.encryption] identity_file)", path.display())]
+    NoIdentity { path: PathBuf },
+    #[error("backup {}: {message}", path.display())]
+    Stream { path: PathBuf, message: String },
+    #[error("cannot run {tool}: {source}")]
+    Spawn {
+        tool: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{tool} failed ({status}); nothing was committed: {error}")]
+    Failed {
+        tool: String,
+        status: String,
+        error: String,
+    },
+    #[error("the restore was cancelled; nothing was committed")]
+    Cancelled,
+}
+
+/// Streams the backup into `target`'s database (which must exist): plain dumps through `psql`
+/// in one transaction with `ON_ERROR_STOP`, custom archives through `pg_restore
+/// --single-transaction --exit-on-error --no-owner`. `tool` is psql or pg_restore accordingly.
+/// `progress` counts file bytes read. On a corrupt stream, an error or cancellation the child is
+/// killed before its input ends, so its transaction never commits.
+pub async fn restore(
+    b: &StoredBackup,
+    identities: &[age::x25519::Identity],
+    tool: &Path,
+    target: &PgTarget,
+    progress: Arc<AtomicU64>,
+    cancel: CancellationToken,
+) -> Result<RestoreOutput, RestoreError> {
+    if b.encrypted && identities.is_empty() {
+        return Err(RestoreError::NoIdentity {
+            path: b.path.clone(),
+        });
+    }
+    let scrub = Scrubber::new(target.secrets());
+    let (path, compression, encrypted) = (b.path.clone(), b.compression, b.encrypted);
+    let ids = identities.to_vec();
+    let stream_err = |e: StreamError| match e {
+        StreamError::Io(source) => RestoreError::Io {
+            path: b.path.clone(),
+            source,
+        },
+        e => RestoreError::Stream {
+            path: b.path.clone(),
+            message: e.to_string(),
+        },
+    };
+
+    // Open and check the headers before starting the child.
+    let opened = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path).map_err(StreamError::Io)?;
+        let counter = RawCounter::new(file, progress);
+        let bytes = counter.bytes.clone();
+        let r = stream::open(counter, compression, encrypted.then_some(&ids[..]))?;
+        Ok::<_, StreamError>((r, bytes))
+    })
+    .await
+    .map_err(|e| RestoreError::Stream {
+        path: b.path.clone(),
+        message: e.to_string(),
+    })?;
+    let (reader, raw_bytes) = opened.map_err(stream_err)?;
+
+    let tool_name = tool
+        .file_name()
+        .map_or_else(|| tool.display().to_string(), |n| n.to_string_lossy().into());
+    let mut cmd = tokio::process::Command::new(tool);
+    cmd.arg("--no-password");
+    match b.format {
+        DumpFormat::Plain => cmd.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            "-f",
+            "-",
+        ]),
+        DumpFormat::Custom => cmd
+            .args([
+                "--single-transaction",
+                "--exit-on-error",
+                "--no-owner",
+                "-d",
+            ])
+            .arg(conninfo_dbname(&target.database)),
+    };
+    target.apply(&mut cmd);
+    io_util::english_messages(&mut cmd);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|source| RestoreError::Spawn {
+        tool: tool.display().to_string(),
+        source,
+    })?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    io_util::enlarge_pipe(std::os::fd::AsRawFd::as_raw_fd(&stdin));
+    let stderr = tokio::spawn(io_util::capture_stderr(
+        child.stderr.take().expect("stderr is piped"),
+    ));
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(DEPTH);
+    let layer = stream::layer_name(b.compression, b.encrypted);
+    let decoder = tokio::task::spawn_blocking(move || pump(reader, &tx, layer));
+
+    let mut bytes_fed = 0u64;
+    // Outcome of feeding: Ok(true) complete, Ok(false) the child stopped reading.
+    let fed: Result<bool, RestoreError> = loop {
+        let msg = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break Err(RestoreError::Cancelled),
+            m = rx.recv() => m,
+        };
+        match msg {
+            Some(Msg::Data(chunk)) => {
+                let written = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => break Err(RestoreError::Cancelled),
+                    r = stdin.write_all(&chunk) => r,
+                };
+                if written.is_err() {
+                    break Ok(false);
+                }
+                bytes_fed += chunk.len() as u64;
+            }
+            Some(Msg::End) => break Ok(true),
+            Some(Msg::Failed(message)) => {
+                break Err(RestoreError::Stream {
+                    path: b.path.clone(),
+                    message,
+                })
+            }
+            None => {
+                break Err(RestoreError::Stream {
+                    path: b.path.clone(),
+                    message: "decoding stopped unexpectedly".into(),
+                })
+            }
+        }
+    };
+    drop(rx);
+    let complete = match fed {
+        Ok(complete) => complete,
+        Err(e) => {
+            // Kill before the input ends: an EOF would let psql commit what it got.
+            let _ = child.kill().await;
+            drop(stdin);
+            let _ = decoder.await;
+            stderr.abort();
+            return Err(e);
+        }
+    };
+    drop(stdin);
+    let status = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => None,
+        s = child.wait() => Some(s),
+    };
+    let _ = decoder.await;
+    let Some(status) = status else {
+        let _ = child.kill().await;
+        return Err(RestoreError::Cancelled);
+    };
+    let status = status.map_err(|source| RestoreError::Spawn {
+        tool: tool.display().to_string(),
+        source,
+    })?;
+    let stderr_text = stderr.await.unwrap_or_default();
+    let failed = !status.success() || stderr_text.lines().any(io_util::is_error_line);
+    if failed || !complete {
+        let error = match io_util::first_error(&stderr_text) {
+            m if !m.trim().is_empty() => m,
+            _ if !complete => format!("{tool_name} stopped reading its input"),
+            _ => "no error message".into(),
+        };
+        return Err(RestoreError::Failed {
+            tool: tool_name,
+            status: status.to_string(),
+            error: scrub.scrub(&error),
+        });
+    }
+    Ok(RestoreOutput {
+        bytes_fed,
+        stored_bytes_read: raw_bytes.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+/// Reads the decoded dump in chunks into `tx` until its end ([`Msg::End`]) or an error
+/// ([`Msg::Failed`]); stops quietly when the receiver goes away.
+fn pump(mut reader: Box<dyn Read + Send>, tx: &tokio::sync::mpsc::Sender<Msg>, layer: &str) {
+    loop {
+        let msg = match io_util::read_chunk(&mut reader) {
+            Ok(Some(chunk)) => Msg::Data(chunk),
+            Ok(None) => Msg::End,
+            Err(e) => Msg::Failed(stream::classify(e, layer).to_string()),
+        };
+        let last = !matches!(msg, Msg::Data(_));
+        if tx.blocking_send(msg).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Counts the raw bytes read, for the caller's progress and for the result.
+struct RawCounter<R> {
+    inner: R,
+    progress: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<R> RawCounter<R> {
+    fn new(inner: R, progress: Arc<AtomicU64>) -> Self {
+        Self {
+            inner,
+            progress,
+            bytes: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl<R: Read> Read for RawCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Relaxed);
+        self.progress.fetch_add(n as u64, Relaxed);
+        Ok(n)
+    }
+}
+
+/// A libpq connection string naming only the database, so that any name (even one with `=`
+/// or spaces) is taken literally and everything else comes from the environment.
+fn conninfo_dbname(db: &str) -> String {
+    format!("dbname='{}'", db.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dbname_is_quoted_for_conninfo() {
+        assert_eq!(conninfo_dbname("app"), "dbname='app'");
+        assert_eq!(conninfo_dbname("a b='c'\\"), "dbname='a b=\\'c\\'\\\\'");
+    }
 }

@@ -1,5 +1,7 @@
 //! The control socket: protocol types, the daemon's server, and the `steward` client.
 
+#[cfg(feature = "backup-wip")]
+mod backup_cmds;
 pub mod client;
 pub mod dispatch;
 pub mod lines;

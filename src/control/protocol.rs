@@ -77,11 +77,56 @@ pub enum Request {
     },
     Reload,
     Info,
+    /// Back up one database, or each configured one; with `wait`, reply when done.
+    BackupCreate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        database: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+        #[serde(default)]
+        wait: bool,
+    },
+    BackupList {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        database: Option<String>,
+    },
+    BackupStatus,
+    BackupVerify {
+        id: String,
+        #[serde(default)]
+        restore_test: bool,
+    },
+    BackupRestore {
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_db: Option<String>,
+        #[serde(default)]
+        force: bool,
+    },
+    BackupPrune {
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Backup, verify and restore jobs in progress, with their byte counts.
+    BackupJobs,
 }
 
 /// The command names, for the error reply to an unknown one.
 pub const COMMANDS: &[&str] = &[
-    "status", "health", "check", "tasks", "task", "reload", "info",
+    "status",
+    "health",
+    "check",
+    "tasks",
+    "task",
+    "reload",
+    "info",
+    "backup_create",
+    "backup_list",
+    "backup_status",
+    "backup_verify",
+    "backup_restore",
+    "backup_prune",
+    "backup_jobs",
 ];
 
 /// A reply line: `{"ok":true,"data":…}` or `{"ok":false,"error":"…"}`.

@@ -20,6 +20,7 @@ pub fn render(req: &Request, reply: &Reply) -> String {
         }
         Request::Reload => parse::<ReloadReply>(reply).map(|r| reload(&r)),
         Request::Info => parse::<InfoReply>(reply).map(|i| info(&i)),
+        _ => None,
     };
     out.unwrap_or_else(|| serde_json::to_string_pretty(&reply.data).unwrap_or_default() + "\n")
 }

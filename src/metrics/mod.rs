@@ -1,6 +1,9 @@
 //! The Prometheus registry: every metric steward exports, created once and shared as `Arc<Metrics>`.
 
+mod backup;
 pub mod http;
+
+pub use backup::BackupMetrics;
 
 use prometheus::{
     Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
@@ -29,6 +32,7 @@ pub struct Metrics {
     pub reload_ok: IntGauge,
     pub reload_success_time: Gauge,
     pub reloads: IntCounterVec,
+    pub backup: BackupMetrics,
 }
 
 /// PostgreSQL figures from the last good check.
@@ -58,7 +62,7 @@ pub struct RedisMetrics {
     pub info: IntGaugeVec,
 }
 
-struct Reg<'a>(&'a Registry);
+pub(crate) struct Reg<'a>(&'a Registry);
 
 impl Reg<'_> {
     fn int(&self, name: &str, help: &str) -> Result<IntGauge, MetricsError> {
@@ -142,6 +146,7 @@ impl Metrics {
             )?,
             pg: PgMetrics::new(&r)?,
             redis: RedisMetrics::new(&r)?,
+            backup: BackupMetrics::new(&r)?,
             pool_connections: r.int_vec(
                 "steward_pool_connections",
                 "Connections in steward's own pool, by state.",

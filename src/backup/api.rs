@@ -1,0 +1,136 @@
+//! What backup commands answer: the payloads of the control protocol's `backup_*` replies.
+
+use super::catalog::BackupMeta;
+use super::BackupKind;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What a running job is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobKind {
+    Backup,
+    Verify,
+    Restore,
+    RestoreTest,
+}
+
+/// A job in progress, with the bytes it has moved so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub job: String,
+    pub kind: JobKind,
+    pub database: String,
+    #[serde(default)]
+    pub backup_id: Option<String>,
+    pub bytes: u64,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Reply to `backup create` without `--wait`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Started {
+    pub id: String,
+    pub database: String,
+}
+
+/// The newest good backup of one kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastGood {
+    pub kind: BackupKind,
+    pub id: String,
+    pub finished_at: DateTime<Utc>,
+    pub age_seconds: f64,
+    pub stored_bytes: u64,
+}
+
+/// One database's backups at a glance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseStatus {
+    pub database: String,
+    pub last_good: Vec<LastGood>,
+    #[serde(default)]
+    pub last_failure: Option<BackupMeta>,
+    pub good_backups: usize,
+    pub stored_bytes: u64,
+}
+
+/// A scheduled run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NextRun {
+    pub kind: BackupKind,
+    pub at: DateTime<Utc>,
+}
+
+/// Reply to `backup status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub dir: String,
+    #[serde(default)]
+    pub free_bytes: Option<u64>,
+    pub databases: Vec<DatabaseStatus>,
+    pub next_runs: Vec<NextRun>,
+    pub running: Vec<JobInfo>,
+    pub total_backups: usize,
+    pub total_bytes: u64,
+    /// Metadata files that could not be trusted (altered or unreadable).
+    pub problems: Vec<String>,
+}
+
+/// One check made by `verify`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// What a restore (or restore test) produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreSummary {
+    pub database: String,
+    pub tables: i64,
+    pub rows: i64,
+    pub bytes: u64,
+    pub duration_seconds: f64,
+}
+
+/// Reply to `backup verify`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReply {
+    pub id: String,
+    pub ok: bool,
+    pub checks: Vec<Check>,
+    #[serde(default)]
+    pub restore_test: Option<RestoreSummary>,
+}
+
+/// Reply to `backup restore`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreReply {
+    pub id: String,
+    pub target: String,
+    /// The database existed and was replaced.
+    pub replaced: bool,
+    #[serde(default)]
+    pub pre_restore_backup: Option<String>,
+    pub summary: RestoreSummary,
+}
+
+/// One backup retention removes (or would remove).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pruned {
+    pub id: String,
+    pub database: String,
+    pub kind: BackupKind,
+    pub reason: String,
+    pub stored_bytes: u64,
+}
+
+/// Reply to `backup prune`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PruneReply {
+    pub dry_run: bool,
+    pub deleted: Vec<Pruned>,
+    pub kept: usize,
+}

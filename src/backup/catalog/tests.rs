@@ -1,0 +1,131 @@
+//! Catalog behaviour on a temporary directory.
+
+use super::*;
+
+fn meta(id: &str, db: &str, status: BackupStatus) -> BackupMeta {
+    BackupMeta {
+        id: id.into(),
+        database: db.into(),
+        kind: BackupKind::Manual,
+        label: None,
+        status,
+        error: None,
+        started_at: Utc::now(),
+        finished_at: None,
+        duration_seconds: 0.0,
+        file: None,
+        format: DumpFormat::Plain,
+        compression: Compression::Gzip,
+        level: 6,
+        encryption: None,
+        dump_bytes: 0,
+        stored_bytes: 0,
+        sha256: None,
+        pg_dump_version: None,
+        server_version: None,
+        steward_version: crate::VERSION.into(),
+        checksum: String::new(),
+    }
+}
+
+#[test]
+fn ids_are_made_and_checked_strictly() {
+    let id = new_id(Utc::now(), BackupKind::PreRestore);
+    assert!(validate_id(&id).is_ok(), "{id}");
+    for bad in [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "..",
+        "",
+        "20261126T020000Z-daily-3fa2/../x",
+        "20261126T020000Z-daily-3FA2",
+        "20261126T020000Z-hourly-3fa2",
+        "20261126T020000Z-daily-3fa2.json",
+        "2026112xT020000Z-daily-3fa2",
+    ] {
+        assert!(validate_id(bad).is_err(), "{bad:?} accepted");
+    }
+    assert!(validate_id("20261126T020000Z-daily-3fa2").is_ok());
+}
+
+#[test]
+fn file_names() {
+    let id = "20261126T020000Z-daily-3fa2";
+    assert_eq!(data_file_name(id, DumpFormat::Plain, Compression::Gzip, false), format!("{id}.sql.gz"));
+    assert_eq!(data_file_name(id, DumpFormat::Custom, Compression::Zstd, true), format!("{id}.dump.zst.age"));
+}
+
+#[test]
+fn checksum_detects_any_change() {
+    let mut m = meta("20261126T020000Z-manual-0001", "app", BackupStatus::Good);
+    assert!(!m.checksum_ok());
+    m.seal();
+    assert!(m.checksum_ok());
+    m.stored_bytes += 1;
+    assert!(!m.checksum_ok());
+}
+
+#[test]
+fn commit_load_find_delete() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = meta("20261126T020000Z-manual-0001", "app", BackupStatus::Good);
+    a.file = Some(data_file_name(&a.id, a.format, a.compression, false));
+    ensure_dir(&db_dir(root.path(), "app")).unwrap();
+    let data = data_path(root.path(), &a).unwrap();
+    fs::write(&data, b"x").unwrap();
+    let foreign = db_dir(root.path(), "app").join("notes.txt");
+    fs::write(&foreign, b"mine").unwrap();
+    commit(root.path(), &mut a).unwrap();
+    let mut b = meta("20261127T020000Z-manual-0002", "other", BackupStatus::Failed);
+    b.started_at = a.started_at + chrono::Duration::hours(1);
+    ensure_dir(&db_dir(root.path(), "other")).unwrap();
+    commit(root.path(), &mut b).unwrap();
+    let mode = fs::metadata(db_dir(root.path(), "app").join(format!("{}.json", a.id))).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let (all, problems) = load_all(root.path());
+    assert!(problems.is_empty());
+    assert_eq!(all.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec![b.id.as_str(), a.id.as_str()]);
+    assert_eq!(find(root.path(), &a.id).unwrap(), a);
+    assert!(matches!(find(root.path(), "20261126T020000Z-manual-ffff"), Err(CatalogError::Unknown(_))));
+    assert!(matches!(find(root.path(), "../app/x"), Err(CatalogError::BadId(_))));
+    delete(root.path(), &a).unwrap();
+    assert!(!data.exists());
+    assert!(foreign.exists(), "a file steward did not write survives");
+    assert!(matches!(find(root.path(), &a.id), Err(CatalogError::Unknown(_))));
+}
+
+#[test]
+fn altered_metadata_is_not_trusted() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = meta("20261126T020000Z-manual-0001", "app", BackupStatus::Good);
+    ensure_dir(&db_dir(root.path(), "app")).unwrap();
+    commit(root.path(), &mut a).unwrap();
+    let path = db_dir(root.path(), "app").join(format!("{}.json", a.id));
+    let text = fs::read_to_string(&path).unwrap().replace("\"manual\"", "\"daily\"");
+    fs::write(&path, text).unwrap();
+    let (all, problems) = load_all(root.path());
+    assert!(all.is_empty());
+    assert_eq!(problems.len(), 1);
+    assert!(matches!(find(root.path(), &a.id), Err(CatalogError::Corrupt { .. })));
+}
+
+#[test]
+fn sweep_fails_interrupted_runs_and_removes_their_temporary_files() {
+    let root = tempfile::tempdir().unwrap();
+    let m = meta("20261126T020000Z-daily-00aa", "app", BackupStatus::Running);
+    mark_running(root.path(), &m).unwrap();
+    let dir = db_dir(root.path(), "app");
+    let tmp = dir.join(format!("{}.sql.gz.tmp", m.id));
+    fs::write(&tmp, b"partial").unwrap();
+    let foreign_tmp = dir.join("someone-else.tmp");
+    fs::write(&foreign_tmp, b"keep").unwrap();
+    let failed = sweep(root.path());
+    assert_eq!(failed.len(), 1);
+    assert!(!tmp.exists());
+    assert!(foreign_tmp.exists());
+    let found = find(root.path(), &m.id).unwrap();
+    assert_eq!(found.status, BackupStatus::Failed);
+    assert!(found.error.unwrap().contains("interrupted"));
+    assert!(!dir.join(format!("{}.running.json", m.id)).exists());
+    assert!(sweep(root.path()).is_empty(), "a second sweep finds nothing");
+}

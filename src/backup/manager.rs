@@ -1,0 +1,285 @@
+//! The backup actor: owns what is running (one backup per database), starts backups, verify,
+//! restore and retention as jobs, and keeps the backup metrics in step with the catalog.
+
+use super::api::{JobInfo, JobKind, PruneReply, RestoreReply, Started, StatusReply, VerifyReply};
+use super::catalog::{self, BackupMeta, CatalogError};
+use super::BackupKind;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Why a backup command could not be carried out; every message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("a backup of database {database:?} is already running ({id}); wait for it (`steward backup status`)")]
+    AlreadyRunning { database: String, id: String },
+    #[error("{0:?} cannot be backed up: database names for backups may hold letters, digits, '_', '-' and '.'")]
+    BadDatabase(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("backup {id} is {status}, not a good backup; only good backups can be {action}")]
+    NotGood { id: String, status: String, action: &'static str },
+    #[error("{0}")]
+    Refused(String),
+    #[error("backup {id} failed verification ({detail}); nothing was restored")]
+    VerifyFailed { id: String, detail: String },
+    #[error("{0}")]
+    Failed(String),
+    #[error("the backup manager has stopped (steward is shutting down)")]
+    Gone,
+}
+
+pub(super) enum Cmd {
+    Create { database: String, kind: BackupKind, label: Option<String>, reply: oneshot::Sender<Result<(Started, oneshot::Receiver<BackupMeta>), BackupError>> },
+    List { database: Option<String>, reply: oneshot::Sender<Result<Vec<BackupMeta>, BackupError>> },
+    Status { reply: oneshot::Sender<StatusReply> },
+    Verify { id: String, restore_test: bool, reply: oneshot::Sender<Result<VerifyReply, BackupError>> },
+    Restore { id: String, target: Option<String>, force: bool, reply: oneshot::Sender<Result<RestoreReply, BackupError>> },
+    Prune { dry_run: bool, reply: oneshot::Sender<Result<PruneReply, BackupError>> },
+    Jobs { reply: oneshot::Sender<Vec<JobInfo>> },
+    NextRuns(Vec<(BackupKind, DateTime<Utc>)>),
+    /// A job finished; `backup` carries the metadata when it was a backup.
+    Done { job: String, backup: Option<BackupMeta> },
+}
+
+/// The cloneable way to ask for backups.
+#[derive(Clone)]
+pub struct BackupHandle {
+    pub(super) tx: mpsc::Sender<Cmd>,
+}
+
+struct Job {
+    info: JobInfo,
+    progress: Arc<AtomicU64>,
+}
+
+/// The actor's private state.
+pub(super) struct Manager {
+    pub config: watch::Receiver<Arc<Config>>,
+    pub metrics: Arc<Metrics>,
+    pub handle: BackupHandle,
+    running: HashMap<String, String>,
+    jobs: HashMap<String, Job>,
+    next_runs: Vec<(BackupKind, DateTime<Utc>)>,
+    seq: u64,
+}
+
+/// Starts the actor: sweeps interrupted runs, then serves requests.
+pub fn start(config: watch::Receiver<Arc<Config>>, metrics: Arc<Metrics>) -> BackupHandle {
+    let (tx, rx) = mpsc::channel(64);
+    let handle = BackupHandle { tx };
+    let m = Manager { config, metrics, handle: handle.clone(), running: HashMap::new(), jobs: HashMap::new(), next_runs: Vec::new(), seq: 0 };
+    tokio::spawn(m.run(rx));
+    handle
+}
+
+impl Manager {
+    fn cfg(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        let root = self.cfg().backup.dir.clone();
+        for m in tokio::task::spawn_blocking(move || catalog::sweep(&root)).await.unwrap_or_default() {
+            tracing::warn!(id = %m.id, database = %m.database, kind = %m.kind, "backup was interrupted by a stop of steward; recorded as failed");
+            self.metrics.backup.total.with_label_values(&[&m.database, m.kind.as_str(), "failure"]).inc();
+        }
+        self.refresh_metrics();
+        while let Some(cmd) = rx.recv().await {
+            self.handle_cmd(cmd);
+        }
+    }
+
+    fn handle_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Create { database, kind, label, reply } => {
+                let _ = reply.send(self.create(database, kind, label));
+            }
+            Cmd::List { database, reply } => {
+                let root = self.cfg().backup.dir.clone();
+                tokio::spawn(async move {
+                    let all = tokio::task::spawn_blocking(move || catalog::load_all(&root).0).await.unwrap_or_default();
+                    let _ = reply.send(Ok(all.into_iter().filter(|m| database.as_ref().is_none_or(|d| &m.database == d)).collect()));
+                });
+            }
+            Cmd::Status { reply } => {
+                let status = super::status::build(&self.cfg(), self.job_infos(), &self.next_runs);
+                let _ = reply.send(status);
+            }
+            Cmd::Verify { id, restore_test, reply } => {
+                let kind = if restore_test { JobKind::RestoreTest } else { JobKind::Verify };
+                let (job, progress) = self.add_job(kind, "", Some(id.clone()));
+                let ctx = self.ctx(progress);
+                let tx = self.handle.tx.clone();
+                tokio::spawn(async move {
+                    let out = super::restore_flow::verify(&ctx, &id, restore_test).await;
+                    let _ = reply.send(out);
+                    let _ = tx.send(Cmd::Done { job, backup: None }).await;
+                });
+            }
+            Cmd::Restore { id, target, force, reply } => {
+                let (job, progress) = self.add_job(JobKind::Restore, target.as_deref().unwrap_or(""), Some(id.clone()));
+                let ctx = self.ctx(progress);
+                let tx = self.handle.tx.clone();
+                tokio::spawn(async move {
+                    let out = super::restore_flow::restore(&ctx, &id, target, force).await;
+                    let _ = reply.send(out);
+                    let _ = tx.send(Cmd::Done { job, backup: None }).await;
+                });
+            }
+            Cmd::Prune { dry_run, reply } => {
+                let ctx = self.ctx(Arc::new(AtomicU64::new(0)));
+                let tx = self.handle.tx.clone();
+                tokio::spawn(async move {
+                    let out = super::prune::run(&ctx, dry_run).await;
+                    let _ = reply.send(out);
+                    let _ = tx.send(Cmd::Done { job: String::new(), backup: None }).await;
+                });
+            }
+            Cmd::Jobs { reply } => {
+                let _ = reply.send(self.job_infos());
+            }
+            Cmd::NextRuns(runs) => {
+                for (kind, at) in &runs {
+                    self.metrics.backup.next_run.with_label_values(&[kind.as_str()]).set(at.timestamp() as f64);
+                }
+                self.next_runs = runs;
+            }
+            Cmd::Done { job, backup } => self.done(job, backup),
+        }
+    }
+
+    fn create(&mut self, database: String, kind: BackupKind, label: Option<String>) -> Result<(Started, oneshot::Receiver<BackupMeta>), BackupError> {
+        if !crate::config::is_database_dir_name(&database) {
+            return Err(BackupError::BadDatabase(database));
+        }
+        if let Some(id) = self.running.get(&database) {
+            return Err(BackupError::AlreadyRunning { database, id: id.clone() });
+        }
+        let started = Utc::now();
+        let id = catalog::new_id(started, kind);
+        let (job, progress) = self.add_job(JobKind::Backup, &database, Some(id.clone()));
+        self.running.insert(database.clone(), id.clone());
+        self.metrics.backup.running.with_label_values(&[&database]).set(1);
+        let ctx = self.ctx(progress);
+        let (done_tx, done_rx) = oneshot::channel();
+        let tx = self.handle.tx.clone();
+        let run = super::run::BackupRun { id: id.clone(), database: database.clone(), kind, label, started };
+        tokio::spawn(async move {
+            let meta = run.execute(&ctx).await;
+            let _ = done_tx.send(meta.clone());
+            let _ = tx.send(Cmd::Done { job, backup: Some(meta) }).await;
+        });
+        Ok((Started { id, database }, done_rx))
+    }
+
+    fn done(&mut self, job: String, backup: Option<BackupMeta>) {
+        self.jobs.remove(&job);
+        if let Some(meta) = backup {
+            self.running.remove(&meta.database);
+            self.metrics.backup.running.with_label_values(&[&meta.database]).set(0);
+            let result = if meta.is_good() { "success" } else { "failure" };
+            self.metrics.backup.total.with_label_values(&[&meta.database, meta.kind.as_str(), result]).inc();
+            if meta.is_good() {
+                // Retention runs after each good backup.
+                let ctx = self.ctx(Arc::new(AtomicU64::new(0)));
+                let tx = self.handle.tx.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = super::prune::run(&ctx, false).await {
+                        tracing::warn!(error = %e, "retention after backup failed");
+                    }
+                    let _ = tx.send(Cmd::Done { job: String::new(), backup: None }).await;
+                });
+            }
+        }
+        self.refresh_metrics();
+    }
+
+    fn add_job(&mut self, kind: JobKind, database: &str, backup_id: Option<String>) -> (String, Arc<AtomicU64>) {
+        self.seq += 1;
+        let job = format!("{}-{}", match kind {
+            JobKind::Backup => "backup",
+            JobKind::Verify => "verify",
+            JobKind::Restore => "restore",
+            JobKind::RestoreTest => "restore-test",
+        }, self.seq);
+        let progress = Arc::new(AtomicU64::new(0));
+        let info = JobInfo { job: job.clone(), kind, database: database.into(), backup_id, bytes: 0, started_at: Utc::now() };
+        self.jobs.insert(job.clone(), Job { info, progress: progress.clone() });
+        (job, progress)
+    }
+
+    fn job_infos(&self) -> Vec<JobInfo> {
+        let mut v: Vec<JobInfo> = self
+            .jobs
+            .values()
+            .map(|j| JobInfo { bytes: j.progress.load(Ordering::Relaxed), ..j.info.clone() })
+            .collect();
+        v.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        v
+    }
+
+    fn ctx(&self, progress: Arc<AtomicU64>) -> super::Ctx {
+        let cfg = self.cfg();
+        super::Ctx { scrubber: cfg.scrubber(), config: cfg, metrics: self.metrics.clone(), handle: self.handle.clone(), progress }
+    }
+
+    /// Sets the catalog and last-success gauges from what is on disk.
+    fn refresh_metrics(&self) {
+        let cfg = self.cfg();
+        let metrics = self.metrics.clone();
+        tokio::task::spawn_blocking(move || super::status::refresh_metrics(&cfg, &metrics));
+    }
+}
+
+impl BackupHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, BackupError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.map_err(|_| BackupError::Gone)?;
+        rx.await.map_err(|_| BackupError::Gone)
+    }
+
+    /// Starts a backup; the receiver yields its metadata (good or failed) when it ends.
+    pub async fn create(&self, database: String, kind: BackupKind, label: Option<String>) -> Result<(Started, oneshot::Receiver<BackupMeta>), BackupError> {
+        self.ask(|reply| Cmd::Create { database, kind, label, reply }).await?
+    }
+
+    /// The catalog, newest first, optionally for one database.
+    pub async fn list(&self, database: Option<String>) -> Result<Vec<BackupMeta>, BackupError> {
+        self.ask(|reply| Cmd::List { database, reply }).await?
+    }
+
+    /// Last good backups, next runs, running jobs, totals, free space.
+    pub async fn status(&self) -> Result<StatusReply, BackupError> {
+        self.ask(|reply| Cmd::Status { reply }).await
+    }
+
+    /// Verifies a backup, optionally by restoring it into a scratch database.
+    pub async fn verify(&self, id: String, restore_test: bool) -> Result<VerifyReply, BackupError> {
+        self.ask(|reply| Cmd::Verify { id, restore_test, reply }).await?
+    }
+
+    /// Restores a backup after verifying it.
+    pub async fn restore(&self, id: String, target: Option<String>, force: bool) -> Result<RestoreReply, BackupError> {
+        self.ask(|reply| Cmd::Restore { id, target, force, reply }).await?
+    }
+
+    /// Applies retention now (or shows what it would delete).
+    pub async fn prune(&self, dry_run: bool) -> Result<PruneReply, BackupError> {
+        self.ask(|reply| Cmd::Prune { dry_run, reply }).await?
+    }
+
+    /// Jobs in progress.
+    pub async fn jobs(&self) -> Result<Vec<JobInfo>, BackupError> {
+        self.ask(|reply| Cmd::Jobs { reply }).await
+    }
+
+    /// Tells the actor the scheduler's next run times, for status and metrics.
+    pub async fn set_next_runs(&self, runs: Vec<(BackupKind, DateTime<Utc>)>) {
+        let _ = self.tx.send(Cmd::NextRuns(runs)).await;
+    }
+}

@@ -1,0 +1,43 @@
+//! Applying retention to the catalog: what `retention::select` picks is deleted (file, then
+//! metadata); nothing steward did not write is ever touched.
+
+use super::api::{PruneReply, Pruned};
+use super::catalog;
+use super::manager::BackupError;
+use super::retention::{self, Candidate, Policy};
+use super::Ctx;
+use chrono::Utc;
+
+/// Runs retention now; with `dry_run`, only reports.
+pub(super) async fn run(ctx: &Ctx, dry_run: bool) -> Result<PruneReply, BackupError> {
+    let cfg = ctx.config.clone();
+    let metrics = ctx.metrics.clone();
+    tokio::task::spawn_blocking(move || {
+        let root = &cfg.backup.dir;
+        let (all, _) = catalog::load_all(root);
+        let candidates: Vec<Candidate> = all
+            .iter()
+            .map(|m| Candidate { id: m.id.clone(), database: m.database.clone(), kind: m.kind, good: m.is_good(), started_at: m.started_at })
+            .collect();
+        let decisions = retention::select(&candidates, &Policy::from_config(&cfg.backup), Utc::now());
+        let mut deleted = Vec::new();
+        for d in &decisions {
+            let Some(meta) = all.iter().find(|m| m.id == d.id) else { continue };
+            if !dry_run {
+                if let Err(e) = catalog::delete(root, meta) {
+                    tracing::warn!(id = %meta.id, error = %e, "retention could not delete a backup");
+                    continue;
+                }
+                metrics.backup.prune_deleted.with_label_values(&[&meta.database, meta.kind.as_str()]).inc();
+                tracing::info!(id = %meta.id, database = %meta.database, reason = %d.reason, "backup deleted by retention");
+            }
+            deleted.push(Pruned { id: meta.id.clone(), database: meta.database.clone(), kind: meta.kind, reason: d.reason.clone(), stored_bytes: meta.stored_bytes });
+        }
+        if !dry_run {
+            metrics.backup.last_prune.set(crate::unix_now());
+        }
+        Ok(PruneReply { dry_run, kept: all.len() - deleted.len(), deleted })
+    })
+    .await
+    .map_err(|e| BackupError::Failed(format!("retention stopped: {e}")))?
+}

@@ -1,0 +1,165 @@
+//! One backup run: lock, version check, the pipeline, and the metadata that commits it (or
+//! records why it failed).
+
+use super::catalog::{self, BackupMeta, BackupStatus, Encryption};
+use super::pgconn::PgTarget;
+use super::pipeline::{self, DumpJob};
+use super::{BackupKind, Ctx};
+use chrono::{DateTime, Utc};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Advisory-lock namespace shared by every steward instance ("ST").
+const LOCK_CLASS: i32 = 0x5354;
+
+/// A backup about to run.
+pub(super) struct BackupRun {
+    pub id: String,
+    pub database: String,
+    pub kind: BackupKind,
+    pub label: Option<String>,
+    pub started: DateTime<Utc>,
+}
+
+impl BackupRun {
+    /// Runs the backup to its end and returns its committed metadata, good or failed.
+    pub async fn execute(self, ctx: &Ctx) -> BackupMeta {
+        let b = &ctx.config.backup;
+        let encrypted = !b.encryption.recipients.is_empty();
+        let mut meta = BackupMeta {
+            id: self.id.clone(),
+            database: self.database.clone(),
+            kind: self.kind,
+            label: self.label.clone(),
+            status: BackupStatus::Running,
+            error: None,
+            started_at: self.started,
+            finished_at: None,
+            duration_seconds: 0.0,
+            file: None,
+            format: b.format,
+            compression: b.compression,
+            level: b.level(),
+            encryption: encrypted.then(|| Encryption { method: "age".into(), recipients: b.encryption.recipients.clone() }),
+            dump_bytes: 0,
+            stored_bytes: 0,
+            sha256: None,
+            pg_dump_version: None,
+            server_version: None,
+            steward_version: crate::VERSION.into(),
+            checksum: String::new(),
+        };
+        tracing::info!(id = %self.id, database = %self.database, kind = %self.kind, "backup started");
+        let root = b.dir.clone();
+        let outcome = match catalog::mark_running(&root, &meta) {
+            Ok(()) => self.dump(ctx, &mut meta).await,
+            Err(e) => Err(e.to_string()),
+        };
+        let finished = Utc::now();
+        meta.finished_at = Some(finished);
+        meta.duration_seconds = (finished - self.started).num_milliseconds() as f64 / 1000.0;
+        match outcome {
+            Ok(()) => meta.status = BackupStatus::Good,
+            Err(e) => {
+                meta.status = BackupStatus::Failed;
+                meta.error = Some(ctx.scrubber.scrub(&e));
+                meta.file = None;
+            }
+        }
+        if let Err(e) = catalog::commit(&root, &mut meta) {
+            // The data file may be complete, but without its metadata it is not a backup.
+            meta.status = BackupStatus::Failed;
+            meta.error = Some(format!("cannot record the backup: {e}"));
+            if let Some(name) = meta.file.take() {
+                let _ = std::fs::remove_file(catalog::db_dir(&root, &meta.database).join(name));
+            }
+        }
+        match meta.status {
+            BackupStatus::Good => tracing::info!(
+                id = %meta.id, database = %meta.database, kind = %meta.kind,
+                stored_bytes = meta.stored_bytes, dump_bytes = meta.dump_bytes,
+                duration_seconds = meta.duration_seconds, "backup done"
+            ),
+            _ => tracing::warn!(
+                id = %meta.id, database = %meta.database, kind = %meta.kind,
+                error = meta.error.as_deref().unwrap_or(""), "backup failed"
+            ),
+        }
+        meta
+    }
+
+    async fn dump(&self, ctx: &Ctx, meta: &mut BackupMeta) -> Result<(), String> {
+        let cfg = &ctx.config;
+        let b = &cfg.backup;
+        let target = PgTarget::new(&cfg.postgres.url, Some(&self.database)).map_err(|e| e.to_string())?;
+        let connect = tokio::time::timeout(cfg.postgres.timeout.max(Duration::from_secs(5)), target.connect());
+        let client = match connect.await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(format!("cannot connect to database {:?}: {}", self.database, pg_error(&e))),
+            Err(_) => return Err(format!("cannot connect to database {:?}: timed out", self.database)),
+        };
+        let row = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext(current_database())), current_setting('server_version'), current_setting('server_version_num')::int",
+                &[&LOCK_CLASS],
+            )
+            .await
+            .map_err(|e| format!("cannot query database {:?}: {}", self.database, pg_error(&e)))?;
+        let locked: bool = row.get(0);
+        let server_version: String = row.get(1);
+        let server_num: i32 = row.get(2);
+        if !locked {
+            return Err(format!("another steward instance is backing up database {:?} (advisory lock held); not starting a second one", self.database));
+        }
+        meta.server_version = Some(server_version.clone());
+        let server_major = (server_num / 10000) as u32;
+        let pg_dump = pipeline::find_client_tool("pg_dump", b.pg_dump_path.as_deref(), Some(server_major)).ok_or_else(|| {
+            format!("pg_dump not found; install the PostgreSQL {server_major} client (postgresql-client-{server_major}) or set backup.pg_dump_path")
+        })?;
+        let (dump_major, dump_version) = pipeline::pg_dump_version(&pg_dump).await.map_err(|e| e.to_string())?;
+        meta.pg_dump_version = Some(dump_version.clone());
+        if dump_major < server_major {
+            return Err(format!(
+                "pg_dump {dump_version} ({}) is older than the server ({server_version}); pg_dump must be at least version {server_major}: install postgresql-client-{server_major} or set backup.pg_dump_path",
+                pg_dump.display()
+            ));
+        }
+        let recipients = b
+            .encryption
+            .recipients
+            .iter()
+            .map(|r| age::x25519::Recipient::from_str(r).map_err(|e| format!("backup.encryption.recipients: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dir = catalog::db_dir(&b.dir, &self.database);
+        let name = catalog::data_file_name(&self.id, b.format, b.compression, !recipients.is_empty());
+        let job = DumpJob {
+            pg_dump,
+            target,
+            format: b.format,
+            compression: b.compression,
+            level: b.level(),
+            recipients,
+            tmp_path: dir.join(format!("{name}.tmp")),
+            final_path: dir.join(&name),
+            progress: ctx.progress.clone(),
+        };
+        let out = pipeline::dump(job, tokio_util::sync::CancellationToken::new()).await.map_err(|e| e.to_string())?;
+        meta.file = Some(name);
+        meta.dump_bytes = out.dump_bytes;
+        meta.stored_bytes = out.stored_bytes;
+        meta.sha256 = Some(out.sha256);
+        drop(client);
+        Ok(())
+    }
+}
+
+/// A PostgreSQL error with the server's own message when there is one.
+pub(super) fn pg_error(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(src) => format!("{e}: {src}"),
+        None => e.to_string(),
+    }
+}

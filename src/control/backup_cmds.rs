@@ -1,0 +1,62 @@
+//! The `backup_*` requests: handed to the backup actor, answered with its payloads.
+
+use super::protocol::{Reply, Request};
+use crate::backup::{scheduler, BackupError, BackupHandle, BackupKind};
+use crate::config::Config;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Answers a backup request (anything else gets an error reply).
+pub(super) async fn handle(b: &BackupHandle, config: &watch::Receiver<Arc<Config>>, req: Request) -> Reply {
+    let out = match req {
+        Request::BackupCreate { database, label, wait } => create(b, config, database, label, wait).await,
+        Request::BackupList { database } => b.list(database).await.map(|v| Reply::data(&v)),
+        Request::BackupStatus => b.status().await.map(|v| Reply::data(&v)),
+        Request::BackupVerify { id, restore_test } => b.verify(id, restore_test).await.map(|v| Reply::data(&v)),
+        Request::BackupRestore { id, target_db, force } => b.restore(id, target_db, force).await.map(|v| Reply::data(&v)),
+        Request::BackupPrune { dry_run } => b.prune(dry_run).await.map(|v| Reply::data(&v)),
+        Request::BackupJobs => b.jobs().await.map(|v| Reply::data(&v)),
+        _ => Ok(Reply::error("not a backup request")),
+    };
+    out.unwrap_or_else(|e| Reply::error(e.to_string()))
+}
+
+async fn create(
+    b: &BackupHandle,
+    config: &watch::Receiver<Arc<Config>>,
+    database: Option<String>,
+    label: Option<String>,
+    wait: bool,
+) -> Result<Reply, BackupError> {
+    let dbs = match database {
+        Some(db) => vec![db],
+        None => scheduler::databases(&config.borrow()),
+    };
+    let mut started = Vec::new();
+    let mut waits = Vec::new();
+    for db in dbs {
+        let (s, done) = b.create(db, BackupKind::Manual, label.clone()).await?;
+        started.push(s);
+        waits.push(done);
+    }
+    if !wait {
+        return Ok(Reply::data(&started));
+    }
+    let mut metas = Vec::new();
+    for done in waits {
+        metas.push(done.await.map_err(|_| BackupError::Gone)?);
+    }
+    match metas.iter().find(|m| !m.is_good()) {
+        Some(failed) => Ok(Reply {
+            ok: false,
+            error: Some(format!(
+                "backup {} of {:?} failed: {}",
+                failed.id,
+                failed.database,
+                failed.error.as_deref().unwrap_or("unknown error")
+            )),
+            data: serde_json::to_value(&metas).unwrap_or_default(),
+        }),
+        None => Ok(Reply::data(&metas)),
+    }
+}

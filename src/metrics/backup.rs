@@ -1,0 +1,79 @@
+//! Backup metrics: last success, duration and size per database and kind, outcomes, what is
+//! running, the catalog's totals, next runs, restores and free space.
+
+use super::{MetricsError, Reg};
+use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec};
+
+/// Every backup metric handle.
+pub struct BackupMetrics {
+    pub last_success: GaugeVec,
+    pub last_duration: GaugeVec,
+    pub last_size: IntGaugeVec,
+    pub total: IntCounterVec,
+    pub running: IntGaugeVec,
+    pub catalog_backups: IntGaugeVec,
+    pub catalog_bytes: IntGaugeVec,
+    pub next_run: GaugeVec,
+    pub restores: IntCounterVec,
+    pub dir_free: IntGauge,
+    pub verifies: IntCounterVec,
+    pub prune_deleted: IntCounterVec,
+    pub last_prune: Gauge,
+}
+
+impl BackupMetrics {
+    pub(super) fn new(r: &Reg) -> Result<Self, MetricsError> {
+        let m = Self {
+            last_success: r.float_vec(
+                "steward_backup_last_success_timestamp_seconds",
+                "Unix time the newest good backup finished.",
+                &["database", "kind"],
+            )?,
+            last_duration: r.float_vec(
+                "steward_backup_last_duration_seconds",
+                "Duration of the newest good backup.",
+                &["database", "kind"],
+            )?,
+            last_size: r.int_vec(
+                "steward_backup_last_size_bytes",
+                "Stored size of the newest good backup.",
+                &["database", "kind"],
+            )?,
+            total: r.counter(
+                "steward_backups_total",
+                "Backups finished, by result (success or failure).",
+                &["database", "kind", "result"],
+            )?,
+            running: r.int_vec("steward_backup_running", "1 while a backup of the database runs.", &["database"])?,
+            catalog_backups: r.int_vec(
+                "steward_backup_catalog_backups",
+                "Good backups in the catalog.",
+                &["database"],
+            )?,
+            catalog_bytes: r.int_vec(
+                "steward_backup_catalog_bytes",
+                "Stored bytes of the good backups in the catalog.",
+                &["database"],
+            )?,
+            next_run: r.float_vec(
+                "steward_backup_next_run_timestamp_seconds",
+                "Unix time of the next scheduled backup.",
+                &["kind"],
+            )?,
+            restores: r.counter("steward_restores_total", "Restores, by result.", &["result"])?,
+            dir_free: r.int("steward_backup_dir_free_bytes", "Free bytes on the backup directory's filesystem.")?,
+            verifies: r.counter("steward_backup_verifications_total", "Verifications, by result.", &["result"])?,
+            prune_deleted: r.counter(
+                "steward_backup_pruned_total",
+                "Backups deleted by retention.",
+                &["database", "kind"],
+            )?,
+            last_prune: r.float("steward_backup_last_prune_timestamp_seconds", "Unix time retention last ran.")?,
+        };
+        for result in ["success", "failure"] {
+            m.restores.with_label_values(&[result]);
+            m.verifies.with_label_values(&[result]);
+        }
+        Ok(m)
+    }
+}
