@@ -75,14 +75,14 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         MonitorHandle::new(Service::Redis),
     );
     spawn_monitors(&sup, &cfg_rx, &board, &metrics, &handles).await?;
-    #[cfg(feature = "backup-wip")]
     let backup = crate::backup::start(cfg_rx.clone(), metrics.clone());
-    #[cfg(feature = "backup-wip")]
     {
         let (rx, b) = (cfg_rx.clone(), backup.clone());
         sup.spawn(
             "backup.scheduler",
-            factory(move |token| crate::backup::scheduler::run(b.clone(), rx.borrow().clone(), token)),
+            factory(move |token| {
+                crate::backup::scheduler::run(b.clone(), rx.borrow().clone(), token)
+            }),
         )
         .await?;
     }
@@ -117,7 +117,6 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         postgres: handles.0,
         redis: handles.1,
         reload: reload.clone(),
-        #[cfg(feature = "backup-wip")]
         backup,
         config: cfg_rx.clone(),
         config_file: opts.config_file.clone(),

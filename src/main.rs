@@ -56,6 +56,60 @@ enum Command {
     Reload,
     /// Version, uptime, config file, intervals, task summary
     Info,
+    /// PostgreSQL backups: create, list, status, verify, restore, prune
+    Backup {
+        #[command(subcommand)]
+        action: BackupCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupCmd {
+    /// Back up one database (default: each configured one) now
+    Create {
+        /// Database to back up
+        #[arg(long)]
+        database: Option<String>,
+        /// Free text stored with the backup
+        #[arg(long)]
+        label: Option<String>,
+        /// Wait until the backup is done (progress on a terminal); exit 1 if it failed
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Backups in the catalog, newest first
+    List {
+        /// Only this database's backups
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// Last good backup per database and kind, next runs, running jobs, totals, free space
+    Status,
+    /// Recompute the hash, read the stream to its end, check the metadata
+    Verify {
+        /// A backup ID from `steward backup list`
+        id: String,
+        /// Also restore into a scratch database, count tables and rows, drop it
+        #[arg(long)]
+        restore_test: bool,
+    },
+    /// Verify, then restore into a new database (or replace one with --force)
+    Restore {
+        /// A backup ID from `steward backup list`
+        id: String,
+        /// Database to restore into [default: <db>_restored_<timestamp>]
+        #[arg(long, value_name = "NAME")]
+        target_db: Option<String>,
+        /// Replace an existing non-empty database (a pre-restore backup of it is taken first)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Apply retention now
+    Prune {
+        /// Only show what would be deleted
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,7 +171,13 @@ fn run_client(cli: &Cli, env: &HashMap<String, String>) -> anyhow::Result<ExitCo
         .socket
         .clone()
         .unwrap_or_else(|| socket_from_config(cli.config.as_deref(), env));
-    let reply = match client::request(&socket, &req, Duration::from_secs(60)) {
+    let interactive = !cli.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let sent = match (is_long(&req), interactive) {
+        (true, true) => client::request_with_progress(&socket, &req),
+        (true, false) => client::request(&socket, &req, None),
+        (false, _) => client::request(&socket, &req, Some(Duration::from_secs(60))),
+    };
+    let reply = match sent {
         Ok(r) => r,
         Err(e @ client::ClientError::NoDaemon { .. }) => {
             eprintln!("steward: {e}");
@@ -167,8 +227,51 @@ fn request(cmd: &Command) -> Request {
         }
         Command::Reload => Request::Reload,
         Command::Info => Request::Info,
+        Command::Backup { action } => backup_request(action),
         Command::Run | Command::CheckConfig => Request::Status,
     }
+}
+
+fn backup_request(cmd: &BackupCmd) -> Request {
+    match cmd {
+        BackupCmd::Create {
+            database,
+            label,
+            wait,
+        } => Request::BackupCreate {
+            database: database.clone(),
+            label: label.clone(),
+            wait: *wait,
+        },
+        BackupCmd::List { database } => Request::BackupList {
+            database: database.clone(),
+        },
+        BackupCmd::Status => Request::BackupStatus,
+        BackupCmd::Verify { id, restore_test } => Request::BackupVerify {
+            id: id.clone(),
+            restore_test: *restore_test,
+        },
+        BackupCmd::Restore {
+            id,
+            target_db,
+            force,
+        } => Request::BackupRestore {
+            id: id.clone(),
+            target_db: target_db.clone(),
+            force: *force,
+        },
+        BackupCmd::Prune { dry_run } => Request::BackupPrune { dry_run: *dry_run },
+    }
+}
+
+/// Requests that may run for minutes: no reply timeout, progress on a terminal.
+fn is_long(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::BackupCreate { wait: true, .. }
+            | Request::BackupVerify { .. }
+            | Request::BackupRestore { .. }
+    )
 }
 
 /// The socket path from the config, read leniently so a config the daemon would reject

@@ -19,13 +19,21 @@ pub enum CatalogError {
     #[error("no backup with ID {0:?}; see `steward backup list`")]
     Unknown(String),
     #[error("cannot {what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("metadata {path} is unreadable or was altered: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CatalogError + 'a {
-    move |source| CatalogError::Io { what, path: path.to_path_buf(), source }
+    move |source| CatalogError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Whether a backup is usable.
@@ -116,7 +124,11 @@ impl BackupMeta {
 pub fn new_id(started: DateTime<Utc>, kind: BackupKind) -> String {
     let rand = std::collections::hash_map::RandomState::new();
     let n = std::hash::BuildHasher::hash_one(&rand, (started, std::process::id())) as u16;
-    format!("{}-{}-{n:04x}", started.format("%Y%m%dT%H%M%SZ"), kind.as_str())
+    format!(
+        "{}-{}-{n:04x}",
+        started.format("%Y%m%dT%H%M%SZ"),
+        kind.as_str()
+    )
 }
 
 /// Accepts only IDs of the form `new_id` makes: no separators, no dots, nothing else.
@@ -126,11 +138,17 @@ pub fn validate_id(id: &str) -> Result<(), CatalogError> {
     let stamp_ok = stamp.len() == 16
         && stamp.as_bytes()[8] == b'T'
         && stamp.as_bytes()[15] == b'Z'
-        && stamp.bytes().enumerate().all(|(i, b)| i == 8 || i == 15 || b.is_ascii_digit());
+        && stamp
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| i == 8 || i == 15 || b.is_ascii_digit());
     let rest = rest.strip_prefix('-').ok_or_else(bad)?;
     let (kind, suffix) = rest.rsplit_once('-').ok_or_else(bad)?;
     let kind_ok = BackupKind::ALL.iter().any(|k| k.as_str() == kind);
-    let suffix_ok = suffix.len() == 4 && suffix.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let suffix_ok = suffix.len() == 4
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
     if stamp_ok && kind_ok && suffix_ok {
         Ok(())
     } else {
@@ -139,7 +157,12 @@ pub fn validate_id(id: &str) -> Result<(), CatalogError> {
 }
 
 /// The data file's name: `<id>.sql.gz`, `<id>.dump.zst`, `… .age` when encrypted.
-pub fn data_file_name(id: &str, format: DumpFormat, compression: Compression, encrypted: bool) -> String {
+pub fn data_file_name(
+    id: &str,
+    format: DumpFormat,
+    compression: Compression,
+    encrypted: bool,
+) -> String {
     let f = match format {
         DumpFormat::Plain => "sql",
         DumpFormat::Custom => "dump",
@@ -155,20 +178,31 @@ pub fn db_dir(root: &Path, database: &str) -> PathBuf {
 
 /// Creates a directory (and parents) with mode 0700.
 pub fn ensure_dir(dir: &Path) -> Result<(), CatalogError> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io("create directory", dir))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io("create directory", dir))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io("set the mode of", dir))
 }
 
 /// Fsyncs a directory so a rename or removal in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), CatalogError> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("sync directory", dir))
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync directory", dir))
 }
 
 fn write_json(path: &Path, meta: &BackupMeta) -> Result<(), CatalogError> {
     let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(meta).unwrap_or_default();
     let write = || -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(&bytes)?;
         f.write_all(b"\n")?;
         f.sync_all()?;
@@ -211,10 +245,14 @@ pub fn load_all(root: &Path) -> (Vec<BackupMeta>, Vec<CatalogError>) {
         return (out, problems);
     };
     for db in dbs.flatten().filter(|e| e.path().is_dir()) {
-        let Ok(files) = fs::read_dir(db.path()) else { continue };
+        let Ok(files) = fs::read_dir(db.path()) else {
+            continue;
+        };
         for f in files.flatten() {
             let name = f.file_name().to_string_lossy().into_owned();
-            let Some(id) = name.strip_suffix(".json") else { continue };
+            let Some(id) = name.strip_suffix(".json") else {
+                continue;
+            };
             if validate_id(id).is_err() {
                 continue;
             }
@@ -230,7 +268,10 @@ pub fn load_all(root: &Path) -> (Vec<BackupMeta>, Vec<CatalogError>) {
 
 fn read_meta(path: &Path, id: &str) -> Result<BackupMeta, CatalogError> {
     let text = fs::read_to_string(path).map_err(io("read", path))?;
-    let corrupt = |reason: String| CatalogError::Corrupt { path: path.to_path_buf(), reason };
+    let corrupt = |reason: String| CatalogError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
     let meta: BackupMeta = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
     if meta.id != id {
         return Err(corrupt(format!("it names ID {:?}", meta.id)));
@@ -260,7 +301,12 @@ pub fn find(root: &Path, id: &str) -> Result<BackupMeta, CatalogError> {
 pub fn data_path(root: &Path, meta: &BackupMeta) -> Option<PathBuf> {
     let name = meta.file.as_ref()?;
     // Only the name steward gives its files; anything else in metadata is not followed.
-    let expected = data_file_name(&meta.id, meta.format, meta.compression, meta.encryption.is_some());
+    let expected = data_file_name(
+        &meta.id,
+        meta.format,
+        meta.compression,
+        meta.encryption.is_some(),
+    );
     (name == &expected).then(|| db_dir(root, &meta.database).join(name))
 }
 
@@ -281,9 +327,13 @@ pub fn delete(root: &Path, meta: &BackupMeta) -> Result<(), CatalogError> {
 /// temporary files; returns the entries recorded.
 pub fn sweep(root: &Path) -> Vec<BackupMeta> {
     let mut failed = Vec::new();
-    let Ok(dbs) = fs::read_dir(root) else { return failed };
+    let Ok(dbs) = fs::read_dir(root) else {
+        return failed;
+    };
     for db in dbs.flatten().filter(|e| e.path().is_dir()) {
-        let Ok(files) = fs::read_dir(db.path()) else { continue };
+        let Ok(files) = fs::read_dir(db.path()) else {
+            continue;
+        };
         for f in files.flatten() {
             let name = f.file_name().to_string_lossy().into_owned();
             if let Some(id) = name.strip_suffix(".running.json") {
@@ -292,7 +342,9 @@ pub fn sweep(root: &Path) -> Vec<BackupMeta> {
                         failed.push(m);
                     }
                 }
-            } else if name.ends_with(".tmp") && validate_id(name.get(..name.find('.').unwrap_or(0)).unwrap_or("")).is_ok() {
+            } else if name.ends_with(".tmp")
+                && validate_id(name.get(..name.find('.').unwrap_or(0)).unwrap_or("")).is_ok()
+            {
                 let _ = fs::remove_file(f.path());
             }
         }

@@ -22,7 +22,11 @@ pub enum BackupError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error("backup {id} is {status}, not a good backup; only good backups can be {action}")]
-    NotGood { id: String, status: String, action: &'static str },
+    NotGood {
+        id: String,
+        status: String,
+        action: &'static str,
+    },
     #[error("{0}")]
     Refused(String),
     #[error("backup {id} failed verification ({detail}); nothing was restored")]
@@ -34,16 +38,43 @@ pub enum BackupError {
 }
 
 pub(super) enum Cmd {
-    Create { database: String, kind: BackupKind, label: Option<String>, reply: oneshot::Sender<Result<(Started, oneshot::Receiver<BackupMeta>), BackupError>> },
-    List { database: Option<String>, reply: oneshot::Sender<Result<Vec<BackupMeta>, BackupError>> },
-    Status { reply: oneshot::Sender<StatusReply> },
-    Verify { id: String, restore_test: bool, reply: oneshot::Sender<Result<VerifyReply, BackupError>> },
-    Restore { id: String, target: Option<String>, force: bool, reply: oneshot::Sender<Result<RestoreReply, BackupError>> },
-    Prune { dry_run: bool, reply: oneshot::Sender<Result<PruneReply, BackupError>> },
-    Jobs { reply: oneshot::Sender<Vec<JobInfo>> },
+    Create {
+        database: String,
+        kind: BackupKind,
+        label: Option<String>,
+        reply: oneshot::Sender<Result<(Started, oneshot::Receiver<BackupMeta>), BackupError>>,
+    },
+    List {
+        database: Option<String>,
+        reply: oneshot::Sender<Result<Vec<BackupMeta>, BackupError>>,
+    },
+    Status {
+        reply: oneshot::Sender<StatusReply>,
+    },
+    Verify {
+        id: String,
+        restore_test: bool,
+        reply: oneshot::Sender<Result<VerifyReply, BackupError>>,
+    },
+    Restore {
+        id: String,
+        target: Option<String>,
+        force: bool,
+        reply: oneshot::Sender<Result<RestoreReply, BackupError>>,
+    },
+    Prune {
+        dry_run: bool,
+        reply: oneshot::Sender<Result<PruneReply, BackupError>>,
+    },
+    Jobs {
+        reply: oneshot::Sender<Vec<JobInfo>>,
+    },
     NextRuns(Vec<(BackupKind, DateTime<Utc>)>),
     /// A job finished; `backup` carries the metadata when it was a backup.
-    Done { job: String, backup: Option<BackupMeta> },
+    Done {
+        job: String,
+        backup: Option<Box<BackupMeta>>,
+    },
 }
 
 /// The cloneable way to ask for backups.
@@ -72,7 +103,15 @@ pub(super) struct Manager {
 pub fn start(config: watch::Receiver<Arc<Config>>, metrics: Arc<Metrics>) -> BackupHandle {
     let (tx, rx) = mpsc::channel(64);
     let handle = BackupHandle { tx };
-    let m = Manager { config, metrics, handle: handle.clone(), running: HashMap::new(), jobs: HashMap::new(), next_runs: Vec::new(), seq: 0 };
+    let m = Manager {
+        config,
+        metrics,
+        handle: handle.clone(),
+        running: HashMap::new(),
+        jobs: HashMap::new(),
+        next_runs: Vec::new(),
+        seq: 0,
+    };
     tokio::spawn(m.run(rx));
     handle
 }
@@ -84,9 +123,16 @@ impl Manager {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
         let root = self.cfg().backup.dir.clone();
-        for m in tokio::task::spawn_blocking(move || catalog::sweep(&root)).await.unwrap_or_default() {
+        for m in tokio::task::spawn_blocking(move || catalog::sweep(&root))
+            .await
+            .unwrap_or_default()
+        {
             tracing::warn!(id = %m.id, database = %m.database, kind = %m.kind, "backup was interrupted by a stop of steward; recorded as failed");
-            self.metrics.backup.total.with_label_values(&[&m.database, m.kind.as_str(), "failure"]).inc();
+            self.metrics
+                .backup
+                .total
+                .with_label_values(&[&m.database, m.kind.as_str(), "failure"])
+                .inc();
         }
         self.refresh_metrics();
         while let Some(cmd) = rx.recv().await {
@@ -96,22 +142,40 @@ impl Manager {
 
     fn handle_cmd(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Create { database, kind, label, reply } => {
+            Cmd::Create {
+                database,
+                kind,
+                label,
+                reply,
+            } => {
                 let _ = reply.send(self.create(database, kind, label));
             }
             Cmd::List { database, reply } => {
                 let root = self.cfg().backup.dir.clone();
                 tokio::spawn(async move {
-                    let all = tokio::task::spawn_blocking(move || catalog::load_all(&root).0).await.unwrap_or_default();
-                    let _ = reply.send(Ok(all.into_iter().filter(|m| database.as_ref().is_none_or(|d| &m.database == d)).collect()));
+                    let all = tokio::task::spawn_blocking(move || catalog::load_all(&root).0)
+                        .await
+                        .unwrap_or_default();
+                    let _ = reply.send(Ok(all
+                        .into_iter()
+                        .filter(|m| database.as_ref().is_none_or(|d| &m.database == d))
+                        .collect()));
                 });
             }
             Cmd::Status { reply } => {
                 let status = super::status::build(&self.cfg(), self.job_infos(), &self.next_runs);
                 let _ = reply.send(status);
             }
-            Cmd::Verify { id, restore_test, reply } => {
-                let kind = if restore_test { JobKind::RestoreTest } else { JobKind::Verify };
+            Cmd::Verify {
+                id,
+                restore_test,
+                reply,
+            } => {
+                let kind = if restore_test {
+                    JobKind::RestoreTest
+                } else {
+                    JobKind::Verify
+                };
                 let (job, progress) = self.add_job(kind, "", Some(id.clone()));
                 let ctx = self.ctx(progress);
                 let tx = self.handle.tx.clone();
@@ -121,8 +185,17 @@ impl Manager {
                     let _ = tx.send(Cmd::Done { job, backup: None }).await;
                 });
             }
-            Cmd::Restore { id, target, force, reply } => {
-                let (job, progress) = self.add_job(JobKind::Restore, target.as_deref().unwrap_or(""), Some(id.clone()));
+            Cmd::Restore {
+                id,
+                target,
+                force,
+                reply,
+            } => {
+                let (job, progress) = self.add_job(
+                    JobKind::Restore,
+                    target.as_deref().unwrap_or(""),
+                    Some(id.clone()),
+                );
                 let ctx = self.ctx(progress);
                 let tx = self.handle.tx.clone();
                 tokio::spawn(async move {
@@ -137,7 +210,12 @@ impl Manager {
                 tokio::spawn(async move {
                     let out = super::prune::run(&ctx, dry_run).await;
                     let _ = reply.send(out);
-                    let _ = tx.send(Cmd::Done { job: String::new(), backup: None }).await;
+                    let _ = tx
+                        .send(Cmd::Done {
+                            job: String::new(),
+                            backup: None,
+                        })
+                        .await;
                 });
             }
             Cmd::Jobs { reply } => {
@@ -145,7 +223,11 @@ impl Manager {
             }
             Cmd::NextRuns(runs) => {
                 for (kind, at) in &runs {
-                    self.metrics.backup.next_run.with_label_values(&[kind.as_str()]).set(at.timestamp() as f64);
+                    self.metrics
+                        .backup
+                        .next_run
+                        .with_label_values(&[kind.as_str()])
+                        .set(at.timestamp() as f64);
                 }
                 self.next_runs = runs;
             }
@@ -153,37 +235,68 @@ impl Manager {
         }
     }
 
-    fn create(&mut self, database: String, kind: BackupKind, label: Option<String>) -> Result<(Started, oneshot::Receiver<BackupMeta>), BackupError> {
+    fn create(
+        &mut self,
+        database: String,
+        kind: BackupKind,
+        label: Option<String>,
+    ) -> Result<(Started, oneshot::Receiver<BackupMeta>), BackupError> {
         if !crate::config::is_database_dir_name(&database) {
             return Err(BackupError::BadDatabase(database));
         }
         if let Some(id) = self.running.get(&database) {
-            return Err(BackupError::AlreadyRunning { database, id: id.clone() });
+            return Err(BackupError::AlreadyRunning {
+                database,
+                id: id.clone(),
+            });
         }
         let started = Utc::now();
         let id = catalog::new_id(started, kind);
         let (job, progress) = self.add_job(JobKind::Backup, &database, Some(id.clone()));
         self.running.insert(database.clone(), id.clone());
-        self.metrics.backup.running.with_label_values(&[&database]).set(1);
+        self.metrics
+            .backup
+            .running
+            .with_label_values(&[&database])
+            .set(1);
         let ctx = self.ctx(progress);
         let (done_tx, done_rx) = oneshot::channel();
         let tx = self.handle.tx.clone();
-        let run = super::run::BackupRun { id: id.clone(), database: database.clone(), kind, label, started };
+        let run = super::run::BackupRun {
+            id: id.clone(),
+            database: database.clone(),
+            kind,
+            label,
+            started,
+        };
         tokio::spawn(async move {
             let meta = run.execute(&ctx).await;
             let _ = done_tx.send(meta.clone());
-            let _ = tx.send(Cmd::Done { job, backup: Some(meta) }).await;
+            let _ = tx
+                .send(Cmd::Done {
+                    job,
+                    backup: Some(Box::new(meta)),
+                })
+                .await;
         });
         Ok((Started { id, database }, done_rx))
     }
 
-    fn done(&mut self, job: String, backup: Option<BackupMeta>) {
+    fn done(&mut self, job: String, backup: Option<Box<BackupMeta>>) {
         self.jobs.remove(&job);
         if let Some(meta) = backup {
             self.running.remove(&meta.database);
-            self.metrics.backup.running.with_label_values(&[&meta.database]).set(0);
+            self.metrics
+                .backup
+                .running
+                .with_label_values(&[&meta.database])
+                .set(0);
             let result = if meta.is_good() { "success" } else { "failure" };
-            self.metrics.backup.total.with_label_values(&[&meta.database, meta.kind.as_str(), result]).inc();
+            self.metrics
+                .backup
+                .total
+                .with_label_values(&[&meta.database, meta.kind.as_str(), result])
+                .inc();
             if meta.is_good() {
                 // Retention runs after each good backup.
                 let ctx = self.ctx(Arc::new(AtomicU64::new(0)));
@@ -192,24 +305,51 @@ impl Manager {
                     if let Err(e) = super::prune::run(&ctx, false).await {
                         tracing::warn!(error = %e, "retention after backup failed");
                     }
-                    let _ = tx.send(Cmd::Done { job: String::new(), backup: None }).await;
+                    let _ = tx
+                        .send(Cmd::Done {
+                            job: String::new(),
+                            backup: None,
+                        })
+                        .await;
                 });
             }
         }
         self.refresh_metrics();
     }
 
-    fn add_job(&mut self, kind: JobKind, database: &str, backup_id: Option<String>) -> (String, Arc<AtomicU64>) {
+    fn add_job(
+        &mut self,
+        kind: JobKind,
+        database: &str,
+        backup_id: Option<String>,
+    ) -> (String, Arc<AtomicU64>) {
         self.seq += 1;
-        let job = format!("{}-{}", match kind {
-            JobKind::Backup => "backup",
-            JobKind::Verify => "verify",
-            JobKind::Restore => "restore",
-            JobKind::RestoreTest => "restore-test",
-        }, self.seq);
+        let job = format!(
+            "{}-{}",
+            match kind {
+                JobKind::Backup => "backup",
+                JobKind::Verify => "verify",
+                JobKind::Restore => "restore",
+                JobKind::RestoreTest => "restore-test",
+            },
+            self.seq
+        );
         let progress = Arc::new(AtomicU64::new(0));
-        let info = JobInfo { job: job.clone(), kind, database: database.into(), backup_id, bytes: 0, started_at: Utc::now() };
-        self.jobs.insert(job.clone(), Job { info, progress: progress.clone() });
+        let info = JobInfo {
+            job: job.clone(),
+            kind,
+            database: database.into(),
+            backup_id,
+            bytes: 0,
+            started_at: Utc::now(),
+        };
+        self.jobs.insert(
+            job.clone(),
+            Job {
+                info,
+                progress: progress.clone(),
+            },
+        );
         (job, progress)
     }
 
@@ -217,15 +357,24 @@ impl Manager {
         let mut v: Vec<JobInfo> = self
             .jobs
             .values()
-            .map(|j| JobInfo { bytes: j.progress.load(Ordering::Relaxed), ..j.info.clone() })
+            .map(|j| JobInfo {
+                bytes: j.progress.load(Ordering::Relaxed),
+                ..j.info.clone()
+            })
             .collect();
-        v.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        v.sort_by_key(|j| j.started_at);
         v
     }
 
     fn ctx(&self, progress: Arc<AtomicU64>) -> super::Ctx {
         let cfg = self.cfg();
-        super::Ctx { scrubber: cfg.scrubber(), config: cfg, metrics: self.metrics.clone(), handle: self.handle.clone(), progress }
+        super::Ctx {
+            scrubber: cfg.scrubber(),
+            config: cfg,
+            metrics: self.metrics.clone(),
+            handle: self.handle.clone(),
+            progress,
+        }
     }
 
     /// Sets the catalog and last-success gauges from what is on disk.
@@ -239,13 +388,27 @@ impl Manager {
 impl BackupHandle {
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, BackupError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| BackupError::Gone)?;
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| BackupError::Gone)?;
         rx.await.map_err(|_| BackupError::Gone)
     }
 
     /// Starts a backup; the receiver yields its metadata (good or failed) when it ends.
-    pub async fn create(&self, database: String, kind: BackupKind, label: Option<String>) -> Result<(Started, oneshot::Receiver<BackupMeta>), BackupError> {
-        self.ask(|reply| Cmd::Create { database, kind, label, reply }).await?
+    pub async fn create(
+        &self,
+        database: String,
+        kind: BackupKind,
+        label: Option<String>,
+    ) -> Result<(Started, oneshot::Receiver<BackupMeta>), BackupError> {
+        self.ask(|reply| Cmd::Create {
+            database,
+            kind,
+            label,
+            reply,
+        })
+        .await?
     }
 
     /// The catalog, newest first, optionally for one database.
@@ -260,12 +423,28 @@ impl BackupHandle {
 
     /// Verifies a backup, optionally by restoring it into a scratch database.
     pub async fn verify(&self, id: String, restore_test: bool) -> Result<VerifyReply, BackupError> {
-        self.ask(|reply| Cmd::Verify { id, restore_test, reply }).await?
+        self.ask(|reply| Cmd::Verify {
+            id,
+            restore_test,
+            reply,
+        })
+        .await?
     }
 
     /// Restores a backup after verifying it.
-    pub async fn restore(&self, id: String, target: Option<String>, force: bool) -> Result<RestoreReply, BackupError> {
-        self.ask(|reply| Cmd::Restore { id, target, force, reply }).await?
+    pub async fn restore(
+        &self,
+        id: String,
+        target: Option<String>,
+        force: bool,
+    ) -> Result<RestoreReply, BackupError> {
+        self.ask(|reply| Cmd::Restore {
+            id,
+            target,
+            force,
+            reply,
+        })
+        .await?
     }
 
     /// Applies retention now (or shows what it would delete).

@@ -1,50 +1,35 @@
 //! PostgreSQL backups: the pipeline (pg_dump → compress → encrypt → file), the catalog of
 //! checksummed metadata, schedules, retention, verify and restore, run by one actor.
 
-#[cfg(feature = "backup-wip")]
 pub mod api;
 pub mod catalog;
-#[cfg(feature = "backup-wip")]
 mod manager;
 pub mod pgconn;
 pub mod pipeline;
 mod pipeline_io;
 mod pipeline_tools;
 mod pipeline_write;
-#[cfg(feature = "backup-wip")]
 mod prune;
 pub mod restore;
-mod restore_stream;
-#[cfg(feature = "backup-wip")]
 mod restore_flow;
+mod restore_stream;
 pub mod retention;
-#[cfg(feature = "backup-wip")]
 mod run;
 pub mod schedule;
-#[cfg(feature = "backup-wip")]
 pub mod scheduler;
-#[cfg(feature = "backup-wip")]
 mod status;
 
-#[cfg(feature = "backup-wip")]
 pub use manager::{start, BackupError, BackupHandle};
-#[cfg(feature = "backup-wip")]
 pub use status::free_bytes;
 
-#[cfg(feature = "backup-wip")]
 use crate::config::Config;
-#[cfg(feature = "backup-wip")]
 use crate::metrics::Metrics;
-#[cfg(feature = "backup-wip")]
 use crate::secret::Scrubber;
-#[cfg(feature = "backup-wip")]
 use std::sync::atomic::AtomicU64;
-#[cfg(feature = "backup-wip")]
 use std::sync::Arc;
 
 /// What a job (backup, verify, restore, prune) works with: a config snapshot taken when it
 /// started, the metrics, the actor (a restore asks it for a pre-restore backup), its progress.
-#[cfg(feature = "backup-wip")]
 pub(crate) struct Ctx {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,

@@ -120,7 +120,11 @@ impl Drop for RemoveOnDrop {
 /// final name.
 pub async fn dump(job: DumpJob, cancel: CancellationToken) -> Result<DumpOutput, DumpError> {
     let scrub = Scrubber::new(job.target.secrets());
-    let dir = job.tmp_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let dir = job
+        .tmp_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     let file = open_tmp(&dir, &job.tmp_path)?;
     let mut tmp_guard = RemoveOnDrop(Some(job.tmp_path.clone()));
 

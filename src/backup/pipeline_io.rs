@@ -104,25 +104,6 @@ pub(super) async fn fill_chunk<R: AsyncRead + Unpin>(
     Ok(false)
 }
 
-/// Reads a whole stream into chunks of up to [`CHUNK`] bytes (blocking); `Ok(None)` at its end.
-pub(super) fn read_chunk(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut len = 0;
-    while len < CHUNK {
-        match r.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if len == 0 {
-        return Ok(None);
-    }
-    buf.truncate(len);
-    Ok(Some(buf))
-}
-
 /// Reads a child's stderr to its end, keeping its first and last 16 KiB.
 pub(super) async fn capture_stderr<R: AsyncRead + Unpin>(mut r: R) -> String {
     let mut head = Vec::new();
@@ -221,7 +202,9 @@ mod tests {
             "psql:<stdin>:12: ERROR:  relation \"x\" does not exist\nLINE 1: SELECT * FROM x;\n                      ^"
         );
         assert_eq!(first_error("a\nb\n"), "a\nb");
-        assert!(!is_error_line("pg_dump: warning: errors ignored on table error_log"));
+        assert!(!is_error_line(
+            "pg_dump: warning: errors ignored on table error_log"
+        ));
         assert!(is_error_line("pg_dump: error: connection failed"));
     }
 

@@ -187,10 +187,19 @@ mod tests {
         let v16 = tool(r, "16", "pg_dump");
         tool(r, "17", "psql"); // no pg_dump in 17
         let none = || None;
-        assert_eq!(find_in("pg_dump", None, None, r, none, None), Some(v16.clone()));
-        assert_eq!(find_in("pg_dump", None, Some(14), r, none, None), Some(v16.clone()));
+        assert_eq!(
+            find_in("pg_dump", None, None, r, none, None),
+            Some(v16.clone())
+        );
+        assert_eq!(
+            find_in("pg_dump", None, Some(14), r, none, None),
+            Some(v16.clone())
+        );
         // Nothing new enough, nothing elsewhere: the newest one, for a clear version error.
-        assert_eq!(find_in("pg_dump", None, Some(18), r, none, None), Some(v16.clone()));
+        assert_eq!(
+            find_in("pg_dump", None, Some(18), r, none, None),
+            Some(v16.clone())
+        );
         // Something new enough on pg_config's bindir is preferred to an older versioned one.
         let other = tempfile::tempdir().unwrap();
         let elsewhere = tool(other.path(), "x", "pg_dump");
@@ -212,11 +221,21 @@ mod tests {
             Some(conf.to_path_buf())
         );
         assert_eq!(
-            find_in("pg_dump", Some(&r.join("13").join("bin")), None, r, none, None),
+            find_in(
+                "pg_dump",
+                Some(&r.join("13").join("bin")),
+                None,
+                r,
+                none,
+                None
+            ),
             Some(v13)
         );
         let _ = v9;
         let empty = tempfile::tempdir().unwrap();
-        assert_eq!(find_in("pg_dump", None, None, empty.path(), none, None), None);
+        assert_eq!(
+            find_in("pg_dump", None, None, empty.path(), none, None),
+            None
+        );
     }
 }

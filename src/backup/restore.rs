@@ -5,7 +5,7 @@
 //! over a bounded channel to the task that feeds the child's stdin, so memory stays bounded.
 
 use super::pgconn::PgTarget;
-use super::pipeline_io::{self as io_util, HashingReader, Msg, DEPTH};
+use super::pipeline_io::{self as io_util, HashingReader, Msg, CHUNK, DEPTH};
 use super::restore_stream::{self as stream, StreamError};
 use crate::config::{Compression, DumpFormat};
 use crate::secret::Scrubber;
@@ -111,11 +111,12 @@ fn verify_blocking(
         (true, true) => Decryption::Skipped,
     };
     let mut problems = Vec::new();
-    let decoded: Option<Result<u64, StreamError>> = (decryption != Decryption::Skipped).then(|| {
-        let layer = stream::layer_name(b.compression, b.encrypted);
-        let mut r = stream::open(&mut raw, b.compression, b.encrypted.then_some(ids))?;
-        std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| stream::classify(e, layer))
-    });
+    let decoded: Option<Result<u64, StreamError>> =
+        (decryption != Decryption::Skipped).then(|| {
+            let layer = stream::layer_name(b.compression, b.encrypted);
+            let mut r = stream::open(&mut raw, b.compression, b.encrypted.then_some(ids))?;
+            std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| stream::classify(e, layer))
+        });
     // Whatever happened to the stream, hash the whole file.
     std::io::copy(&mut raw, &mut std::io::sink()).map_err(io_err)?;
     let (actual_stored_bytes, actual_sha256) = raw.finish();
@@ -253,9 +254,10 @@ pub async fn restore(
     })?;
     let (reader, raw_bytes) = opened.map_err(stream_err)?;
 
-    let tool_name = tool
-        .file_name()
-        .map_or_else(|| tool.display().to_string(), |n| n.to_string_lossy().into());
+    let tool_name = tool.file_name().map_or_else(
+        || tool.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    );
     let mut cmd = tokio::process::Command::new(tool);
     cmd.arg("--no-password");
     match b.format {
@@ -380,16 +382,35 @@ pub async fn restore(
 }
 
 /// Reads the decoded dump in chunks into `tx` until its end ([`Msg::End`]) or an error
-/// ([`Msg::Failed`]); stops quietly when the receiver goes away.
+/// ([`Msg::Failed`], after the data decoded before it); stops quietly when the receiver goes
+/// away.
 fn pump(mut reader: Box<dyn Read + Send>, tx: &tokio::sync::mpsc::Sender<Msg>, layer: &str) {
     loop {
-        let msg = match io_util::read_chunk(&mut reader) {
-            Ok(Some(chunk)) => Msg::Data(chunk),
-            Ok(None) => Msg::End,
-            Err(e) => Msg::Failed(stream::classify(e, layer).to_string()),
-        };
-        let last = !matches!(msg, Msg::Data(_));
-        if tx.blocking_send(msg).is_err() || last {
+        let mut buf = vec![0u8; CHUNK];
+        let mut len = 0;
+        let mut last = None;
+        while len < CHUNK {
+            match reader.read(&mut buf[len..]) {
+                Ok(0) => {
+                    last = Some(Msg::End);
+                    break;
+                }
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    last = Some(Msg::Failed(stream::classify(e, layer).to_string()));
+                    break;
+                }
+            }
+        }
+        if len > 0 {
+            buf.truncate(len);
+            if tx.blocking_send(Msg::Data(buf)).is_err() {
+                return;
+            }
+        }
+        if let Some(msg) = last {
+            let _ = tx.blocking_send(msg);
             return;
         }
     }

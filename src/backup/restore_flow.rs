@@ -13,49 +13,98 @@ use std::str::FromStr;
 use std::time::Instant;
 
 /// `backup verify ID [--restore-test]`.
-pub(super) async fn verify(ctx: &Ctx, id: &str, restore_test: bool) -> Result<VerifyReply, BackupError> {
+pub(super) async fn verify(
+    ctx: &Ctx,
+    id: &str,
+    restore_test: bool,
+) -> Result<VerifyReply, BackupError> {
     let meta = lookup(ctx, id, "verified")?;
     let (ok, checks) = check(ctx, &meta).await?;
-    let mut reply = VerifyReply { id: id.into(), ok, checks, restore_test: None };
+    let mut reply = VerifyReply {
+        id: id.into(),
+        ok,
+        checks,
+        restore_test: None,
+    };
     if ok && restore_test {
         let scratch = format!("steward_verify_{}", &id[id.len() - 4..]);
         let result = restore_into_new(ctx, &meta, &scratch).await;
         let admin = admin(ctx).await?;
-        let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {}", ident(&scratch))).await;
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {}", ident(&scratch)))
+            .await;
         match result {
             Ok(summary) => reply.restore_test = Some(summary),
             Err(e) => {
                 reply.ok = false;
-                reply.checks.push(Check { name: "restore test".into(), ok: false, detail: e.to_string() });
+                reply.checks.push(Check {
+                    name: "restore test".into(),
+                    ok: false,
+                    detail: e.to_string(),
+                });
             }
         }
     }
     let result = if reply.ok { "success" } else { "failure" };
-    ctx.metrics.backup.verifies.with_label_values(&[result]).inc();
+    ctx.metrics
+        .backup
+        .verifies
+        .with_label_values(&[result])
+        .inc();
     tracing::info!(id = %id, ok = reply.ok, restore_test, "backup verified");
     Ok(reply)
 }
 
 /// `backup restore ID [--target-db NAME] [--force]`.
-pub(super) async fn restore(ctx: &Ctx, id: &str, target: Option<String>, force: bool) -> Result<RestoreReply, BackupError> {
+pub(super) async fn restore(
+    ctx: &Ctx,
+    id: &str,
+    target: Option<String>,
+    force: bool,
+) -> Result<RestoreReply, BackupError> {
     let out = restore_inner(ctx, id, target, force).await;
     let result = if out.is_ok() { "success" } else { "failure" };
-    ctx.metrics.backup.restores.with_label_values(&[result]).inc();
+    ctx.metrics
+        .backup
+        .restores
+        .with_label_values(&[result])
+        .inc();
     match &out {
-        Ok(r) => tracing::info!(id = %id, target = %r.target, tables = r.summary.tables, rows = r.summary.rows, "backup restored"),
+        Ok(r) => {
+            tracing::info!(id = %id, target = %r.target, tables = r.summary.tables, rows = r.summary.rows, "backup restored")
+        }
         Err(e) => tracing::warn!(id = %id, error = %e, "restore failed"),
     }
     out
 }
 
-async fn restore_inner(ctx: &Ctx, id: &str, target: Option<String>, force: bool) -> Result<RestoreReply, BackupError> {
+async fn restore_inner(
+    ctx: &Ctx,
+    id: &str,
+    target: Option<String>,
+    force: bool,
+) -> Result<RestoreReply, BackupError> {
     let meta = lookup(ctx, id, "restored")?;
     let (ok, checks) = check(ctx, &meta).await?;
     if !ok {
-        let detail = checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect::<Vec<_>>().join("; ");
-        return Err(BackupError::VerifyFailed { id: id.into(), detail });
+        let detail = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(BackupError::VerifyFailed {
+            id: id.into(),
+            detail,
+        });
     }
-    let target = target.unwrap_or_else(|| format!("{}_restored_{}", meta.database, chrono::Utc::now().format("%Y%m%d%H%M%S")));
+    let target = target.unwrap_or_else(|| {
+        format!(
+            "{}_restored_{}",
+            meta.database,
+            chrono::Utc::now().format("%Y%m%d%H%M%S")
+        )
+    });
     if !crate::config::is_database_dir_name(&target) {
         return Err(BackupError::Refused(format!(
             "{target:?} cannot be a restore target: use letters, digits, '_', '-' and '.'"
@@ -69,7 +118,13 @@ async fn restore_inner(ctx: &Ctx, id: &str, target: Option<String>, force: bool)
         .is_some();
     if !exists {
         let summary = restore_into_new(ctx, &meta, &target).await?;
-        return Ok(RestoreReply { id: id.into(), target, replaced: false, pre_restore_backup: None, summary });
+        return Ok(RestoreReply {
+            id: id.into(),
+            target,
+            replaced: false,
+            pre_restore_backup: None,
+            summary,
+        });
     }
     let objects = user_objects(ctx, &target).await?;
     if objects > 0 && !force {
@@ -77,33 +132,67 @@ async fn restore_inner(ctx: &Ctx, id: &str, target: Option<String>, force: bool)
             "database {target:?} exists and is not empty ({objects} tables, views or sequences); pass --force to replace it (a pre-restore backup of it is taken first), or restore into a new database with --target-db"
         )));
     }
-    let pre = if objects > 0 { Some(pre_restore_backup(ctx, &target).await?) } else { None };
+    let pre = if objects > 0 {
+        Some(pre_restore_backup(ctx, &target).await?)
+    } else {
+        None
+    };
     // Restore beside the target, then swap: a failed restore leaves the target as it was.
     let scratch: String = format!("{}_steward_new", &target[..target.len().min(45)]);
-    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {}", ident(&scratch))).await;
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {}", ident(&scratch)))
+        .await;
     let summary = restore_into_new(ctx, &meta, &scratch).await?;
+    let swap_failed = |e| {
+        pg_failed(
+            ctx,
+            &format!("restored into {scratch:?} but could not swap it in for {target:?}"),
+            &e,
+        )
+    };
+    admin
+        .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", ident(&target)))
+        .await
+        .map_err(swap_failed)?;
     admin
         .batch_execute(&format!(
-            "DROP DATABASE {t} WITH (FORCE); ALTER DATABASE {s} RENAME TO {t}",
-            t = ident(&target),
-            s = ident(&scratch)
+            "ALTER DATABASE {} RENAME TO {}",
+            ident(&scratch),
+            ident(&target)
         ))
         .await
-        .map_err(|e| pg_failed(ctx, &format!("restored into {scratch:?} but could not swap it in for {target:?}"), &e))?;
-    Ok(RestoreReply { id: id.into(), target: target.clone(), replaced: true, pre_restore_backup: pre, summary: RestoreSummary { database: target, ..summary } })
+        .map_err(swap_failed)?;
+    Ok(RestoreReply {
+        id: id.into(),
+        target: target.clone(),
+        replaced: true,
+        pre_restore_backup: pre,
+        summary: RestoreSummary {
+            database: target,
+            ..summary
+        },
+    })
 }
 
 fn lookup(ctx: &Ctx, id: &str, action: &'static str) -> Result<BackupMeta, BackupError> {
     let meta = catalog::find(&ctx.config.backup.dir, id)?;
     if !meta.is_good() {
-        return Err(BackupError::NotGood { id: id.into(), status: format!("{:?}", meta.status).to_lowercase(), action });
+        return Err(BackupError::NotGood {
+            id: id.into(),
+            status: format!("{:?}", meta.status).to_lowercase(),
+            action,
+        });
     }
     Ok(meta)
 }
 
 fn stored(ctx: &Ctx, meta: &BackupMeta) -> Result<StoredBackup, BackupError> {
-    let path = catalog::data_path(&ctx.config.backup.dir, meta)
-        .ok_or_else(|| BackupError::Failed(format!("backup {} names no data file steward would have written", meta.id)))?;
+    let path = catalog::data_path(&ctx.config.backup.dir, meta).ok_or_else(|| {
+        BackupError::Failed(format!(
+            "backup {} names no data file steward would have written",
+            meta.id
+        ))
+    })?;
     Ok(StoredBackup {
         path,
         format: meta.format,
@@ -117,57 +206,170 @@ fn stored(ctx: &Ctx, meta: &BackupMeta) -> Result<StoredBackup, BackupError> {
 
 /// The age identities of `backup.encryption.identity_file`, if one is set.
 fn identities(ctx: &Ctx) -> Result<Vec<age::x25519::Identity>, BackupError> {
-    let Some(path) = &ctx.config.backup.encryption.identity_file else { return Ok(Vec::new()) };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| BackupError::Failed(format!("cannot read backup.encryption.identity_file {}: {e}", path.display())))?;
-    Ok(text.lines().filter_map(|l| age::x25519::Identity::from_str(l.trim()).ok()).collect())
+    let Some(path) = &ctx.config.backup.encryption.identity_file else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        BackupError::Failed(format!(
+            "cannot read backup.encryption.identity_file {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(text
+        .lines()
+        .filter_map(|l| age::x25519::Identity::from_str(l.trim()).ok())
+        .collect())
 }
 
 /// Hash, size, stream and metadata checks; `ok` only when all pass.
 async fn check(ctx: &Ctx, meta: &BackupMeta) -> Result<(bool, Vec<Check>), BackupError> {
     let b = stored(ctx, meta)?;
     let ids = identities(ctx)?;
-    let mut checks = vec![Check { name: "metadata checksum".into(), ok: meta.checksum_ok(), detail: "matches".into() }];
+    let mut checks = vec![Check {
+        name: "metadata checksum".into(),
+        ok: meta.checksum_ok(),
+        detail: "matches".into(),
+    }];
     match restore::verify(&b, &ids, ctx.progress.clone()).await {
-        Ok(out) => checks.extend(restore::checks(&out)),
-        Err(e) => checks.push(Check { name: "read".into(), ok: false, detail: ctx.scrubber.scrub(&e.to_string()) }),
+        Ok(out) => checks.extend(checks_of(&out)),
+        Err(e) => checks.push(Check {
+            name: "read".into(),
+            ok: false,
+            detail: ctx.scrubber.scrub(&e.to_string()),
+        }),
     }
     Ok((checks.iter().all(|c| c.ok), checks))
 }
 
+/// The verify outcome as one line per check.
+fn checks_of(out: &restore::VerifyOutput) -> Vec<Check> {
+    let mut v = vec![
+        Check {
+            name: "sha256".into(),
+            ok: out.hash_ok,
+            detail: format!("file hashes to {}", out.actual_sha256),
+        },
+        Check {
+            name: "size".into(),
+            ok: out.size_ok,
+            detail: format!("{} bytes stored", out.actual_stored_bytes),
+        },
+    ];
+    match out.decryption {
+        restore::Decryption::NotEncrypted => {}
+        restore::Decryption::Decrypted => v.push(Check {
+            name: "decryption".into(),
+            ok: true,
+            detail: "decrypted with the configured identity".into(),
+        }),
+        restore::Decryption::Skipped => v.push(Check {
+            name: "decryption".into(),
+            ok: true,
+            detail: "skipped: no backup.encryption.identity_file, so only the hash was checked"
+                .into(),
+        }),
+    }
+    if let Some(ok) = out.stream_ok {
+        let detail = if ok {
+            "read to its end".to_string()
+        } else {
+            out.problems.join("; ")
+        };
+        v.push(Check {
+            name: "stream".into(),
+            ok,
+            detail,
+        });
+    }
+    if let (Some(ok), Some(n)) = (out.dump_bytes_ok, out.dump_bytes) {
+        v.push(Check {
+            name: "dump size".into(),
+            ok,
+            detail: format!("{n} bytes of dump inside"),
+        });
+    }
+    v
+}
+
 /// Creates `name`, restores into it, counts what arrived; drops it again if the restore fails.
-async fn restore_into_new(ctx: &Ctx, meta: &BackupMeta, name: &str) -> Result<RestoreSummary, BackupError> {
+async fn restore_into_new(
+    ctx: &Ctx,
+    meta: &BackupMeta,
+    name: &str,
+) -> Result<RestoreSummary, BackupError> {
     let started = Instant::now();
     let admin = admin(ctx).await?;
     admin
-        .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", ident(name)))
+        .batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE template0",
+            ident(name)
+        ))
         .await
-        .map_err(|e| pg_failed(ctx, &format!("cannot create database {name:?} (steward's role needs CREATEDB)"), &e))?;
-    let target = PgTarget::new(&ctx.config.postgres.url, Some(name)).map_err(|e| BackupError::Failed(e.to_string()))?;
+        .map_err(|e| {
+            pg_failed(
+                ctx,
+                &format!("cannot create database {name:?} (steward's role needs CREATEDB)"),
+                &e,
+            )
+        })?;
+    let target = PgTarget::new(&ctx.config.postgres.url, Some(name))
+        .map_err(|e| BackupError::Failed(e.to_string()))?;
     let tool_name = match meta.format {
         crate::config::DumpFormat::Plain => "psql",
         crate::config::DumpFormat::Custom => "pg_restore",
     };
-    let hint = ctx.config.backup.pg_dump_path.as_deref().and_then(|p| p.parent()).map(|d| d.join(tool_name));
-    let tool = super::pipeline::find_client_tool(tool_name, hint.as_deref().filter(|p| p.is_file()), None)
-        .ok_or_else(|| BackupError::Failed(format!("{tool_name} not found; install the PostgreSQL client")))?;
+    let hint = ctx
+        .config
+        .backup
+        .pg_dump_path
+        .as_deref()
+        .and_then(|p| p.parent())
+        .map(|d| d.join(tool_name));
+    let tool =
+        super::pipeline::find_client_tool(tool_name, hint.as_deref().filter(|p| p.is_file()), None)
+            .ok_or_else(|| {
+                BackupError::Failed(format!(
+                    "{tool_name} not found; install the PostgreSQL client"
+                ))
+            })?;
     let b = stored(ctx, meta)?;
     let ids = identities(ctx)?;
     let cancel = tokio_util::sync::CancellationToken::new();
     match restore::restore(&b, &ids, &tool, &target, ctx.progress.clone(), cancel).await {
         Ok(out) => {
             let (tables, rows) = count(ctx, &target).await?;
-            Ok(RestoreSummary { database: name.into(), tables, rows, bytes: restore::bytes_of(&out), duration_seconds: started.elapsed().as_secs_f64() })
+            Ok(RestoreSummary {
+                database: name.into(),
+                tables,
+                rows,
+                bytes: out.bytes_fed,
+                duration_seconds: started.elapsed().as_secs_f64(),
+            })
         }
         Err(e) => {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name))).await;
-            Err(BackupError::Failed(format!("restore into {name:?} failed, nothing was kept: {}", ctx.scrubber.scrub(&e.to_string()))))
+            let _ = admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    ident(name)
+                ))
+                .await;
+            Err(BackupError::Failed(format!(
+                "restore into {name:?} failed, nothing was kept: {}",
+                ctx.scrubber.scrub(&e.to_string())
+            )))
         }
     }
 }
 
 async fn pre_restore_backup(ctx: &Ctx, target: &str) -> Result<String, BackupError> {
-    let (started, done) = ctx.handle.create(target.into(), BackupKind::PreRestore, Some("before restore".into())).await?;
+    let (started, done) = ctx
+        .handle
+        .create(
+            target.into(),
+            BackupKind::PreRestore,
+            Some("before restore".into()),
+        )
+        .await?;
     let meta = done.await.map_err(|_| BackupError::Gone)?;
     if !meta.is_good() {
         return Err(BackupError::Refused(format!(
@@ -178,14 +380,26 @@ async fn pre_restore_backup(ctx: &Ctx, target: &str) -> Result<String, BackupErr
     Ok(started.id)
 }
 
+/// A connection for CREATE/DROP/ALTER DATABASE: to the `postgres` maintenance database, so
+/// that the database being replaced is not the one connected to; else to the URL's database.
 async fn admin(ctx: &Ctx) -> Result<tokio_postgres::Client, BackupError> {
-    let t = PgTarget::new(&ctx.config.postgres.url, None).map_err(|e| BackupError::Failed(e.to_string()))?;
-    t.connect().await.map_err(|e| pg_failed(ctx, "cannot connect to PostgreSQL", &e))
+    let t = PgTarget::new(&ctx.config.postgres.url, None)
+        .map_err(|e| BackupError::Failed(e.to_string()))?;
+    if let Ok(c) = t.with_database("postgres").connect().await {
+        return Ok(c);
+    }
+    t.connect()
+        .await
+        .map_err(|e| pg_failed(ctx, "cannot connect to PostgreSQL", &e))
 }
 
 async fn user_objects(ctx: &Ctx, db: &str) -> Result<i64, BackupError> {
-    let t = PgTarget::new(&ctx.config.postgres.url, Some(db)).map_err(|e| BackupError::Failed(e.to_string()))?;
-    let c = t.connect().await.map_err(|e| pg_failed(ctx, &format!("cannot connect to {db:?}"), &e))?;
+    let t = PgTarget::new(&ctx.config.postgres.url, Some(db))
+        .map_err(|e| BackupError::Failed(e.to_string()))?;
+    let c = t
+        .connect()
+        .await
+        .map_err(|e| pg_failed(ctx, &format!("cannot connect to {db:?}"), &e))?;
     let row = c
         .query_one(
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -200,7 +414,10 @@ async fn user_objects(ctx: &Ctx, db: &str) -> Result<i64, BackupError> {
 
 /// Tables and exact row count of a database's user tables.
 async fn count(ctx: &Ctx, target: &PgTarget) -> Result<(i64, i64), BackupError> {
-    let c = target.connect().await.map_err(|e| pg_failed(ctx, "cannot connect to the restored database", &e))?;
+    let c = target
+        .connect()
+        .await
+        .map_err(|e| pg_failed(ctx, "cannot connect to the restored database", &e))?;
     let row = c
         .query_one(
             "SELECT count(*), coalesce(sum((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', schemaname, tablename), false, true, '')))[1]::text::bigint), 0)::int8

@@ -85,7 +85,12 @@ fn plural(n: u64, unit: &str) -> String {
 
 /// Seconds in the largest unit that divides them evenly.
 fn words(secs: u64) -> String {
-    for (size, unit) in [(604_800, "week"), (86_400, "day"), (3_600, "hour"), (60, "minute")] {
+    for (size, unit) in [
+        (604_800, "week"),
+        (86_400, "day"),
+        (3_600, "hour"),
+        (60, "minute"),
+    ] {
         if secs >= size && secs % size == 0 {
             return plural(secs / size, unit);
         }

@@ -40,7 +40,10 @@ impl BackupRun {
             format: b.format,
             compression: b.compression,
             level: b.level(),
-            encryption: encrypted.then(|| Encryption { method: "age".into(), recipients: b.encryption.recipients.clone() }),
+            encryption: encrypted.then(|| Encryption {
+                method: "age".into(),
+                recipients: b.encryption.recipients.clone(),
+            }),
             dump_bytes: 0,
             stored_bytes: 0,
             sha256: None,
@@ -91,12 +94,27 @@ impl BackupRun {
     async fn dump(&self, ctx: &Ctx, meta: &mut BackupMeta) -> Result<(), String> {
         let cfg = &ctx.config;
         let b = &cfg.backup;
-        let target = PgTarget::new(&cfg.postgres.url, Some(&self.database)).map_err(|e| e.to_string())?;
-        let connect = tokio::time::timeout(cfg.postgres.timeout.max(Duration::from_secs(5)), target.connect());
+        let target =
+            PgTarget::new(&cfg.postgres.url, Some(&self.database)).map_err(|e| e.to_string())?;
+        let connect = tokio::time::timeout(
+            cfg.postgres.timeout.max(Duration::from_secs(5)),
+            target.connect(),
+        );
         let client = match connect.await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(format!("cannot connect to database {:?}: {}", self.database, pg_error(&e))),
-            Err(_) => return Err(format!("cannot connect to database {:?}: timed out", self.database)),
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "cannot connect to database {:?}: {}",
+                    self.database,
+                    pg_error(&e)
+                ))
+            }
+            Err(_) => {
+                return Err(format!(
+                    "cannot connect to database {:?}: timed out",
+                    self.database
+                ))
+            }
         };
         let row = client
             .query_one(
@@ -116,7 +134,9 @@ impl BackupRun {
         let pg_dump = pipeline::find_client_tool("pg_dump", b.pg_dump_path.as_deref(), Some(server_major)).ok_or_else(|| {
             format!("pg_dump not found; install the PostgreSQL {server_major} client (postgresql-client-{server_major}) or set backup.pg_dump_path")
         })?;
-        let (dump_major, dump_version) = pipeline::pg_dump_version(&pg_dump).await.map_err(|e| e.to_string())?;
+        let (dump_major, dump_version) = pipeline::pg_dump_version(&pg_dump)
+            .await
+            .map_err(|e| e.to_string())?;
         meta.pg_dump_version = Some(dump_version.clone());
         if dump_major < server_major {
             return Err(format!(
@@ -128,10 +148,14 @@ impl BackupRun {
             .encryption
             .recipients
             .iter()
-            .map(|r| age::x25519::Recipient::from_str(r).map_err(|e| format!("backup.encryption.recipients: {e}")))
+            .map(|r| {
+                age::x25519::Recipient::from_str(r)
+                    .map_err(|e| format!("backup.encryption.recipients: {e}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let dir = catalog::db_dir(&b.dir, &self.database);
-        let name = catalog::data_file_name(&self.id, b.format, b.compression, !recipients.is_empty());
+        let name =
+            catalog::data_file_name(&self.id, b.format, b.compression, !recipients.is_empty());
         let job = DumpJob {
             pg_dump,
             target,
@@ -143,7 +167,9 @@ impl BackupRun {
             final_path: dir.join(&name),
             progress: ctx.progress.clone(),
         };
-        let out = pipeline::dump(job, tokio_util::sync::CancellationToken::new()).await.map_err(|e| e.to_string())?;
+        let out = pipeline::dump(job, tokio_util::sync::CancellationToken::new())
+            .await
+            .map_err(|e| e.to_string())?;
         meta.file = Some(name);
         meta.dump_bytes = out.dump_bytes;
         meta.stored_bytes = out.stored_bytes;

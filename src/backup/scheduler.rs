@@ -15,12 +15,15 @@ pub fn databases(cfg: &Config) -> Vec<String> {
     if !cfg.backup.databases.is_empty() {
         return cfg.backup.databases.clone();
     }
-    super::pgconn::PgTarget::new(&cfg.postgres.url, None).map(|t| vec![t.database]).unwrap_or_default()
+    super::pgconn::PgTarget::new(&cfg.postgres.url, None)
+        .map(|t| vec![t.database])
+        .unwrap_or_default()
 }
 
 /// One run of the task, until cancelled.
 pub async fn run(handle: BackupHandle, cfg: Arc<Config>, cancel: CancellationToken) -> TaskResult {
-    let schedules = Schedules::from_config(&cfg.backup.schedule).map_err(TaskError::from_display)?;
+    let schedules =
+        Schedules::from_config(&cfg.backup.schedule).map_err(TaskError::from_display)?;
     let dbs = databases(&cfg);
     handle.set_next_runs(schedules.next_runs(Utc::now())).await;
     catch_up(&handle, &schedules, &dbs, &cancel).await;
@@ -49,7 +52,12 @@ pub async fn run(handle: BackupHandle, cfg: Arc<Config>, cancel: CancellationTok
 
 /// Runs now each scheduled kind whose newest good backup is older than its period, one after
 /// the other (one backup per database at a time).
-async fn catch_up(handle: &BackupHandle, schedules: &Schedules, dbs: &[String], cancel: &CancellationToken) {
+async fn catch_up(
+    handle: &BackupHandle,
+    schedules: &Schedules,
+    dbs: &[String],
+    cancel: &CancellationToken,
+) {
     let all = match handle.list(None).await {
         Ok(all) => all,
         Err(e) => return tracing::warn!(error = %e, "cannot read the backup catalog for catch-up"),
@@ -75,7 +83,12 @@ async fn catch_up(handle: &BackupHandle, schedules: &Schedules, dbs: &[String], 
     }
 }
 
-async fn start(handle: &BackupHandle, db: &str, kind: BackupKind, why: &str) -> Option<tokio::sync::oneshot::Receiver<super::catalog::BackupMeta>> {
+async fn start(
+    handle: &BackupHandle,
+    db: &str,
+    kind: BackupKind,
+    why: &str,
+) -> Option<tokio::sync::oneshot::Receiver<super::catalog::BackupMeta>> {
     match handle.create(db.to_string(), kind, None).await {
         Ok((started, done)) => {
             tracing::info!(id = %started.id, database = %db, kind = %kind, reason = why, "scheduled backup started");

@@ -18,7 +18,11 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     while !p.exists() {
         p = p.parent()?;
     }
-    let p = if p.as_os_str().is_empty() { Path::new(".") } else { p };
+    let p = if p.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        p
+    };
     let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
@@ -41,7 +45,9 @@ fn summarize(all: &[BackupMeta]) -> Summary {
         if m.is_good() {
             e.0 += 1;
             e.1 += m.stored_bytes;
-            newest.entry((m.database.clone(), m.kind)).or_insert_with(|| m.clone());
+            newest
+                .entry((m.database.clone(), m.kind))
+                .or_insert_with(|| m.clone());
         } else if e.2.is_none() {
             e.2 = Some(m.clone());
         }
@@ -50,7 +56,11 @@ fn summarize(all: &[BackupMeta]) -> Summary {
 }
 
 /// The reply to `backup status`.
-pub(super) fn build(cfg: &Config, running: Vec<JobInfo>, next: &[(BackupKind, DateTime<Utc>)]) -> StatusReply {
+pub(super) fn build(
+    cfg: &Config,
+    running: Vec<JobInfo>,
+    next: &[(BackupKind, DateTime<Utc>)],
+) -> StatusReply {
     let root = &cfg.backup.dir;
     let (all, problems) = catalog::load_all(root);
     let s = summarize(&all);
@@ -86,7 +96,13 @@ pub(super) fn build(cfg: &Config, running: Vec<JobInfo>, next: &[(BackupKind, Da
         total_backups: databases.iter().map(|d| d.good_backups).sum(),
         total_bytes: databases.iter().map(|d| d.stored_bytes).sum(),
         databases,
-        next_runs: next.iter().map(|(kind, at)| NextRun { kind: *kind, at: *at }).collect(),
+        next_runs: next
+            .iter()
+            .map(|(kind, at)| NextRun {
+                kind: *kind,
+                at: *at,
+            })
+            .collect(),
         running,
         problems: problems.iter().map(|p| p.to_string()).collect(),
     }
@@ -100,15 +116,25 @@ pub(super) fn refresh_metrics(cfg: &Config, metrics: &Metrics) {
     b.catalog_backups.reset();
     b.catalog_bytes.reset();
     for (db, (good, bytes, _)) in &s.per_db {
-        b.catalog_backups.with_label_values(&[db.as_str()]).set(*good as i64);
-        b.catalog_bytes.with_label_values(&[db.as_str()]).set(*bytes as i64);
+        b.catalog_backups
+            .with_label_values(&[db.as_str()])
+            .set(*good as i64);
+        b.catalog_bytes
+            .with_label_values(&[db.as_str()])
+            .set(*bytes as i64);
     }
     for ((db, kind), m) in &s.newest {
         let labels = [db.as_str(), kind.as_str()];
         let finished = m.finished_at.unwrap_or(m.started_at);
-        b.last_success.with_label_values(&labels).set(finished.timestamp_millis() as f64 / 1000.0);
-        b.last_duration.with_label_values(&labels).set(m.duration_seconds);
-        b.last_size.with_label_values(&labels).set(m.stored_bytes as i64);
+        b.last_success
+            .with_label_values(&labels)
+            .set(finished.timestamp_millis() as f64 / 1000.0);
+        b.last_duration
+            .with_label_values(&labels)
+            .set(m.duration_seconds);
+        b.last_size
+            .with_label_values(&labels)
+            .set(m.stored_bytes as i64);
     }
     if let Some(free) = free_bytes(&cfg.backup.dir) {
         b.dir_free.set(free as i64);

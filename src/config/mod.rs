@@ -4,7 +4,9 @@ mod backup;
 mod load;
 mod validate;
 
-pub use backup::{is_database_dir_name, BackupConfig, Compression, DumpFormat, EncryptionConfig, ScheduleConfig};
+pub use backup::{
+    is_database_dir_name, BackupConfig, Compression, DumpFormat, EncryptionConfig, ScheduleConfig,
+};
 pub use load::{load, resolve_path, LoadError};
 pub use validate::Problem;
 

@@ -7,13 +7,30 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 /// Answers a backup request (anything else gets an error reply).
-pub(super) async fn handle(b: &BackupHandle, config: &watch::Receiver<Arc<Config>>, req: Request) -> Reply {
+pub(super) async fn handle(
+    b: &BackupHandle,
+    config: &watch::Receiver<Arc<Config>>,
+    req: Request,
+) -> Reply {
     let out = match req {
-        Request::BackupCreate { database, label, wait } => create(b, config, database, label, wait).await,
+        Request::BackupCreate {
+            database,
+            label,
+            wait,
+        } => create(b, config, database, label, wait).await,
         Request::BackupList { database } => b.list(database).await.map(|v| Reply::data(&v)),
         Request::BackupStatus => b.status().await.map(|v| Reply::data(&v)),
-        Request::BackupVerify { id, restore_test } => b.verify(id, restore_test).await.map(|v| Reply::data(&v)),
-        Request::BackupRestore { id, target_db, force } => b.restore(id, target_db, force).await.map(|v| Reply::data(&v)),
+        Request::BackupVerify { id, restore_test } => {
+            b.verify(id, restore_test).await.map(|v| Reply::data(&v))
+        }
+        Request::BackupRestore {
+            id,
+            target_db,
+            force,
+        } => b
+            .restore(id, target_db, force)
+            .await
+            .map(|v| Reply::data(&v)),
         Request::BackupPrune { dry_run } => b.prune(dry_run).await.map(|v| Reply::data(&v)),
         Request::BackupJobs => b.jobs().await.map(|v| Reply::data(&v)),
         _ => Ok(Reply::error("not a backup request")),

@@ -23,8 +23,12 @@ pub enum ClientError {
     BadReply { path: PathBuf, message: String },
 }
 
-/// Sends `req` and waits up to `timeout` for the reply.
-pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply, ClientError> {
+/// Sends `req` and waits up to `timeout` for the reply (`None`: as long as it takes).
+pub fn request(
+    socket: &Path,
+    req: &Request,
+    timeout: Option<Duration>,
+) -> Result<Reply, ClientError> {
     let no_daemon = |source| ClientError::NoDaemon {
         path: socket.to_path_buf(),
         source,
@@ -34,8 +38,10 @@ pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply,
         source,
     };
     let mut stream = UnixStream::connect(socket).map_err(no_daemon)?;
-    stream.set_read_timeout(Some(timeout)).map_err(io)?;
-    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    stream.set_read_timeout(timeout).map_err(io)?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .map_err(io)?;
     let mut line = serde_json::to_vec(req).map_err(|e| ClientError::BadReply {
         path: socket.to_path_buf(),
         message: e.to_string(),
@@ -53,5 +59,42 @@ pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply,
     serde_json::from_str(&reply).map_err(|e| ClientError::BadReply {
         path: socket.to_path_buf(),
         message: e.to_string(),
+    })
+}
+
+/// Sends a long request (a backup with `--wait`, a verify, a restore) and, while it runs,
+/// shows on stderr how many bytes the daemon's jobs have moved, how fast, for how long.
+pub fn request_with_progress(socket: &Path, req: &Request) -> Result<Reply, ClientError> {
+    let (sock, r) = (socket.to_path_buf(), req.clone());
+    let worker = std::thread::spawn(move || request(&sock, &r, None));
+    let started = std::time::Instant::now();
+    let mut shown = false;
+    while !worker.is_finished() {
+        std::thread::sleep(Duration::from_millis(250));
+        let Ok(reply) = request(socket, &Request::BackupJobs, Some(Duration::from_secs(5))) else {
+            continue;
+        };
+        let bytes: u64 = reply
+            .data
+            .as_array()
+            .map(|jobs| jobs.iter().filter_map(|j| j.get("bytes")?.as_u64()).sum())
+            .unwrap_or(0);
+        let secs = started.elapsed().as_secs_f64();
+        eprint!(
+            "\r\x1b[K{} read, {}/s, {} elapsed",
+            super::render::bytes(bytes as f64),
+            super::render::bytes(bytes as f64 / secs.max(0.001)),
+            super::render::duration(secs)
+        );
+        shown = true;
+    }
+    if shown {
+        eprint!("\r\x1b[K");
+    }
+    worker.join().unwrap_or_else(|_| {
+        Err(ClientError::BadReply {
+            path: socket.to_path_buf(),
+            message: "the request thread panicked".into(),
+        })
     })
 }

@@ -20,7 +20,6 @@ pub struct Dispatcher {
     pub postgres: MonitorHandle,
     pub redis: MonitorHandle,
     pub reload: ReloadHandle,
-    #[cfg(feature = "backup-wip")]
     pub backup: crate::backup::BackupHandle,
     pub config: watch::Receiver<Arc<Config>>,
     pub config_file: PathBuf,
@@ -47,10 +46,7 @@ impl Dispatcher {
                 Err(e) => Reply::error(e.to_string()),
             },
             Request::Info => self.info().await,
-            #[cfg(feature = "backup-wip")]
             other => super::backup_cmds::handle(&self.backup, &self.config, other).await,
-            #[cfg(not(feature = "backup-wip"))]
-            _ => Reply::error("backups are not available in this build"),
         }
     }
 

@@ -20,7 +20,7 @@ pub fn render(req: &Request, reply: &Reply) -> String {
         }
         Request::Reload => parse::<ReloadReply>(reply).map(|r| reload(&r)),
         Request::Info => parse::<InfoReply>(reply).map(|i| info(&i)),
-        _ => None,
+        other => super::render_backup::render(other, reply),
     };
     out.unwrap_or_else(|| serde_json::to_string_pretty(&reply.data).unwrap_or_default() + "\n")
 }
@@ -193,7 +193,7 @@ fn info(i: &InfoReply) -> String {
 }
 
 /// Left-aligned columns separated by two spaces.
-fn table(rows: &[Vec<String>]) -> String {
+pub(super) fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -238,7 +238,7 @@ pub fn duration(secs: f64) -> String {
     }
 }
 
-fn bytes(b: f64) -> String {
+pub fn bytes(b: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b;
     let mut u = 0;

@@ -44,7 +44,11 @@ impl BackupMetrics {
                 "Backups finished, by result (success or failure).",
                 &["database", "kind", "result"],
             )?,
-            running: r.int_vec("steward_backup_running", "1 while a backup of the database runs.", &["database"])?,
+            running: r.int_vec(
+                "steward_backup_running",
+                "1 while a backup of the database runs.",
+                &["database"],
+            )?,
             catalog_backups: r.int_vec(
                 "steward_backup_catalog_backups",
                 "Good backups in the catalog.",
@@ -60,15 +64,29 @@ impl BackupMetrics {
                 "Unix time of the next scheduled backup.",
                 &["kind"],
             )?,
-            restores: r.counter("steward_restores_total", "Restores, by result.", &["result"])?,
-            dir_free: r.int("steward_backup_dir_free_bytes", "Free bytes on the backup directory's filesystem.")?,
-            verifies: r.counter("steward_backup_verifications_total", "Verifications, by result.", &["result"])?,
+            restores: r.counter(
+                "steward_restores_total",
+                "Restores, by result.",
+                &["result"],
+            )?,
+            dir_free: r.int(
+                "steward_backup_dir_free_bytes",
+                "Free bytes on the backup directory's filesystem.",
+            )?,
+            verifies: r.counter(
+                "steward_backup_verifications_total",
+                "Verifications, by result.",
+                &["result"],
+            )?,
             prune_deleted: r.counter(
                 "steward_backup_pruned_total",
                 "Backups deleted by retention.",
                 &["database", "kind"],
             )?,
-            last_prune: r.float("steward_backup_last_prune_timestamp_seconds", "Unix time retention last ran.")?,
+            last_prune: r.float(
+                "steward_backup_last_prune_timestamp_seconds",
+                "Unix time retention last ran.",
+            )?,
         };
         for result in ["success", "failure"] {
             m.restores.with_label_values(&[result]);

@@ -898,6 +898,9 @@ pub struct Settings {
     pub shutdown_timeout: String,
     pub log_level: String,
     pub log_format: String,
+    /// Raw TOML for `[backup]` and its sub-tables; by default backups go to the test's dir
+    /// and the schedules are off, so no catch-up backup runs behind a test's back.
+    pub backup: String,
 }
 
 fn toml_str(s: &str) -> String {
@@ -937,6 +940,8 @@ impl Settings {
             toml_str(&self.log_format),
             toml_str(&self.log_level),
         );
+        t += "\n";
+        t += &self.backup;
         t
     }
 }
@@ -1048,6 +1053,10 @@ impl Steward {
             shutdown_timeout: secs(SHUTDOWN_TIMEOUT),
             log_level: "debug".into(),
             log_format: "pretty".into(),
+            backup: format!(
+                "[backup]\ndir = {}\n\n[backup.schedule]\ndaily = \"\"\nweekly = \"\"\n",
+                toml_str(&dir.path().join("backups").to_string_lossy())
+            ),
         };
         StewardBuilder {
             dir,

@@ -51,8 +51,14 @@ fn ids_are_made_and_checked_strictly() {
 #[test]
 fn file_names() {
     let id = "20261126T020000Z-daily-3fa2";
-    assert_eq!(data_file_name(id, DumpFormat::Plain, Compression::Gzip, false), format!("{id}.sql.gz"));
-    assert_eq!(data_file_name(id, DumpFormat::Custom, Compression::Zstd, true), format!("{id}.dump.zst.age"));
+    assert_eq!(
+        data_file_name(id, DumpFormat::Plain, Compression::Gzip, false),
+        format!("{id}.sql.gz")
+    );
+    assert_eq!(
+        data_file_name(id, DumpFormat::Custom, Compression::Zstd, true),
+        format!("{id}.dump.zst.age")
+    );
 }
 
 #[test]
@@ -76,22 +82,41 @@ fn commit_load_find_delete() {
     let foreign = db_dir(root.path(), "app").join("notes.txt");
     fs::write(&foreign, b"mine").unwrap();
     commit(root.path(), &mut a).unwrap();
-    let mut b = meta("20261127T020000Z-manual-0002", "other", BackupStatus::Failed);
+    let mut b = meta(
+        "20261127T020000Z-manual-0002",
+        "other",
+        BackupStatus::Failed,
+    );
     b.started_at = a.started_at + chrono::Duration::hours(1);
     ensure_dir(&db_dir(root.path(), "other")).unwrap();
     commit(root.path(), &mut b).unwrap();
-    let mode = fs::metadata(db_dir(root.path(), "app").join(format!("{}.json", a.id))).unwrap().permissions().mode();
+    let mode = fs::metadata(db_dir(root.path(), "app").join(format!("{}.json", a.id)))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let (all, problems) = load_all(root.path());
     assert!(problems.is_empty());
-    assert_eq!(all.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec![b.id.as_str(), a.id.as_str()]);
+    assert_eq!(
+        all.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec![b.id.as_str(), a.id.as_str()]
+    );
     assert_eq!(find(root.path(), &a.id).unwrap(), a);
-    assert!(matches!(find(root.path(), "20261126T020000Z-manual-ffff"), Err(CatalogError::Unknown(_))));
-    assert!(matches!(find(root.path(), "../app/x"), Err(CatalogError::BadId(_))));
+    assert!(matches!(
+        find(root.path(), "20261126T020000Z-manual-ffff"),
+        Err(CatalogError::Unknown(_))
+    ));
+    assert!(matches!(
+        find(root.path(), "../app/x"),
+        Err(CatalogError::BadId(_))
+    ));
     delete(root.path(), &a).unwrap();
     assert!(!data.exists());
     assert!(foreign.exists(), "a file steward did not write survives");
-    assert!(matches!(find(root.path(), &a.id), Err(CatalogError::Unknown(_))));
+    assert!(matches!(
+        find(root.path(), &a.id),
+        Err(CatalogError::Unknown(_))
+    ));
 }
 
 #[test]
@@ -101,12 +126,17 @@ fn altered_metadata_is_not_trusted() {
     ensure_dir(&db_dir(root.path(), "app")).unwrap();
     commit(root.path(), &mut a).unwrap();
     let path = db_dir(root.path(), "app").join(format!("{}.json", a.id));
-    let text = fs::read_to_string(&path).unwrap().replace("\"manual\"", "\"daily\"");
+    let text = fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"manual\"", "\"daily\"");
     fs::write(&path, text).unwrap();
     let (all, problems) = load_all(root.path());
     assert!(all.is_empty());
     assert_eq!(problems.len(), 1);
-    assert!(matches!(find(root.path(), &a.id), Err(CatalogError::Corrupt { .. })));
+    assert!(matches!(
+        find(root.path(), &a.id),
+        Err(CatalogError::Corrupt { .. })
+    ));
 }
 
 #[test]
@@ -127,5 +157,8 @@ fn sweep_fails_interrupted_runs_and_removes_their_temporary_files() {
     assert_eq!(found.status, BackupStatus::Failed);
     assert!(found.error.unwrap().contains("interrupted"));
     assert!(!dir.join(format!("{}.running.json", m.id)).exists());
-    assert!(sweep(root.path()).is_empty(), "a second sweep finds nothing");
+    assert!(
+        sweep(root.path()).is_empty(),
+        "a second sweep finds nothing"
+    );
 }

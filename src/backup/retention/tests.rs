@@ -60,17 +60,28 @@ fn thirty_days_of_backdated_entries() {
     let p = policy(7, 2, 1);
     let decisions = select(&all, &p, now);
     let gone: BTreeSet<String> = decisions.iter().map(|d| d.id.clone()).collect();
-    let kept: BTreeSet<String> = all.iter().map(|c| c.id.clone()).filter(|id| !gone.contains(id)).collect();
+    let kept: BTreeSet<String> = all
+        .iter()
+        .map(|c| c.id.clone())
+        .filter(|id| !gone.contains(id))
+        .collect();
 
     let expect_kept: BTreeSet<String> = [
         // Dailies younger than 7 days: Jan 29 (6 days 10 hours old) to Feb 4, the failed Feb 2 too.
-        "app-daily-0129020000", "app-daily-0130020000", "app-daily-0131020000",
-        "app-daily-0201020000", "app-daily-0202020000", "app-daily-0203020000",
+        "app-daily-0129020000",
+        "app-daily-0130020000",
+        "app-daily-0131020000",
+        "app-daily-0201020000",
+        "app-daily-0202020000",
+        "app-daily-0203020000",
         "app-daily-0204020000",
         // Weeklies younger than 2 weeks, good and failed.
-        "app-weekly-0126030000", "app-weekly-0202030000",
+        "app-weekly-0126030000",
+        "app-weekly-0202030000",
         // Manual: kept forever by default, the failed one too.
-        "app-manual-0108150000", "app-manual-0120090000", "app-manual-0203170000",
+        "app-manual-0108150000",
+        "app-manual-0120090000",
+        "app-manual-0203170000",
     ]
     .into_iter()
     .map(String::from)
@@ -78,13 +89,36 @@ fn thirty_days_of_backdated_entries() {
     assert_eq!(kept, expect_kept);
     assert_eq!(gone.len(), 25); // 23 dailies (two of them failed) and 2 weeklies
 
-    let reason = |id: &str| decisions.iter().find(|d| d.id == id).unwrap().reason.clone();
-    assert_eq!(reason("app-daily-0128020000"), "daily backup older than 7 days");
-    assert_eq!(reason("app-daily-0125020000"), "daily failed entry older than 7 days");
-    assert_eq!(reason("app-weekly-0119030000"), "weekly backup older than 2 weeks");
+    let reason = |id: &str| {
+        decisions
+            .iter()
+            .find(|d| d.id == id)
+            .unwrap()
+            .reason
+            .clone()
+    };
+    assert_eq!(
+        reason("app-daily-0128020000"),
+        "daily backup older than 7 days"
+    );
+    assert_eq!(
+        reason("app-daily-0125020000"),
+        "daily failed entry older than 7 days"
+    );
+    assert_eq!(
+        reason("app-weekly-0119030000"),
+        "weekly backup older than 2 weeks"
+    );
     // Decisions come in the order of the entries, and carry database and kind.
-    let order: Vec<&str> = all.iter().map(|c| c.id.as_str()).filter(|id| gone.contains(*id)).collect();
-    assert_eq!(order, decisions.iter().map(|d| d.id.as_str()).collect::<Vec<_>>());
+    let order: Vec<&str> = all
+        .iter()
+        .map(|c| c.id.as_str())
+        .filter(|id| gone.contains(*id))
+        .collect();
+    assert_eq!(
+        order,
+        decisions.iter().map(|d| d.id.as_str()).collect::<Vec<_>>()
+    );
     assert!(decisions.iter().all(|d| d.database == "app"));
 
     // The default policy keeps 4 weeks of weeklies: both go from the deleted list.
@@ -107,7 +141,10 @@ fn min_keep_keeps_old_backups_when_there_are_few() {
     let mut mixed = old.to_vec();
     mixed.push(entry("app", Weekly, true, at(1, 5, 3)));
     mixed.push(entry("app", Weekly, true, at(1, 12, 3)));
-    assert_eq!(deleted(&mixed, &policy(7, 4, 1), now), ids(&[&old[0], &old[1], &mixed[3]]));
+    assert_eq!(
+        deleted(&mixed, &policy(7, 4, 1), now),
+        ids(&[&old[0], &old[1], &mixed[3]])
+    );
 }
 
 #[test]
@@ -191,13 +228,22 @@ fn manual_and_pre_restore_are_kept_until_their_own_retention() {
         ..policy(7, 4, 0)
     };
     let decisions = select(&entries, &p, now);
-    let reasons: Vec<(&str, &str)> = decisions.iter().map(|d| (d.id.as_str(), d.reason.as_str())).collect();
+    let reasons: Vec<(&str, &str)> = decisions
+        .iter()
+        .map(|d| (d.id.as_str(), d.reason.as_str()))
+        .collect();
     assert_eq!(
         reasons,
         vec![
             ("app-manual-0102100000", "manual backup older than 30 days"),
-            ("app-manual-0103100000", "manual failed entry older than 30 days"),
-            ("app-pre-restore-0201100000", "pre-restore backup older than 30 days"),
+            (
+                "app-manual-0103100000",
+                "manual failed entry older than 30 days"
+            ),
+            (
+                "app-pre-restore-0201100000",
+                "pre-restore backup older than 30 days"
+            ),
         ]
     );
     // min_keep 1 keeps the newest of each kind, however old.
@@ -211,9 +257,17 @@ fn retention_boundary_is_exclusive() {
     let entries = [
         entry("app", Daily, true, now),
         entry("app", Daily, true, now - Duration::days(7)),
-        entry("app", Daily, true, now - Duration::days(7) + Duration::seconds(1)),
+        entry(
+            "app",
+            Daily,
+            true,
+            now - Duration::days(7) + Duration::seconds(1),
+        ),
     ];
-    assert_eq!(deleted(&entries, &policy(7, 4, 0), now), ids(&[&entries[1]]));
+    assert_eq!(
+        deleted(&entries, &policy(7, 4, 0), now),
+        ids(&[&entries[1]])
+    );
 }
 
 #[test]

@@ -43,7 +43,10 @@ fn defaults_run_daily_at_two_and_monday_at_three_utc() {
             (BackupKind::Weekly, utc(2026, 1, 19, 3, 0)),
         ]
     );
-    assert_eq!(s.next(now), Some((BackupKind::Daily, utc(2026, 1, 15, 2, 0))));
+    assert_eq!(
+        s.next(now),
+        Some((BackupKind::Daily, utc(2026, 1, 15, 2, 0)))
+    );
     assert_eq!(utc(2026, 1, 19, 3, 0).weekday(), Weekday::Mon);
     let kinds: Vec<BackupKind> = s.iter().map(Schedule::kind).collect();
     assert_eq!(kinds, vec![BackupKind::Daily, BackupKind::Weekly]);
@@ -61,8 +64,14 @@ fn next_run_is_strictly_after_now() {
 
     let weekly = sched(BackupKind::Weekly, "0 3 * * 1", "UTC");
     let monday_three = utc(2026, 1, 19, 3, 0);
-    assert_eq!(weekly.next_after(monday_three), Some(utc(2026, 1, 26, 3, 0)));
-    assert_eq!(weekly.next_after(utc(2026, 1, 19, 2, 59)), Some(monday_three));
+    assert_eq!(
+        weekly.next_after(monday_three),
+        Some(utc(2026, 1, 26, 3, 0))
+    );
+    assert_eq!(
+        weekly.next_after(utc(2026, 1, 19, 2, 59)),
+        Some(monday_three)
+    );
 }
 
 #[test]
@@ -83,8 +92,14 @@ fn next_runs_are_sorted_by_time() {
 fn env_override_expressions() {
     // BACKUP_SCHEDULE_DAILY_HOUR=5 becomes this expression in the config layer.
     let daily = sched(BackupKind::Daily, "0 5 * * *", "UTC");
-    assert_eq!(daily.next_after(utc(2026, 1, 14, 4, 0)), Some(utc(2026, 1, 14, 5, 0)));
-    assert_eq!(daily.next_after(utc(2026, 1, 14, 5, 0)), Some(utc(2026, 1, 15, 5, 0)));
+    assert_eq!(
+        daily.next_after(utc(2026, 1, 14, 4, 0)),
+        Some(utc(2026, 1, 14, 5, 0))
+    );
+    assert_eq!(
+        daily.next_after(utc(2026, 1, 14, 5, 0)),
+        Some(utc(2026, 1, 15, 5, 0))
+    );
     // BACKUP_SCHEDULE_WEEKLY_DAY counts from 0 = Monday; cron from 0 = Sunday.
     let now = utc(2026, 1, 14, 12, 0); // Wednesday
     for (expr, day) in [
@@ -92,8 +107,13 @@ fn env_override_expressions() {
         ("0 3 * * 4", Weekday::Thu), // WEEKLY_DAY=3
         ("0 3 * * 0", Weekday::Sun), // WEEKLY_DAY=6
     ] {
-        let next = sched(BackupKind::Weekly, expr, "UTC").next_after(now).unwrap();
-        assert_eq!((next.weekday(), next.time()), (day, utc(2026, 1, 1, 3, 0).time()));
+        let next = sched(BackupKind::Weekly, expr, "UTC")
+            .next_after(now)
+            .unwrap();
+        assert_eq!(
+            (next.weekday(), next.time()),
+            (day, utc(2026, 1, 1, 3, 0).time())
+        );
         assert!(next - now < Duration::days(7));
     }
 }
@@ -125,7 +145,10 @@ fn env_overrides_through_the_config_layer() {
 fn berlin_spring_forward_runs_a_missing_time_once_after_the_gap() {
     // 2026-03-29: 02:00 CET (01:00 UTC) jumps to 03:00 CEST; 02:30 does not exist that day.
     let s = sched(BackupKind::Daily, "30 2 * * *", "Europe/Berlin");
-    assert_eq!(s.next_after(utc(2026, 3, 28, 12, 0)), Some(utc(2026, 3, 29, 1, 0)));
+    assert_eq!(
+        s.next_after(utc(2026, 3, 28, 12, 0)),
+        Some(utc(2026, 3, 29, 1, 0))
+    );
     assert_eq!(
         runs(&s, utc(2026, 3, 27, 0, 0), utc(2026, 3, 31, 0, 0)),
         vec![
@@ -137,8 +160,14 @@ fn berlin_spring_forward_runs_a_missing_time_once_after_the_gap() {
     );
     // Exactly on the hour that vanishes, too.
     let two = sched(BackupKind::Daily, "0 2 * * *", "Europe/Berlin");
-    assert_eq!(two.next_after(utc(2026, 3, 28, 12, 0)), Some(utc(2026, 3, 29, 1, 0)));
-    assert_eq!(two.next_after(utc(2026, 3, 29, 1, 0)), Some(utc(2026, 3, 30, 0, 0)));
+    assert_eq!(
+        two.next_after(utc(2026, 3, 28, 12, 0)),
+        Some(utc(2026, 3, 29, 1, 0))
+    );
+    assert_eq!(
+        two.next_after(utc(2026, 3, 29, 1, 0)),
+        Some(utc(2026, 3, 30, 0, 0))
+    );
 }
 
 #[test]
@@ -156,8 +185,14 @@ fn berlin_fall_back_runs_a_repeated_time_once_at_its_first_occurrence() {
     );
     // Asked during the repeated hour, after the run: not again that day, and never in the past.
     let repeated_two_fifteen = utc(2026, 10, 25, 1, 15); // 02:15 CET, second pass
-    assert_eq!(s.next_after(repeated_two_fifteen), Some(utc(2026, 10, 26, 1, 30)));
-    assert_eq!(s.next_after(utc(2026, 10, 25, 0, 45)), Some(utc(2026, 10, 26, 1, 30)));
+    assert_eq!(
+        s.next_after(repeated_two_fifteen),
+        Some(utc(2026, 10, 26, 1, 30))
+    );
+    assert_eq!(
+        s.next_after(utc(2026, 10, 25, 0, 45)),
+        Some(utc(2026, 10, 26, 1, 30))
+    );
 }
 
 #[test]
@@ -182,11 +217,20 @@ fn new_york_across_both_changes_of_2026() {
             utc(2026, 11, 2, 6, 30),  // 01:30 EST
         ]
     );
-    assert_eq!(s.next_after(utc(2026, 11, 1, 6, 15)), Some(utc(2026, 11, 2, 6, 30)));
+    assert_eq!(
+        s.next_after(utc(2026, 11, 1, 6, 15)),
+        Some(utc(2026, 11, 2, 6, 30))
+    );
     // Both changes fall on a Sunday: a weekly Sunday job on the changing hour.
     let w = sched(BackupKind::Weekly, "0 2 * * 0", "America/New_York");
-    assert_eq!(w.next_after(utc(2026, 3, 5, 0, 0)), Some(utc(2026, 3, 8, 7, 0)));
-    assert_eq!(w.next_after(utc(2026, 3, 8, 7, 0)), Some(utc(2026, 3, 15, 6, 0)));
+    assert_eq!(
+        w.next_after(utc(2026, 3, 5, 0, 0)),
+        Some(utc(2026, 3, 8, 7, 0))
+    );
+    assert_eq!(
+        w.next_after(utc(2026, 3, 8, 7, 0)),
+        Some(utc(2026, 3, 15, 6, 0))
+    );
     let w = sched(BackupKind::Weekly, "0 1 * * 0", "America/New_York");
     assert_eq!(
         runs(&w, utc(2026, 10, 30, 0, 0), utc(2026, 11, 9, 0, 0)),
@@ -206,7 +250,10 @@ fn interval_expression_runs_in_both_passes_and_skips_the_gap() {
         half_hours
     );
     // From late in the first pass, the next run is the start of the second pass.
-    assert_eq!(s.next_after(utc(2026, 10, 25, 0, 45)), Some(utc(2026, 10, 25, 1, 0)));
+    assert_eq!(
+        s.next_after(utc(2026, 10, 25, 0, 45)),
+        Some(utc(2026, 10, 25, 1, 0))
+    );
     // Spring forward: local 02:00 and 02:30 do not exist; real time runs on.
     assert_eq!(
         runs(&s, utc(2026, 3, 29, 0, 0), utc(2026, 3, 29, 1, 30)),
@@ -224,7 +271,10 @@ fn a_fixed_daily_job_runs_once_per_local_day_all_year() {
         let s = sched(BackupKind::Daily, "30 2 * * *", tz);
         let all = runs(&s, utc(2025, 12, 31, 12, 0), utc(2027, 1, 1, 0, 0));
         let zone: Tz = tz.parse().unwrap();
-        let days: Vec<NaiveDate> = all.iter().map(|t| t.with_timezone(&zone).date_naive()).collect();
+        let days: Vec<NaiveDate> = all
+            .iter()
+            .map(|t| t.with_timezone(&zone).date_naive())
+            .collect();
         let mut unique = days.clone();
         unique.dedup();
         assert_eq!(days, unique, "{tz}: a day ran twice");
@@ -240,15 +290,27 @@ fn catch_up_boundaries() {
     assert_eq!(daily.period(), Duration::days(1));
     assert_eq!(weekly.period(), Duration::days(7));
     assert!(daily.catch_up_due(None, now), "no backup at all");
-    assert!(!daily.catch_up_due(Some(now - Duration::hours(8)), now), "fresh");
-    assert!(daily.catch_up_due(Some(now - Duration::hours(30)), now), "stale");
+    assert!(
+        !daily.catch_up_due(Some(now - Duration::hours(8)), now),
+        "fresh"
+    );
+    assert!(
+        daily.catch_up_due(Some(now - Duration::hours(30)), now),
+        "stale"
+    );
     let one_period = now - Duration::days(1);
-    assert!(daily.catch_up_due(Some(one_period), now), "exactly one period: due");
+    assert!(
+        daily.catch_up_due(Some(one_period), now),
+        "exactly one period: due"
+    );
     let just_inside = one_period + Duration::seconds(1);
     assert!(!daily.catch_up_due(Some(just_inside), now));
     assert!(!weekly.catch_up_due(Some(now - Duration::days(6)), now));
     assert!(weekly.catch_up_due(Some(now - Duration::days(7)), now));
-    assert!(!daily.catch_up_due(Some(now + Duration::hours(1)), now), "future");
+    assert!(
+        !daily.catch_up_due(Some(now + Duration::hours(1)), now),
+        "future"
+    );
 }
 
 #[test]
@@ -256,7 +318,10 @@ fn empty_expressions_turn_schedules_off() {
     let s = Schedules::from_config(&config("", "0 3 * * 1", "UTC")).unwrap();
     assert!(s.daily.is_none());
     let now = utc(2026, 1, 14, 10, 0);
-    assert_eq!(s.next_runs(now), vec![(BackupKind::Weekly, utc(2026, 1, 19, 3, 0))]);
+    assert_eq!(
+        s.next_runs(now),
+        vec![(BackupKind::Weekly, utc(2026, 1, 19, 3, 0))]
+    );
     let s = Schedules::from_config(&config("0 2 * * *", "  ", "UTC")).unwrap();
     assert!(s.weekly.is_none());
     assert_eq!(s.iter().count(), 1);
@@ -270,10 +335,26 @@ fn empty_expressions_turn_schedules_off() {
 fn errors_name_their_key() {
     let err = |c: ScheduleConfig| Schedules::from_config(&c).unwrap_err();
     let e = err(config("0 25 * * *", "0 3 * * 1", "UTC"));
-    assert!(matches!(&e, ScheduleError::InvalidCron { key: "backup.schedule.daily", .. }));
-    assert!(e.to_string().starts_with("backup.schedule.daily: \"0 25 * * *\""), "{e}");
+    assert!(matches!(
+        &e,
+        ScheduleError::InvalidCron {
+            key: "backup.schedule.daily",
+            ..
+        }
+    ));
+    assert!(
+        e.to_string()
+            .starts_with("backup.schedule.daily: \"0 25 * * *\""),
+        "{e}"
+    );
     let e = err(config("0 2 * * *", "every monday", "UTC"));
-    assert!(matches!(&e, ScheduleError::InvalidCron { key: "backup.schedule.weekly", .. }));
+    assert!(matches!(
+        &e,
+        ScheduleError::InvalidCron {
+            key: "backup.schedule.weekly",
+            ..
+        }
+    ));
     let e = err(config("0 0 2 * * *", "", "UTC"));
     assert!(e.to_string().contains("5 fields"), "{e}");
     let e = err(config("0 2 * * *", "0 3 * * 1", "Mars/Olympus"));

@@ -1,0 +1,217 @@
+//! Human-readable output of backup replies.
+
+use super::protocol::{Reply, Request};
+use super::render::{bytes, duration, table};
+use crate::backup::api::{JobInfo, PruneReply, RestoreReply, Started, StatusReply, VerifyReply};
+use crate::backup::catalog::{BackupMeta, BackupStatus};
+use chrono::Utc;
+use serde::de::DeserializeOwned;
+
+fn parse<T: DeserializeOwned>(reply: &Reply) -> Option<T> {
+    serde_json::from_value(reply.data.clone()).ok()
+}
+
+/// Renders a backup reply, `None` when `req` is not a backup request or the shape is unexpected.
+pub fn render(req: &Request, reply: &Reply) -> Option<String> {
+    match req {
+        Request::BackupCreate { wait: true, .. } => {
+            parse::<Vec<BackupMeta>>(reply).map(|v| list(&v))
+        }
+        Request::BackupCreate { .. } => parse::<Vec<Started>>(reply).map(|v| started(&v)),
+        Request::BackupList { .. } => parse::<Vec<BackupMeta>>(reply).map(|v| list(&v)),
+        Request::BackupStatus => parse::<StatusReply>(reply).map(|s| status(&s)),
+        Request::BackupVerify { .. } => parse::<VerifyReply>(reply).map(|v| verify(&v)),
+        Request::BackupRestore { .. } => parse::<RestoreReply>(reply).map(|r| restore(&r)),
+        Request::BackupPrune { .. } => parse::<PruneReply>(reply).map(|p| prune(&p)),
+        Request::BackupJobs => parse::<Vec<JobInfo>>(reply).map(|j| jobs(&j)),
+        _ => None,
+    }
+}
+
+fn started(v: &[Started]) -> String {
+    v.iter()
+        .map(|s| {
+            format!(
+                "backup {} of {} started; follow it with `steward backup status`\n",
+                s.id, s.database
+            )
+        })
+        .collect()
+}
+
+fn list(v: &[BackupMeta]) -> String {
+    if v.is_empty() {
+        return "no backups yet; take one with `steward backup create`\n".into();
+    }
+    let now = Utc::now();
+    let mut rows = vec![[
+        "ID",
+        "DATABASE",
+        "KIND",
+        "STATUS",
+        "AGE",
+        "SIZE",
+        "DURATION",
+        "LABEL / ERROR",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for m in v {
+        let age = (now - m.started_at).num_seconds() as f64;
+        let note = match m.status {
+            BackupStatus::Good => m.label.clone().unwrap_or_default(),
+            _ => m.error.clone().unwrap_or_default(),
+        };
+        rows.push(vec![
+            m.id.clone(),
+            m.database.clone(),
+            m.kind.to_string(),
+            format!("{:?}", m.status).to_lowercase(),
+            format!("{} ago", duration(age)),
+            if m.status == BackupStatus::Good {
+                bytes(m.stored_bytes as f64)
+            } else {
+                "-".into()
+            },
+            duration(m.duration_seconds),
+            note,
+        ]);
+    }
+    table(&rows)
+}
+
+fn status(s: &StatusReply) -> String {
+    let mut out = format!(
+        "backup dir {}: {} good backups, {} stored, {} free\n\n",
+        s.dir,
+        s.total_backups,
+        bytes(s.total_bytes as f64),
+        s.free_bytes.map_or("unknown".into(), |f| bytes(f as f64))
+    );
+    let mut rows = vec![["DATABASE", "KIND", "LAST GOOD", "AGE", "SIZE"]
+        .map(String::from)
+        .to_vec()];
+    for d in &s.databases {
+        for g in &d.last_good {
+            rows.push(vec![
+                d.database.clone(),
+                g.kind.to_string(),
+                g.id.clone(),
+                format!("{} ago", duration(g.age_seconds)),
+                bytes(g.stored_bytes as f64),
+            ]);
+        }
+        if let Some(f) = &d.last_failure {
+            rows.push(vec![
+                d.database.clone(),
+                f.kind.to_string(),
+                format!("{} FAILED", f.id),
+                "".into(),
+                f.error.clone().unwrap_or_default(),
+            ]);
+        }
+    }
+    if rows.len() > 1 {
+        out += &table(&rows);
+    } else {
+        out += "no backups yet\n";
+    }
+    out += "\n";
+    for n in &s.next_runs {
+        out += &format!(
+            "next {} backup: {} (in {})\n",
+            n.kind,
+            n.at.format("%Y-%m-%d %H:%M UTC"),
+            duration((n.at - Utc::now()).num_seconds() as f64)
+        );
+    }
+    if s.next_runs.is_empty() {
+        out += "no scheduled backups\n";
+    }
+    for j in &s.running {
+        out += &format!(
+            "running: {} {} ({} so far)\n",
+            j.job,
+            j.backup_id.as_deref().unwrap_or(""),
+            bytes(j.bytes as f64)
+        );
+    }
+    for p in &s.problems {
+        out += &format!("WARNING: {p}\n");
+    }
+    out
+}
+
+fn verify(v: &VerifyReply) -> String {
+    let mut out = format!("backup {}: {}\n", v.id, if v.ok { "OK" } else { "FAILED" });
+    for c in &v.checks {
+        out += &format!(
+            "  {} {}: {}\n",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+    }
+    if let Some(r) = &v.restore_test {
+        out += &format!(
+            "  restore test: {} tables, {} rows in {} (scratch database dropped)\n",
+            r.tables,
+            r.rows,
+            duration(r.duration_seconds)
+        );
+    }
+    out
+}
+
+fn restore(r: &RestoreReply) -> String {
+    let mut out = format!(
+        "restored {} into {}{}: {} tables, {} rows, {} in {}\n",
+        r.id,
+        r.target,
+        if r.replaced { " (replaced)" } else { "" },
+        r.summary.tables,
+        r.summary.rows,
+        bytes(r.summary.bytes as f64),
+        duration(r.summary.duration_seconds)
+    );
+    if let Some(p) = &r.pre_restore_backup {
+        out += &format!(
+            "the previous content of {} is in pre-restore backup {p}\n",
+            r.target
+        );
+    }
+    out
+}
+
+fn prune(p: &PruneReply) -> String {
+    let verb = if p.dry_run { "would delete" } else { "deleted" };
+    let mut out = format!("{verb} {} backups, keeping {}\n", p.deleted.len(), p.kept);
+    for d in &p.deleted {
+        out += &format!(
+            "  {} {} {} ({}): {}\n",
+            d.id,
+            d.database,
+            d.kind,
+            bytes(d.stored_bytes as f64),
+            d.reason
+        );
+    }
+    out
+}
+
+fn jobs(j: &[JobInfo]) -> String {
+    if j.is_empty() {
+        return "no backup jobs running\n".into();
+    }
+    j.iter()
+        .map(|j| {
+            format!(
+                "{} {} {} {}\n",
+                j.job,
+                j.database,
+                j.backup_id.as_deref().unwrap_or(""),
+                bytes(j.bytes as f64)
+            )
+        })
+        .collect()
+}
