@@ -283,7 +283,8 @@ fn round_trip(
     (pg, dir, final_path, out)
 }
 
-/// `bash -c SCRIPT` (pipefail) with the test server's connection settings for `db` in the environment.
+/// `bash -c SCRIPT` (pipefail) with the test server's connection settings for `db` in the
+/// environment.
 fn sh_with_pg(pg: &Postgres, db: &str, script: &str) {
     let out = Command::new("bash")
         .args(["-c", &format!("set -o pipefail; {script}")])
@@ -503,7 +504,6 @@ fn flipped_byte_or_truncation_fails_verify_and_restore_commits_nothing() {
                 ),
                 "{case}: {err}"
             );
-            eprintln!("CASE {case}: {err} / {:?}", v.problems);
             assert_eq!(
                 table_count(&pg, &db),
                 0,
@@ -793,4 +793,171 @@ fn pg_dump_version_is_read() {
         .block_on(pipeline::pg_dump_version(Path::new("/nonexistent/pg_dump")))
         .unwrap_err();
     assert!(matches!(err, DumpError::Spawn { .. }), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark (not a test: run it by hand, in release mode)
+// ---------------------------------------------------------------------------------------------
+
+/// Peak RSS of this process since the last reset, in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+fn reset_peak_rss() {
+    let _ = fs::write("/proc/self/clear_refs", "5");
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed().as_secs_f64())
+}
+
+/// Times steward's dump and restore against the peer tools on a pgbench database:
+/// `STEWARD_BENCH_SCALE=15 cargo test --release --test backup_pipeline -- --ignored --nocapture bench`
+#[test]
+#[ignore = "benchmark; run by hand in release mode"]
+fn bench_against_peer_tools() {
+    let scale: u32 = std::env::var("STEWARD_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let rounds: usize = std::env::var("STEWARD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let pg = Postgres::start();
+    let pgbench = tool("pgbench");
+    sh_with_pg(
+        &pg,
+        PG_DB,
+        &format!("'{}' -i -q -s {scale} >/dev/null 2>&1", pgbench.display()),
+    );
+    let db_size = pg.psql(
+        "SELECT pg_size_pretty(pg_database_size(current_database()))",
+        PG_USER,
+        PG_DB,
+    );
+    println!("database: pgbench scale {scale}, {}", db_size.trim());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let t = target(&pg);
+    let rt = rt();
+    let size = |p: &str| fs::metadata(p).map(|m| m.len() as f64 / 1e6).unwrap_or(0.0);
+    let has = |cmd: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {cmd} >/dev/null")])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let mut results: Vec<(String, f64, f64, Option<f64>)> = Vec::new();
+    let mut steward_files = Vec::new();
+    for round in 0..rounds {
+        let peer = |name: &str, script: String, out: &str| {
+            let ((), secs) = timed(|| sh_with_pg(&pg, PG_DB, &script));
+            (name.to_string(), secs, size(out), None)
+        };
+        results.push(peer(
+            "pg_dump > /dev/null",
+            "\"$PG_DUMP\" --no-password -Fp > /dev/null".into(),
+            "",
+        ));
+        results.push(peer(
+            "pg_dump | gzip -6",
+            format!("\"$PG_DUMP\" --no-password -Fp | gzip -6 > {d}/peer.sql.gz"),
+            &format!("{d}/peer.sql.gz"),
+        ));
+        if has("pigz") {
+            results.push(peer(
+                "pg_dump | pigz -6",
+                format!("\"$PG_DUMP\" --no-password -Fp | pigz -6 > {d}/peer.pigz.gz"),
+                &format!("{d}/peer.pigz.gz"),
+            ));
+        }
+        if has("zstd") {
+            results.push(peer(
+                "pg_dump | zstd -3",
+                format!("\"$PG_DUMP\" --no-password -Fp | zstd -q -3 > {d}/peer.sql.zst"),
+                &format!("{d}/peer.sql.zst"),
+            ));
+        }
+        for (compression, level) in [(Compression::Gzip, 6), (Compression::Zstd, 3)] {
+            let mut setup = Setup::new(DumpFormat::Plain, compression);
+            setup.level = level;
+            let mut job = setup.job(&t, dir.path());
+            job.final_path = dir
+                .path()
+                .join(format!("steward-{round}.sql.{}", compression.extension()));
+            job.tmp_path = job.final_path.with_extension("tmp");
+            let path = job.final_path.clone();
+            reset_peak_rss();
+            let (out, secs) =
+                timed(|| rt.block_on(pipeline::dump(job, CancellationToken::new())));
+            let out = out.unwrap();
+            results.push((
+                format!("steward {compression:?} {level}").to_lowercase(),
+                secs,
+                out.stored_bytes as f64 / 1e6,
+                Some(peak_rss_mib()),
+            ));
+            if round == 0 {
+                steward_files.push((setup.stored(&path, &out), out));
+            }
+        }
+    }
+    println!("\n{:<24} {:>9} {:>10} {:>14}", "dump", "seconds", "MB", "peak RSS MiB");
+    for (name, secs, mb, rss) in &results {
+        let rss = rss.map_or(String::new(), |r| format!("{r:.1}"));
+        println!("{name:<24} {secs:>9.2} {mb:>10.1} {rss:>14}");
+    }
+
+    // Restore: gunzip -c | psql against steward's restore of its gzip file.
+    let (gz, _) = &steward_files[0];
+    let psql = tool("psql");
+    let mut restores = Vec::new();
+    for round in 0..rounds {
+        let db = format!("peer_{round}");
+        create_db(&pg, &db);
+        let ((), secs) = timed(|| {
+            sh_with_pg(
+                &pg,
+                &db,
+                &format!("gunzip -c {d}/peer.sql.gz | {PSQL_RESTORE}"),
+            )
+        });
+        restores.push(("gunzip -c | psql".to_string(), secs));
+        let db = format!("steward_{round}");
+        create_db(&pg, &db);
+        let (r, secs) = timed(|| {
+            rt.block_on(restore::restore(
+                gz,
+                &[],
+                &psql,
+                &t.with_database(&db),
+                Arc::new(AtomicU64::new(0)),
+                CancellationToken::new(),
+            ))
+        });
+        r.unwrap();
+        restores.push(("steward restore (gzip)".to_string(), secs));
+    }
+    println!("\n{:<24} {:>9}", "restore", "seconds");
+    for (name, secs) in &restores {
+        println!("{name:<24} {secs:>9.2}");
+    }
+    // And verify, for the record.
+    for (b, _) in &steward_files {
+        let (v, secs) =
+            timed(|| rt.block_on(restore::verify(b, &[], Arc::new(AtomicU64::new(0)))));
+        let v = v.unwrap();
+        assert!(v.ok, "{v:?}");
+        println!("verify {:?}: {secs:.2} s", b.compression);
+    }
 }

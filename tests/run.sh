@@ -39,6 +39,11 @@ missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 have_pg_server || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Real peers of the backup tests: the age CLI decrypts steward's encrypted backups, the
+# gzip/zstd CLIs decompress them.
+command -v age >/dev/null 2>&1 || missing+=(age)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+command -v gunzip >/dev/null 2>&1 || missing+=(gzip)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing missing packages: ${missing[*]}"
