@@ -75,7 +75,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         MonitorHandle::new(Service::Redis),
     );
     spawn_monitors(&sup, &cfg_rx, &board, &metrics, &handles).await?;
-    let backup = crate::backup::start(cfg_rx.clone(), metrics.clone());
+    let backup = crate::backup::start(cfg_rx.clone(), metrics.clone(), root.child_token());
     {
         let (rx, b) = (cfg_rx.clone(), backup.clone());
         sup.spawn(
@@ -117,7 +117,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         postgres: handles.0,
         redis: handles.1,
         reload: reload.clone(),
-        backup,
+        backup: backup.clone(),
         config: cfg_rx.clone(),
         config_file: opts.config_file.clone(),
         started_at: crate::unix_now(),
@@ -149,7 +149,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
             _ = int.recv() => break,
         }
     }
-    shutdown(&sup, &cfg_rx, &current).await;
+    shutdown(&sup, &cfg_rx, &current, &backup).await;
     Ok(())
 }
 
@@ -227,14 +227,26 @@ async fn shutdown(
     sup: &SupervisorHandle,
     cfg: &watch::Receiver<Arc<Config>>,
     current: &Mutex<Option<(PathBuf, u64)>>,
+    backup: &crate::backup::BackupHandle,
 ) {
     let timeout = cfg.borrow().shutdown.timeout;
+    let started = std::time::Instant::now();
     tracing::info!(timeout_seconds = timeout.as_secs_f64(), "shutting down");
     notify(&[NotifyState::Stopping]);
+    // Cancels every task and, through the same root token, running backup jobs.
     match sup.shutdown(timeout).await {
         Ok(left) if left.is_empty() => {}
         Ok(left) => tracing::warn!(tasks = ?left, "tasks did not stop within the shutdown timeout"),
         Err(e) => tracing::warn!(error = %e, "supervisor did not answer at shutdown"),
+    }
+    // Cancelled jobs record themselves as failed and remove their temporary files.
+    if !backup
+        .wait_idle(timeout.saturating_sub(started.elapsed()))
+        .await
+    {
+        tracing::warn!(
+            "backup jobs still running at exit; the next start records them as interrupted"
+        );
     }
     if let Some((path, ino)) = current.lock().ok().and_then(|g| g.clone()) {
         control_server::remove_if_ours(&path, ino);

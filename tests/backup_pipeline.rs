@@ -898,8 +898,7 @@ fn bench_against_peer_tools() {
             job.tmp_path = job.final_path.with_extension("tmp");
             let path = job.final_path.clone();
             reset_peak_rss();
-            let (out, secs) =
-                timed(|| rt.block_on(pipeline::dump(job, CancellationToken::new())));
+            let (out, secs) = timed(|| rt.block_on(pipeline::dump(job, CancellationToken::new())));
             let out = out.unwrap();
             results.push((
                 format!("steward {compression:?} {level}").to_lowercase(),
@@ -912,7 +911,10 @@ fn bench_against_peer_tools() {
             }
         }
     }
-    println!("\n{:<24} {:>9} {:>10} {:>14}", "dump", "seconds", "MB", "peak RSS MiB");
+    println!(
+        "\n{:<24} {:>9} {:>10} {:>14}",
+        "dump", "seconds", "MB", "peak RSS MiB"
+    );
     for (name, secs, mb, rss) in &results {
         let rss = rss.map_or(String::new(), |r| format!("{r:.1}"));
         println!("{name:<24} {secs:>9.2} {mb:>10.1} {rss:>14}");
@@ -954,8 +956,7 @@ fn bench_against_peer_tools() {
     }
     // And verify, for the record.
     for (b, _) in &steward_files {
-        let (v, secs) =
-            timed(|| rt.block_on(restore::verify(b, &[], Arc::new(AtomicU64::new(0)))));
+        let (v, secs) = timed(|| rt.block_on(restore::verify(b, &[], Arc::new(AtomicU64::new(0)))));
         let v = v.unwrap();
         assert!(v.ok, "{v:?}");
         println!("verify {:?}: {secs:.2} s", b.compression);

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 /// Why a backup command could not be carried out; every message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +94,7 @@ pub(super) struct Manager {
     pub config: watch::Receiver<Arc<Config>>,
     pub metrics: Arc<Metrics>,
     pub handle: BackupHandle,
+    cancel: CancellationToken,
     running: HashMap<String, String>,
     jobs: HashMap<String, Job>,
     next_runs: Vec<(BackupKind, DateTime<Utc>)>,
@@ -100,13 +102,19 @@ pub(super) struct Manager {
 }
 
 /// Starts the actor: sweeps interrupted runs, then serves requests.
-pub fn start(config: watch::Receiver<Arc<Config>>, metrics: Arc<Metrics>) -> BackupHandle {
+/// `cancel` stops running jobs at shutdown (they record themselves as failed).
+pub fn start(
+    config: watch::Receiver<Arc<Config>>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) -> BackupHandle {
     let (tx, rx) = mpsc::channel(64);
     let handle = BackupHandle { tx };
     let m = Manager {
         config,
         metrics,
         handle: handle.clone(),
+        cancel,
         running: HashMap::new(),
         jobs: HashMap::new(),
         next_runs: Vec::new(),
@@ -374,6 +382,7 @@ impl Manager {
             metrics: self.metrics.clone(),
             handle: self.handle.clone(),
             progress,
+            cancel: self.cancel.clone(),
         }
     }
 
@@ -455,6 +464,20 @@ impl BackupHandle {
     /// Jobs in progress.
     pub async fn jobs(&self) -> Result<Vec<JobInfo>, BackupError> {
         self.ask(|reply| Cmd::Jobs { reply }).await
+    }
+
+    /// Waits (at most `timeout`) until no job is running, e.g. at shutdown after cancelling.
+    pub async fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.jobs().await {
+                Ok(j) if !j.is_empty() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                }
+                Ok(j) => return j.is_empty(),
+                Err(_) => return true,
+            }
+        }
     }
 
     /// Tells the actor the scheduler's next run times, for status and metrics.

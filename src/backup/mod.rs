@@ -36,6 +36,8 @@ pub(crate) struct Ctx {
     pub handle: BackupHandle,
     pub progress: Arc<AtomicU64>,
     pub scrubber: Scrubber,
+    /// Cancelled at shutdown: a running dump or restore stops and cleans up after itself.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 use serde::{Deserialize, Serialize};

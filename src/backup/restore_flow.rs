@@ -334,7 +334,7 @@ async fn restore_into_new(
             })?;
     let b = stored(ctx, meta)?;
     let ids = identities(ctx)?;
-    let cancel = tokio_util::sync::CancellationToken::new();
+    let cancel = ctx.cancel.clone();
     match restore::restore(&b, &ids, &tool, &target, ctx.progress.clone(), cancel).await {
         Ok(out) => {
             let (tables, rows) = count(ctx, &target).await?;

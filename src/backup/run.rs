@@ -167,7 +167,7 @@ impl BackupRun {
             final_path: dir.join(&name),
             progress: ctx.progress.clone(),
         };
-        let out = pipeline::dump(job, tokio_util::sync::CancellationToken::new())
+        let out = pipeline::dump(job, ctx.cancel.clone())
             .await
             .map_err(|e| e.to_string())?;
         meta.file = Some(name);
