@@ -3,6 +3,7 @@
 
 use super::api::{JobInfo, JobKind, PruneReply, RestoreReply, Started, StatusReply, VerifyReply};
 use super::catalog::{self, BackupMeta, CatalogError};
+pub use super::handle::BackupHandle;
 use super::BackupKind;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -76,12 +77,6 @@ pub(super) enum Cmd {
         job: String,
         backup: Option<Box<BackupMeta>>,
     },
-}
-
-/// The cloneable way to ask for backups.
-#[derive(Clone)]
-pub struct BackupHandle {
-    pub(super) tx: mpsc::Sender<Cmd>,
 }
 
 struct Job {
@@ -391,97 +386,5 @@ impl Manager {
         let cfg = self.cfg();
         let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || super::status::refresh_metrics(&cfg, &metrics));
-    }
-}
-
-impl BackupHandle {
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, BackupError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(make(tx))
-            .await
-            .map_err(|_| BackupError::Gone)?;
-        rx.await.map_err(|_| BackupError::Gone)
-    }
-
-    /// Starts a backup; the receiver yields its metadata (good or failed) when it ends.
-    pub async fn create(
-        &self,
-        database: String,
-        kind: BackupKind,
-        label: Option<String>,
-    ) -> Result<(Started, oneshot::Receiver<BackupMeta>), BackupError> {
-        self.ask(|reply| Cmd::Create {
-            database,
-            kind,
-            label,
-            reply,
-        })
-        .await?
-    }
-
-    /// The catalog, newest first, optionally for one database.
-    pub async fn list(&self, database: Option<String>) -> Result<Vec<BackupMeta>, BackupError> {
-        self.ask(|reply| Cmd::List { database, reply }).await?
-    }
-
-    /// Last good backups, next runs, running jobs, totals, free space.
-    pub async fn status(&self) -> Result<StatusReply, BackupError> {
-        self.ask(|reply| Cmd::Status { reply }).await
-    }
-
-    /// Verifies a backup, optionally by restoring it into a scratch database.
-    pub async fn verify(&self, id: String, restore_test: bool) -> Result<VerifyReply, BackupError> {
-        self.ask(|reply| Cmd::Verify {
-            id,
-            restore_test,
-            reply,
-        })
-        .await?
-    }
-
-    /// Restores a backup after verifying it.
-    pub async fn restore(
-        &self,
-        id: String,
-        target: Option<String>,
-        force: bool,
-    ) -> Result<RestoreReply, BackupError> {
-        self.ask(|reply| Cmd::Restore {
-            id,
-            target,
-            force,
-            reply,
-        })
-        .await?
-    }
-
-    /// Applies retention now (or shows what it would delete).
-    pub async fn prune(&self, dry_run: bool) -> Result<PruneReply, BackupError> {
-        self.ask(|reply| Cmd::Prune { dry_run, reply }).await?
-    }
-
-    /// Jobs in progress.
-    pub async fn jobs(&self) -> Result<Vec<JobInfo>, BackupError> {
-        self.ask(|reply| Cmd::Jobs { reply }).await
-    }
-
-    /// Waits (at most `timeout`) until no job is running, e.g. at shutdown after cancelling.
-    pub async fn wait_idle(&self, timeout: std::time::Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match self.jobs().await {
-                Ok(j) if !j.is_empty() && tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await
-                }
-                Ok(j) => return j.is_empty(),
-                Err(_) => return true,
-            }
-        }
-    }
-
-    /// Tells the actor the scheduler's next run times, for status and metrics.
-    pub async fn set_next_runs(&self, runs: Vec<(BackupKind, DateTime<Utc>)>) {
-        let _ = self.tx.send(Cmd::NextRuns(runs)).await;
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod catalog;
+mod handle;
 mod manager;
 pub mod pgconn;
 pub mod pipeline;
