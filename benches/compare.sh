@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Benchmark: steward's /metrics against postgres_exporter and redis_exporter, on this machine,
-# in one run, all pointed at the same local PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379).
+# Benchmarks steward against the tools it replaces, on this machine, in one run, in two parts:
 #
 #   bash benches/compare.sh
 #
+# 1. /metrics (issue 2): steward against postgres_exporter and redis_exporter, all pointed at the
+#    same local PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379); described below.
+# 2. Backups (issue 3): benches/backup.sh, run after part 1 with the same steward binary: on a
+#    throwaway PostgreSQL cluster of its own, steward's gzip and zstd backups and its restore
+#    against `pg_dump | gzip -6`, `pg_dump | pigz -6`, the `pg_dump > /dev/null` floor and
+#    `gunzip -c | psql`, plus steward's peak RSS during a backup (see that script's header).
+#    About 5 minutes.
+#
+# Part 1:
 # - installs the peers when missing (Debian packages prometheus-postgres-exporter,
 #   prometheus-redis-exporter, wrk, and curl), as root or through sudo, without leaving their
 #   packaged services running;
@@ -15,6 +23,9 @@
 # Every process it starts is stopped on exit. Takes about a minute once steward is built.
 #
 # Environment (optional):
+#   BENCH_METRICS=0  skip part 1 (then no local PostgreSQL or Redis is needed)
+#   BENCH_BACKUP=0   skip part 2
+#   BENCH_BACKUP_RUNS, BENCH_TMPDIR: see benches/backup.sh
 #   BENCH_PG_URL     PostgreSQL for all three  (default postgres://postgres@127.0.0.1:5432/postgres)
 #   BENCH_REDIS_URL  Redis for all three       (default redis://127.0.0.1:6379)
 #   BENCH_RSS_AFTER  seconds of running before RSS is read (default 60)
@@ -27,6 +38,8 @@ ROOT=$PWD
 PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIS_URL_=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 RSS_AFTER=${BENCH_RSS_AFTER:-60}
+RUN_METRICS=${BENCH_METRICS:-1}
+RUN_BACKUP=${BENCH_BACKUP:-1}
 WRK_ARGS=(-t1 -c4 -d5s --latency)
 
 export DEBIAN_FRONTEND=noninteractive
@@ -36,6 +49,52 @@ fi
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'benches/compare.sh: %s\n' "$*" >&2; exit 1; }
+
+pids=()
+tmp=$(mktemp -d /tmp/steward-bench.XXXXXX)
+cleanup() {
+    local pid i
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for i in $(seq 1 50); do
+        local alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" -eq 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [ -n "${STEWARD_BIN:-}" ]; then
+    [ -x "$STEWARD_BIN" ] || die "STEWARD_BIN=$STEWARD_BIN is not an executable"
+    STEWARD_BIN=$(cd "$(dirname "$STEWARD_BIN")" && pwd)/$(basename "$STEWARD_BIN")
+    say "using $STEWARD_BIN (not building)"
+else
+    say "building steward (release)"
+    cargo build --release --quiet --bin steward
+    STEWARD_BIN="$ROOT/${CARGO_TARGET_DIR:-target}/release/steward"
+    [ -x "$STEWARD_BIN" ] || STEWARD_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/steward"
+    [ -x "$STEWARD_BIN" ] || die "built steward not found under ${CARGO_TARGET_DIR:-target}/release"
+fi
+
+# Part 2 replaces this process (so that signals reach it directly) once part 1 is done.
+run_backup_part() {
+    if [ "$RUN_BACKUP" = 0 ]; then
+        say "skipping the backup benchmark (BENCH_BACKUP=0)"
+        exit 0
+    fi
+    cleanup
+    trap - EXIT INT TERM
+    echo
+    exec env STEWARD_BIN="$STEWARD_BIN" bash "$ROOT/benches/backup.sh"
+}
+if [ "$RUN_METRICS" = 0 ]; then
+    say "skipping the /metrics benchmark (BENCH_METRICS=0)"
+    run_backup_part
+fi
 
 # --- peers ----------------------------------------------------------------------------------
 
@@ -99,36 +158,6 @@ pick_port
 pick_port
 pick_port
 STEWARD_PORT=${ports[0]} PG_EXP_PORT=${ports[1]} REDIS_EXP_PORT=${ports[2]}
-
-pids=()
-tmp=$(mktemp -d /tmp/steward-bench.XXXXXX)
-cleanup() {
-    local pid i
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for i in $(seq 1 50); do
-        local alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [ "$alive" -eq 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [ -n "${STEWARD_BIN:-}" ]; then
-    [ -x "$STEWARD_BIN" ] || die "STEWARD_BIN=$STEWARD_BIN is not an executable"
-    STEWARD_BIN=$(cd "$(dirname "$STEWARD_BIN")" && pwd)/$(basename "$STEWARD_BIN")
-    say "using $STEWARD_BIN (not building)"
-else
-    say "building steward (release)"
-    cargo build --release --quiet --bin steward
-    STEWARD_BIN="$ROOT/${CARGO_TARGET_DIR:-target}/release/steward"
-    [ -x "$STEWARD_BIN" ] || STEWARD_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/steward"
-    [ -x "$STEWARD_BIN" ] || die "built steward not found under ${CARGO_TARGET_DIR:-target}/release"
-fi
 
 cat >"$tmp/steward.toml" <<EOF
 [postgres]
@@ -280,3 +309,5 @@ awk -v s="${rps[0]}" -v pg="${rps[1]}" -v rd="${rps[2]}" -v p99="${p99[0]}" \
         printf "%-48s %8.3fms   %-14s %s\n", "steward p99 latency", p99, "< 2 ms", verdict(p99 < 2)
         printf "%-48s %10.2f   %-14s %s\n", "steward RSS / (postgres_exporter + redis_exporter)", c, "<= 0.50", verdict(c <= 0.5)
     }'
+
+run_backup_part

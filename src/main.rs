@@ -201,6 +201,9 @@ fn run_client(cli: &Cli, env: &HashMap<String, String>) -> anyhow::Result<ExitCo
 fn exit_code(req: &Request, reply: &Reply) -> ExitCode {
     let unhealthy = matches!(req, Request::Health { .. } | Request::Check { .. })
         && reply.data.get("healthy").and_then(|h| h.as_bool()) == Some(false);
+    let failed_verify = matches!(req, Request::BackupVerify { .. })
+        && reply.data.get("ok").and_then(|o| o.as_bool()) == Some(false);
+    let unhealthy = unhealthy || failed_verify;
     if reply.ok && !unhealthy {
         ExitCode::SUCCESS
     } else {

@@ -1321,3 +1321,21 @@ impl Drop for Steward {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Restart (tests/backup.rs)
+// ---------------------------------------------------------------------------------------------
+
+impl Steward {
+    /// Starts the daemon again on the same config, dir, socket and log, after it exited or was
+    /// killed (e.g. SIGKILL in the middle of a backup); waits until the socket answers.
+    pub fn start_again(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if c.try_wait().ok().flatten().is_none() {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+}

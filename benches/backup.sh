@@ -1,0 +1,497 @@
+#!/usr/bin/env bash
+# Benchmark: steward's PostgreSQL backups and restore against the shell pipelines they replace
+# (issue 3, "Speed"), on this machine, in one run. Run through `bash benches/compare.sh` (after
+# the /metrics part) or alone:
+#
+#   bash benches/backup.sh
+#
+# - starts a throwaway PostgreSQL cluster of its own (initdb in a temp dir, as the `postgres`
+#   user when run as root; a free port on 127.0.0.1, its unix socket in the temp dir, fsync off,
+#   password auth over TCP) and never touches the machine's own server;
+# - builds database `bench` in it: `pgbench -i -s 20` plus `bench_events`, 1.5 million rows of
+#   timestamptz, md5 text and jsonb (about 650 MB on disk; the build takes a minute or two);
+# - starts two steward daemons on it (compression gzip level 6, and zstd level 3; schedules off);
+# - after one untimed warm-up dump, times, interleaved and best of BENCH_BACKUP_RUNS:
+#   `pg_dump > /dev/null` (the floor), `pg_dump | gzip -6 > FILE`, `pg_dump | pigz -6 > FILE`,
+#   `pg_dump | zstd -3 > FILE` (reference only), `steward backup create --wait` with gzip and
+#   with zstd (wall time of the client command: everything a user waits for, fsyncs included);
+# - times the restore of the gzip dumps once each: `createdb -T template0` + `gunzip -c FILE |
+#   psql -X -q -v ON_ERROR_STOP=1 --single-transaction` against `steward backup restore ID
+#   --target-db NAME` (which verifies the backup first, then streams it the same way), and checks
+#   that both restored databases hold the same row counts as the original;
+# - reads steward's peak RSS during each backup and the restore: VmHWM of the daemon, reset just
+#   before through /proc/PID/clear_refs, and VmRSS sampled every 0.1 s (the larger counts);
+#   pg_dump and psql are separate processes and are not counted;
+# - prints the table, the ratios and the targets of issue 3 with PASS/MISS.
+# Installs pigz, zstd, gzip and jq through tests/apt-install.sh when missing. Everything it starts
+# (the cluster, the daemons) is stopped and its temp dir removed on exit, also when interrupted.
+# Takes about 5 minutes on 2 cores once steward is built.
+#
+# Environment (optional):
+#   BENCH_BACKUP_RUNS  timed runs of each backup variant, best kept (default 3)
+#   BENCH_TMPDIR       where the temp dir goes (default /tmp; needs about 4 GB free)
+#   STEWARD_BIN        use this steward binary instead of building one
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+umask 077
+
+RUNS=${BENCH_BACKUP_RUNS:-3}
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "benches/backup.sh: BENCH_BACKUP_RUNS must be a positive integer" >&2; exit 2; }
+SCALE=20
+EVENTS=1500000
+DB=bench
+
+export DEBIAN_FRONTEND=noninteractive
+if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+    export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+fi
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'benches/backup.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- tools ----------------------------------------------------------------------------------
+
+pg_bindir() {
+    local d
+    d=$(pg_config --bindir 2>/dev/null || true)
+    if [ -n "$d" ] && [ -x "$d/initdb" ]; then
+        printf '%s\n' "$d"
+        return
+    fi
+    d=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$d" ] && [ -x "$d/initdb" ] && { printf '%s\n' "$d"; return; }
+    die "PostgreSQL server binaries not found (pg_config --bindir, /usr/lib/postgresql/*/bin); install postgresql"
+}
+PGBIN=$(pg_bindir)
+
+missing=()
+for tool in pigz zstd gzip jq; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing: ${missing[*]}"
+    bash tests/apt-install.sh "${missing[@]}" || die "could not install ${missing[*]}"
+    for tool in "${missing[@]}"; do
+        command -v "$tool" >/dev/null 2>&1 || die "$tool still missing after apt-get install"
+    done
+fi
+for tool in initdb pg_ctl postgres pg_dump psql createdb pgbench; do
+    [ -x "$PGBIN/$tool" ] || command -v "$tool" >/dev/null 2>&1 || die "$tool not found (PostgreSQL server and client packages)"
+done
+# Client tools: the server's own, else those on PATH.
+client() { if [ -x "$PGBIN/$1" ]; then printf '%s\n' "$PGBIN/$1"; else command -v "$1"; fi; }
+PG_DUMP=$(client pg_dump) PSQL=$(client psql) CREATEDB=$(client createdb) PGBENCH=$(client pgbench)
+
+if [ "$(id -u)" -eq 0 ]; then
+    id postgres >/dev/null 2>&1 || die "running as root but there is no postgres user to run the server as"
+    as_pg=(runuser -u postgres --)
+else
+    as_pg=()
+fi
+
+# --- temp dir, cleanup ----------------------------------------------------------------------
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+ports=()
+free_port() {
+    local p tries=0
+    while :; do
+        p=$((20000 + RANDOM % 40000))
+        tries=$((tries + 1))
+        [ "$tries" -lt 500 ] || die "no free port found"
+        port_open "$p" && continue
+        [[ " ${ports[*]} " == *" $p "* ]] && continue
+        ports+=("$p")
+        printf '%s\n' "$p"
+        return
+    done
+}
+
+tmp=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/steward-bench-backup.XXXXXX")
+pgdir=$tmp/pg
+pids=()
+pg_started=0
+cleanup() {
+    local pid alive
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 1 100); do
+        alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" -eq 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    if [ "$pg_started" -eq 1 ]; then
+        if ! "${as_pg[@]}" "$PGBIN/pg_ctl" -D "$pgdir/data" -m immediate -w -t 30 stop >/dev/null 2>&1; then
+            pid=$(head -n 1 "$pgdir/data/postmaster.pid" 2>/dev/null || true)
+            if [[ $pid =~ ^[0-9]+$ ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
+        fi
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Interruptible wait of $1 seconds.
+pause() {
+    sleep "$1" &
+    local s=$!
+    pids+=("$s")
+    wait "$s"
+}
+
+# --- steward binary -------------------------------------------------------------------------
+
+if [ -n "${STEWARD_BIN:-}" ]; then
+    [ -x "$STEWARD_BIN" ] || die "STEWARD_BIN=$STEWARD_BIN is not an executable"
+    STEWARD_BIN=$(cd "$(dirname "$STEWARD_BIN")" && pwd)/$(basename "$STEWARD_BIN")
+    say "using $STEWARD_BIN (not building)"
+else
+    say "building steward (release)"
+    cargo build --release --quiet --bin steward
+    STEWARD_BIN="$ROOT/${CARGO_TARGET_DIR:-target}/release/steward"
+    [ -x "$STEWARD_BIN" ] || STEWARD_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/steward"
+    [ -x "$STEWARD_BIN" ] || die "built steward not found under ${CARGO_TARGET_DIR:-target}/release"
+fi
+
+# --- throwaway cluster ----------------------------------------------------------------------
+
+PG_PORT=$(free_port)
+PG_PASSWORD=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+mkdir -m 0700 "$pgdir"
+printf '%s\n' "$PG_PASSWORD" >"$pgdir/pwfile"
+if [ "$(id -u)" -eq 0 ]; then
+    chown -R postgres: "$pgdir"
+    chmod 0711 "$tmp" # the postgres user has to reach $pgdir
+fi
+
+say "initdb of a throwaway cluster in $pgdir (port $PG_PORT)"
+"${as_pg[@]}" "$PGBIN/initdb" -D "$pgdir/data" -U postgres -A trust --auth-host=scram-sha-256 \
+    --pwfile="$pgdir/pwfile" -E UTF8 --locale=C --no-sync >"$tmp/initdb.log" 2>&1 ||
+    { cat "$tmp/initdb.log" >&2; die "initdb failed"; }
+rm -f "$pgdir/pwfile"
+"${as_pg[@]}" tee -a "$pgdir/data/postgresql.conf" >/dev/null <<EOF
+
+# benches/backup.sh: a throwaway cluster
+port = $PG_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$pgdir'
+max_connections = 20
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+shared_buffers = 256MB
+maintenance_work_mem = 256MB
+max_wal_size = 4GB
+checkpoint_timeout = 30min
+autovacuum = off
+EOF
+pg_started=1
+"${as_pg[@]}" "$PGBIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w -t 60 start >/dev/null ||
+    { tail -n 30 "$pgdir/postgres.log" >&2; die "pg_ctl start failed"; }
+
+# The client side of every baseline command: TCP to 127.0.0.1 with the password, exactly the
+# way steward's own pg_dump and psql connect; nothing from the caller's PG* environment.
+pg_scrub=(-u PGHOST -u PGHOSTADDR -u PGPORT -u PGUSER -u PGPASSWORD -u PGDATABASE -u PGSERVICE
+    -u PGSERVICEFILE -u PGPASSFILE -u PGOPTIONS -u PGSSLMODE -u PGCONNECT_TIMEOUT -u PGAPPNAME)
+pg=(env "${pg_scrub[@]}" PGHOST=127.0.0.1 "PGPORT=$PG_PORT" PGUSER=postgres "PGPASSWORD=$PG_PASSWORD")
+sql() { "${pg[@]}" "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
+
+say "building database $DB: pgbench -i -s $SCALE, then $EVENTS rows of bench_events"
+build_start=$SECONDS
+"${pg[@]}" "$CREATEDB" "$DB"
+"${pg[@]}" "$PGBENCH" -i -s "$SCALE" -q "$DB" >"$tmp/pgbench.log" 2>&1 ||
+    { tail -n 20 "$tmp/pgbench.log" >&2; die "pgbench -i failed"; }
+sql -d "$DB" <<EOF
+CREATE TABLE bench_events (
+    id         bigint PRIMARY KEY,
+    created_at timestamptz NOT NULL,
+    name       text NOT NULL,
+    payload    jsonb NOT NULL
+);
+SELECT setseed(0.42);
+INSERT INTO bench_events
+SELECT g,
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '17 seconds',
+       md5(g::text),
+       jsonb_build_object(
+           'user_id', g % 5000,
+           'session', md5((g * 31)::text),
+           'score', round((random() * 1000)::numeric, 2),
+           'active', g % 3 = 0,
+           'tags', jsonb_build_array('t' || (g % 7), 't' || (g % 11), 't' || (g % 13)))
+FROM generate_series(1, $EVENTS) AS g;
+VACUUM ANALYZE;
+CHECKPOINT;
+EOF
+db_bytes=$(sql -d "$DB" -c "SELECT pg_database_size('$DB')")
+say "database $DB: $((db_bytes / 1048576)) MB, built in $((SECONDS - build_start)) s"
+[ "$db_bytes" -ge $((500 * 1048576)) ] || die "database $DB is only $((db_bytes / 1048576)) MB; the benchmark wants at least 500 MB"
+row_counts() { sql -d "$1" -c "SELECT (SELECT count(*) FROM pgbench_accounts) || ' ' || (SELECT count(*) FROM bench_events) || ' ' || (SELECT count(*) FROM pgbench_branches) || ' ' || (SELECT count(*) FROM pgbench_tellers)"; }
+counts_src=$(row_counts "$DB")
+
+# --- steward daemons ------------------------------------------------------------------------
+
+steward_env=(env -u DATABASE_URL -u REDIS_URL -u MONITORING_INTERVAL -u REDIS_MAX_CONNECTIONS
+    -u REDIS_SOCKET_TIMEOUT -u STEWARD_CONFIG -u BACKUP_RETENTION_DAYS -u BACKUP_SCHEDULE_DAILY_HOUR
+    -u BACKUP_SCHEDULE_WEEKLY_DAY -u CACHE_COMPRESSION_THRESHOLD -u ALERT_THRESHOLD_RESPONSE_TIME
+    -u RUST_LOG -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u LISTEN_FDS -u LISTEN_PID
+    "${pg_scrub[@]}")
+while read -r var; do
+    [[ $var == STEWARD_* ]] && steward_env+=(-u "$var")
+done < <(compgen -e)
+
+# Redis is not part of this benchmark: steward points at a closed port and reports it down.
+REDIS_PORT=$(free_port)
+
+# start_steward NAME COMPRESSION LEVEL: a daemon with its own dir, socket and backup dir;
+# records its pid in steward_pid[NAME].
+declare -A steward_pid=()
+start_steward() {
+    local name=$1 compression=$2 level=$3 dir=$tmp/steward-$1 pid deadline
+    mkdir -p "$dir"
+    cat >"$dir/steward.toml" <<EOF
+[postgres]
+url = "postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
+interval = "10s"
+timeout = "5s"
+write_read_test = false
+
+[redis]
+url = "redis://127.0.0.1:$REDIS_PORT/0"
+interval = "10s"
+timeout = "5s"
+write_read_test = false
+
+[metrics]
+listen = "127.0.0.1:$(free_port)"
+
+[control]
+socket = "$dir/ctl.sock"
+
+[state]
+dir = "$dir/state"
+
+[log]
+level = "warn"
+
+[backup]
+dir = "$dir/backups"
+databases = ["$DB"]
+compression = "$compression"
+level = $level
+
+[backup.schedule]
+daily = ""
+weekly = ""
+EOF
+    (cd "$dir" && exec "${steward_env[@]}" "$STEWARD_BIN" run --config "$dir/steward.toml") \
+        >"$dir/steward.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    steward_pid[$name]=$pid
+    deadline=$((SECONDS + 30))
+    until stw "$name" status >/dev/null 2>&1; do
+        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$dir/steward.log" >&2; die "steward ($name) exited"; }
+        [ "$SECONDS" -lt "$deadline" ] || { tail -n 20 "$dir/steward.log" >&2; die "steward ($name) did not answer on its control socket within 30 s"; }
+        sleep 0.1
+    done
+}
+# stw NAME ARGS…: the steward client against daemon NAME.
+stw() {
+    local name=$1
+    shift
+    "${steward_env[@]}" "$STEWARD_BIN" --socket "$tmp/steward-$name/ctl.sock" "$@"
+}
+
+say "starting two steward daemons on the cluster: gzip -6 and zstd -3"
+start_steward gzip gzip 6
+start_steward zstd zstd 3
+
+# --- measuring ------------------------------------------------------------------------------
+
+now() { date +%s.%N; }
+# timed CMD…: runs CMD, sets T to its wall time in seconds.
+T=0
+timed() {
+    local t0 t1
+    t0=$(now)
+    "$@"
+    t1=$(now)
+    T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+}
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }'; }
+max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 > a + 0) ? b : a }'; }
+size_of() { stat -c %s "$1"; }
+
+# Peak RSS of a steward daemon over one operation: reset VmHWM, sample VmRSS meanwhile.
+rss_pid=0 rss_sampler=0
+rss_begin() {
+    rss_pid=$1
+    echo 5 >"/proc/$rss_pid/clear_refs" 2>/dev/null || say "warning: cannot reset VmHWM of $rss_pid; its peak since start is reported"
+    rm -f "$tmp/rss.stop"
+    (
+        peak=0
+        while [ ! -e "$tmp/rss.stop" ] && [ -r "/proc/$rss_pid/status" ]; do
+            while read -r key kb _; do
+                if [ "$key" = VmRSS: ] && [ "$kb" -gt "$peak" ]; then peak=$kb; fi
+            done <"/proc/$rss_pid/status"
+            printf '%s\n' "$peak" >"$tmp/rss.sampled"
+            sleep 0.1
+        done
+    ) &
+    rss_sampler=$!
+    pids+=("$rss_sampler")
+}
+# Sets RSS_HWM and RSS_SAMPLED (kB).
+RSS_HWM=0 RSS_SAMPLED=0
+rss_end() {
+    touch "$tmp/rss.stop"
+    wait "$rss_sampler" || true
+    RSS_HWM=$(awk '/^VmHWM:/ { print $2 }' "/proc/$rss_pid/status")
+    RSS_SAMPLED=$(cat "$tmp/rss.sampled" 2>/dev/null || echo 0)
+}
+
+dumps=$tmp/dumps
+mkdir -p "$dumps"
+dump_floor() { "${pg[@]}" "$PG_DUMP" -Fp "$DB" >/dev/null; }
+dump_gzip() { "${pg[@]}" "$PG_DUMP" -Fp "$DB" | gzip -6 >"$dumps/gzip.sql.gz"; }
+dump_pigz() { "${pg[@]}" "$PG_DUMP" -Fp "$DB" | pigz -6 >"$dumps/pigz.sql.gz"; }
+dump_zstd() { "${pg[@]}" "$PG_DUMP" -Fp "$DB" | zstd -3 -q -c >"$dumps/zstd.sql.zst"; }
+# steward_backup NAME: one `backup create --wait --json`; sets T, and META to the backup's JSON.
+META=
+steward_backup() {
+    local name=$1 out
+    out=$tmp/create-$name.json
+    timed stw "$name" --json backup create --database "$DB" --wait >"$out" ||
+        { cat "$out" >&2; tail -n 20 "$tmp/steward-$name/steward.log" >&2; die "steward backup ($name) failed"; }
+    META=$(jq -ce '.data | if type == "array" then .[0] else . end' "$out") ||
+        { cat "$out" >&2; die "unexpected reply to backup create ($name)"; }
+    [ "$(jq -r '.status' <<<"$META")" = good ] || { printf '%s\n' "$META" >&2; die "steward backup ($name) is not good"; }
+}
+
+say "warm-up dump (untimed)"
+dump_floor
+
+t_floor='' t_gzip='' t_pigz='' t_zstd='' t_sgz='' t_szst=''
+hwm_sgz='' smp_sgz='' hwm_szst='' smp_szst=''
+for run in $(seq 1 "$RUNS"); do
+    say "run $run/$RUNS: pg_dump > /dev/null"
+    timed dump_floor
+    t_floor=$(min "$t_floor" "$T")
+    say "run $run/$RUNS: pg_dump | gzip -6"
+    timed dump_gzip
+    t_gzip=$(min "$t_gzip" "$T")
+    say "run $run/$RUNS: pg_dump | pigz -6"
+    timed dump_pigz
+    t_pigz=$(min "$t_pigz" "$T")
+    say "run $run/$RUNS: pg_dump | zstd -3"
+    timed dump_zstd
+    t_zstd=$(min "$t_zstd" "$T")
+    say "run $run/$RUNS: steward backup create (gzip 6)"
+    rss_begin "${steward_pid[gzip]}"
+    steward_backup gzip
+    rss_end
+    hwm_sgz=$(max "$hwm_sgz" "$RSS_HWM")
+    smp_sgz=$(max "$smp_sgz" "$RSS_SAMPLED")
+    t_sgz=$(min "$t_sgz" "$T")
+    meta_sgz=$META
+    say "run $run/$RUNS: steward backup create (zstd 3)"
+    rss_begin "${steward_pid[zstd]}"
+    steward_backup zstd
+    rss_end
+    hwm_szst=$(max "$hwm_szst" "$RSS_HWM")
+    smp_szst=$(max "$smp_szst" "$RSS_SAMPLED")
+    t_szst=$(min "$t_szst" "$T")
+    meta_szst=$META
+done
+s_gzip=$(size_of "$dumps/gzip.sql.gz")
+s_pigz=$(size_of "$dumps/pigz.sql.gz")
+s_zstd=$(size_of "$dumps/zstd.sql.zst")
+s_sgz=$(jq -r '.stored_bytes' <<<"$meta_sgz")
+s_szst=$(jq -r '.stored_bytes' <<<"$meta_szst")
+d_sgz=$(jq -r '.duration_seconds' <<<"$meta_sgz")
+d_szst=$(jq -r '.duration_seconds' <<<"$meta_szst")
+dump_bytes=$(jq -r '.dump_bytes' <<<"$meta_sgz")
+id_sgz=$(jq -r '.id' <<<"$meta_sgz")
+[[ $s_sgz =~ ^[0-9]+$ && $s_szst =~ ^[0-9]+$ && -n $id_sgz && $id_sgz != null ]] ||
+    die "backup metadata without stored_bytes or id: $meta_sgz / $meta_szst"
+
+restore_baseline() {
+    "${pg[@]}" "$CREATEDB" -T template0 fresh1
+    gunzip -c "$dumps/gzip.sql.gz" |
+        "${pg[@]}" "$PSQL" -X -q -v ON_ERROR_STOP=1 --single-transaction -d fresh1 -f - >/dev/null
+}
+say "restore: createdb + gunzip -c | psql (into fresh1)"
+timed restore_baseline
+t_rbase=$T
+say "restore: steward backup restore $id_sgz --target-db fresh2"
+rss_begin "${steward_pid[gzip]}"
+timed stw gzip --json backup restore "$id_sgz" --target-db fresh2 >"$tmp/restore.json" ||
+    { cat "$tmp/restore.json" >&2; tail -n 20 "$tmp/steward-gzip/steward.log" >&2; die "steward backup restore failed"; }
+rss_end
+hwm_rst=$RSS_HWM smp_rst=$RSS_SAMPLED
+t_rstw=$T
+for target in fresh1 fresh2; do
+    got=$(row_counts "$target")
+    [ "$got" = "$counts_src" ] || die "$target holds other row counts than $DB: $got, expected $counts_src"
+done
+
+# --- report ---------------------------------------------------------------------------------
+
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
+# rss_cell HWM SAMPLED (kB): "peak (VmHWM x, sampled y)" in MB.
+rss_cell() { awk -v h="$1" -v s="$2" 'BEGIN { printf "%6.1f   (VmHWM %.1f, VmRSS sampled %.1f)", ((h > s) ? h : s) / 1024, h / 1024, s / 1024 }'; }
+rss_sgz=$(max "$hwm_sgz" "$smp_sgz")
+rss_szst=$(max "$hwm_szst" "$smp_szst")
+steward_version=$("$STEWARD_BIN" --version 2>&1 | head -n 1 || true)
+pg_dump_version=$("$PG_DUMP" --version | head -n 1)
+server_version=$(sql -d "$DB" -c 'SHOW server_version')
+zstd_version=$(zstd --version | grep -o 'v[0-9][0-9.]*' | head -n 1)
+
+echo
+echo "steward backups vs pg_dump pipelines — $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "  $steward_version; $pg_dump_version; server $server_version (throwaway cluster, fsync off)"
+echo "  $(gzip --version | head -n 1); pigz $(pigz --version 2>&1 | awk '{ print $2 }'); zstd $zstd_version"
+echo "  database $DB: $(mb "$db_bytes") MB on disk (pgbench -s $SCALE + $EVENTS rows of bench_events);" \
+    "plain dump $(mb "$dump_bytes") MB"
+echo "  backups: best of $RUNS interleaved run(s), pipelines write to a file without fsync, steward"
+echo "  fsyncs its file and directory; restores: one run each, row counts checked against $DB"
+echo
+printf '%-42s %9s %10s %9s\n' "" "wall (s)" "size (MB)" "x floor"
+row() { printf '%-42s %9.2f %10s %8.2fx\n' "$1" "$2" "$3" "$(ratio "$2" "$t_floor")"; }
+row "pg_dump > /dev/null (the floor)" "$t_floor" "-"
+row "pg_dump | gzip -6" "$t_gzip" "$(mb "$s_gzip")"
+row "pg_dump | pigz -6" "$t_pigz" "$(mb "$s_pigz")"
+row "pg_dump | zstd -3 (reference)" "$t_zstd" "$(mb "$s_zstd")"
+row "steward backup create (gzip 6)" "$t_sgz" "$(mb "$s_sgz")"
+row "steward backup create (zstd 3)" "$t_szst" "$(mb "$s_szst")"
+printf '%-42s %9.2f\n' "createdb + gunzip -c | psql -1" "$t_rbase"
+printf '%-42s %9.2f\n' "steward backup restore (verify + restore)" "$t_rstw"
+echo
+printf '%-42s %9.2f  (gzip)  %.2f  (zstd)\n' "steward's own duration_seconds" "$d_sgz" "$d_szst"
+printf '%-42s %s\n' "steward peak RSS (MB), gzip backup" "$(rss_cell "$hwm_sgz" "$smp_sgz")"
+printf '%-42s %s\n' "                       zstd backup" "$(rss_cell "$hwm_szst" "$smp_szst")"
+printf '%-42s %s\n' "                       restore" "$(rss_cell "$hwm_rst" "$smp_rst")"
+echo
+
+awk -v tsg="$t_sgz" -v tg="$t_gzip" -v ssg="$s_sgz" -v sg="$s_gzip" -v tsz="$t_szst" \
+    -v tf="$t_floor" -v trs="$t_rstw" -v trb="$t_rbase" -v r1="$rss_sgz" -v r2="$rss_szst" '
+    function verdict(ok) { return ok ? "PASS" : "MISS" }
+    BEGIN {
+        a = (tg > 0) ? tsg / tg : 0
+        b = (sg > 0) ? ssg / sg : 0
+        c = (tf > 0) ? tsz / tf : 0
+        d = (trb > 0) ? trs / trb : 0
+        r = ((r1 > r2) ? r1 : r2) / 1024
+        printf "%-48s %10s   %-10s %s\n", "ratio", "value", "target", "result"
+        printf "%-48s %9.2fx   %-10s %s\n", "steward gzip time / pg_dump | gzip -6 time", a, "<= 0.60x", verdict(a <= 0.6)
+        printf "%-48s %9.3fx   %-10s %s\n", "steward gzip size / pg_dump | gzip -6 size", b, "<= 1.03x", verdict(b <= 1.03)
+        printf "%-48s %9.2fx   %-10s %s\n", "steward zstd time / floor", c, "<= 1.15x", verdict(c <= 1.15)
+        printf "%-48s %9.2fx   %-10s %s\n", "steward restore / (createdb + gunzip -c | psql)", d, "<= 1.10x", verdict(d <= 1.1)
+        printf "%-48s %8.1fMB   %-10s %s\n", "steward peak RSS during a backup (gzip, zstd)", r, "< 64 MB", verdict(r < 64)
+    }'
