@@ -180,12 +180,4 @@ impl BackupRun {
 }
 
 /// A PostgreSQL error with the server's own message when there is one.
-pub(super) fn pg_error(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        return format!("{} ({})", db.message(), db.code().code());
-    }
-    match std::error::Error::source(e) {
-        Some(src) => format!("{e}: {src}"),
-        None => e.to_string(),
-    }
-}
+pub(super) use crate::monitor::postgres::describe as pg_error;

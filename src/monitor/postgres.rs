@@ -280,7 +280,7 @@ fn record(m: &Metrics, f: &PgFigures) {
 
 /// The driver's message plus the server's own (`permission denied for …`), which its
 /// `Display` alone leaves out.
-fn describe(e: &tokio_postgres::Error) -> String {
+pub fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!("{} ({})", db.message(), db.code().code());
     }
