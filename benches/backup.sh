@@ -9,26 +9,28 @@
 #   user when run as root; a free port on 127.0.0.1, its unix socket in the temp dir, fsync off,
 #   password auth over TCP) and never touches the machine's own server;
 # - builds database `bench` in it: `pgbench -i -s 20` plus `bench_events`, 1.5 million rows of
-#   timestamptz, md5 text and jsonb (about 650 MB on disk; the build takes a minute or two);
+#   timestamptz, md5 text and jsonb (about 680 MB on disk; built in under half a minute here);
 # - starts two steward daemons on it (compression gzip level 6, and zstd level 3; schedules off);
-# - after one untimed warm-up dump, times, interleaved and best of BENCH_BACKUP_RUNS:
+# - after one untimed warm-up dump, times in BENCH_BACKUP_RUNS interleaved rounds (best kept),
+#   each step after a CHECKPOINT and a sync:
 #   `pg_dump > /dev/null` (the floor), `pg_dump | gzip -6 > FILE`, `pg_dump | pigz -6 > FILE`,
 #   `pg_dump | zstd -3 > FILE` (reference only), `steward backup create --wait` with gzip and
 #   with zstd (wall time of the client command: everything a user waits for, fsyncs included);
-# - times the restore of the gzip dumps once each: `createdb -T template0` + `gunzip -c FILE |
-#   psql -X -q -v ON_ERROR_STOP=1 --single-transaction` against `steward backup restore ID
-#   --target-db NAME` (which verifies the backup first, then streams it the same way), and checks
-#   that both restored databases hold the same row counts as the original;
-# - reads steward's peak RSS during each backup and the restore: VmHWM of the daemon, reset just
+# - then, in as many rounds, the restore of the gzip dumps: `createdb -T template0` + `gunzip -c
+#   FILE | psql -X -q -v ON_ERROR_STOP=1 --single-transaction` against `steward backup restore ID
+#   --target-db NAME` (which checks the backup's hash and metadata and streams it into psql the
+#   same way; its wall time is everything a user waits for); each
+#   restored database must hold the original's row counts, and is dropped;
+# - reads steward's peak RSS during each backup and restore: VmHWM of the daemon, reset just
 #   before through /proc/PID/clear_refs, and VmRSS sampled every 0.1 s (the larger counts);
 #   pg_dump and psql are separate processes and are not counted;
 # - prints the table, the ratios and the targets of issue 3 with PASS/MISS.
 # Installs pigz, zstd, gzip and jq through tests/apt-install.sh when missing. Everything it starts
 # (the cluster, the daemons) is stopped and its temp dir removed on exit, also when interrupted.
-# Takes about 5 minutes on 2 cores once steward is built.
+# Takes about 4 minutes on 2 cores once steward is built (1.5 with BENCH_BACKUP_RUNS=1).
 #
 # Environment (optional):
-#   BENCH_BACKUP_RUNS  timed runs of each backup variant, best kept (default 3)
+#   BENCH_BACKUP_RUNS  rounds of timed backups and restores, best kept (default 3)
 #   BENCH_TMPDIR       where the temp dir goes (default /tmp; needs about 4 GB free)
 #   STEWARD_BIN        use this steward binary instead of building one
 set -euo pipefail
@@ -326,6 +328,12 @@ timed() {
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }'; }
 max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 > a + 0) ? b : a }'; }
 size_of() { stat -c %s "$1"; }
+# Before each timed step: nothing left to flush from the one before (the pipelines do not fsync
+# their files, steward does; a restore leaves a lot of dirty pages and WAL behind).
+settle() {
+    sql -d postgres -c CHECKPOINT
+    sync
+}
 
 # Peak RSS of a steward daemon over one operation: reset VmHWM, sample VmRSS meanwhile.
 rss_pid=0 rss_sampler=0
@@ -377,21 +385,27 @@ say "warm-up dump (untimed)"
 dump_floor
 
 t_floor='' t_gzip='' t_pigz='' t_zstd='' t_sgz='' t_szst=''
-hwm_sgz='' smp_sgz='' hwm_szst='' smp_szst=''
+hwm_sgz='' smp_sgz='' hwm_szst='' smp_szst='' d_sgz='' d_szst=''
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for run in $(seq 1 "$RUNS"); do
     say "run $run/$RUNS: pg_dump > /dev/null"
+    settle
     timed dump_floor
     t_floor=$(min "$t_floor" "$T")
     say "run $run/$RUNS: pg_dump | gzip -6"
+    settle
     timed dump_gzip
     t_gzip=$(min "$t_gzip" "$T")
     say "run $run/$RUNS: pg_dump | pigz -6"
+    settle
     timed dump_pigz
     t_pigz=$(min "$t_pigz" "$T")
     say "run $run/$RUNS: pg_dump | zstd -3"
+    settle
     timed dump_zstd
     t_zstd=$(min "$t_zstd" "$T")
     say "run $run/$RUNS: steward backup create (gzip 6)"
+    settle
     rss_begin "${steward_pid[gzip]}"
     steward_backup gzip
     rss_end
@@ -399,7 +413,9 @@ for run in $(seq 1 "$RUNS"); do
     smp_sgz=$(max "$smp_sgz" "$RSS_SAMPLED")
     t_sgz=$(min "$t_sgz" "$T")
     meta_sgz=$META
+    d_sgz=$(min "$d_sgz" "$(jq -r '.duration_seconds' <<<"$META")")
     say "run $run/$RUNS: steward backup create (zstd 3)"
+    settle
     rss_begin "${steward_pid[zstd]}"
     steward_backup zstd
     rss_end
@@ -407,37 +423,49 @@ for run in $(seq 1 "$RUNS"); do
     smp_szst=$(max "$smp_szst" "$RSS_SAMPLED")
     t_szst=$(min "$t_szst" "$T")
     meta_szst=$META
+    d_szst=$(min "$d_szst" "$(jq -r '.duration_seconds' <<<"$META")")
 done
 s_gzip=$(size_of "$dumps/gzip.sql.gz")
 s_pigz=$(size_of "$dumps/pigz.sql.gz")
 s_zstd=$(size_of "$dumps/zstd.sql.zst")
 s_sgz=$(jq -r '.stored_bytes' <<<"$meta_sgz")
 s_szst=$(jq -r '.stored_bytes' <<<"$meta_szst")
-d_sgz=$(jq -r '.duration_seconds' <<<"$meta_sgz")
-d_szst=$(jq -r '.duration_seconds' <<<"$meta_szst")
 dump_bytes=$(jq -r '.dump_bytes' <<<"$meta_sgz")
 id_sgz=$(jq -r '.id' <<<"$meta_sgz")
 [[ $s_sgz =~ ^[0-9]+$ && $s_szst =~ ^[0-9]+$ && -n $id_sgz && $id_sgz != null ]] ||
     die "backup metadata without stored_bytes or id: $meta_sgz / $meta_szst"
 
+# restore_baseline DB: what a user does without steward.
 restore_baseline() {
-    "${pg[@]}" "$CREATEDB" -T template0 fresh1
+    "${pg[@]}" "$CREATEDB" -T template0 "$1"
     gunzip -c "$dumps/gzip.sql.gz" |
-        "${pg[@]}" "$PSQL" -X -q -v ON_ERROR_STOP=1 --single-transaction -d fresh1 -f - >/dev/null
+        "${pg[@]}" "$PSQL" -X -q -v ON_ERROR_STOP=1 --single-transaction -d "$1" -f - >/dev/null
 }
-say "restore: createdb + gunzip -c | psql (into fresh1)"
-timed restore_baseline
-t_rbase=$T
-say "restore: steward backup restore $id_sgz --target-db fresh2"
-rss_begin "${steward_pid[gzip]}"
-timed stw gzip --json backup restore "$id_sgz" --target-db fresh2 >"$tmp/restore.json" ||
-    { cat "$tmp/restore.json" >&2; tail -n 20 "$tmp/steward-gzip/steward.log" >&2; die "steward backup restore failed"; }
-rss_end
-hwm_rst=$RSS_HWM smp_rst=$RSS_SAMPLED
-t_rstw=$T
-for target in fresh1 fresh2; do
-    got=$(row_counts "$target")
-    [ "$got" = "$counts_src" ] || die "$target holds other row counts than $DB: $got, expected $counts_src"
+# check_and_drop DB: the restored database holds the original's row counts; then it goes.
+check_and_drop() {
+    local got
+    got=$(row_counts "$1")
+    [ "$got" = "$counts_src" ] || die "$1 holds other row counts than $DB: $got, expected $counts_src"
+    sql -d postgres -c "DROP DATABASE $1"
+}
+t_rbase='' t_rstw='' hwm_rst='' smp_rst='' d_rst=''
+for run in $(seq 1 "$RUNS"); do
+    say "run $run/$RUNS: restore with createdb + gunzip -c | psql (into base_$run)"
+    settle
+    timed restore_baseline "base_$run"
+    t_rbase=$(min "$t_rbase" "$T")
+    check_and_drop "base_$run"
+    say "run $run/$RUNS: steward backup restore $id_sgz --target-db steward_$run"
+    settle
+    rss_begin "${steward_pid[gzip]}"
+    timed stw gzip --json backup restore "$id_sgz" --target-db "steward_$run" >"$tmp/restore.json" ||
+        { cat "$tmp/restore.json" >&2; tail -n 20 "$tmp/steward-gzip/steward.log" >&2; die "steward backup restore failed"; }
+    rss_end
+    hwm_rst=$(max "$hwm_rst" "$RSS_HWM")
+    smp_rst=$(max "$smp_rst" "$RSS_SAMPLED")
+    t_rstw=$(min "$t_rstw" "$T")
+    d_rst=$(min "$d_rst" "$(jq -r '(.data | if type == "array" then .[0] else . end).summary.duration_seconds // 0' "$tmp/restore.json")")
+    check_and_drop "steward_$run"
 done
 
 # --- report ---------------------------------------------------------------------------------
@@ -459,8 +487,9 @@ echo "  $steward_version; $pg_dump_version; server $server_version (throwaway cl
 echo "  $(gzip --version | head -n 1); pigz $(pigz --version 2>&1 | awk '{ print $2 }'); zstd $zstd_version"
 echo "  database $DB: $(mb "$db_bytes") MB on disk (pgbench -s $SCALE + $EVENTS rows of bench_events);" \
     "plain dump $(mb "$dump_bytes") MB"
-echo "  backups: best of $RUNS interleaved run(s), pipelines write to a file without fsync, steward"
-echo "  fsyncs its file and directory; restores: one run each, row counts checked against $DB"
+echo "  best of $RUNS interleaved run(s), each after CHECKPOINT + sync; the pipelines write their file"
+echo "  without fsync, steward fsyncs; every restored database's row counts checked against $DB"
+echo "  load average when the timings began: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 printf '%-42s %9s %10s %9s\n' "" "wall (s)" "size (MB)" "x floor"
 row() { printf '%-42s %9.2f %10s %8.2fx\n' "$1" "$2" "$3" "$(ratio "$2" "$t_floor")"; }
@@ -471,9 +500,10 @@ row "pg_dump | zstd -3 (reference)" "$t_zstd" "$(mb "$s_zstd")"
 row "steward backup create (gzip 6)" "$t_sgz" "$(mb "$s_sgz")"
 row "steward backup create (zstd 3)" "$t_szst" "$(mb "$s_szst")"
 printf '%-42s %9.2f\n' "createdb + gunzip -c | psql -1" "$t_rbase"
-printf '%-42s %9.2f\n' "steward backup restore (verify + restore)" "$t_rstw"
+printf '%-42s %9.2f\n' "steward backup restore --target-db" "$t_rstw"
 echo
-printf '%-42s %9.2f  (gzip)  %.2f  (zstd)\n' "steward's own duration_seconds" "$d_sgz" "$d_szst"
+printf '%-42s %9.2f  (gzip)  %.2f  (zstd)\n' "steward's own duration_seconds, best" "$d_sgz" "$d_szst"
+printf '%-42s %9.2f  (restore: summary.duration_seconds of its reply)\n' "" "$d_rst"
 printf '%-42s %s\n' "steward peak RSS (MB), gzip backup" "$(rss_cell "$hwm_sgz" "$smp_sgz")"
 printf '%-42s %s\n' "                       zstd backup" "$(rss_cell "$hwm_szst" "$smp_szst")"
 printf '%-42s %s\n' "                       restore" "$(rss_cell "$hwm_rst" "$smp_rst")"

@@ -88,7 +88,7 @@ run_backup_part() {
     fi
     cleanup
     trap - EXIT INT TERM
-    echo
+    [ "$RUN_METRICS" = 0 ] || echo
     exec env STEWARD_BIN="$STEWARD_BIN" bash "$ROOT/benches/backup.sh"
 }
 if [ "$RUN_METRICS" = 0 ]; then
