@@ -87,6 +87,8 @@ SELECT (g % 3000) + 1, g % 7, '2024-01-01 00:00:00+00'::timestamptz + g * interv
        CASE WHEN g % 3 = 0 THEN NULL ELSE 'note ' || g END
 FROM generate_series(1, 4000) g;
 CREATE VIEW expensive AS SELECT id, name, price FROM items WHERE price > 300;
+-- A few MB of dump, so that it spans several chunks (and gzip members).
+CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 60000) g;
 "#;
 
 fn seed(pg: &Postgres) {
@@ -102,6 +104,7 @@ fn fingerprint(pg: &Postgres, db: &str) -> String {
         sum("items"),
         sum("orders"),
         sum("expensive"),
+        sum("filler"),
         "SELECT 'seq', last_value::text || '/' || is_called::text FROM order_no".into(),
         "SELECT 'indexes', string_agg(indexdef, ';' ORDER BY indexdef) FROM pg_indexes WHERE schemaname = 'public'".into(),
         "SELECT 'view', pg_get_viewdef('expensive'::regclass)".into(),
@@ -317,8 +320,17 @@ const PSQL_RESTORE: &str =
 #[test]
 fn plain_gzip_round_trip_and_gunzip_psql_interop() {
     let setup = Setup::new(DumpFormat::Plain, Compression::Gzip);
-    let (pg, _dir, file, _) = round_trip(&setup, &[]);
-    assert_eq!(&fs::read(&file).unwrap()[..2], &[0x1f, 0x8b], "gzip magic");
+    let (pg, _dir, file, out) = round_trip(&setup, &[]);
+    let bytes = fs::read(&file).unwrap();
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzip magic");
+    // Several members (one per chunk, compressed in parallel) on a multi-core machine.
+    let members = bytes
+        .windows(4)
+        .filter(|w| w == &[0x1f, 0x8b, 8, 0])
+        .count();
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+        assert!(members >= 2, "expected several gzip members, saw {members}");
+    }
     // Without steward: gunzip -c FILE | psql.
     require_cli("gunzip", "gzip");
     create_db(&pg, "by_hand");
@@ -328,6 +340,29 @@ fn plain_gzip_round_trip_and_gunzip_psql_interop() {
         &format!("gunzip -c '{}' | {PSQL_RESTORE}", file.display()),
     );
     assert_eq!(fingerprint(&pg, "by_hand"), fingerprint(&pg, PG_DB));
+
+    // Restoring over existing tables: psql's first error, reported without the password;
+    // the single transaction leaves the database as it was.
+    pg.psql("INSERT INTO orders (item) VALUES (1)", PG_USER, "by_hand");
+    let before = fingerprint(&pg, "by_hand");
+    let err = rt()
+        .block_on(restore::restore(
+            &setup.stored(&file, &out),
+            &[],
+            &tool("psql"),
+            &target(&pg).with_database("by_hand"),
+            Arc::new(AtomicU64::new(0)),
+            CancellationToken::new(),
+        ))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RestoreError::Failed { .. }), "{msg}");
+    assert!(
+        msg.contains("ERROR") && msg.contains("already exists"),
+        "{msg}"
+    );
+    assert!(!msg.contains(&pg.password), "{msg}");
+    assert_eq!(fingerprint(&pg, "by_hand"), before);
 }
 
 #[test]
@@ -352,7 +387,7 @@ fn plain_zstd_round_trip_and_zstd_cli_interop() {
 #[test]
 fn custom_gzip_round_trip_through_pg_restore() {
     let setup = Setup::new(DumpFormat::Custom, Compression::Gzip);
-    let (_pg, _dir, file, _) = round_trip(&setup, &[]);
+    let (pg, _dir, file, out) = round_trip(&setup, &[]);
     // A custom archive inside the gzip stream.
     let mut head = [0u8; 5];
     std::io::Read::read_exact(
@@ -361,6 +396,23 @@ fn custom_gzip_round_trip_through_pg_restore() {
     )
     .unwrap();
     assert_eq!(&head, b"PGDMP");
+
+    // A cancelled restore stops pg_restore before its input ends: nothing is committed.
+    create_db(&pg, "cancelled");
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let err = rt()
+        .block_on(restore::restore(
+            &setup.stored(&file, &out),
+            &[],
+            &tool("pg_restore"),
+            &target(&pg).with_database("cancelled"),
+            Arc::new(AtomicU64::new(0)),
+            cancel,
+        ))
+        .unwrap_err();
+    assert!(matches!(err, RestoreError::Cancelled), "{err}");
+    assert_eq!(table_count(&pg, "cancelled"), 0);
 }
 
 #[test]
@@ -435,13 +487,8 @@ fn encrypted_round_trip_and_age_cli_interop() {
 #[test]
 fn flipped_byte_or_truncation_fails_verify_and_restore_commits_nothing() {
     let pg = Postgres::start();
+    // The seed's dump spans several chunks: psql has been fed a lot before the damage shows.
     seed(&pg);
-    // Several chunks of dump, so that psql has been fed a lot before the damage shows.
-    pg.psql(
-        "CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 100000) g",
-        PG_USER,
-        PG_DB,
-    );
     let dir = tempfile::tempdir().unwrap();
     let t = target(&pg);
     let rt = rt();
@@ -712,7 +759,7 @@ fn password_never_reaches_pg_dump_argv() {
     seed(&pg);
     // A few MB, so that the dump runs a while after the lock is released.
     pg.psql(
-        "CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 100000) g",
+        "CREATE TABLE bulk AS SELECT g, md5(g::text) AS h FROM generate_series(1, 100000) g",
         PG_USER,
         PG_DB,
     );
@@ -822,6 +869,17 @@ fn reset_peak_rss() {
     let _ = fs::write("/proc/self/clear_refs", "5");
 }
 
+/// One timed dump: what, wall seconds, stored MB, steward's peak RSS MiB and CPU seconds.
+type BenchRow = (String, f64, f64, Option<(f64, f64)>);
+
+/// CPU seconds (user + system) this process has used so far.
+fn cpu_seconds() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let start = Instant::now();
     let out = f();
@@ -883,7 +941,7 @@ fn bench_against_peer_tools() {
             .status()
             .is_ok_and(|s| s.success())
     };
-    let mut results: Vec<(String, f64, f64, Option<f64>)> = Vec::new();
+    let mut results: Vec<BenchRow> = Vec::new();
     let mut steward_files = Vec::new();
     for round in 0..rounds {
         let peer = |name: &str, script: String, out: &str| {
@@ -924,13 +982,14 @@ fn bench_against_peer_tools() {
             job.tmp_path = job.final_path.with_extension("tmp");
             let path = job.final_path.clone();
             reset_peak_rss();
+            let cpu = cpu_seconds();
             let (out, secs) = timed(|| rt.block_on(pipeline::dump(job, CancellationToken::new())));
             let out = out.unwrap();
             results.push((
                 format!("steward {compression:?} {level}").to_lowercase(),
                 secs,
                 out.stored_bytes as f64 / 1e6,
-                Some(peak_rss_mib()),
+                Some((peak_rss_mib(), cpu_seconds() - cpu)),
             ));
             if round == 0 {
                 steward_files.push((setup.stored(&path, &out), out));
@@ -938,13 +997,38 @@ fn bench_against_peer_tools() {
         }
     }
     println!(
-        "\n{:<24} {:>9} {:>10} {:>14}",
-        "dump", "seconds", "MB", "peak RSS MiB"
+        "\n{:<24} {:>9} {:>10} {:>14} {:>12}",
+        "dump", "seconds", "MB", "peak RSS MiB", "steward CPU"
     );
-    for (name, secs, mb, rss) in &results {
-        let rss = rss.map_or(String::new(), |r| format!("{r:.1}"));
-        println!("{name:<24} {secs:>9.2} {mb:>10.1} {rss:>14}");
+    for (name, secs, mb, own) in &results {
+        let (rss, cpu) = own.map_or((String::new(), String::new()), |(r, c)| {
+            (format!("{r:.1}"), format!("{c:.2}"))
+        });
+        println!("{name:<24} {secs:>9.2} {mb:>10.1} {rss:>14} {cpu:>12}");
     }
+    let wall = |name: &str| -> Vec<f64> {
+        results
+            .iter()
+            .filter(|r| r.0 == name)
+            .map(|r| r.1)
+            .collect()
+    };
+    let ratios = |a: &str, b: &str| -> String {
+        wall(a)
+            .iter()
+            .zip(wall(b))
+            .map(|(x, y)| format!("{:.2}", x / y))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "steward gzip 6 / (pg_dump | gzip -6): {}",
+        ratios("steward gzip 6", "pg_dump | gzip -6")
+    );
+    println!(
+        "steward zstd 3 / (pg_dump > /dev/null): {}",
+        ratios("steward zstd 3", "pg_dump > /dev/null")
+    );
 
     // Restore: gunzip -c | psql against steward's restore of its gzip file.
     let (gz, _) = &steward_files[0];
@@ -980,6 +1064,14 @@ fn bench_against_peer_tools() {
     for (name, secs) in &restores {
         println!("{name:<24} {secs:>9.2}");
     }
+    let restore_ratios: Vec<String> = restores
+        .chunks(2)
+        .map(|pair| format!("{:.2}", pair[1].1 / pair[0].1))
+        .collect();
+    println!(
+        "steward restore / (gunzip -c | psql): {}",
+        restore_ratios.join(" ")
+    );
     // And verify, for the record.
     for (b, _) in &steward_files {
         let (v, secs) = timed(|| rt.block_on(restore::verify(b, &[], Arc::new(AtomicU64::new(0)))));

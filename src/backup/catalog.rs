@@ -355,6 +355,15 @@ pub fn sweep(root: &Path) -> Vec<BackupMeta> {
 fn fail_interrupted(root: &Path, marker: &Path) -> Option<BackupMeta> {
     let text = fs::read_to_string(marker).ok()?;
     let mut meta: BackupMeta = serde_json::from_str(&text).ok()?;
+    // A file completed but never committed is not a backup: remove it with the marker.
+    let encrypted = meta.encryption.is_some();
+    let orphan = db_dir(root, &meta.database).join(data_file_name(
+        &meta.id,
+        meta.format,
+        meta.compression,
+        encrypted,
+    ));
+    let _ = fs::remove_file(orphan);
     meta.status = BackupStatus::Failed;
     meta.error = Some("interrupted: steward stopped before the backup completed".into());
     meta.finished_at = None;

@@ -5,12 +5,11 @@
 //! over a bounded channel to the task that feeds the child's stdin, so memory stays bounded.
 
 use super::pgconn::PgTarget;
-use super::pipeline_io::{self as io_util, HashingReader, Msg, CHUNK, DEPTH};
+use super::pipeline_io::{self as io_util, Msg, DEPTH};
 use super::restore_stream::{self as stream, StreamError};
 use crate::config::{Compression, DumpFormat};
 use crate::secret::Scrubber;
 use serde::{Deserialize, Serialize};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::AtomicU64;
@@ -89,84 +88,9 @@ pub async fn verify(
 ) -> Result<VerifyOutput, VerifyError> {
     let b = b.clone();
     let ids = identities.to_vec();
-    tokio::task::spawn_blocking(move || verify_blocking(&b, &ids, progress))
+    tokio::task::spawn_blocking(move || stream::verify_file(&b, &ids, progress))
         .await
         .map_err(|e| VerifyError::Internal(e.to_string()))?
-}
-
-fn verify_blocking(
-    b: &StoredBackup,
-    ids: &[age::x25519::Identity],
-    progress: Arc<AtomicU64>,
-) -> Result<VerifyOutput, VerifyError> {
-    let io_err = |source| VerifyError::Io {
-        path: b.path.clone(),
-        source,
-    };
-    let file = std::fs::File::open(&b.path).map_err(io_err)?;
-    let mut raw = HashingReader::new(file, progress);
-    let decryption = match (b.encrypted, ids.is_empty()) {
-        (false, _) => Decryption::NotEncrypted,
-        (true, false) => Decryption::Decrypted,
-        (true, true) => Decryption::Skipped,
-    };
-    let mut problems = Vec::new();
-    let decoded: Option<Result<u64, StreamError>> =
-        (decryption != Decryption::Skipped).then(|| {
-            let layer = stream::layer_name(b.compression, b.encrypted);
-            let mut r = stream::open(&mut raw, b.compression, b.encrypted.then_some(ids))?;
-            std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| stream::classify(e, layer))
-        });
-    // Whatever happened to the stream, hash the whole file.
-    std::io::copy(&mut raw, &mut std::io::sink()).map_err(io_err)?;
-    let (actual_stored_bytes, actual_sha256) = raw.finish();
-
-    let hash_ok = actual_sha256.eq_ignore_ascii_case(&b.sha256);
-    if !hash_ok {
-        problems.push(format!(
-            "SHA-256 mismatch: the catalog has {}, the file has {actual_sha256}",
-            b.sha256
-        ));
-    }
-    let size_ok = actual_stored_bytes == b.stored_bytes;
-    if !size_ok {
-        problems.push(format!(
-            "size mismatch: the catalog has {} bytes, the file has {actual_stored_bytes}",
-            b.stored_bytes
-        ));
-    }
-    let (stream_ok, dump_bytes) = match decoded {
-        None => {
-            problems.push("encrypted and no age identity configured: decryption and the stream inside were not checked".into());
-            (None, None)
-        }
-        Some(Ok(n)) => (Some(true), Some(n)),
-        Some(Err(StreamError::Io(e))) => return Err(io_err(e)),
-        Some(Err(e)) => {
-            problems.push(e.to_string());
-            (Some(false), None)
-        }
-    };
-    let dump_bytes_ok = dump_bytes.map(|n| n == b.dump_bytes);
-    if dump_bytes_ok == Some(false) {
-        problems.push(format!(
-            "dump size mismatch: the catalog has {} bytes, the stream holds {}",
-            b.dump_bytes,
-            dump_bytes.unwrap_or(0)
-        ));
-    }
-    Ok(VerifyOutput {
-        ok: hash_ok && size_ok && stream_ok != Some(false) && dump_bytes_ok != Some(false),
-        hash_ok,
-        actual_sha256,
-        size_ok,
-        actual_stored_bytes,
-        stream_ok,
-        decryption,
-        dump_bytes,
-        dump_bytes_ok,
-        problems,
-    })
 }
 
 /// What a successful restore did.
@@ -242,8 +166,8 @@ pub async fn restore(
     // Open and check the headers before starting the child.
     let opened = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path).map_err(StreamError::Io)?;
-        let counter = RawCounter::new(file, progress);
-        let bytes = counter.bytes.clone();
+        let counter = stream::RawCounter::new(file, progress);
+        let bytes = counter.counter();
         let r = stream::open(counter, compression, encrypted.then_some(&ids[..]))?;
         Ok::<_, StreamError>((r, bytes))
     })
@@ -297,7 +221,7 @@ pub async fn restore(
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(DEPTH);
     let layer = stream::layer_name(b.compression, b.encrypted);
-    let decoder = tokio::task::spawn_blocking(move || pump(reader, &tx, layer));
+    let decoder = tokio::task::spawn_blocking(move || stream::pump(reader, &tx, layer));
 
     let mut bytes_fed = 0u64;
     // Outcome of feeding: Ok(true) complete, Ok(false) the child stopped reading.
@@ -379,68 +303,6 @@ pub async fn restore(
         bytes_fed,
         stored_bytes_read: raw_bytes.load(std::sync::atomic::Ordering::Relaxed),
     })
-}
-
-/// Reads the decoded dump in chunks into `tx` until its end ([`Msg::End`]) or an error
-/// ([`Msg::Failed`], after the data decoded before it); stops quietly when the receiver goes
-/// away.
-fn pump(mut reader: Box<dyn Read + Send>, tx: &tokio::sync::mpsc::Sender<Msg>, layer: &str) {
-    loop {
-        let mut buf = vec![0u8; CHUNK];
-        let mut len = 0;
-        let mut last = None;
-        while len < CHUNK {
-            match reader.read(&mut buf[len..]) {
-                Ok(0) => {
-                    last = Some(Msg::End);
-                    break;
-                }
-                Ok(n) => len += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    last = Some(Msg::Failed(stream::classify(e, layer).to_string()));
-                    break;
-                }
-            }
-        }
-        if len > 0 {
-            buf.truncate(len);
-            if tx.blocking_send(Msg::Data(buf)).is_err() {
-                return;
-            }
-        }
-        if let Some(msg) = last {
-            let _ = tx.blocking_send(msg);
-            return;
-        }
-    }
-}
-
-/// Counts the raw bytes read, for the caller's progress and for the result.
-struct RawCounter<R> {
-    inner: R,
-    progress: Arc<AtomicU64>,
-    bytes: Arc<AtomicU64>,
-}
-
-impl<R> RawCounter<R> {
-    fn new(inner: R, progress: Arc<AtomicU64>) -> Self {
-        Self {
-            inner,
-            progress,
-            bytes: Arc::new(AtomicU64::new(0)),
-        }
-    }
-}
-
-impl<R: Read> Read for RawCounter<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let n = self.inner.read(buf)?;
-        self.bytes.fetch_add(n as u64, Relaxed);
-        self.progress.fetch_add(n as u64, Relaxed);
-        Ok(n)
-    }
 }
 
 /// A libpq connection string naming only the database, so that any name (even one with `=`

@@ -1,8 +1,13 @@
 //! Reading a stored backup as the dump it holds: file → age decryption (optional) → gzip or
-//! zstd decompression. Blocking; used on threads of their own by verify and restore.
+//! zstd decompression; the checks of a verify; the decoding end of a restore. Blocking: used on
+//! threads of their own.
 
+use super::pipeline_io::{HashingReader, Msg, CHUNK};
+use super::restore::{Decryption, StoredBackup, VerifyError, VerifyOutput};
 use crate::config::Compression;
 use std::io::{self, BufRead, BufReader, Read};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 /// Why the stream inside a backup cannot be read.
 #[derive(Debug)]
@@ -81,5 +86,152 @@ pub(super) fn layer_name(compression: Compression, encrypted: bool) -> &'static 
         (Compression::Zstd, false) => "zstd",
         (Compression::Gzip, true) => "age/gzip",
         (Compression::Zstd, true) => "age/zstd",
+    }
+}
+
+/// Checks a backup file: hash, size, and the stream inside (see [`super::restore::verify`]).
+pub(super) fn verify_file(
+    b: &StoredBackup,
+    ids: &[age::x25519::Identity],
+    progress: Arc<AtomicU64>,
+) -> Result<VerifyOutput, VerifyError> {
+    let io_err = |source| VerifyError::Io {
+        path: b.path.clone(),
+        source,
+    };
+    let file = std::fs::File::open(&b.path).map_err(io_err)?;
+    let mut raw = HashingReader::new(file, progress);
+    let decryption = match (b.encrypted, ids.is_empty()) {
+        (false, _) => Decryption::NotEncrypted,
+        (true, false) => Decryption::Decrypted,
+        (true, true) => Decryption::Skipped,
+    };
+    let mut problems = Vec::new();
+    let decoded: Option<Result<u64, StreamError>> =
+        (decryption != Decryption::Skipped).then(|| {
+            let layer = layer_name(b.compression, b.encrypted);
+            let mut r = open(&mut raw, b.compression, b.encrypted.then_some(ids))?;
+            std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| classify(e, layer))
+        });
+    // Whatever happened to the stream, hash the whole file.
+    std::io::copy(&mut raw, &mut std::io::sink()).map_err(io_err)?;
+    let (actual_stored_bytes, actual_sha256) = raw.finish();
+
+    let hash_ok = actual_sha256.eq_ignore_ascii_case(&b.sha256);
+    if !hash_ok {
+        problems.push(format!(
+            "SHA-256 mismatch: the catalog has {}, the file has {actual_sha256}",
+            b.sha256
+        ));
+    }
+    let size_ok = actual_stored_bytes == b.stored_bytes;
+    if !size_ok {
+        problems.push(format!(
+            "size mismatch: the catalog has {} bytes, the file has {actual_stored_bytes}",
+            b.stored_bytes
+        ));
+    }
+    let (stream_ok, dump_bytes) = match decoded {
+        None => {
+            problems.push("encrypted and no age identity configured: decryption and the stream inside were not checked".into());
+            (None, None)
+        }
+        Some(Ok(n)) => (Some(true), Some(n)),
+        Some(Err(StreamError::Io(e))) => return Err(io_err(e)),
+        Some(Err(e)) => {
+            problems.push(e.to_string());
+            (Some(false), None)
+        }
+    };
+    let dump_bytes_ok = dump_bytes.map(|n| n == b.dump_bytes);
+    if dump_bytes_ok == Some(false) {
+        problems.push(format!(
+            "dump size mismatch: the catalog has {} bytes, the stream holds {}",
+            b.dump_bytes,
+            dump_bytes.unwrap_or(0)
+        ));
+    }
+    Ok(VerifyOutput {
+        ok: hash_ok && size_ok && stream_ok != Some(false) && dump_bytes_ok != Some(false),
+        hash_ok,
+        actual_sha256,
+        size_ok,
+        actual_stored_bytes,
+        stream_ok,
+        decryption,
+        dump_bytes,
+        dump_bytes_ok,
+        problems,
+    })
+}
+
+/// Reads the decoded dump in chunks into `tx` until its end ([`Msg::End`]) or an error
+/// ([`Msg::Failed`], after the data decoded before it); stops quietly when the receiver goes
+/// away.
+pub(super) fn pump(
+    mut reader: Box<dyn Read + Send>,
+    tx: &tokio::sync::mpsc::Sender<Msg>,
+    layer: &str,
+) {
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let mut len = 0;
+        let mut last = None;
+        while len < CHUNK {
+            match reader.read(&mut buf[len..]) {
+                Ok(0) => {
+                    last = Some(Msg::End);
+                    break;
+                }
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    last = Some(Msg::Failed(classify(e, layer).to_string()));
+                    break;
+                }
+            }
+        }
+        if len > 0 {
+            buf.truncate(len);
+            if tx.blocking_send(Msg::Data(buf)).is_err() {
+                return;
+            }
+        }
+        if let Some(msg) = last {
+            let _ = tx.blocking_send(msg);
+            return;
+        }
+    }
+}
+
+/// Counts the raw bytes read, for the caller's progress and for the result.
+pub(super) struct RawCounter<R> {
+    inner: R,
+    progress: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<R> RawCounter<R> {
+    pub(super) fn new(inner: R, progress: Arc<AtomicU64>) -> Self {
+        Self {
+            inner,
+            progress,
+            bytes: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The count of raw bytes read, shared.
+    pub(super) fn counter(&self) -> Arc<AtomicU64> {
+        self.bytes.clone()
+    }
+}
+
+impl<R: Read> Read for RawCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Relaxed);
+        self.progress.fetch_add(n as u64, Relaxed);
+        Ok(n)
     }
 }

@@ -147,11 +147,17 @@ fn sweep_fails_interrupted_runs_and_removes_their_temporary_files() {
     let dir = db_dir(root.path(), "app");
     let tmp = dir.join(format!("{}.sql.gz.tmp", m.id));
     fs::write(&tmp, b"partial").unwrap();
+    let orphan = dir.join(format!("{}.sql.gz", m.id));
+    fs::write(&orphan, b"complete but never committed").unwrap();
     let foreign_tmp = dir.join("someone-else.tmp");
     fs::write(&foreign_tmp, b"keep").unwrap();
     let failed = sweep(root.path());
     assert_eq!(failed.len(), 1);
     assert!(!tmp.exists());
+    assert!(
+        !orphan.exists(),
+        "an uncommitted final file is not left behind"
+    );
     assert!(foreign_tmp.exists());
     let found = find(root.path(), &m.id).unwrap();
     assert_eq!(found.status, BackupStatus::Failed);
