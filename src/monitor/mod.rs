@@ -1,5 +1,6 @@
 //! Monitoring: the board of last results, the per-service monitor loop, and its handle.
 
+pub mod history;
 pub mod pool_error;
 pub mod postgres;
 pub mod redis;
