@@ -70,6 +70,10 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     let root = CancellationToken::new();
     let sup = supervisor::start(root.clone(), metrics.clone(), Backoff::default(), grace);
     let board = Board::default();
+    {
+        let h = &cfg_rx.borrow().history;
+        board.set_history_limits(h.retention, h.max_entries);
+    }
     let handles = (
         MonitorHandle::new(Service::Postgres),
         MonitorHandle::new(Service::Redis),
@@ -109,6 +113,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         supervisor: sup.clone(),
         metrics: metrics.clone(),
         level: Some(level),
+        board: board.clone(),
     }
     .start();
     let dispatcher = Arc::new(Dispatcher {

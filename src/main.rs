@@ -56,6 +56,14 @@ enum Command {
     Reload,
     /// Version, uptime, config file, intervals, task summary
     Info,
+    /// Recent checks of a service with a summary (availability, latency, incidents)
+    History {
+        /// postgres or redis
+        service: Service,
+        /// How far back, e.g. 1h or 30m [default: everything kept]
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        since: Option<Duration>,
+    },
     /// PostgreSQL backups: create, list, status, verify, restore, prune
     Backup {
         #[command(subcommand)]
@@ -189,6 +197,7 @@ fn run_client(cli: &Cli, env: &HashMap<String, String>) -> anyhow::Result<ExitCo
         println!("{}", serde_json::to_string(&reply)?);
     } else if reply.ok {
         print!("{}", render::render(&req, &reply));
+        print_sparkline(&req, &reply);
     } else {
         eprintln!(
             "steward: {}",
@@ -196,6 +205,23 @@ fn run_client(cli: &Cli, env: &HashMap<String, String>) -> anyhow::Result<ExitCo
         );
     }
     Ok(exit_code(&req, &reply))
+}
+
+/// On a terminal, `history` ends with the latency sparkline, outages marked.
+fn print_sparkline(req: &Request, reply: &Reply) {
+    if !matches!(req, Request::History { .. })
+        || !std::io::IsTerminal::is_terminal(&std::io::stdout())
+    {
+        return;
+    }
+    if let Ok(h) =
+        serde_json::from_value::<steward::control::protocol::HistoryReply>(reply.data.clone())
+    {
+        if !h.entries.is_empty() {
+            let line = steward::monitor::history::sparkline(&h.entries, 60);
+            println!("latency  {line}  (\u{2717} = down)");
+        }
+    }
 }
 
 fn exit_code(req: &Request, reply: &Reply) -> ExitCode {
@@ -230,6 +256,10 @@ fn request(cmd: &Command) -> Request {
         }
         Command::Reload => Request::Reload,
         Command::Info => Request::Info,
+        Command::History { service, since } => Request::History {
+            service: *service,
+            since_seconds: since.map(|d| d.as_secs_f64()),
+        },
         Command::Backup { action } => backup_request(action),
         Command::Run | Command::CheckConfig => Request::Status,
     }

@@ -77,6 +77,7 @@ pub struct Reloader {
     pub supervisor: SupervisorHandle,
     pub metrics: Arc<Metrics>,
     pub level: Option<LevelHandle>,
+    pub board: crate::monitor::Board,
 }
 
 impl Reloader {
@@ -126,6 +127,10 @@ impl Reloader {
             if let Some(l) = &self.level {
                 l.set(&new.log.level);
             }
+        }
+        if old.history != new.history {
+            self.board
+                .set_history_limits(new.history.retention, new.history.max_entries);
         }
         self.config.send_replace(Arc::new(new));
         reply.restarted = self.restart(&reply.restarted).await;
@@ -184,6 +189,7 @@ pub fn diff(old: &Config, new: &Config) -> ReloadReply {
     );
     section("redis", old.redis != new.redis, Some("monitor.redis"));
     section("backup", old.backup != new.backup, Some("backup.scheduler"));
+    section("history", old.history != new.history, None);
     section("metrics", old.metrics != new.metrics, None);
     section("control", old.control != new.control, None);
     section("state", old.state != new.state, None);

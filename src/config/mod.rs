@@ -31,6 +31,25 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
     pub backup: BackupConfig,
+    pub history: HistoryConfig,
+}
+
+/// `[history]`: how much of each service's check history is kept in memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    pub max_entries: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(24 * 3600),
+            max_entries: 10_000,
+        }
+    }
 }
 
 /// `[postgres]`: the monitored database.

@@ -85,6 +85,18 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     }
     check_control(c, &mut out);
     super::backup::validate(&c.backup, &mut out);
+    if c.history.retention.is_zero() {
+        out.push(Problem::new(
+            "history.retention",
+            "must be greater than zero (e.g. \"24h\")",
+        ));
+    }
+    if c.history.max_entries == 0 || c.history.max_entries > 1_000_000 {
+        out.push(Problem::new(
+            "history.max_entries",
+            "must be between 1 and 1000000",
+        ));
+    }
     if c.backup.databases.is_empty() {
         check_default_database(c, &mut out);
     }

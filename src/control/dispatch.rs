@@ -46,6 +46,20 @@ impl Dispatcher {
                 Err(e) => Reply::error(e.to_string()),
             },
             Request::Info => self.info().await,
+            Request::History {
+                service,
+                since_seconds,
+            } => {
+                let from = since_seconds.map_or(0.0, |s| crate::unix_now() - s.max(0.0));
+                let entries = self.board.history(service, from);
+                let summary = crate::monitor::history::summarize(&entries);
+                Reply::data(&super::protocol::HistoryReply {
+                    service,
+                    since: from,
+                    entries,
+                    summary,
+                })
+            }
             other => super::backup_cmds::handle(&self.backup, &self.config, other).await,
         }
     }

@@ -77,6 +77,13 @@ pub enum Request {
     },
     Reload,
     Info,
+    /// A service's check history and its summary.
+    History {
+        service: Service,
+        /// How far back, in seconds; everything kept when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_seconds: Option<f64>,
+    },
     /// Back up one database, or each configured one; with `wait`, reply when done.
     BackupCreate {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,6 +127,7 @@ pub const COMMANDS: &[&str] = &[
     "task",
     "reload",
     "info",
+    "history",
     "backup_create",
     "backup_list",
     "backup_status",
@@ -374,6 +382,16 @@ pub struct InfoReply {
     pub last_reload_ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reload_error: Option<String>,
+}
+
+/// Reply to `history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryReply {
+    pub service: Service,
+    /// Start of the window, Unix seconds.
+    pub since: f64,
+    pub entries: Vec<crate::monitor::history::Entry>,
+    pub summary: crate::monitor::history::Summary,
 }
 
 /// Reply to `status`: the one-screen overview.

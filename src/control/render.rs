@@ -20,6 +20,9 @@ pub fn render(req: &Request, reply: &Reply) -> String {
         }
         Request::Reload => parse::<ReloadReply>(reply).map(|r| reload(&r)),
         Request::Info => parse::<InfoReply>(reply).map(|i| info(&i)),
+        Request::History { .. } => {
+            parse::<super::protocol::HistoryReply>(reply).map(|h| history(&h))
+        }
         other => super::render_backup::render(other, reply),
     };
     out.unwrap_or_else(|| serde_json::to_string_pretty(&reply.data).unwrap_or_default() + "\n")
@@ -138,6 +141,60 @@ fn tasks(list: &[TaskInfo], now: f64) -> String {
         ]);
     }
     table(&rows)
+}
+
+fn history(h: &super::protocol::HistoryReply) -> String {
+    let mut rows = vec![[
+        "TIME (UTC)",
+        "STATE",
+        "LATENCY",
+        "CONNECTIONS",
+        "MEMORY",
+        "HIT RATIO",
+        "WRITE/READ",
+        "ERROR",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for e in &h.entries {
+        let at = chrono::DateTime::from_timestamp_millis((e.at * 1000.0) as i64)
+            .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+        rows.push(vec![
+            at,
+            if e.ok { "up".into() } else { "DOWN".into() },
+            e.latency_seconds
+                .map_or("-".into(), |l| format!("{:.1}ms", l * 1000.0)),
+            e.connections.map_or("-".into(), |c| c.to_string()),
+            e.memory_bytes.map_or("-".into(), |m| bytes(m as f64)),
+            e.hit_ratio
+                .map_or("-".into(), |r| format!("{:.1}%", r * 100.0)),
+            e.write_read_ok.map_or(
+                "-".into(),
+                |ok| if ok { "ok".into() } else { "FAILED".into() },
+            ),
+            e.error.clone().unwrap_or_default(),
+        ]);
+    }
+    let s = &h.summary;
+    let ms = |v: Option<f64>| v.map_or("-".into(), |l| format!("{:.1}ms", l * 1000.0));
+    let mut out = if h.entries.is_empty() {
+        format!("no checks of {} recorded in this window\n", h.service)
+    } else {
+        table(&rows)
+    };
+    out += &format!(
+        "\n{}: {} checks, availability {}, latency min {} / mean {} / p95 {} / max {}, {} incidents{}\n",
+        h.service,
+        s.entries,
+        s.availability.map_or("-".into(), |a| format!("{:.2}%", a * 100.0)),
+        ms(s.latency_min),
+        ms(s.latency_mean),
+        ms(s.latency_p95),
+        ms(s.latency_max),
+        s.incidents,
+        s.longest_outage_seconds.map_or(String::new(), |o| format!(", longest outage {}", duration(o)))
+    );
+    out
 }
 
 fn reload(r: &ReloadReply) -> String {

@@ -18,12 +18,18 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone)]
 pub struct Board {
     slots: Arc<[watch::Sender<Option<Arc<CheckResult>>>; 2]>,
+    /// Recent checks per service; locked only for a push or a copy, never across an await.
+    history: Arc<std::sync::Mutex<[history::Ring; 2]>>,
 }
 
 impl Default for Board {
     fn default() -> Self {
         Self {
             slots: Arc::new([watch::Sender::new(None), watch::Sender::new(None)]),
+            history: Arc::new(std::sync::Mutex::new([
+                history::Ring::default(),
+                history::Ring::default(),
+            ])),
         }
     }
 }
@@ -33,9 +39,29 @@ impl Board {
         &self.slots[s as usize]
     }
 
-    /// Stores a result as the service's newest.
+    /// Stores a result as the service's newest, and in its history.
     pub fn publish(&self, r: CheckResult) {
+        if let Ok(mut h) = self.history.lock() {
+            h[r.service as usize].push(history::Entry::from_check(&r));
+        }
         self.slot(r.service).send_replace(Some(Arc::new(r)));
+    }
+
+    /// Applies `[history]` limits (at start and on reload).
+    pub fn set_history_limits(&self, retention: Duration, max_entries: usize) {
+        if let Ok(mut h) = self.history.lock() {
+            for ring in h.iter_mut() {
+                ring.set_limits(retention, max_entries);
+            }
+        }
+    }
+
+    /// A service's history from `from` (Unix seconds) on, oldest first.
+    pub fn history(&self, s: Service, from: f64) -> Vec<history::Entry> {
+        self.history
+            .lock()
+            .map(|h| h[s as usize].since(from))
+            .unwrap_or_default()
     }
 
     /// The newest result of a service, if it was checked yet.
