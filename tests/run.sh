@@ -44,6 +44,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v age >/dev/null 2>&1 || missing+=(age)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 command -v gunzip >/dev/null 2>&1 || missing+=(gzip)
+# The unit-file test runs systemd-analyze verify.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing missing packages: ${missing[*]}"

@@ -105,3 +105,54 @@ fn sighup_reports_reloading_then_ready() {
         "SIGHUP did not send RELOADING=1 then READY=1: {lines:?}"
     );
 }
+
+/// The shipped unit passes `systemd-analyze verify` (with ExecStart pointed at the binary
+/// under test, since the unit expects it installed in /usr/local/bin).
+#[test]
+fn shipped_unit_passes_systemd_analyze_verify() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/steward.service"
+    ))
+    .unwrap();
+    for needed in [
+        "Type=notify",
+        "WatchdogSec=",
+        "ExecReload=",
+        "Restart=on-failure",
+        "User=steward",
+        "StateDirectory=",
+        "RuntimeDirectory=",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+        "CapabilityBoundingSet=\n",
+        "RestrictAddressFamilies=",
+        "SystemCallFilter=@system-service",
+    ] {
+        assert!(unit.contains(needed), "the unit lacks {needed:?}");
+    }
+    let dir = short_tempdir("unit-");
+    let path = dir.path().join("steward.service");
+    let bin = env!("CARGO_BIN_EXE_steward");
+    std::fs::write(&path, unit.replace("/usr/local/bin/steward", bin)).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect(
+            "systemd-analyze (Debian package systemd) must be installed; tests/run.sh installs it",
+        );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Lines about other units of this host (not ours) are not the unit's fault.
+    let ours: Vec<&str> = text.lines().filter(|l| l.contains("steward")).collect();
+    assert!(
+        out.status.success() && ours.is_empty(),
+        "systemd-analyze verify failed:\n{text}"
+    );
+}
