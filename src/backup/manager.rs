@@ -138,8 +138,17 @@ impl Manager {
                 .inc();
         }
         self.refresh_metrics();
-        while let Some(cmd) = rx.recv().await {
-            self.handle_cmd(cmd);
+        // Free space and the catalog change behind steward's back too (other writers, deletions).
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle_cmd(cmd),
+                    None => return,
+                },
+                _ = tick.tick() => self.refresh_metrics(),
+            }
         }
     }
 
