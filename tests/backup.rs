@@ -1579,3 +1579,47 @@ fn metrics_after_a_good_backup() {
         "promtool check metrics reported:\n{text}\n--- /metrics\n{body}"
     );
 }
+
+/// A pg_dump older than the server is refused before it runs, with the version needed; the
+/// failure is recorded like any other.
+#[test]
+fn older_pg_dump_is_refused_up_front() {
+    use std::os::unix::fs::PermissionsExt;
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let tools = short_tempdir("olddump-");
+    let fake = tools.path().join("pg_dump");
+    // What an old client package's pg_dump answers; anything it would dump is never asked for.
+    fs::write(&fake, "#!/bin/sh\n[ \"$1\" = --version ] && echo 'pg_dump (PostgreSQL) 12.22' && exit 0\nexit 3\n").unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let fake_path = fake.to_string_lossy().into_owned();
+    let st = builder(&pg, &redis)
+        .with(|s| {
+            s.backup = s.backup.replacen(
+                "[backup]\n",
+                &format!("[backup]\npg_dump_path = {fake_path:?}\n"),
+                1,
+            )
+        })
+        .start();
+    let out = st.ctl(&["backup", "create", "--wait"]);
+    let err = error_of(&out);
+    assert!(
+        err.contains("older than the server") && err.contains("postgresql-client-"),
+        "unclear refusal: {err}"
+    );
+    let metas = list(&st);
+    assert_eq!(metas.len(), 1, "{metas:?}");
+    assert_eq!(metas[0].status, BackupStatus::Failed);
+    assert_eq!(metas[0].pg_dump_version.as_deref(), Some("12.22"));
+    let dir = catalog::db_dir(&default_backup_dir(&st), PG_DB);
+    let names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| n.ends_with(".json")),
+        "only the failed entry's metadata: {names:?}"
+    );
+}
