@@ -9,7 +9,6 @@ use super::pgconn::PgTarget;
 use super::restore::{self, StoredBackup};
 use super::run::pg_error;
 use super::{BackupKind, Ctx};
-use std::str::FromStr;
 use std::time::Instant;
 
 /// `backup verify ID [--restore-test]`.
@@ -217,19 +216,15 @@ fn identities(ctx: &Ctx) -> Result<Vec<age::x25519::Identity>, BackupError> {
             path.display()
         ))
     })?;
-    Ok(text
-        .lines()
-        .filter_map(|l| age::x25519::Identity::from_str(l.trim()).ok())
-        .collect())
+    Ok(crate::config::parse_identities(&text))
 }
 
-/// Hash, size, stream and metadata checks; `ok` only when all pass.
 /// Metadata checksum, file size and SHA-256: what must hold before any database is touched.
 async fn quick_check(ctx: &Ctx, meta: &BackupMeta) -> Result<(bool, Vec<Check>), BackupError> {
     let b = stored(ctx, meta)?;
     let progress = ctx.progress.clone();
     let path = b.path.clone();
-    let hashed = tokio::task::spawn_blocking(move || hash_file(&path, &progress))
+    let hashed = tokio::task::spawn_blocking(move || hash_file(&path, progress))
         .await
         .map_err(|e| BackupError::Failed(format!("hashing stopped: {e}")))?;
     let (sha, size) = hashed
@@ -256,23 +251,16 @@ async fn quick_check(ctx: &Ctx, meta: &BackupMeta) -> Result<(bool, Vec<Check>),
 
 fn hash_file(
     path: &std::path::Path,
-    progress: &std::sync::atomic::AtomicU64,
+    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> std::io::Result<(String, u64)> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok((hex::encode(h.finalize()), total));
-        }
-        h.update(&buf[..n]);
-        total += n as u64;
-        progress.store(total, std::sync::atomic::Ordering::Relaxed);
-    }
+    let file = std::fs::File::open(path)?;
+    let mut reader = super::pipeline_io::HashingReader::new(
+        std::io::BufReader::with_capacity(1 << 20, file),
+        progress,
+    );
+    std::io::copy(&mut reader, &mut std::io::sink())?;
+    let (size, sha) = reader.finish();
+    Ok((sha, size))
 }
 
 async fn check(ctx: &Ctx, meta: &BackupMeta) -> Result<(bool, Vec<Check>), BackupError> {

@@ -228,12 +228,7 @@ fn validate_encryption(e: &EncryptionConfig, out: &mut Vec<super::Problem>) {
                 format!("cannot read {}: {err}", path.display()),
             )),
             Ok(text) => {
-                let ok = text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .any(|l| age::x25519::Identity::from_str(l).is_ok());
-                if !ok {
+                if parse_identities(&text).is_empty() {
                     out.push(Problem::new(
                         "backup.encryption.identity_file",
                         format!(
@@ -245,6 +240,15 @@ fn validate_encryption(e: &EncryptionConfig, out: &mut Vec<super::Problem>) {
             }
         }
     }
+}
+
+/// The age identities in an identity file's text (`age-keygen` output: comments and blank
+/// lines around `AGE-SECRET-KEY-1…` lines).
+pub fn parse_identities(text: &str) -> Vec<age::x25519::Identity> {
+    use std::str::FromStr;
+    text.lines()
+        .filter_map(|l| age::x25519::Identity::from_str(l.trim()).ok())
+        .collect()
 }
 
 /// Names usable as a directory under `backup.dir` without any escaping.

@@ -5,7 +5,8 @@ mod load;
 mod validate;
 
 pub use backup::{
-    is_database_dir_name, BackupConfig, Compression, DumpFormat, EncryptionConfig, ScheduleConfig,
+    is_database_dir_name, parse_identities, BackupConfig, Compression, DumpFormat,
+    EncryptionConfig, ScheduleConfig,
 };
 pub use load::{load, resolve_path, LoadError};
 pub use validate::Problem;
