@@ -206,6 +206,18 @@ pub struct PoolState {
     pub in_use: u32,
 }
 
+impl PoolState {
+    /// A bb8 pool's state, with its configured maximum.
+    pub fn of(s: &bb8::State, max: u32) -> Self {
+        Self {
+            max,
+            open: s.connections,
+            idle: s.idle_connections,
+            in_use: s.connections.saturating_sub(s.idle_connections),
+        }
+    }
+}
+
 /// What a PostgreSQL check measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct PgFigures {
@@ -266,6 +278,24 @@ pub struct CheckResult {
     pub postgres: Option<PgFigures>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisFigures>,
+}
+
+impl CheckResult {
+    /// A check of `service` that has found nothing yet: down, no figures; probes fill it in.
+    pub fn unchecked(service: Service) -> Self {
+        Self {
+            service,
+            up: false,
+            checked_at: 0.0,
+            latency_seconds: None,
+            duration_seconds: 0.0,
+            error: None,
+            write_read: None,
+            pool: None,
+            postgres: None,
+            redis: None,
+        }
+    }
 }
 
 /// A service and its newest check (none yet right after start).

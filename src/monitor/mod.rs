@@ -354,16 +354,9 @@ mod tests {
 
     fn result(service: Service, up: bool) -> CheckResult {
         CheckResult {
-            service,
             up,
             checked_at: 1.0,
-            latency_seconds: None,
-            duration_seconds: 0.0,
-            error: None,
-            write_read: None,
-            pool: None,
-            postgres: None,
-            redis: None,
+            ..CheckResult::unchecked(service)
         }
     }
 

@@ -68,13 +68,7 @@ impl PgProbe {
     }
 
     fn pool_state(&self) -> PoolState {
-        let s = self.pool.state();
-        PoolState {
-            max: self.cfg.pool_max,
-            open: s.connections,
-            idle: s.idle_connections,
-            in_use: s.connections.saturating_sub(s.idle_connections),
-        }
+        PoolState::of(&self.pool.state(), self.cfg.pool_max)
     }
 
     async fn connect_and_ping(&self) -> Result<PooledConnection<'static, Manager>, String> {
@@ -199,18 +193,7 @@ impl Probe for PgProbe {
         let started = Instant::now();
         let metrics = self.metrics.clone();
         let deadline = Deadline::after(self.cfg.timeout);
-        let mut result = CheckResult {
-            service: Service::Postgres,
-            up: false,
-            checked_at: 0.0,
-            latency_seconds: None,
-            duration_seconds: 0.0,
-            error: None,
-            write_read: None,
-            pool: None,
-            postgres: None,
-            redis: None,
-        };
+        let mut result = CheckResult::unchecked(Service::Postgres);
         let (took, conn) = step(
             &metrics,
             Service::Postgres,

@@ -74,13 +74,7 @@ impl RedisProbe {
     }
 
     fn pool_state(&self) -> PoolState {
-        let s = self.pool.state();
-        PoolState {
-            max: self.cfg.pool_max,
-            open: s.connections,
-            idle: s.idle_connections,
-            in_use: s.connections.saturating_sub(s.idle_connections),
-        }
+        PoolState::of(&self.pool.state(), self.cfg.pool_max)
     }
 
     async fn connect_and_ping(
@@ -210,18 +204,7 @@ impl Probe for RedisProbe {
         let started = Instant::now();
         let metrics = self.metrics.clone();
         let deadline = Deadline::after(self.cfg.timeout);
-        let mut result = CheckResult {
-            service: Service::Redis,
-            up: false,
-            checked_at: 0.0,
-            latency_seconds: None,
-            duration_seconds: 0.0,
-            error: None,
-            write_read: None,
-            pool: None,
-            postgres: None,
-            redis: None,
-        };
+        let mut result = CheckResult::unchecked(Service::Redis);
         let (took, conn) = step(
             &metrics,
             Service::Redis,

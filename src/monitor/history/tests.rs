@@ -305,19 +305,15 @@ fn sparkline_width_characters_and_gaps() {
 
 fn check(service: Service) -> CheckResult {
     CheckResult {
-        service,
         up: true,
         checked_at: 1_700_000_000.5,
         latency_seconds: Some(0.004),
         duration_seconds: 0.02,
-        error: None,
         write_read: Some(WriteRead {
             ok: true,
             error: None,
         }),
-        pool: None,
-        postgres: None,
-        redis: None,
+        ..CheckResult::unchecked(service)
     }
 }
 
