@@ -95,21 +95,8 @@ fi
 
 # --- temp dir, cleanup ----------------------------------------------------------------------
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-ports=()
-free_port() {
-    local p tries=0
-    while :; do
-        p=$((20000 + RANDOM % 40000))
-        tries=$((tries + 1))
-        [ "$tries" -lt 500 ] || die "no free port found"
-        port_open "$p" && continue
-        [[ " ${ports[*]} " == *" $p "* ]] && continue
-        ports+=("$p")
-        printf '%s\n' "$p"
-        return
-    done
-}
+# shellcheck source=benches/ports.sh
+. benches/ports.sh
 
 tmp=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/steward-bench-backup.XXXXXX")
 pgdir=$tmp/pg
@@ -161,7 +148,8 @@ fi
 
 # --- throwaway cluster ----------------------------------------------------------------------
 
-PG_PORT=$(free_port)
+pick_port
+PG_PORT=${ports[-1]}
 PG_PASSWORD=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
 mkdir -m 0700 "$pgdir"
 printf '%s\n' "$PG_PASSWORD" >"$pgdir/pwfile"
@@ -247,7 +235,8 @@ while read -r var; do
 done < <(compgen -e)
 
 # Redis is not part of this benchmark: steward points at a closed port and reports it down.
-REDIS_PORT=$(free_port)
+pick_port
+REDIS_PORT=${ports[-1]}
 
 # start_steward NAME COMPRESSION LEVEL: a daemon with its own dir, socket and backup dir;
 # records its pid in steward_pid[NAME].
@@ -255,6 +244,7 @@ declare -A steward_pid=()
 start_steward() {
     local name=$1 compression=$2 level=$3 dir=$tmp/steward-$1 pid deadline
     mkdir -p "$dir"
+    pick_port
     cat >"$dir/steward.toml" <<EOF
 [postgres]
 url = "postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
@@ -269,7 +259,7 @@ timeout = "5s"
 write_read_test = false
 
 [metrics]
-listen = "127.0.0.1:$(free_port)"
+listen = "127.0.0.1:${ports[-1]}"
 
 [control]
 socket = "$dir/ctl.sock"

@@ -130,7 +130,8 @@ fi
 
 # --- servers --------------------------------------------------------------------------------
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# shellcheck source=benches/ports.sh
+. benches/ports.sh
 port_open 5432 || die "no PostgreSQL listening on 127.0.0.1:5432"
 port_open 6379 || die "no Redis listening on 127.0.0.1:6379"
 
@@ -141,19 +142,6 @@ case $PG_URL in
     *) PG_DSN="$PG_URL?sslmode=disable" ;;
 esac
 
-ports=()
-pick_port() {
-    local p tries=0
-    while :; do
-        p=$((20000 + RANDOM % 40000))
-        tries=$((tries + 1))
-        [ "$tries" -lt 500 ] || die "no free port found"
-        port_open "$p" && continue
-        [[ " ${ports[*]} " == *" $p "* ]] && continue
-        ports+=("$p")
-        return
-    done
-}
 pick_port
 pick_port
 pick_port
