@@ -77,6 +77,8 @@ pub(super) enum Cmd {
         job: String,
         backup: Option<Box<BackupMeta>>,
     },
+    /// Retention deleted backups: the catalog gauges need refreshing.
+    Pruned,
 }
 
 struct Job {
@@ -175,8 +177,16 @@ impl Manager {
                 });
             }
             Cmd::Status { reply } => {
-                let status = super::status::build(&self.cfg(), self.job_infos(), &self.next_runs);
-                let _ = reply.send(status);
+                // Reading the catalog is file I/O: off the actor, like `List`.
+                let (cfg, jobs, next) = (self.cfg(), self.job_infos(), self.next_runs.clone());
+                tokio::spawn(async move {
+                    let built = tokio::task::spawn_blocking(move || {
+                        super::status::build(&cfg, jobs, &next)
+                    });
+                    if let Ok(status) = built.await {
+                        let _ = reply.send(status);
+                    }
+                });
             }
             Cmd::Verify {
                 id,
@@ -216,20 +226,7 @@ impl Manager {
                     let _ = tx.send(Cmd::Done { job, backup: None }).await;
                 });
             }
-            Cmd::Prune { dry_run, reply } => {
-                let ctx = self.ctx(Arc::new(AtomicU64::new(0)));
-                let tx = self.handle.tx.clone();
-                tokio::spawn(async move {
-                    let out = super::prune::run(&ctx, dry_run).await;
-                    let _ = reply.send(out);
-                    let _ = tx
-                        .send(Cmd::Done {
-                            job: String::new(),
-                            backup: None,
-                        })
-                        .await;
-                });
-            }
+            Cmd::Prune { dry_run, reply } => self.prune(dry_run, Some(reply)),
             Cmd::Jobs { reply } => {
                 let _ = reply.send(self.job_infos());
             }
@@ -244,6 +241,7 @@ impl Manager {
                 self.next_runs = runs;
             }
             Cmd::Done { job, backup } => self.done(job, backup),
+            Cmd::Pruned => self.refresh_metrics(),
         }
     }
 
@@ -311,22 +309,32 @@ impl Manager {
                 .inc();
             if meta.is_good() {
                 // Retention runs after each good backup.
-                let ctx = self.ctx(Arc::new(AtomicU64::new(0)));
-                let tx = self.handle.tx.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = super::prune::run(&ctx, false).await {
-                        tracing::warn!(error = %e, "retention after backup failed");
-                    }
-                    let _ = tx
-                        .send(Cmd::Done {
-                            job: String::new(),
-                            backup: None,
-                        })
-                        .await;
-                });
+                self.prune(false, None);
             }
+            self.refresh_metrics();
         }
-        self.refresh_metrics();
+    }
+
+    /// Runs retention as a job of its own; `reply` is the requester's, if any.
+    fn prune(
+        &self,
+        dry_run: bool,
+        reply: Option<oneshot::Sender<Result<PruneReply, BackupError>>>,
+    ) {
+        let ctx = self.ctx(Arc::new(AtomicU64::new(0)));
+        let tx = self.handle.tx.clone();
+        tokio::spawn(async move {
+            let out = super::prune::run(&ctx, dry_run).await;
+            if let (Err(e), None) = (&out, &reply) {
+                tracing::warn!(error = %e, "retention after backup failed");
+            }
+            if !dry_run {
+                let _ = tx.send(Cmd::Pruned).await;
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(out);
+            }
+        });
     }
 
     fn add_job(
