@@ -338,6 +338,8 @@ async fn restore_into_new(
     meta: &BackupMeta,
     name: &str,
 ) -> Result<RestoreSummary, BackupError> {
+    // Progress now counts this restore's reading of the file, not the check before it.
+    ctx.progress.store(0, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let admin = admin(ctx).await?;
     admin
