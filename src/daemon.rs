@@ -78,18 +78,45 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         MonitorHandle::new(Service::Postgres),
         MonitorHandle::new(Service::Redis),
     );
+    // Before the scheduler: its first (catch-up) decision already sees a persisted maintenance.
+    let maintenance =
+        crate::maintenance::start(cfg_rx.clone(), metrics.clone(), &board, root.child_token());
     spawn_monitors(&sup, &cfg_rx, &board, &metrics, &handles).await?;
-    let backup = crate::backup::start(cfg_rx.clone(), metrics.clone(), root.child_token());
+    let backup = crate::backup::start(
+        cfg_rx.clone(),
+        metrics.clone(),
+        root.child_token(),
+        maintenance.clone(),
+    );
     {
-        let (rx, b) = (cfg_rx.clone(), backup.clone());
+        let rx = cfg_rx.clone();
+        let parts = crate::backup::scheduler::SchedulerParts {
+            backup: backup.clone(),
+            maintenance: maintenance.clone(),
+            metrics: metrics.clone(),
+        };
         sup.spawn(
             "backup.scheduler",
             factory(move |token| {
-                crate::backup::scheduler::run(b.clone(), rx.borrow().clone(), token)
+                crate::backup::scheduler::run(parts.clone(), rx.borrow().clone(), token)
             }),
         )
         .await?;
     }
+    let alerts = {
+        let m = maintenance.subscribe();
+        crate::alerts::start(
+            crate::alerts::Inputs {
+                config: cfg_rx.clone(),
+                board: board.clone(),
+                backup: backup.clone(),
+                supervisor: sup.clone(),
+                metrics: metrics.clone(),
+                maintenance: Arc::new(move || m.borrow().is_some()),
+            },
+            root.child_token(),
+        )
+    };
     let state = HttpState {
         metrics: metrics.clone(),
         board: board.clone(),
@@ -123,6 +150,8 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         redis: handles.1,
         reload: reload.clone(),
         backup: backup.clone(),
+        maintenance: maintenance.clone(),
+        alerts,
         config: cfg_rx.clone(),
         config_file: opts.config_file.clone(),
         started_at: crate::unix_now(),

@@ -2,11 +2,13 @@
 //!
 //! The binary (`src/main.rs`) only parses the command line; everything else lives here.
 
+pub mod alerts;
 pub mod backup;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod logging;
+pub mod maintenance;
 pub mod metrics;
 pub mod monitor;
 pub mod reload;
@@ -22,4 +24,11 @@ pub fn unix_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// This machine's name, for the heartbeat row, the probe key and Alertmanager's `instance`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }

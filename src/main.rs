@@ -56,6 +56,8 @@ enum Command {
     Reload,
     /// Version, uptime, config file, intervals, task summary
     Info,
+    /// Alert rules: state (inactive, pending, firing, resolved), since, value, threshold
+    Alerts,
     /// Recent checks of a service with a summary (availability, latency, incidents)
     History {
         /// postgres or redis
@@ -69,6 +71,28 @@ enum Command {
         #[command(subcommand)]
         action: BackupCmd,
     },
+    /// Maintenance mode: alerts suppressed, scheduled backups skipped, flag published in Redis
+    Maintenance {
+        #[command(subcommand)]
+        action: MaintenanceCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum MaintenanceCmd {
+    /// Turn maintenance mode on (again: change its reason and end)
+    On {
+        /// Why, shown by `status` and published in Redis for the application
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// End by itself after this long, e.g. 30m or 2h [default: until `maintenance off`]
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+    },
+    /// Turn maintenance mode off
+    Off,
+    /// Whether it is on, since when, until when, why; the Redis key; recent periods
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -256,11 +280,20 @@ fn request(cmd: &Command) -> Request {
         }
         Command::Reload => Request::Reload,
         Command::Info => Request::Info,
+        Command::Alerts => Request::Alerts,
         Command::History { service, since } => Request::History {
             service: *service,
             since_seconds: since.map(|d| d.as_secs_f64()),
         },
         Command::Backup { action } => backup_request(action),
+        Command::Maintenance { action } => match action {
+            MaintenanceCmd::On { reason, duration } => Request::MaintenanceOn {
+                reason: reason.clone(),
+                for_seconds: duration.map(|d| d.as_secs_f64()),
+            },
+            MaintenanceCmd::Off => Request::MaintenanceOff,
+            MaintenanceCmd::Status => Request::MaintenanceStatus,
+        },
         Command::Run | Command::CheckConfig => Request::Status,
     }
 }

@@ -190,6 +190,8 @@ pub fn diff(old: &Config, new: &Config) -> ReloadReply {
     section("redis", old.redis != new.redis, Some("monitor.redis"));
     section("backup", old.backup != new.backup, Some("backup.scheduler"));
     section("history", old.history != new.history, None);
+    // Read when a scheduled backup is due: applies without a restart.
+    section("maintenance", old.maintenance != new.maintenance, None);
     section("metrics", old.metrics != new.metrics, None);
     section("control", old.control != new.control, None);
     section("state", old.state != new.state, None);

@@ -2,7 +2,8 @@
 # The whole test suite: `bash tests/run.sh` (also what CI runs, through .ci/run).
 #
 # 1. Installs what the tests need when it is missing (Debian/Ubuntu, as root or through sudo):
-#    promtool (package prometheus), PostgreSQL server binaries (postgresql) and redis-server.
+#    promtool and prometheus (package prometheus), prometheus-alertmanager and amtool
+#    (package prometheus-alertmanager), PostgreSQL server binaries (postgresql) and redis-server.
 #    `apt-get update` runs once, and only when something has to be installed.
 # 2. cargo fmt --check
 # 3. cargo clippy --all-targets -- -D warnings
@@ -37,6 +38,9 @@ have_pg_server() {
 
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# Real peers of the Prometheus end-to-end test: prometheus (same package as promtool) scrapes
+# steward and alerts to Alertmanager (prometheus-alertmanager, which also ships amtool).
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 have_pg_server || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # Real peers of the backup tests: the age CLI decrypts steward's encrypted backups, the
@@ -51,6 +55,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     say "installing missing packages: ${missing[*]}"
     bash tests/apt-install.sh "${missing[@]}" || die "could not install ${missing[*]}"
     command -v promtool >/dev/null 2>&1 || die "promtool still missing after installing prometheus"
+    command -v prometheus-alertmanager >/dev/null 2>&1 || die "prometheus-alertmanager still missing"
     have_pg_server || die "PostgreSQL server binaries (initdb, pg_ctl) still missing"
     command -v redis-server >/dev/null 2>&1 || die "redis-server still missing"
 fi

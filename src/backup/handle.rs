@@ -11,6 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Clone)]
 pub struct BackupHandle {
     pub(super) tx: mpsc::Sender<Cmd>,
+    /// Bumped whenever a job ends or retention deleted something.
+    pub(super) events: tokio::sync::watch::Receiver<u64>,
 }
 
 impl BackupHandle {
@@ -97,6 +99,12 @@ impl BackupHandle {
                 Err(_) => return true,
             }
         }
+    }
+
+    /// Changes whenever the catalog may have changed (a backup ended, retention ran), so the
+    /// alert engine re-reads it then rather than on a guess.
+    pub fn events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.events.clone()
     }
 
     /// Tells the actor the scheduler's next run times, for status and metrics.

@@ -92,10 +92,13 @@ pub(super) struct Manager {
     pub metrics: Arc<Metrics>,
     pub handle: BackupHandle,
     cancel: CancellationToken,
+    /// A restore replacing a database turns maintenance mode on for its duration.
+    maintenance: crate::maintenance::MaintenanceHandle,
     running: HashMap<String, String>,
     jobs: HashMap<String, Job>,
     next_runs: Vec<(BackupKind, DateTime<Utc>)>,
     seq: u64,
+    events: watch::Sender<u64>,
 }
 
 /// Starts the actor: sweeps interrupted runs, then serves requests.
@@ -104,18 +107,25 @@ pub fn start(
     config: watch::Receiver<Arc<Config>>,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
+    maintenance: crate::maintenance::MaintenanceHandle,
 ) -> BackupHandle {
     let (tx, rx) = mpsc::channel(64);
-    let handle = BackupHandle { tx };
+    let (events, events_rx) = watch::channel(0);
+    let handle = BackupHandle {
+        tx,
+        events: events_rx,
+    };
     let m = Manager {
         config,
         metrics,
         handle: handle.clone(),
         cancel,
+        maintenance,
         running: HashMap::new(),
         jobs: HashMap::new(),
         next_runs: Vec::new(),
         seq: 0,
+        events,
     };
     tokio::spawn(m.run(rx));
     handle
@@ -240,8 +250,14 @@ impl Manager {
                 }
                 self.next_runs = runs;
             }
-            Cmd::Done { job, backup } => self.done(job, backup),
-            Cmd::Pruned => self.refresh_metrics(),
+            Cmd::Done { job, backup } => {
+                self.done(job, backup);
+                self.events.send_modify(|n| *n += 1);
+            }
+            Cmd::Pruned => {
+                self.refresh_metrics();
+                self.events.send_modify(|n| *n += 1);
+            }
         }
     }
 
@@ -395,6 +411,7 @@ impl Manager {
             handle: self.handle.clone(),
             progress,
             cancel: self.cancel.clone(),
+            maintenance: self.maintenance.clone(),
         }
     }
 

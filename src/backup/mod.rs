@@ -39,6 +39,8 @@ pub(crate) struct Ctx {
     pub scrubber: Scrubber,
     /// Cancelled at shutdown: a running dump or restore stops and cleans up after itself.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// A restore replacing a database holds maintenance mode on while it runs.
+    pub maintenance: crate::maintenance::MaintenanceHandle,
 }
 
 use serde::{Deserialize, Serialize};

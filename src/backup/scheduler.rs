@@ -1,9 +1,12 @@
 //! The `backup.scheduler` task: catch-up at start, then a backup of every configured database
-//! at each scheduled time.
+//! at each scheduled time; in maintenance mode scheduled backups are skipped (and counted) unless
+//! `[maintenance] run_backups`, and catch-up runs again when maintenance ends.
 
 use super::schedule::Schedules;
 use super::{BackupError, BackupHandle, BackupKind};
 use crate::config::Config;
+use crate::maintenance::MaintenanceHandle;
+use crate::metrics::Metrics;
 use crate::supervisor::{TaskError, TaskResult};
 use chrono::Utc;
 use std::sync::Arc;
@@ -20,17 +23,46 @@ pub fn databases(cfg: &Config) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What the scheduler works with besides the config.
+#[derive(Clone)]
+pub struct SchedulerParts {
+    pub backup: BackupHandle,
+    /// Scheduled backups give way to maintenance mode.
+    pub maintenance: MaintenanceHandle,
+    pub metrics: Arc<Metrics>,
+}
+
 /// One run of the task, until cancelled.
-pub async fn run(handle: BackupHandle, cfg: Arc<Config>, cancel: CancellationToken) -> TaskResult {
+pub async fn run(parts: SchedulerParts, cfg: Arc<Config>, cancel: CancellationToken) -> TaskResult {
     let schedules =
         Schedules::from_config(&cfg.backup.schedule).map_err(TaskError::from_display)?;
     let dbs = databases(&cfg);
+    for db in &dbs {
+        for kind in [BackupKind::Daily, BackupKind::Weekly] {
+            parts
+                .metrics
+                .backup
+                .skipped
+                .with_label_values(&[db, kind.as_str()]);
+        }
+    }
+    let handle = &parts.backup;
+    let mut maintenance = parts.maintenance.subscribe();
+    maintenance.borrow_and_update();
     handle.set_next_runs(schedules.next_runs(Utc::now())).await;
-    catch_up(&handle, &schedules, &dbs, &cancel).await;
+    catch_up(&parts, &schedules, &dbs, &cancel).await;
     loop {
         let Some((kind, at)) = schedules.next(Utc::now()) else {
-            cancel.cancelled().await;
-            return Ok(());
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    Ok(()) = maintenance.changed() => {
+                        if ended(&mut maintenance) {
+                            catch_up(&parts, &schedules, &dbs, &cancel).await;
+                        }
+                    }
+                }
+            }
         };
         handle.set_next_runs(schedules.next_runs(Utc::now())).await;
         // Wall-clock time: re-check at least every minute, so a clock change is noticed.
@@ -42,23 +74,34 @@ pub async fn run(handle: BackupHandle, cfg: Arc<Config>, cancel: CancellationTok
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(left.min(Duration::from_secs(60))) => {}
+                Ok(()) = maintenance.changed() => {
+                    // What maintenance held back runs now, not at the next scheduled time.
+                    if ended(&mut maintenance) {
+                        catch_up(&parts, &schedules, &dbs, &cancel).await;
+                    }
+                }
             }
         }
         for db in &dbs {
-            let _ = start(&handle, db, kind, "scheduled").await;
+            let _ = start(&parts, db, kind, "scheduled").await;
         }
     }
+}
+
+/// Whether the maintenance change just seen is its end.
+fn ended(rx: &mut tokio::sync::watch::Receiver<Option<crate::maintenance::Maintenance>>) -> bool {
+    rx.borrow_and_update().is_none()
 }
 
 /// Runs now each scheduled kind whose newest good backup is older than its period, one after
 /// the other (one backup per database at a time).
 async fn catch_up(
-    handle: &BackupHandle,
+    parts: &SchedulerParts,
     schedules: &Schedules,
     dbs: &[String],
     cancel: &CancellationToken,
 ) {
-    let all = match handle.list(None).await {
+    let all = match parts.backup.list(None).await {
         Ok(all) => all,
         Err(e) => return tracing::warn!(error = %e, "cannot read the backup catalog for catch-up"),
     };
@@ -73,7 +116,7 @@ async fn catch_up(
             if !s.catch_up_due(newest, now) {
                 continue;
             }
-            if let Some(done) = start(handle, db, s.kind(), "catch-up").await {
+            if let Some(done) = start(parts, db, s.kind(), "catch-up").await {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = done => {}
@@ -84,12 +127,22 @@ async fn catch_up(
 }
 
 async fn start(
-    handle: &BackupHandle,
+    parts: &SchedulerParts,
     db: &str,
     kind: BackupKind,
     why: &str,
 ) -> Option<tokio::sync::oneshot::Receiver<super::catalog::BackupMeta>> {
-    match handle.create(db.to_string(), kind, None).await {
+    if let Some(m) = parts.maintenance.skips_scheduled_backups() {
+        parts
+            .metrics
+            .backup
+            .skipped
+            .with_label_values(&[db, kind.as_str()])
+            .inc();
+        tracing::info!(database = %db, kind = %kind, reason = why, maintenance = ?m.reason, "scheduled backup skipped: maintenance mode is on (it runs when maintenance ends; [maintenance] run_backups = true runs backups during maintenance)");
+        return None;
+    }
+    match parts.backup.create(db.to_string(), kind, None).await {
         Ok((started, done)) => {
             tracing::info!(id = %started.id, database = %db, kind = %kind, reason = why, "scheduled backup started");
             Some(done)

@@ -209,6 +209,23 @@ fn legacy_env(env: &HashMap<String, String>, problems: &mut Vec<Problem>) -> Map
             )),
         }
     }
+    if let Some(v) = env
+        .get("ALERT_THRESHOLD_RESPONSE_TIME")
+        .filter(|v| !v.is_empty())
+    {
+        // Milliseconds, as deployments set it; the rule's threshold is in seconds.
+        match v.trim().parse::<f64>() {
+            Ok(ms) if ms.is_finite() && ms > 0.0 => put(
+                "ALERTS__SLOW_RESPONSE__THRESHOLD",
+                (ms / 1000.0).to_string(),
+            ),
+            _ => problems.push(Problem::env(
+                "ALERT_THRESHOLD_RESPONSE_TIME",
+                v,
+                "a positive number of milliseconds",
+            )),
+        }
+    }
     if let Some(v) = env.get("REDIS_MAX_CONNECTIONS").filter(|v| !v.is_empty()) {
         match v.trim().parse::<u32>() {
             Ok(n) => put("REDIS__POOL_MAX", n.to_string()),
@@ -360,6 +377,34 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn alert_rules_from_file_and_environment() {
+        let f = file(
+            "[alerts.service_down]\nfor = \"5s\"\n[alerts.task_restarting]\nwindow = \"1m\"\n",
+        );
+        let c = load(
+            f.path(),
+            &env(&[
+                ("ALERT_THRESHOLD_RESPONSE_TIME", "250"),
+                ("STEWARD_ALERTS__REDIS_MEMORY_HIGH__THRESHOLD", "0.5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.alerts.service_down.for_.as_secs(), 5);
+        assert_eq!(c.alerts.task_restarting.window.unwrap().as_secs(), 60);
+        assert_eq!(c.alerts.task_restarting.threshold, Some(3.0));
+        assert_eq!(c.alerts.slow_response.threshold, Some(0.25));
+        assert_eq!(c.alerts.redis_memory_high.threshold, Some(0.5));
+        let bad = load(f.path(), &env(&[("ALERT_THRESHOLD_RESPONSE_TIME", "fast")])).unwrap_err();
+        assert!(
+            bad.to_string().contains("ALERT_THRESHOLD_RESPONSE_TIME"),
+            "{bad}"
+        );
+        let f = file("[alerts.backup_failed]\nwindow = \"1m\"\n");
+        let bad = load(f.path(), &env(&[])).unwrap_err().to_string();
+        assert!(bad.contains("alerts.backup_failed.window"), "{bad}");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The configuration: typed sections, defaults, loading (file + environment) and validation.
 
+mod alerts;
 mod backup;
 mod load;
 mod validate;
 
+pub use alerts::{AlertmanagerConfig, AlertsConfig, Rule, Severity};
 pub use backup::{
     is_database_dir_name, parse_identities, BackupConfig, Compression, DumpFormat,
     EncryptionConfig, ScheduleConfig,
@@ -33,6 +35,18 @@ pub struct Config {
     pub log: LogConfig,
     pub backup: BackupConfig,
     pub history: HistoryConfig,
+    pub maintenance: MaintenanceConfig,
+    pub alerts: AlertsConfig,
+    pub alertmanager: AlertmanagerConfig,
+}
+
+/// `[maintenance]`: what maintenance mode (`steward maintenance on`) holds back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// Run scheduled backups during maintenance too; by default they are skipped (and counted),
+    /// since maintenance work such as a migration or a restore makes a dump meaningless or slow.
+    pub run_backups: bool,
 }
 
 /// `[history]`: how much of each service's check history is kept in memory.

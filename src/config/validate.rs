@@ -85,6 +85,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     }
     check_control(c, &mut out);
     super::backup::validate(&c.backup, &mut out);
+    super::alerts::validate(&c.alerts, &c.alertmanager, &mut out);
     if c.history.retention.is_zero() {
         out.push(Problem::new(
             "history.retention",

@@ -21,6 +21,8 @@ pub struct Dispatcher {
     pub redis: MonitorHandle,
     pub reload: ReloadHandle,
     pub backup: crate::backup::BackupHandle,
+    pub maintenance: crate::maintenance::MaintenanceHandle,
+    pub alerts: crate::alerts::AlertHandle,
     pub config: watch::Receiver<Arc<Config>>,
     pub config_file: PathBuf,
     pub started_at: f64,
@@ -46,6 +48,10 @@ impl Dispatcher {
                 Err(e) => Reply::error(e.to_string()),
             },
             Request::Info => self.info().await,
+            Request::Alerts => match self.alerts.list().await {
+                Ok(a) => Reply::data(&a),
+                Err(e) => Reply::error(e.to_string()),
+            },
             Request::History {
                 service,
                 since_seconds,
@@ -59,6 +65,11 @@ impl Dispatcher {
                     entries,
                     summary,
                 })
+            }
+            req @ (Request::MaintenanceOn { .. }
+            | Request::MaintenanceOff
+            | Request::MaintenanceStatus) => {
+                super::maintenance_cmds::handle(&self.maintenance, req).await
             }
             other => super::backup_cmds::handle(&self.backup, &self.config, other).await,
         }

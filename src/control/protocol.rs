@@ -77,6 +77,8 @@ pub enum Request {
     },
     Reload,
     Info,
+    /// Every alert rule instance with its state, value and threshold.
+    Alerts,
     /// A service's check history and its summary.
     History {
         service: Service,
@@ -116,6 +118,16 @@ pub enum Request {
     },
     /// Backup, verify and restore jobs in progress, with their byte counts.
     BackupJobs,
+    /// Turn maintenance mode on (or change the current one's reason and end).
+    MaintenanceOn {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Ends by itself after this many seconds; stays on until `off` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        for_seconds: Option<f64>,
+    },
+    MaintenanceOff,
+    MaintenanceStatus,
 }
 
 /// The command names, for the error reply to an unknown one.
@@ -127,6 +139,7 @@ pub const COMMANDS: &[&str] = &[
     "task",
     "reload",
     "info",
+    "alerts",
     "history",
     "backup_create",
     "backup_list",
@@ -135,6 +148,9 @@ pub const COMMANDS: &[&str] = &[
     "backup_restore",
     "backup_prune",
     "backup_jobs",
+    "maintenance_on",
+    "maintenance_off",
+    "maintenance_status",
 ];
 
 /// A reply line: `{"ok":true,"data":…}` or `{"ok":false,"error":"…"}`.

@@ -20,8 +20,13 @@ pub fn render(req: &Request, reply: &Reply) -> String {
         }
         Request::Reload => parse::<ReloadReply>(reply).map(|r| reload(&r)),
         Request::Info => parse::<InfoReply>(reply).map(|i| info(&i)),
+        Request::Alerts => parse::<crate::alerts::AlertsReply>(reply)
+            .map(|a| super::render_alerts::alerts(&a, now)),
         Request::History { .. } => {
             parse::<super::protocol::HistoryReply>(reply).map(|h| history(&h))
+        }
+        Request::MaintenanceOn { .. } | Request::MaintenanceOff | Request::MaintenanceStatus => {
+            super::render_maintenance::render(reply, now)
         }
         other => super::render_backup::render(other, reply),
     };

@@ -1,5 +1,6 @@
 //! Backup metrics: last success, duration and size per database and kind, outcomes, what is
-//! running, the catalog's totals, next runs, restores and free space.
+//! running, the catalog's totals, next runs, restores, free space, and scheduled backups skipped
+//! in maintenance mode.
 
 use super::{MetricsError, Reg};
 use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec};
@@ -19,6 +20,8 @@ pub struct BackupMetrics {
     pub verifies: IntCounterVec,
     pub prune_deleted: IntCounterVec,
     pub last_prune: Gauge,
+    /// Scheduled backups not taken because maintenance mode was on.
+    pub skipped: IntCounterVec,
 }
 
 impl BackupMetrics {
@@ -86,6 +89,11 @@ impl BackupMetrics {
             last_prune: r.float(
                 "steward_backup_last_prune_timestamp_seconds",
                 "Unix time retention last ran.",
+            )?,
+            skipped: r.counter(
+                "steward_backup_skipped_total",
+                "Scheduled backups skipped because maintenance mode was on.",
+                &["database", "kind"],
             )?,
         };
         for result in ["success", "failure"] {

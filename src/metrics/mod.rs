@@ -1,8 +1,10 @@
 //! The Prometheus registry: every metric steward exports, created once and shared as `Arc<Metrics>`.
 
+mod alerts;
 mod backup;
 pub mod http;
 
+pub use alerts::AlertMetrics;
 pub use backup::BackupMetrics;
 
 use prometheus::{
@@ -33,6 +35,10 @@ pub struct Metrics {
     pub reload_success_time: Gauge,
     pub reloads: IntCounterVec,
     pub backup: BackupMetrics,
+    pub alerts: AlertMetrics,
+    pub check_interval: GaugeVec,
+    /// 1 while maintenance mode is on: the shipped Prometheus rules are silenced by it.
+    pub maintenance_mode: IntGauge,
 }
 
 /// PostgreSQL figures from the last good check.
@@ -147,6 +153,12 @@ impl Metrics {
             pg: PgMetrics::new(&r)?,
             redis: RedisMetrics::new(&r)?,
             backup: BackupMetrics::new(&r)?,
+            alerts: AlertMetrics::new(&r)?,
+            check_interval: r.float_vec(
+                "steward_check_interval_seconds",
+                "Configured time between checks of the service.",
+                &["service"],
+            )?,
             pool_connections: r.int_vec(
                 "steward_pool_connections",
                 "Connections in steward's own pool, by state.",
@@ -179,6 +191,10 @@ impl Metrics {
                 "steward_config_reloads_total",
                 "Config reloads by result.",
                 &["result"],
+            )?,
+            maintenance_mode: r.int(
+                "steward_maintenance_mode",
+                "1 while maintenance mode is on, else 0.",
             )?,
             registry,
         };

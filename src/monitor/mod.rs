@@ -64,6 +64,11 @@ impl Board {
             .unwrap_or_default()
     }
 
+    /// Follows a service's newest result: the alert engine evaluates after each check.
+    pub fn subscribe(&self, s: Service) -> watch::Receiver<Option<Arc<CheckResult>>> {
+        self.slot(s).subscribe()
+    }
+
     /// The newest result of a service, if it was checked yet.
     pub fn last(&self, s: Service) -> Option<Arc<CheckResult>> {
         self.slot(s).borrow().clone()
@@ -172,6 +177,10 @@ pub async fn run<P: Probe>(
         _ = cancel.cancelled() => return,
         rx = handle.rx.lock_owned() => rx,
     };
+    metrics
+        .check_interval
+        .with_label_values(&[probe.service().as_str()])
+        .set(interval.as_secs_f64());
     let mut tracker = Transitions::new(probe.service(), board.last(probe.service()));
     let mut next = Instant::now();
     loop {

@@ -55,7 +55,7 @@ impl PgProbe {
             .test_on_check_out(false)
             .error_sink(Box::new(last_error.clone()))
             .build_unchecked(PostgresConnectionManager::new(pg, NoTls));
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host = crate::hostname();
         Ok(Self {
             pool,
             last_error,

@@ -20,6 +20,14 @@ pub enum RedisProbeError {
     Url(String),
 }
 
+/// A client for `[redis] url` (the loader has put `password_file`'s password into it), without
+/// connecting: the one place both the probe's pool and the maintenance publisher get theirs, so
+/// they agree on server, database and credentials.
+pub fn client(cfg: &RedisConfig, scrubber: &Scrubber) -> Result<redis::Client, RedisProbeError> {
+    redis::Client::open(cfg.url.expose())
+        .map_err(|e| RedisProbeError::Url(scrubber.scrub(&e.to_string())))
+}
+
 /// Probes one Redis server through steward's own pool.
 pub struct RedisProbe {
     pool: Pool<RedisConnectionManager>,
@@ -49,7 +57,8 @@ impl RedisProbe {
         metrics: Arc<Metrics>,
         scrubber: Scrubber,
     ) -> Result<Self, RedisProbeError> {
-        let manager = RedisConnectionManager::new(cfg.url.expose())
+        let info = client(cfg, &scrubber)?.get_connection_info().clone();
+        let manager = RedisConnectionManager::new(info)
             .map_err(|e| RedisProbeError::Url(scrubber.scrub(&e.to_string())))?;
         let last_error = LastError::new(|e: &redis::RedisError| e.to_string());
         let pool = Pool::builder()
@@ -60,7 +69,7 @@ impl RedisProbe {
             .retry_connection(false)
             .test_on_check_out(true)
             .build_unchecked(manager);
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host = crate::hostname();
         Ok(Self {
             pool,
             last_error,

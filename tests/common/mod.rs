@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
@@ -1337,5 +1339,34 @@ impl Steward {
             let _ = c.wait();
         }
         self.spawn();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Background sessions (tests/alerts.rs)
+// ---------------------------------------------------------------------------------------------
+
+impl Postgres {
+    /// Starts a superuser psql session running `sql` in the background (over the Unix socket,
+    /// so it may use the reserved slots); end it with SQL such as `pg_terminate_backend`.
+    pub fn psql_background(&self, sql: &str) -> Child {
+        self.cmd("psql")
+            .args(["-X", "-q", "-h"])
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn psql")
     }
 }

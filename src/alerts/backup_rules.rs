@@ -1,0 +1,154 @@
+//! The backup rules: BackupFailed (the newest backup of a kind failed), BackupStale (the
+//! dead-man's switch: no good backup within its period plus grace) and BackupStorageLow.
+
+use super::rules::{Facts, Key, Observation};
+use crate::backup::catalog::{BackupMeta, BackupStatus};
+use crate::config::Rule;
+use std::collections::BTreeMap;
+
+fn key(alert: &'static str, rule: &Rule) -> Key {
+    Key {
+        alert,
+        service: "backup",
+        severity: rule.severity,
+    }
+}
+
+fn blank(alert: &'static str, rule: &Rule, summary: &str) -> Observation {
+    Observation {
+        key: key(alert, rule),
+        active: false,
+        value: None,
+        threshold: None,
+        summary: summary.into(),
+        description: String::new(),
+        note: None,
+    }
+}
+
+fn finished(m: &BackupMeta) -> f64 {
+    m.finished_at.unwrap_or(m.started_at).timestamp_millis() as f64 / 1000.0
+}
+
+/// BackupFailed: for some database and kind, the newest finished backup is a failure.
+pub fn failed(rule: &Rule, f: &Facts) -> Observation {
+    let mut o = blank("BackupFailed", rule, "the newest backup failed");
+    let Some(b) = &f.backups else {
+        o.note = Some("the backup catalog has not been read yet".into());
+        return o;
+    };
+    let mut newest: BTreeMap<(&str, &str), &BackupMeta> = BTreeMap::new();
+    for m in b.metas.iter().filter(|m| m.status != BackupStatus::Running) {
+        newest
+            .entry((m.database.as_str(), m.kind.as_str()))
+            .or_insert(m);
+    }
+    let failures: Vec<String> = newest
+        .values()
+        .filter(|m| m.status == BackupStatus::Failed)
+        .map(|m| {
+            format!(
+                "{} {} backup {} failed: {}",
+                m.database,
+                m.kind,
+                m.id,
+                m.error.as_deref().unwrap_or("no reason recorded")
+            )
+        })
+        .collect();
+    o.value = Some(failures.len() as f64);
+    o.threshold = Some(0.0);
+    o.active = !failures.is_empty();
+    o.description = if failures.is_empty() {
+        "the newest backup of every database and kind is good".into()
+    } else {
+        failures.join("; ")
+    };
+    o
+}
+
+/// BackupStale: a database's newest good backup of a scheduled kind is older than the kind's
+/// period plus `grace` (or, with `max_age`, its newest good backup of any kind is older than
+/// that). With no good backup at all, the age counts from steward's start.
+pub fn stale(rule: &Rule, f: &Facts) -> Observation {
+    let mut o = blank("BackupStale", rule, "no recent good backup");
+    let Some(b) = &f.backups else {
+        o.note = Some("the backup catalog has not been read yet".into());
+        return o;
+    };
+    let grace = rule.grace.map_or(0.0, |g| g.as_secs_f64());
+    let limits: Vec<(Option<crate::backup::BackupKind>, f64)> = match rule.max_age {
+        Some(max) => vec![(None, max.as_secs_f64())],
+        None => b
+            .periods
+            .iter()
+            .map(|(k, p)| (Some(*k), p + grace))
+            .collect(),
+    };
+    if limits.is_empty() {
+        o.note = Some("no backup schedule and no max_age: nothing to be late for".into());
+        return o;
+    }
+    let mut late = Vec::new();
+    let mut worst: f64 = 0.0;
+    let mut worst_limit = limits[0].1;
+    for db in &b.databases {
+        for (kind, limit) in &limits {
+            let newest = b
+                .metas
+                .iter()
+                .filter(|m| m.is_good() && &m.database == db && kind.is_none_or(|k| m.kind == k))
+                .map(finished)
+                .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))));
+            let age = f.now - newest.unwrap_or(f.started_at);
+            if age / limit > worst / worst_limit {
+                worst = age;
+                worst_limit = *limit;
+            }
+            if age > *limit {
+                let what = kind.map_or("good".to_string(), |k| format!("good {k}"));
+                late.push(match newest {
+                    Some(_) => format!("{db}: newest {what} backup is {age:.0} s old (limit {limit:.0} s)"),
+                    None => format!("{db}: no {what} backup in the {age:.0} s since steward started (limit {limit:.0} s)"),
+                });
+            }
+        }
+    }
+    o.value = Some(worst);
+    o.threshold = Some(worst_limit);
+    o.active = !late.is_empty();
+    o.description = if late.is_empty() {
+        "every database has a recent good backup".into()
+    } else {
+        late.join("; ")
+    };
+    o
+}
+
+/// BackupStorageLow: free space where backups go is under `threshold` times the newest good
+/// backup's size, so the next backup may not fit.
+pub fn storage_low(rule: &Rule, f: &Facts) -> Observation {
+    let factor = rule.threshold.unwrap_or(2.0);
+    let mut o = blank("BackupStorageLow", rule, "backup storage is running out");
+    let Some(b) = &f.backups else {
+        o.note = Some("the backup catalog has not been read yet".into());
+        return o;
+    };
+    let Some(free) = b.free_bytes else {
+        o.note = Some("free space of the backup directory is unknown".into());
+        return o;
+    };
+    o.value = Some(free as f64);
+    let Some(last) = b.metas.iter().find(|m| m.is_good()) else {
+        o.note = Some("no good backup yet to size the next one by".into());
+        return o;
+    };
+    let need = factor * last.stored_bytes as f64;
+    o.threshold = Some(need);
+    o.active = (free as f64) < need;
+    o.description = format!(
+        "{free} bytes free for backups; the last one ({}) took {} bytes and the limit is {factor}× that",
+        last.id, last.stored_bytes
+    );
+    o
+}

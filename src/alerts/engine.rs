@@ -1,0 +1,303 @@
+//! The alert engine actor: gathers facts (checks from the board, the backup catalog, task
+//! restarts), evaluates the rules, steps the state machines, and publishes the outcome as
+//! metrics, log lines, replies and Alertmanager notices.
+
+use super::alertmanager::{self, Notice};
+use super::rules::{self, BackupFacts, Facts, Key};
+use super::state::{AlertState, Tracker, Transition};
+use super::{AlertHandle, AlertStatus, AlertsReply, Cmd};
+use crate::backup::schedule::Schedules;
+use crate::backup::BackupHandle;
+use crate::config::Config;
+use crate::control::protocol::{CheckResult, Service};
+use crate::metrics::Metrics;
+use crate::monitor::Board;
+use crate::supervisor::SupervisorHandle;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Tells whether maintenance mode is on (alerts are then suppressed, not silenced).
+pub type MaintenanceFlag = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// What the engine reads from the rest of steward.
+pub struct Inputs {
+    pub config: watch::Receiver<Arc<Config>>,
+    pub board: Board,
+    pub backup: BackupHandle,
+    pub supervisor: SupervisorHandle,
+    pub metrics: Arc<Metrics>,
+    pub maintenance: MaintenanceFlag,
+}
+
+/// How long the engine waits for another actor's answer before using what it has.
+const ASK: Duration = Duration::from_secs(5);
+
+/// Starts the engine and its Alertmanager sender; both stop when `cancel` fires.
+pub fn start(inputs: Inputs, cancel: CancellationToken) -> AlertHandle {
+    let (tx, rx) = mpsc::channel(16);
+    let (notices, notices_rx) = watch::channel(Vec::new());
+    tokio::spawn(alertmanager::run(
+        inputs.config.clone(),
+        inputs.metrics.clone(),
+        notices_rx,
+        cancel.clone(),
+    ));
+    let now = crate::unix_now();
+    let engine = Engine {
+        inputs,
+        tracker: Tracker::default(),
+        facts: Facts {
+            now,
+            started_at: now,
+            ..Facts::default()
+        },
+        prev_redis: None,
+        restarts: HashMap::new(),
+        notices,
+    };
+    tokio::spawn(engine.run(rx, cancel));
+    AlertHandle { tx }
+}
+
+struct Engine {
+    inputs: Inputs,
+    tracker: Tracker,
+    facts: Facts,
+    /// The previous Redis check's time and lookup count, for the lookup rate.
+    prev_redis: Option<(f64, u64)>,
+    /// Per task: (time, restarts so far) samples covering the TaskRestarting window.
+    restarts: HashMap<String, VecDeque<(f64, u64)>>,
+    notices: watch::Sender<Vec<Notice>>,
+}
+
+impl Engine {
+    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, cancel: CancellationToken) {
+        let mut pg = self.inputs.board.subscribe(Service::Postgres);
+        let mut redis = self.inputs.board.subscribe(Service::Redis);
+        let mut backups = self.inputs.backup.events();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut tasks_tick = tokio::time::interval(Duration::from_secs(2));
+        let mut catalog_tick = tokio::time::interval(Duration::from_secs(30));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.read_catalog().await;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                Some(cmd) = rx.recv() => match cmd {
+                    Cmd::List(reply) => { let _ = reply.send(self.reply()); }
+                },
+                Ok(()) = pg.changed() => {
+                    self.facts.postgres = pg.borrow_and_update().clone();
+                    self.evaluate();
+                }
+                Ok(()) = redis.changed() => {
+                    let r = redis.borrow_and_update().clone();
+                    self.observe_redis(r);
+                    self.evaluate();
+                }
+                Ok(()) = backups.changed() => {
+                    backups.borrow_and_update();
+                    self.read_catalog().await;
+                    self.evaluate();
+                }
+                _ = catalog_tick.tick() => self.read_catalog().await,
+                _ = tasks_tick.tick() => self.read_tasks().await,
+                _ = tick.tick() => self.evaluate(),
+            }
+        }
+    }
+
+    fn cfg(&self) -> Arc<Config> {
+        self.inputs.config.borrow().clone()
+    }
+
+    fn observe_redis(&mut self, r: Option<Arc<CheckResult>>) {
+        if let Some(f) = r.as_ref().filter(|c| c.up).and_then(|c| c.redis.as_ref()) {
+            let (now, lookups) = (
+                r.as_ref().map_or(0.0, |c| c.checked_at),
+                f.keyspace_hits + f.keyspace_misses,
+            );
+            self.facts.redis_lookups_per_second = match self.prev_redis {
+                Some((t, n)) if now > t && lookups >= n => Some((lookups - n) as f64 / (now - t)),
+                _ => None,
+            };
+            self.prev_redis = Some((now, lookups));
+        }
+        self.facts.redis = r;
+    }
+
+    /// Re-reads the catalog and the free space of the backup directory.
+    async fn read_catalog(&mut self) {
+        let cfg = self.cfg();
+        let Ok(Ok(metas)) = tokio::time::timeout(ASK, self.inputs.backup.list(None)).await else {
+            return;
+        };
+        let dir = cfg.backup.dir.clone();
+        let free = tokio::task::spawn_blocking(move || crate::backup::free_bytes(&dir))
+            .await
+            .ok()
+            .flatten();
+        let periods = Schedules::from_config(&cfg.backup.schedule)
+            .map(|s| {
+                s.iter()
+                    .map(|s| (s.kind(), s.period().num_seconds() as f64))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.facts.backups = Some(BackupFacts {
+            metas,
+            free_bytes: free,
+            databases: crate::backup::scheduler::databases(&cfg),
+            periods,
+        });
+    }
+
+    /// Samples each task's restart counter and counts restarts within the window.
+    async fn read_tasks(&mut self) {
+        let Ok(Ok(tasks)) = tokio::time::timeout(ASK, self.inputs.supervisor.list()).await else {
+            return;
+        };
+        let cfg = self.cfg();
+        let window = cfg
+            .alerts
+            .task_restarting
+            .window
+            .map_or(900.0, |w| w.as_secs_f64());
+        let now = crate::unix_now();
+        let started = self.facts.started_at;
+        self.facts.restarts_in_window = tasks
+            .iter()
+            .map(|t| {
+                let samples = self
+                    .restarts
+                    .entry(t.name.clone())
+                    .or_insert_with(|| VecDeque::from([(started, 0)]));
+                samples.push_back((now, t.restarts));
+                // Keep the newest sample at or before the window's start as the baseline.
+                while samples.len() > 1 && samples[1].0 <= now - window {
+                    samples.pop_front();
+                }
+                let base = samples.front().map_or(0, |s| s.1);
+                (t.name.clone(), t.restarts.saturating_sub(base))
+            })
+            .collect();
+    }
+
+    fn evaluate(&mut self) {
+        let cfg = self.cfg();
+        self.facts.now = crate::unix_now();
+        let obs = rules::evaluate(&cfg.alerts, &self.facts);
+        let holds: HashMap<&str, f64> = cfg
+            .alerts
+            .rules()
+            .into_iter()
+            .map(|(_, name, r)| (name, r.for_.as_secs_f64()))
+            .collect();
+        let changes = self.tracker.apply(
+            obs,
+            |k| holds.get(k.alert).copied().unwrap_or(0.0),
+            self.facts.now,
+        );
+        let suppressed = (self.inputs.maintenance)();
+        for t in &changes {
+            self.record(t, suppressed);
+        }
+        self.publish(suppressed);
+    }
+
+    fn record(&self, t: &Transition, suppressed: bool) {
+        let m = &self.inputs.metrics.alerts;
+        m.transitions
+            .with_label_values(&[t.key.alert, t.to.as_str()])
+            .inc();
+        let Some((_, e)) = self.tracker.entries().find(|(k, _)| **k == t.key) else {
+            return;
+        };
+        let (alert, service, severity) = (t.key.alert, t.key.service, t.key.severity.as_str());
+        match t.to {
+            AlertState::Firing => tracing::warn!(
+                alert, service, severity, suppressed,
+                description = %e.last.description,
+                "alert firing: {}", e.last.summary
+            ),
+            AlertState::Resolved => tracing::info!(
+                alert,
+                service,
+                severity,
+                "alert resolved: {}",
+                e.last.summary
+            ),
+            _ => tracing::debug!(alert, service, severity, to = %t.to, "alert state changed"),
+        }
+    }
+
+    /// Sets the gauges and hands the firing, unsuppressed alerts to the Alertmanager sender.
+    fn publish(&self, suppressed: bool) {
+        let m = &self.inputs.metrics.alerts;
+        let mut firing = Vec::new();
+        for (k, e) in self.tracker.entries() {
+            let on = e.state == AlertState::Firing;
+            m.active
+                .with_label_values(&[k.alert, k.service, k.severity.as_str()])
+                .set(i64::from(on));
+            if on && !suppressed {
+                firing.push(notice(k, e.fired_at.unwrap_or(e.since), &e.last));
+            }
+        }
+        self.notices.send_if_modified(|old| {
+            let changed = *old != firing;
+            if changed {
+                *old = firing;
+            }
+            changed
+        });
+    }
+
+    fn reply(&self) -> AlertsReply {
+        let cfg = self.cfg();
+        let maintenance = (self.inputs.maintenance)();
+        let holds: HashMap<&str, f64> = cfg
+            .alerts
+            .rules()
+            .into_iter()
+            .map(|(_, name, r)| (name, r.for_.as_secs_f64()))
+            .collect();
+        AlertsReply {
+            maintenance,
+            alertmanager: (!cfg.alertmanager.url.is_empty()).then(|| cfg.alertmanager.url.clone()),
+            alerts: self
+                .tracker
+                .entries()
+                .map(|(k, e)| AlertStatus {
+                    alert: k.alert.into(),
+                    service: k.service.into(),
+                    severity: k.severity,
+                    state: e.state,
+                    since: e.since,
+                    fired_at: e.fired_at,
+                    value: e.last.value,
+                    threshold: e.last.threshold,
+                    for_seconds: holds.get(k.alert).copied().unwrap_or(0.0),
+                    summary: e.last.summary.clone(),
+                    description: e.last.description.clone(),
+                    note: e.last.note.clone(),
+                    suppressed: maintenance && e.state == AlertState::Firing,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn notice(k: &Key, starts_at: f64, o: &rules::Observation) -> Notice {
+    Notice {
+        alertname: k.alert,
+        service: k.service,
+        severity: k.severity.as_str(),
+        summary: o.summary.clone(),
+        description: o.description.clone(),
+        starts_at,
+    }
+}

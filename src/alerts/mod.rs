@@ -1,0 +1,82 @@
+//! Alerts: steward's own rules, evaluated after each check, each backup event and every
+//! second; their state machines; the `steward_alert_*` metrics; `steward alerts`; and delivery
+//! of firing alerts to Alertmanager.
+
+mod alertmanager;
+mod backup_rules;
+mod engine;
+pub mod rules;
+pub mod state;
+
+pub use engine::{start, Inputs};
+pub use state::AlertState;
+
+use crate::config::Severity;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+/// One alert instance as `steward alerts` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertStatus {
+    pub alert: String,
+    pub service: String,
+    pub severity: Severity,
+    pub state: AlertState,
+    /// When it entered its state, Unix seconds.
+    pub since: f64,
+    /// When it last started firing.
+    #[serde(default)]
+    pub fired_at: Option<f64>,
+    #[serde(default)]
+    pub value: Option<f64>,
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// The rule's `for`, seconds.
+    pub for_seconds: f64,
+    pub summary: String,
+    pub description: String,
+    /// Why the rule cannot judge right now, e.g. Redis has no maxmemory.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Firing during maintenance: listed and exported, but not sent to Alertmanager.
+    pub suppressed: bool,
+}
+
+/// Reply to `alerts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertsReply {
+    pub maintenance: bool,
+    /// Where firing alerts are sent, when configured.
+    #[serde(default)]
+    pub alertmanager: Option<String>,
+    pub alerts: Vec<AlertStatus>,
+}
+
+/// Why the alert engine did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("the alert engine has stopped (steward is shutting down)")]
+    Gone,
+}
+
+pub(crate) enum Cmd {
+    List(oneshot::Sender<AlertsReply>),
+}
+
+/// The cloneable way to ask the alert engine.
+#[derive(Clone)]
+pub struct AlertHandle {
+    tx: mpsc::Sender<Cmd>,
+}
+
+impl AlertHandle {
+    /// Every alert instance with its state.
+    pub async fn list(&self) -> Result<AlertsReply, AlertError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::List(tx))
+            .await
+            .map_err(|_| AlertError::Gone)?;
+        rx.await.map_err(|_| AlertError::Gone)
+    }
+}

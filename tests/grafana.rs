@@ -1,0 +1,418 @@
+//! The shipped Grafana dashboard and provisioning files: the dashboard is importable as it is
+//! (fixed uid, a datasource variable that every panel and query goes through, unique panel ids,
+//! no overlapping panels), every query is valid PromQL (checked by promtool) over metric names
+//! steward registers, and the provisioning files agree with the dashboard and the README.
+
+use serde_json::Value;
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+const DASHBOARD: &str = "grafana/dashboards/steward.json";
+const DATASOURCE_YML: &str = "grafana/provisioning/datasources/steward.yml";
+const PROVIDER_YML: &str = "grafana/provisioning/dashboards/steward.yml";
+/// Where the provider reads dashboards from; the README and the provider must agree.
+const DASHBOARD_DIR: &str = "/var/lib/grafana/dashboards/steward";
+const UID: &str = "steward-overview";
+const DS_UID: &str = "${datasource}";
+
+/// Metrics the dashboard must show (the issue's list), whatever else it shows.
+const REQUIRED_METRICS: &[&str] = &[
+    "steward_up",
+    "steward_check_duration_seconds_bucket",
+    "steward_last_check_timestamp_seconds",
+    "steward_postgres_connections",
+    "steward_postgres_connection_usage_ratio",
+    "steward_postgres_database_size_bytes",
+    "steward_redis_memory_used_bytes",
+    "steward_redis_memory_max_bytes",
+    "steward_redis_cache_hit_ratio",
+    "steward_redis_evicted_keys_total",
+    "steward_write_read_test_success",
+    "steward_backup_last_success_timestamp_seconds",
+    "steward_backup_last_size_bytes",
+    "steward_backup_last_duration_seconds",
+    "steward_backups_total",
+    "steward_backup_dir_free_bytes",
+    "steward_alert_active",
+    "steward_alert_transitions_total",
+    "steward_maintenance_mode",
+    "steward_task_up",
+    "steward_task_restarts_total",
+    "steward_config_last_reload_successful",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+}
+
+fn dashboard() -> Value {
+    serde_json::from_str(&read(DASHBOARD))
+        .unwrap_or_else(|e| panic!("{DASHBOARD} is not JSON: {e}"))
+}
+
+/// Every panel, rows and the panels nested in (collapsed) rows included, with the row each
+/// nested one belongs to.
+fn all_panels(dash: &Value) -> Vec<(Option<u64>, &Value)> {
+    let mut out = Vec::new();
+    for p in dash["panels"].as_array().expect("panels is an array") {
+        out.push((None, p));
+        if let Some(nested) = p.get("panels").and_then(Value::as_array) {
+            for n in nested {
+                out.push((p["id"].as_u64(), n));
+            }
+        }
+    }
+    out
+}
+
+fn is_row(p: &Value) -> bool {
+    p["type"] == "row"
+}
+
+fn title(p: &Value) -> String {
+    format!("panel {} {:?}", p["id"], p["title"].as_str().unwrap_or(""))
+}
+
+/// Every query of the dashboard: panel targets, annotation queries and variable queries.
+fn all_exprs(dash: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, p) in all_panels(dash) {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            out.push(t["expr"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    for a in dash["annotations"]["list"].as_array().into_iter().flatten() {
+        if let Some(e) = a["expr"].as_str() {
+            out.push(e.to_string());
+        }
+    }
+    out
+}
+
+/// `steward_…` names in a string.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = text[i..].find("steward_") {
+        let start = i + pos;
+        let boundary = start == 0 || {
+            let c = bytes[start - 1];
+            !(c.is_ascii_alphanumeric() || c == b'_' || c == b':')
+        };
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        if boundary {
+            out.insert(text[start..end].to_string());
+        }
+        i = end;
+    }
+    out
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Metric names registered in src/: every `"steward_…"` string literal, plus the sample
+/// names a histogram adds.
+fn registered_names() -> BTreeSet<String> {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let mut names = BTreeSet::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for part in text.split("\"steward_").skip(1) {
+            if let Some(end) = part.find('"') {
+                let name = &part[..end];
+                if name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                    names.insert(format!("steward_{name}"));
+                }
+            }
+        }
+        if text.contains("HistogramOpts::new(") {
+            // Histograms are named on the line after HistogramOpts::new(.
+            for part in text.split("HistogramOpts::new(").skip(1) {
+                if let Some(name) = part.split('"').nth(1) {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        names.insert(format!("{name}{suffix}"));
+                    }
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn dashboard_identity_and_variables() {
+    let d = dashboard();
+    assert_eq!(
+        d["uid"], UID,
+        "fixed uid, so links and provisioning stay stable"
+    );
+    assert_eq!(d["title"], "steward");
+    let schema = d["schemaVersion"].as_u64().expect("schemaVersion");
+    assert!((36..=41).contains(&schema), "schemaVersion {schema}");
+    assert!(
+        d["id"].is_null(),
+        "no instance-specific id, so it imports anywhere"
+    );
+    assert!(
+        d.get("__inputs").is_none(),
+        "the datasource comes from the variable, not from import-time inputs"
+    );
+
+    let vars = d["templating"]["list"].as_array().expect("templating.list");
+    let ds = vars
+        .iter()
+        .find(|v| v["name"] == "datasource")
+        .expect("a `datasource` template variable");
+    assert_eq!(ds["type"], "datasource");
+    assert_eq!(ds["query"], "prometheus");
+
+    let inst = vars
+        .iter()
+        .find(|v| v["name"] == "instance")
+        .expect("an `instance` template variable");
+    assert_eq!(inst["type"], "query");
+    assert_eq!(inst["datasource"]["type"], "prometheus");
+    assert_eq!(inst["datasource"]["uid"], DS_UID);
+    let q = inst["query"]["query"]
+        .as_str()
+        .or(inst["query"].as_str())
+        .expect("instance query");
+    assert_eq!(q, "label_values(steward_build_info, instance)");
+    assert_eq!(inst["definition"], q);
+}
+
+#[test]
+fn every_panel_queries_through_the_datasource_variable() {
+    let d = dashboard();
+    let panels = all_panels(&d);
+    assert!(panels.iter().filter(|(_, p)| !is_row(p)).count() >= 20);
+    for (_, p) in &panels {
+        if is_row(p) {
+            continue;
+        }
+        let name = title(p);
+        assert!(
+            !p["title"].as_str().unwrap_or_default().is_empty(),
+            "{name}: no title"
+        );
+        assert_eq!(p["datasource"]["type"], "prometheus", "{name}");
+        assert_eq!(p["datasource"]["uid"], DS_UID, "{name}");
+        let targets = p["targets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no targets"));
+        assert!(!targets.is_empty(), "{name}: no targets");
+        let mut refs = HashSet::new();
+        for t in targets {
+            assert_eq!(t["datasource"]["type"], "prometheus", "{name}");
+            assert_eq!(t["datasource"]["uid"], DS_UID, "{name}");
+            let expr = t["expr"].as_str().unwrap_or_default();
+            assert!(
+                !expr.trim().is_empty(),
+                "{name}: a target with an empty expr"
+            );
+            assert!(
+                expr.contains("instance=~\"$instance\""),
+                "{name}: {expr:?} ignores the instance variable"
+            );
+            let r = t["refId"].as_str().expect("refId");
+            assert!(refs.insert(r.to_string()), "{name}: refId {r} twice");
+        }
+    }
+    // No datasource anywhere else in the file is pinned to one Grafana's uid (Grafana's own
+    // built-in annotation source aside).
+    fn walk(v: &Value, path: &str) {
+        match v {
+            Value::Object(m) => {
+                if let Some(ds) = m.get("datasource") {
+                    if ds.is_object() && ds["type"] != "grafana" {
+                        assert_eq!(ds["uid"], DS_UID, "datasource at {path}");
+                    }
+                }
+                for (k, x) in m {
+                    walk(x, &format!("{path}.{k}"));
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, &format!("{path}[{i}]"));
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(&d, "$");
+}
+
+#[test]
+fn panel_ids_are_unique_and_the_grid_has_no_overlaps() {
+    let d = dashboard();
+    let panels = all_panels(&d);
+    let mut ids = HashSet::new();
+    for (_, p) in &panels {
+        let id = p["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{}: no id", title(p)));
+        assert!(ids.insert(id), "panel id {id} used twice");
+    }
+    let rect = |p: &Value| {
+        let g = &p["gridPos"];
+        let f = |k: &str| {
+            g[k].as_u64()
+                .unwrap_or_else(|| panic!("{}: gridPos.{k}", title(p)))
+        };
+        let (x, y, w, h) = (f("x"), f("y"), f("w"), f("h"));
+        assert!(w > 0 && h > 0 && x + w <= 24, "{}: gridPos {g}", title(p));
+        (x, y, w, h)
+    };
+    // Top-level panels share one grid; the panels inside each collapsed row share another.
+    let mut groups: Vec<(Option<u64>, Vec<&Value>)> = Vec::new();
+    for (parent, p) in &panels {
+        match groups.iter_mut().find(|(g, _)| g == parent) {
+            Some((_, v)) => v.push(p),
+            None => groups.push((*parent, vec![p])),
+        }
+    }
+    for (_, group) in groups {
+        for (i, a) in group.iter().enumerate() {
+            let (ax, ay, aw, ah) = rect(a);
+            for b in &group[i + 1..] {
+                let (bx, by, bw, bh) = rect(b);
+                let apart = ax + aw <= bx || bx + bw <= ax || ay + ah <= by || by + bh <= ay;
+                assert!(apart, "{} overlaps {}", title(a), title(b));
+            }
+        }
+    }
+}
+
+#[test]
+fn queries_name_only_registered_metrics_and_cover_the_issue_list() {
+    let d = dashboard();
+    let registered = registered_names();
+    let mut used = BTreeSet::new();
+    for e in all_exprs(&d) {
+        used.extend(metric_names(&e));
+        // Counters go through rate() or increase(); gauges never do.
+        for name in metric_names(&e) {
+            let counter = name.ends_with("_total") || name.ends_with("_bucket");
+            let windowed = e.contains("rate(") || e.contains("increase(");
+            assert!(
+                !counter || windowed,
+                "{e:?}: counter {name} without rate()/increase()"
+            );
+        }
+    }
+    // Names anywhere in the file (descriptions, variables) count too: a reader copies them.
+    let everywhere = metric_names(&read(DASHBOARD));
+    let unknown: Vec<_> = everywhere.difference(&registered).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard names metrics steward does not register: {unknown:?}"
+    );
+    let missing: Vec<_> = REQUIRED_METRICS
+        .iter()
+        .filter(|m| !used.contains(**m))
+        .collect();
+    assert!(missing.is_empty(), "no panel shows {missing:?}");
+}
+
+/// Every query is valid PromQL: promtool parses them as recording rules, with Grafana's
+/// variables replaced by values of the right kind.
+#[test]
+fn queries_parse_as_promql() {
+    let d = dashboard();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in all_exprs(&d).iter().enumerate() {
+        let e = e
+            .replace("$__rate_interval", "1m")
+            .replace("$__range", "1h")
+            .replace("$__interval", "1m")
+            .replace("$instance", ".*");
+        assert!(!e.contains('$'), "an unhandled Grafana variable in {e:?}");
+        rules.push_str(&format!(
+            "      - record: dashboard:query_{i}\n        expr: {}\n",
+            serde_json::to_string(&e).unwrap()
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard-queries.yml");
+    std::fs::write(&file, &rules).unwrap();
+    let out = std::process::Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&file)
+        .output()
+        .expect("promtool (Debian package prometheus) must be installed; tests/run.sh installs it");
+    assert!(
+        out.status.success(),
+        "promtool rejects a dashboard query:\n{}{}\n{rules}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn provisioning_files_agree_with_the_dashboard_and_the_readme() {
+    let ds = read(DATASOURCE_YML);
+    let prov = read(PROVIDER_YML);
+    for (file, text) in [(DATASOURCE_YML, &ds), (PROVIDER_YML, &prov)] {
+        assert!(!text.contains('\t'), "{file}: YAML does not allow tabs");
+        assert!(text.contains("apiVersion: 1\n"), "{file}: apiVersion 1");
+    }
+    // The datasource is of the type the dashboard's variable asks for.
+    for needed in [
+        "datasources:\n",
+        "type: prometheus\n",
+        "url: http://localhost:9090\n",
+    ] {
+        assert!(ds.contains(needed), "{DATASOURCE_YML} lacks {needed:?}");
+    }
+    for needed in [
+        "providers:\n",
+        "type: file\n",
+        &format!("path: {DASHBOARD_DIR}\n"),
+        // The comment on where to copy the JSON names the same directory and the uid.
+        &format!("{DASHBOARD_DIR}/steward.json"),
+        UID,
+    ] {
+        assert!(prov.contains(needed), "{PROVIDER_YML} lacks {needed:?}");
+    }
+
+    let readme = read("README.md");
+    let start = readme
+        .find("\n## Grafana")
+        .expect("README has a Grafana section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[1..].find("\n## ").map_or(section.len(), |e| e + 1)];
+    for needed in [
+        DASHBOARD,
+        DATASOURCE_YML,
+        PROVIDER_YML,
+        DASHBOARD_DIR,
+        UID,
+        "/etc/grafana/provisioning/datasources/",
+        "/etc/grafana/provisioning/dashboards/",
+    ] {
+        assert!(
+            section.contains(needed),
+            "the README's Grafana section does not mention {needed:?}"
+        );
+    }
+}

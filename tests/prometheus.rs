@@ -1,0 +1,442 @@
+//! The shipped Prometheus files (config/prometheus/) against the real tools:
+//! - `promtool check rules` / `promtool test rules` on steward-rules.yml and its unit tests;
+//! - `promtool check config` on the example prometheus.yml, `amtool check-config` on the
+//!   example alertmanager.yml;
+//! - end to end: a real Prometheus, configured from the shipped prometheus.yml, scrapes a live
+//!   steward every second and evaluates the shipped rules; stopping PostgreSQL makes
+//!   `ServiceDown` fire there and reach a real Alertmanager; starting it again resolves it;
+//! - the cross-check: every `steward_*` metric the rules or the Grafana dashboard name is one a
+//!   live steward emits, and every alert steward exports has a rule.
+
+mod common;
+
+use common::peers::{Alertmanager, Prometheus};
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Generous bound for anything that goes through Prometheus' 1 s scrape and evaluation and
+/// Alertmanager's ingestion, on two busy cores.
+const PEER_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn prometheus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus")
+}
+
+/// Runs a tool to completion; panics with its output unless it exits 0.
+fn run_tool(cwd: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (is it installed?): {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "`{program} {}` failed ({}):\n{text}",
+        args.join(" "),
+        out.status
+    );
+    text
+}
+
+#[test]
+fn shipped_rules_pass_promtool_check_and_unit_tests() {
+    let dir = prometheus_dir();
+    run_tool(&dir, "promtool", &["check", "rules", "steward-rules.yml"]);
+    let out = run_tool(
+        &dir,
+        "promtool",
+        &["test", "rules", "steward-rules.test.yml"],
+    );
+    assert!(out.contains("SUCCESS"), "promtool test rules:\n{out}");
+}
+
+#[test]
+fn example_prometheus_and_alertmanager_configs_are_valid() {
+    let dir = prometheus_dir();
+    // From another directory: rule_files must resolve relative to the config file.
+    let elsewhere = short_tempdir("stw-promcfg-");
+    let config = dir.join("prometheus.yml");
+    let out = run_tool(
+        elsewhere.path(),
+        "promtool",
+        &["check", "config", config.to_str().unwrap()],
+    );
+    assert!(
+        out.contains("SUCCESS: 1 rule files found"),
+        "prometheus.yml does not load steward-rules.yml:\n{out}"
+    );
+    let am = dir.join("alertmanager.yml");
+    run_tool(
+        elsewhere.path(),
+        "amtool",
+        &["check-config", am.to_str().unwrap()],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end
+// ---------------------------------------------------------------------------------------------
+
+/// The shipped prometheus.yml with its targets pointed at this test's steward and Alertmanager,
+/// 1 s scrape and evaluation intervals, and the rules file by absolute path.
+fn shipped_config_for(steward: &str, alertmanager: &str) -> String {
+    let mut text = std::fs::read_to_string(prometheus_dir().join("prometheus.yml")).unwrap();
+    let rules = prometheus_dir().join("steward-rules.yml");
+    for (from, to) in [
+        (
+            r#"targets: ["127.0.0.1:9732"]"#,
+            format!(r#"targets: ["{steward}"]"#),
+        ),
+        (
+            r#"targets: ["127.0.0.1:9093"]"#,
+            format!(r#"targets: ["{alertmanager}"]"#),
+        ),
+        ("scrape_interval: 15s", "scrape_interval: 1s".into()),
+        ("evaluation_interval: 15s", "evaluation_interval: 1s".into()),
+        (
+            "  - steward-rules.yml",
+            format!(
+                "  - {}",
+                serde_json::to_string(rules.to_str().unwrap()).unwrap()
+            ),
+        ),
+    ] {
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "prometheus.yml changed shape: expected `{from}` once"
+        );
+        text = text.replace(from, &to);
+    }
+    text
+}
+
+/// Alerts of `alerts` (a JSON array) named `ServiceDown` for service postgres.
+fn postgres_down(alerts: Vec<Value>) -> Vec<Value> {
+    alerts
+        .into_iter()
+        .filter(|a| a["labels"]["service"] == "postgres")
+        .collect()
+}
+
+#[test]
+fn prometheus_scrapes_steward_and_service_down_reaches_alertmanager_and_resolves() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let am = Alertmanager::start();
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.backup += "\n[alerts.service_down]\nfor = \"1s\"\n")
+        .start();
+    let target = format!("127.0.0.1:{}", st.metrics_port());
+    let prom = Prometheus::start(&shipped_config_for(&target, &am.addr()));
+
+    // Scraped, and steward's view of PostgreSQL is visible through Prometheus.
+    st.wait_until(PEER_TIMEOUT, "Prometheus: up{job=\"steward\"} == 1", |_| {
+        prom.query_value(r#"up{job="steward"}"#) == Some(1.0)
+    });
+    st.wait_until(
+        PEER_TIMEOUT,
+        "Prometheus: steward_up{service=\"postgres\"} == 1",
+        |_| prom.query_value(r#"steward_up{service="postgres",job="steward"}"#) == Some(1.0),
+    );
+    // Every shipped rule evaluates without error against the real series (a label-matching
+    // mistake shows up here as a rule error, not in promtool's hand-written series).
+    st.wait_until(PEER_TIMEOUT, "every rule evaluated once, healthy", |_| {
+        let groups = prom.rules();
+        let rules: Vec<&Value> = groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["rules"].as_array().unwrap())
+            .collect();
+        for r in &rules {
+            assert_ne!(
+                r["health"], "err",
+                "rule {} fails: {}",
+                r["name"], r["lastError"]
+            );
+        }
+        rules.len() >= 13 && rules.iter().all(|r| r["health"] == "ok")
+    });
+    assert!(
+        postgres_down(prom.alerts_named("ServiceDown")).is_empty(),
+        "ServiceDown while PostgreSQL is up: {}",
+        prom.alerts()
+    );
+    // (Before the first scrape lands, absent(up) makes StewardDown pending; its `for` keeps
+    // that from firing.)
+    assert!(
+        !prom
+            .alerts_named("StewardDown")
+            .iter()
+            .any(|a| a["state"] == "firing"),
+        "StewardDown firing while steward is scraped: {}",
+        prom.alerts()
+    );
+
+    // PostgreSQL down: steward's ServiceDown → the shipped rule fires in Prometheus.
+    pg.stop();
+    let mut fired = Vec::new();
+    st.wait_until(PEER_TIMEOUT, "ServiceDown firing in Prometheus", |_| {
+        fired = postgres_down(prom.alerts_named("ServiceDown"));
+        fired.iter().any(|a| a["state"] == "firing")
+    });
+    let labels = &fired[0]["labels"];
+    assert_eq!(labels["severity"], "critical", "{labels}");
+    assert_eq!(labels["job"], "steward", "{labels}");
+    assert_eq!(labels["instance"], target.as_str(), "{labels}");
+    assert_eq!(
+        fired[0]["annotations"]["summary"], "postgres is down",
+        "{}",
+        fired[0]
+    );
+
+    // …and Alertmanager lists it as active, sent by Prometheus (steward has no
+    // [alertmanager] url here, and the generator URL is Prometheus' graph page).
+    let mut received = Vec::new();
+    st.wait_until(PEER_TIMEOUT, "ServiceDown active in Alertmanager", |_| {
+        received = postgres_down(am.alerts_named("ServiceDown"));
+        received
+            .iter()
+            .any(|a| a["status"]["state"] == "active" && a["labels"]["severity"] == "critical")
+    });
+    let generator = received[0]["generatorURL"].as_str().unwrap_or_default();
+    assert!(
+        generator.contains(&format!(":{}/graph", prom.port())),
+        "not from this Prometheus: {}",
+        received[0]
+    );
+
+    // PostgreSQL back: the alert leaves Prometheus' pending/firing list, and Prometheus sends
+    // the resolution (endsAt = now). Alertmanager 0.25 then drops it from /api/v2/alerts
+    // altogether (resolved alerts are not listed, even with ?active=false); without that
+    // resolution it would stay listed until the endsAt Prometheus set on the firing alert,
+    // minutes ahead.
+    pg.start_again();
+    st.wait_until(PEER_TIMEOUT, "ServiceDown resolved in Prometheus", |_| {
+        postgres_down(prom.alerts_named("ServiceDown")).is_empty()
+    });
+    st.wait_until(PEER_TIMEOUT, "ServiceDown resolved in Alertmanager", |_| {
+        postgres_down(am.alerts_named("ServiceDown")).is_empty()
+    });
+    assert_eq!(
+        prom.query_value(r#"steward_up{service="postgres",job="steward"}"#),
+        Some(1.0)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-check: the names the rules and the dashboard use exist
+// ---------------------------------------------------------------------------------------------
+
+/// Every identifier starting with `steward_` in `text` (names run over `[A-Za-z0-9_:]`).
+fn steward_names(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.starts_with("steward_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The metric names in a PromQL expression: quoted strings (label values) are left out.
+fn promql_names(expr: &str) -> BTreeSet<String> {
+    let mut bare = String::new();
+    let mut quote = None;
+    let mut escaped = false;
+    for c in expr.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                    bare.push(' ');
+                }
+            }
+            None if matches!(c, '"' | '\'' | '`') => quote = Some(c),
+            None => bare.push(c),
+        }
+    }
+    steward_names(&bare)
+}
+
+/// The values of `key:` in a YAML file written like steward-rules.yml: inline values (outer
+/// quotes removed) or `|`/`>` block scalars (the more-indented lines that follow).
+fn yaml_values(text: &str, key: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        let Some(rest) = trimmed.strip_prefix(&format!("{key}:")) else {
+            continue;
+        };
+        let rest = rest.trim();
+        if rest.starts_with('|') || rest.starts_with('>') {
+            let indent = line.len() - line.trim_start().len();
+            let block: Vec<&str> = lines[i + 1..]
+                .iter()
+                .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+                .copied()
+                .collect();
+            out.push(block.join("\n"));
+        } else {
+            let unquoted = rest
+                .strip_prefix('"')
+                .and_then(|r| r.strip_suffix('"'))
+                .or_else(|| rest.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')))
+                .unwrap_or(rest);
+            out.push(unquoted.to_string());
+        }
+    }
+    out
+}
+
+/// Metric names in steward-rules.yml: in the expressions, and named in the annotations.
+fn rules_names(rules: &str) -> BTreeSet<String> {
+    let exprs = yaml_values(rules, "expr");
+    assert!(exprs.len() >= 13, "expected 13 rules, found {exprs:?}");
+    let mut names: BTreeSet<String> = exprs.iter().flat_map(|e| promql_names(e)).collect();
+    for key in ["summary", "description"] {
+        names.extend(
+            yaml_values(rules, key)
+                .iter()
+                .flat_map(|t| steward_names(t)),
+        );
+    }
+    names
+}
+
+/// Every string under an `expr`, `query` or `definition` key anywhere in the dashboard (panel
+/// targets, template variables, annotations).
+fn dashboard_queries(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("expr" | "query" | "definition", Value::String(s)) => out.push(s.clone()),
+                    _ => dashboard_queries(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| dashboard_queries(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn rules_and_dashboard_name_only_metrics_a_live_steward_emits() {
+    let rules = std::fs::read_to_string(prometheus_dir().join("steward-rules.yml")).unwrap();
+    let dashboard_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana/dashboards/steward.json");
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(&dashboard_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", dashboard_path.display())),
+    )
+    .unwrap_or_else(|e| panic!("{} is not JSON: {e}", dashboard_path.display()));
+    let mut queries = Vec::new();
+    dashboard_queries(&dashboard, &mut queries);
+    assert!(!queries.is_empty(), "no queries found in the dashboard");
+    let mut wanted: Vec<(String, &str)> = rules_names(&rules)
+        .into_iter()
+        .map(|n| (n, "steward-rules.yml"))
+        .collect();
+    wanted.extend(
+        queries
+            .iter()
+            .flat_map(|q| promql_names(q))
+            .map(|n| (n, "grafana/dashboards/steward.json")),
+    );
+
+    // A steward that has done everything it reports on: checks of both services, a Redis
+    // with keys, and scheduled backups (the start-up catch-up runs a daily and a weekly one,
+    // which also sets the next-run gauges).
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    redis.command(&["SET", "cross-check", "1"]).unwrap();
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| {
+            s.backup = s
+                .backup
+                .replace("daily = \"\"", "daily = \"0 2 * * *\"")
+                .replace("weekly = \"\"", "weekly = \"0 3 * * 1\"");
+        })
+        .start();
+    st.wait_until(
+        Duration::from_secs(120),
+        "catch-up daily and weekly backups",
+        |st| {
+            let m = st.metrics();
+            ["daily", "weekly"].iter().all(|k| {
+                metric_value(
+                    &m,
+                    "steward_backup_last_success_timestamp_seconds",
+                    &[("kind", k)],
+                )
+                .is_some()
+            })
+        },
+    );
+    st.wait_checks("postgres", 2);
+    st.wait_checks("redis", 2);
+
+    // Series names as Prometheus stores them: a histogram is its _bucket/_sum/_count series
+    // (the bare family name selects nothing), a counter its _total series.
+    let samples = parse_metrics(&st.metrics());
+    let emitted: BTreeSet<&str> = samples.iter().map(|s| s.name.as_str()).collect();
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|(n, _)| !emitted.contains(n.as_str()))
+        .map(|(n, file)| format!("{n} (in {file})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "named but not emitted by steward:\n  {}\nsteward emits: {emitted:?}",
+        missing.join("\n  ")
+    );
+
+    // The other way round: every alert steward exports has its rule.
+    let exprs = yaml_values(&rules, "expr").join("\n");
+    let alerts: BTreeSet<&str> = samples
+        .iter()
+        .filter(|s| s.name == "steward_alert_active")
+        .filter_map(|s| s.labels.get("alert").map(String::as_str))
+        .collect();
+    assert!(
+        !alerts.is_empty(),
+        "steward exports no steward_alert_active series"
+    );
+    for a in alerts {
+        assert!(
+            exprs.contains(&format!("steward_alert_active{{alert=\"{a}\"}}")),
+            "steward exports alert {a} but steward-rules.yml has no rule for it"
+        );
+    }
+}
+
+#[test]
+fn promql_name_extraction_skips_label_values_and_keeps_suffixes() {
+    let names = promql_names(
+        r#"histogram_quantile(0.9, sum by (le) (rate(steward_check_duration_seconds_bucket{service="steward_x"}[5m]))) > on(instance) steward_up"#,
+    );
+    let expected: BTreeSet<String> = ["steward_check_duration_seconds_bucket", "steward_up"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(names, expected);
+    let yaml = "  - alert: A\n    expr: |\n      steward_a == 1\n      unless steward_b\n    for: 0s\n    annotations:\n      summary: \"see steward_c\"\n";
+    assert_eq!(
+        yaml_values(yaml, "expr"),
+        vec!["      steward_a == 1\n      unless steward_b"]
+    );
+    assert_eq!(yaml_values(yaml, "summary"), vec!["see steward_c"]);
+}
