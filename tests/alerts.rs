@@ -44,6 +44,34 @@ fn active(st: &Steward, alert: &str, service: &str, severity: &str) -> Option<f6
     )
 }
 
+/// A shell loop sending one command to Redis over and over; it stops when dropped, and by
+/// itself once Redis is gone (redis-cli then fails), so a failed test leaves nothing spinning.
+struct RedisLoop(std::process::Child);
+
+impl RedisLoop {
+    fn start(redis: &Redis, command: &str) -> RedisLoop {
+        let script = format!(
+            "while redis-cli -p {} -a '{}' --no-auth-warning {command} >/dev/null; do :; done",
+            redis.port, redis.password
+        );
+        RedisLoop(
+            std::process::Command::new("bash")
+                .args(["-c", &script])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for RedisLoop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn with_alerts(extra: &'static str) -> impl FnOnce(&mut Settings) {
     move |s| {
         s.backup += "\n";
@@ -157,6 +185,7 @@ fn redis_memory_write_read_and_hit_ratio_fire_and_resolve() {
         .with(with_alerts(
             "[alerts.redis_memory_high]\nfor = \"1s\"\n\
              [alerts.write_read_test_failed]\nfor = \"1s\"\n\
+             [alerts.slow_response]\nfor = \"1s\"\nthreshold = 0.05\n\
              [alerts.cache_hit_ratio_low]\nfor = \"1s\"\nthreshold = 0.5\nmin_lookups_per_second = 5\n",
         ))
         .start();
@@ -209,20 +238,17 @@ fn redis_memory_write_read_and_hit_ratio_fire_and_resolve() {
         AlertState::Resolved,
     );
 
+    // Another client keeps pausing all clients for 100 ms: every PING waits behind it.
+    let pauser = RedisLoop::start(&redis, "CLIENT PAUSE 100 ALL");
+    wait_state(&st, "SlowResponse", "redis", None, AlertState::Firing);
+    assert!(find(&st, "SlowResponse", "redis", None).value.unwrap() > 0.05);
+    drop(pauser);
+    wait_state(&st, "SlowResponse", "redis", None, AlertState::Resolved);
+
     // Steady misses from another client: the hit ratio is 0 at well over 5 lookups/s.
-    let mut misses = std::process::Command::new("bash")
-        .args([
-            "-c",
-            &format!(
-                "while :; do redis-cli -p {} -a '{}' --no-auth-warning GET steward:test:miss >/dev/null; done",
-                redis.port, redis.password
-            ),
-        ])
-        .spawn()
-        .unwrap();
+    let misses = RedisLoop::start(&redis, "GET steward:test:miss");
     wait_state(&st, "CacheHitRatioLow", "redis", None, AlertState::Firing);
-    let _ = misses.kill();
-    let _ = misses.wait();
+    drop(misses);
     // Without traffic the ratio is not judged: the alert resolves.
     wait_state(&st, "CacheHitRatioLow", "redis", None, AlertState::Resolved);
 }

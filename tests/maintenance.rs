@@ -163,11 +163,14 @@ fn survives_restart_and_ends_by_itself() {
     );
 
     st.start_again();
-    assert_eq!(
-        status(&st).current.and_then(|m| m.until),
-        Some(until),
-        "a --for period survives a restart"
-    );
+    // Read back from the file: still on until the same time, or (on a slow machine, if the
+    // restart took longer than the period) already ended by the new daemon at exactly `until`.
+    let s = status(&st);
+    let survived = match &s.current {
+        Some(m) => m.until == Some(until),
+        None => s.history[0].ended_at == until && s.history[0].ended_by == EndedBy::Expired,
+    };
+    assert!(survived, "a --for period survives a restart: {s:?}");
     st.wait_until(
         Duration::from_secs(8) + SLACK,
         "maintenance to end by itself",
@@ -215,10 +218,9 @@ fn redis_key_is_published_again_when_redis_comes_back() {
         s.redis.published && s.redis.error.is_none()
     });
 
-    // Redis restarts between two checks and comes back empty: the key is set again.
+    // Redis restarts (between two checks, possibly) and comes back empty: the key is set again.
     redis.kill();
     redis.restart();
-    assert_eq!(key(&redis), None);
     st.wait_until(PUBLISH, "the key to be back after a Redis restart", |_| {
         key(&redis).is_some()
     });

@@ -120,7 +120,7 @@ fn shipped_config_for(steward: &str, alertmanager: &str) -> String {
     text
 }
 
-/// Alerts of `alerts` (a JSON array) named `ServiceDown` for service postgres.
+/// The alerts in `alerts` whose `service` label is postgres.
 fn postgres_down(alerts: Vec<Value>) -> Vec<Value> {
     alerts
         .into_iter()
@@ -128,26 +128,68 @@ fn postgres_down(alerts: Vec<Value>) -> Vec<Value> {
         .collect()
 }
 
+/// A live steward (ServiceDown after 1 s) against its own PostgreSQL and Redis, scraped by a
+/// real Prometheus every second, which alerts to a real Alertmanager.
+struct Stack {
+    prom: Prometheus,
+    am: Alertmanager,
+    st: Steward,
+    pg: Postgres,
+    _redis: Redis,
+    /// steward's scrape target, `127.0.0.1:PORT` (the `instance` label).
+    target: String,
+}
+
+impl Stack {
+    /// Starts everything and waits until Prometheus has scraped steward and sees PostgreSQL up.
+    fn start() -> Stack {
+        let pg = Postgres::start();
+        let redis = Redis::start();
+        let am = Alertmanager::start();
+        let st = Steward::builder(&pg, &redis)
+            .with(|s| s.backup += "\n[alerts.service_down]\nfor = \"1s\"\n")
+            .start();
+        let target = format!("127.0.0.1:{}", st.metrics_port());
+        let prom = Prometheus::start(&shipped_config_for(&target, &am.addr()));
+        st.wait_until(PEER_TIMEOUT, "Prometheus: up{job=\"steward\"} == 1", |_| {
+            prom.query_value(r#"up{job="steward"}"#) == Some(1.0)
+        });
+        st.wait_until(
+            PEER_TIMEOUT,
+            "Prometheus: steward_up{service=\"postgres\"} == 1",
+            |_| prom.query_value(r#"steward_up{service="postgres",job="steward"}"#) == Some(1.0),
+        );
+        Stack {
+            prom,
+            am,
+            st,
+            pg,
+            _redis: redis,
+            target,
+        }
+    }
+
+    /// Waits until Prometheus reports the ServiceDown alert for postgres as firing; returns it.
+    fn wait_service_down_firing(&self) -> Value {
+        let mut fired = Value::Null;
+        self.st
+            .wait_until(PEER_TIMEOUT, "ServiceDown firing in Prometheus", |_| {
+                let alerts = postgres_down(self.prom.alerts_named("ServiceDown"));
+                fired = alerts
+                    .into_iter()
+                    .find(|a| a["state"] == "firing")
+                    .unwrap_or_default();
+                !fired.is_null()
+            });
+        fired
+    }
+}
+
 #[test]
 fn prometheus_scrapes_steward_and_service_down_reaches_alertmanager_and_resolves() {
-    let pg = Postgres::start();
-    let redis = Redis::start();
-    let am = Alertmanager::start();
-    let st = Steward::builder(&pg, &redis)
-        .with(|s| s.backup += "\n[alerts.service_down]\nfor = \"1s\"\n")
-        .start();
-    let target = format!("127.0.0.1:{}", st.metrics_port());
-    let prom = Prometheus::start(&shipped_config_for(&target, &am.addr()));
+    let s = Stack::start();
+    let (prom, am, st) = (&s.prom, &s.am, &s.st);
 
-    // Scraped, and steward's view of PostgreSQL is visible through Prometheus.
-    st.wait_until(PEER_TIMEOUT, "Prometheus: up{job=\"steward\"} == 1", |_| {
-        prom.query_value(r#"up{job="steward"}"#) == Some(1.0)
-    });
-    st.wait_until(
-        PEER_TIMEOUT,
-        "Prometheus: steward_up{service=\"postgres\"} == 1",
-        |_| prom.query_value(r#"steward_up{service="postgres",job="steward"}"#) == Some(1.0),
-    );
     // Every shipped rule evaluates without error against the real series (a label-matching
     // mistake shows up here as a rule error, not in promtool's hand-written series).
     st.wait_until(PEER_TIMEOUT, "every rule evaluated once, healthy", |_| {
@@ -184,54 +226,111 @@ fn prometheus_scrapes_steward_and_service_down_reaches_alertmanager_and_resolves
     );
 
     // PostgreSQL down: steward's ServiceDown → the shipped rule fires in Prometheus.
-    pg.stop();
-    let mut fired = Vec::new();
-    st.wait_until(PEER_TIMEOUT, "ServiceDown firing in Prometheus", |_| {
-        fired = postgres_down(prom.alerts_named("ServiceDown"));
-        fired.iter().any(|a| a["state"] == "firing")
-    });
-    let labels = &fired[0]["labels"];
+    s.pg.stop();
+    let fired = s.wait_service_down_firing();
+    let labels = &fired["labels"];
     assert_eq!(labels["severity"], "critical", "{labels}");
     assert_eq!(labels["job"], "steward", "{labels}");
-    assert_eq!(labels["instance"], target.as_str(), "{labels}");
+    assert_eq!(labels["instance"], s.target.as_str(), "{labels}");
     assert_eq!(
-        fired[0]["annotations"]["summary"], "postgres is down",
-        "{}",
-        fired[0]
+        fired["annotations"]["summary"], "postgres is down",
+        "{fired}"
     );
 
     // …and Alertmanager lists it as active, sent by Prometheus (steward has no
     // [alertmanager] url here, and the generator URL is Prometheus' graph page).
-    let mut received = Vec::new();
+    let mut received = Value::Null;
     st.wait_until(PEER_TIMEOUT, "ServiceDown active in Alertmanager", |_| {
-        received = postgres_down(am.alerts_named("ServiceDown"));
-        received
-            .iter()
-            .any(|a| a["status"]["state"] == "active" && a["labels"]["severity"] == "critical")
+        let alerts = postgres_down(am.alerts_named("ServiceDown"));
+        received = alerts
+            .into_iter()
+            .find(|a| a["status"]["state"] == "active")
+            .unwrap_or_default();
+        !received.is_null()
     });
-    let generator = received[0]["generatorURL"].as_str().unwrap_or_default();
+    assert_eq!(received["labels"]["severity"], "critical", "{received}");
+    assert_eq!(
+        received["labels"]["instance"],
+        s.target.as_str(),
+        "{received}"
+    );
+    let generator = received["generatorURL"].as_str().unwrap_or_default();
     assert!(
         generator.contains(&format!(":{}/graph", prom.port())),
-        "not from this Prometheus: {}",
-        received[0]
+        "not from this Prometheus: {received}"
     );
+    // Prometheus promises a firing alert for minutes ahead (endsAt = 4 × its resend delay).
+    let ends_at = received["endsAt"].as_str().unwrap_or_default();
+    let ends_at = chrono::DateTime::parse_from_rfc3339(ends_at)
+        .unwrap_or_else(|e| panic!("endsAt {ends_at:?}: {e}"));
 
     // PostgreSQL back: the alert leaves Prometheus' pending/firing list, and Prometheus sends
     // the resolution (endsAt = now). Alertmanager 0.25 then drops it from /api/v2/alerts
     // altogether (resolved alerts are not listed, even with ?active=false); without that
-    // resolution it would stay listed until the endsAt Prometheus set on the firing alert,
-    // minutes ahead.
-    pg.start_again();
+    // resolution it would stay listed until the endsAt of the firing alert, minutes ahead,
+    // which is checked below.
+    s.pg.start_again();
     st.wait_until(PEER_TIMEOUT, "ServiceDown resolved in Prometheus", |_| {
         postgres_down(prom.alerts_named("ServiceDown")).is_empty()
     });
     st.wait_until(PEER_TIMEOUT, "ServiceDown resolved in Alertmanager", |_| {
         postgres_down(am.alerts_named("ServiceDown")).is_empty()
     });
+    assert!(
+        chrono::Utc::now() < ends_at,
+        "gone from Alertmanager only after the firing alert's own endsAt ({ends_at}): \
+         expiry, not the resolution Prometheus should have sent"
+    );
     assert_eq!(
         prom.query_value(r#"steward_up{service="postgres",job="steward"}"#),
         Some(1.0)
     );
+}
+
+/// The shipped rules with the labels a real scrape carries: while steward reports maintenance,
+/// its ServiceDown (steward_alert_active 1) does not fire in Prometheus; once maintenance
+/// ends, it does.
+#[test]
+fn shipped_rules_are_silenced_by_a_live_stewards_maintenance_mode() {
+    let s = Stack::start();
+    let (prom, st) = (&s.prom, &s.st);
+    let on = st.ctl(&["maintenance", "on", "--reason", "prometheus rules test"]);
+    assert_eq!(on.code, 0, "maintenance on: {on:?}");
+    s.pg.stop();
+
+    // Prometheus has both series, in the state the silencing is about…
+    let both = r#"steward_alert_active{alert="ServiceDown",service="postgres"} == 1
+        and on(instance, job) steward_maintenance_mode == 1"#;
+    st.wait_until(
+        PEER_TIMEOUT,
+        "Prometheus: ServiceDown active in maintenance",
+        |_| prom.query_value(both).is_some(),
+    );
+    let seen = chrono::Utc::now();
+    // …and the rule has been evaluated since, on those samples or newer ones: no alert.
+    st.wait_until(PEER_TIMEOUT, "ServiceDown rule evaluated again", |_| {
+        let groups = prom.rules();
+        let rule = groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["rules"].as_array().unwrap())
+            .find(|r| r["name"] == "ServiceDown")
+            .cloned()
+            .expect("ServiceDown rule loaded");
+        let last = rule["lastEvaluation"].as_str().unwrap_or_default();
+        chrono::DateTime::parse_from_rfc3339(last).is_ok_and(|t| t > seen)
+    });
+    assert!(
+        postgres_down(prom.alerts_named("ServiceDown")).is_empty(),
+        "ServiceDown fires in Prometheus during maintenance: {}",
+        prom.alerts()
+    );
+
+    // Maintenance off, PostgreSQL still down: the same rule now fires.
+    let off = st.ctl(&["maintenance", "off"]);
+    assert_eq!(off.code, 0, "maintenance off: {off:?}");
+    s.wait_service_down_firing();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -393,16 +492,11 @@ fn rules_and_dashboard_name_only_metrics_a_live_steward_emits() {
     // (the bare family name selects nothing), a counter its _total series.
     let samples = parse_metrics(&st.metrics());
     let emitted: BTreeSet<&str> = samples.iter().map(|s| s.name.as_str()).collect();
-    let missing: Vec<String> = wanted
+    let mut problems: Vec<String> = wanted
         .iter()
         .filter(|(n, _)| !emitted.contains(n.as_str()))
-        .map(|(n, file)| format!("{n} (in {file})"))
+        .map(|(n, file)| format!("{n} is named in {file} but steward does not emit it"))
         .collect();
-    assert!(
-        missing.is_empty(),
-        "named but not emitted by steward:\n  {}\nsteward emits: {emitted:?}",
-        missing.join("\n  ")
-    );
 
     // The other way round: every alert steward exports has its rule.
     let exprs = yaml_values(&rules, "expr").join("\n");
@@ -411,16 +505,21 @@ fn rules_and_dashboard_name_only_metrics_a_live_steward_emits() {
         .filter(|s| s.name == "steward_alert_active")
         .filter_map(|s| s.labels.get("alert").map(String::as_str))
         .collect();
-    assert!(
-        !alerts.is_empty(),
-        "steward exports no steward_alert_active series"
-    );
-    for a in alerts {
-        assert!(
-            exprs.contains(&format!("steward_alert_active{{alert=\"{a}\"}}")),
-            "steward exports alert {a} but steward-rules.yml has no rule for it"
-        );
+    if alerts.is_empty() {
+        problems.push("steward exports no steward_alert_active series".into());
     }
+    for a in alerts {
+        if !exprs.contains(&format!("steward_alert_active{{alert=\"{a}\"}}")) {
+            problems.push(format!(
+                "steward exports alert {a} but steward-rules.yml has no rule for it"
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "\n  {}\nsteward emits: {emitted:?}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]

@@ -212,7 +212,7 @@ mod tests {
         };
         let body = payload(
             std::slice::from_ref(&n),
-            &[(n, 1_700_000_060.0)],
+            &[(n.clone(), 1_700_000_060.0)],
             "db1",
             Duration::from_secs(60),
         );

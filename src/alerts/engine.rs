@@ -45,6 +45,17 @@ pub fn start(inputs: Inputs, cancel: CancellationToken) -> AlertHandle {
         notices_rx,
         cancel.clone(),
     ));
+    // Every alert's transition counters exist from the start, so rules and dashboards that
+    // read them find a series (at 0) before anything has happened.
+    for (_, name, _) in crate::config::AlertsConfig::default().rules() {
+        for to in ["pending", "firing", "resolved", "inactive"] {
+            inputs
+                .metrics
+                .alerts
+                .transitions
+                .with_label_values(&[name, to]);
+        }
+    }
     let now = crate::unix_now();
     let engine = Engine {
         inputs,

@@ -133,6 +133,16 @@ async fn restore_inner(
             "database {target:?} exists and is not empty ({objects} tables, views or sequences); pass --force to replace it (a pre-restore backup of it is taken first), or restore into a new database with --target-db"
         )));
     }
+    // Until this function returns, the application sees maintenance mode (steward:maintenance).
+    let _maintenance = ctx
+        .maintenance
+        .hold_for_restore(format!("restore of {id} into {target}"))
+        .await
+        .map_err(|e| {
+            BackupError::Refused(format!(
+                "cannot turn maintenance mode on for the restore ({e}); nothing was restored"
+            ))
+        })?;
     let pre = if objects > 0 {
         Some(pre_restore_backup(ctx, &target).await?)
     } else {

@@ -53,16 +53,8 @@ pub async fn run(parts: SchedulerParts, cfg: Arc<Config>, cancel: CancellationTo
     catch_up(&parts, &schedules, &dbs, &cancel).await;
     loop {
         let Some((kind, at)) = schedules.next(Utc::now()) else {
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return Ok(()),
-                    Ok(()) = maintenance.changed() => {
-                        if ended(&mut maintenance) {
-                            catch_up(&parts, &schedules, &dbs, &cancel).await;
-                        }
-                    }
-                }
-            }
+            cancel.cancelled().await;
+            return Ok(());
         };
         handle.set_next_runs(schedules.next_runs(Utc::now())).await;
         // Wall-clock time: re-check at least every minute, so a clock change is noticed.

@@ -96,11 +96,11 @@ impl Actor {
         let mut redis_url = config.borrow().redis.url.clone();
         loop {
             // Wall-clock time: re-checked at least every minute, so a clock change is noticed.
-            let wait = self
-                .p
-                .stored
-                .remaining(crate::unix_now())
-                .map(|s| Duration::from_secs_f64(s).min(Duration::from_secs(60)));
+            let wait = self.p.stored.remaining(crate::unix_now()).map(|s| {
+                Duration::try_from_secs_f64(s)
+                    .unwrap_or(Duration::MAX)
+                    .min(Duration::from_secs(60))
+            });
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 cmd = rx.recv() => match cmd {

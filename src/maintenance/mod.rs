@@ -257,3 +257,6 @@ pub fn start(
         config,
     }
 }
+
+#[cfg(test)]
+mod tests;
