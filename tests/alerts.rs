@@ -72,10 +72,11 @@ impl Drop for RedisLoop {
     }
 }
 
-fn with_alerts(extra: &'static str) -> impl FnOnce(&mut Settings) {
+fn with_alerts(extra: impl Into<String>) -> impl FnOnce(&mut Settings) {
+    let extra = extra.into();
     move |s| {
         s.backup += "\n";
-        s.backup += extra;
+        s.backup += &extra;
     }
 }
 
@@ -320,4 +321,115 @@ fn task_restarting_fires_when_a_task_keeps_failing_and_resolves_after_the_window
     let a = find(&st, "TaskRestarting", "steward", None);
     assert!(a.description.contains("control restarted"), "{a:?}");
     wait_state(&st, "TaskRestarting", "steward", None, AlertState::Resolved);
+}
+
+#[test]
+fn alerts_reach_alertmanager_resolve_there_and_are_held_back_in_maintenance() {
+    let am = peers::Alertmanager::start();
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let st = Steward::builder(&pg, &redis)
+        .with(with_alerts(format!(
+            "[alerts.service_down]\nfor = \"1s\"\n\
+             [alertmanager]\nurl = \"{}\"\nresend_interval = \"1m\"\n",
+            am.url()
+        )))
+        .start();
+    st.wait_up("postgres", true, WAIT);
+
+    // In maintenance the alert fires, is listed as suppressed, and is not sent.
+    assert!(
+        st.ctl(&["maintenance", "on", "--reason", "test"])
+            .reply()
+            .ok
+    );
+    pg.stop();
+    wait_state(&st, "ServiceDown", "postgres", None, AlertState::Firing);
+    let down = find(&st, "ServiceDown", "postgres", None);
+    assert!(down.suppressed, "{down:?}");
+    assert!(alerts(&st).maintenance);
+    assert_eq!(
+        active(&st, "ServiceDown", "postgres", "critical"),
+        Some(1.0)
+    );
+    let human = st.ctl_human(&["alerts"]);
+    assert!(
+        human.stdout.contains("firing (suppressed)"),
+        "{}",
+        human.all()
+    );
+    // A new firing alert is delivered at once (as below, after maintenance); give it time.
+    let fired = down.fired_at.unwrap();
+    st.wait_until(WAIT, "three seconds of firing", |_| {
+        steward::unix_now() - fired > 3.0
+    });
+    assert!(am.alerts_named("ServiceDown").is_empty(), "{}", am.alerts());
+
+    // Maintenance over: Alertmanager gets it, with steward's labels and annotations.
+    assert!(st.ctl(&["maintenance", "off"]).reply().ok);
+    st.wait_until(WAIT, "Alertmanager to list ServiceDown", |_| {
+        !am.alerts_named("ServiceDown").is_empty()
+    });
+    let got = &am.alerts_named("ServiceDown")[0];
+    assert_eq!(got["labels"]["service"], "postgres");
+    assert_eq!(got["labels"]["severity"], "critical");
+    assert_eq!(got["labels"]["instance"], steward::hostname().as_str());
+    assert_eq!(got["status"]["state"], "active");
+    assert!(got["annotations"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("postgres cannot be reached"));
+    assert!(
+        st.metric(
+            "steward_alertmanager_notifications_total",
+            &[("result", "success")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+
+    // Resolved in steward: sent with endsAt now, so Alertmanager drops it long before the
+    // endsAt of the firing notice (four resend intervals: 4 minutes) would have passed.
+    pg.start_again();
+    wait_state(&st, "ServiceDown", "postgres", None, AlertState::Resolved);
+    st.wait_until(
+        WAIT,
+        "Alertmanager to drop the resolved ServiceDown",
+        |_| am.alerts_named("ServiceDown").is_empty(),
+    );
+}
+
+#[test]
+fn an_unreachable_alertmanager_is_retried_and_never_holds_up_the_checks() {
+    let port = free_port();
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let st = Steward::builder(&pg, &redis)
+        .with(with_alerts(format!(
+            "[alerts.service_down]\nfor = \"0s\"\n\
+             [alertmanager]\nurl = \"http://127.0.0.1:{port}\"\n"
+        )))
+        .start();
+    st.wait_up("postgres", true, WAIT);
+    pg.stop();
+    wait_state(&st, "ServiceDown", "postgres", None, AlertState::Firing);
+    st.wait_until(WAIT, "two failed deliveries", |st| {
+        st.metric(
+            "steward_alertmanager_notifications_total",
+            &[("result", "failure")],
+        )
+        .unwrap_or(0.0)
+            >= 2.0
+    });
+    // The checks go on at their interval meanwhile.
+    st.wait_checks("postgres", 2);
+    st.wait_checks("redis", 2);
+    assert!(st.log().contains("cannot deliver alerts to Alertmanager"));
+    // Alertmanager appears: the retry delivers what is firing.
+    let am = peers::Alertmanager::start_on(port);
+    st.wait_until(
+        Duration::from_secs(90),
+        "the retry to reach Alertmanager",
+        |_| !am.alerts_named("ServiceDown").is_empty(),
+    );
 }

@@ -121,8 +121,10 @@ struct Peer {
 impl Peer {
     /// Writes `config_name` with `config` into a fresh temp dir, then starts `program` with the
     /// arguments `args(dir, port)` until `/-/ready` answers 200. A port taken by someone else
-    /// between [`free_port`] and the bind is retried with another one.
+    /// between [`free_port`] and the bind is retried with another one; `fixed_port` is used as
+    /// given.
     fn start(
+        fixed_port: Option<u16>,
         name: &'static str,
         program: &str,
         config_name: &str,
@@ -138,7 +140,7 @@ impl Peer {
             port: 0,
         };
         for _attempt in 0..3 {
-            peer.port = free_port();
+            peer.port = fixed_port.unwrap_or_else(free_port);
             let log = fs::File::create(peer.log_path()).unwrap();
             let child = Command::new(program)
                 .args(args(peer.dir.path(), peer.port))
@@ -217,7 +219,17 @@ impl Alertmanager {
 
     /// With the given alertmanager.yml text.
     pub fn start_with_config(config: &str) -> Alertmanager {
+        Self::start_at(None, config)
+    }
+
+    /// On a given port (e.g. one a steward was told about before Alertmanager existed).
+    pub fn start_on(port: u16) -> Alertmanager {
+        Self::start_at(Some(port), ALERTMANAGER_SILENT_CONFIG)
+    }
+
+    fn start_at(port: Option<u16>, config: &str) -> Alertmanager {
         let peer = Peer::start(
+            port,
             "alertmanager",
             "prometheus-alertmanager",
             "alertmanager.yml",
@@ -290,6 +302,7 @@ impl Prometheus {
     /// dir; use absolute ones for shipped files).
     pub fn start(config: &str) -> Prometheus {
         let peer = Peer::start(
+            None,
             "prometheus",
             "prometheus",
             "prometheus.yml",
