@@ -105,17 +105,15 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     }
     let alerts = {
         let m = maintenance.subscribe();
-        crate::alerts::start(
-            crate::alerts::Inputs {
-                config: cfg_rx.clone(),
-                board: board.clone(),
-                backup: backup.clone(),
-                supervisor: sup.clone(),
-                metrics: metrics.clone(),
-                maintenance: Arc::new(move || m.borrow().is_some()),
-            },
-            root.child_token(),
-        )
+        let inputs = crate::alerts::Inputs {
+            config: cfg_rx.clone(),
+            board: board.clone(),
+            backup: backup.clone(),
+            supervisor: sup.clone(),
+            metrics: metrics.clone(),
+            maintenance: Arc::new(move || m.borrow().is_some()),
+        };
+        crate::alerts::spawn(&sup, inputs).await?
     };
     let state = HttpState {
         metrics: metrics.clone(),

@@ -51,17 +51,19 @@ pub enum DeliveryError {
 const TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Runs until cancelled, delivering what `rx` says is firing.
+/// One run of the `alertmanager` task: delivers what `rx` says is firing until cancelled.
+/// What a previous run delivered is not known to a new one, so it starts by sending the
+/// current set.
 pub async fn run(
     config: watch::Receiver<Arc<Config>>,
     metrics: Arc<Metrics>,
     mut rx: watch::Receiver<Vec<Notice>>,
     cancel: CancellationToken,
-) {
+) -> crate::supervisor::TaskResult {
     let instance = crate::hostname();
     let mut delivered: Vec<Notice> = Vec::new();
     let mut resolved: Vec<(Notice, f64)> = Vec::new();
-    let mut due: Option<Instant> = None;
+    let mut due: Option<Instant> = (!rx.borrow().is_empty()).then(Instant::now);
     let mut backoff = Duration::from_secs(1);
     loop {
         let sleep = async {
@@ -71,10 +73,10 @@ pub async fn run(
             }
         };
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => return Ok(()),
             changed = rx.changed() => {
                 if changed.is_err() {
-                    return;
+                    return Ok(());
                 }
                 let firing = rx.borrow_and_update().clone();
                 let now = crate::unix_now();

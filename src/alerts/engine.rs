@@ -2,7 +2,7 @@
 //! restarts), evaluates the rules, steps the state machines, and publishes the outcome as
 //! metrics, log lines, replies and Alertmanager notices.
 
-use super::alertmanager::{self, Notice};
+use super::alertmanager::Notice;
 use super::rules::{self, BackupFacts, Facts, Key};
 use super::state::{AlertState, Tracker, Transition};
 use super::{AlertHandle, AlertStatus, AlertsReply, Cmd};
@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::control::protocol::{CheckResult, Service};
 use crate::metrics::Metrics;
 use crate::monitor::Board;
-use crate::supervisor::SupervisorHandle;
+use crate::supervisor::{SupervisorHandle, TaskResult};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub type MaintenanceFlag = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// What the engine reads from the rest of steward.
+#[derive(Clone)]
 pub struct Inputs {
     pub config: watch::Receiver<Arc<Config>>,
     pub board: Board,
@@ -35,27 +36,28 @@ pub struct Inputs {
 /// How long the engine waits for another actor's answer before using what it has.
 const ASK: Duration = Duration::from_secs(5);
 
-/// Starts the engine and its Alertmanager sender; both stop when `cancel` fires.
-pub fn start(inputs: Inputs, cancel: CancellationToken) -> AlertHandle {
-    let (tx, rx) = mpsc::channel(16);
-    let (notices, notices_rx) = watch::channel(Vec::new());
-    tokio::spawn(alertmanager::run(
-        inputs.config.clone(),
-        inputs.metrics.clone(),
-        notices_rx,
-        cancel.clone(),
-    ));
-    // Every alert's transition counters exist from the start, so rules and dashboards that
-    // read them find a series (at 0) before anything has happened.
+/// Every alert's transition counters exist from the start, so rules and dashboards that read
+/// them find a series (at 0) before anything has happened.
+pub(super) fn register_series(metrics: &Metrics) {
     for (_, name, _) in crate::config::AlertsConfig::default().rules() {
         for to in ["pending", "firing", "resolved", "inactive"] {
-            inputs
-                .metrics
-                .alerts
-                .transitions
-                .with_label_values(&[name, to]);
+            metrics.alerts.transitions.with_label_values(&[name, to]);
         }
     }
+}
+
+/// One run of the `alerts` task: evaluates until cancelled. A restart starts the state
+/// machines afresh (an alert still true fires again after its `for`).
+pub(super) async fn run(
+    inputs: Inputs,
+    handle: AlertHandle,
+    notices: Arc<watch::Sender<Vec<Notice>>>,
+    cancel: CancellationToken,
+) -> TaskResult {
+    let rx = tokio::select! {
+        _ = cancel.cancelled() => return Ok(()),
+        rx = handle.rx.lock_owned() => rx,
+    };
     let now = crate::unix_now();
     let engine = Engine {
         inputs,
@@ -69,8 +71,8 @@ pub fn start(inputs: Inputs, cancel: CancellationToken) -> AlertHandle {
         restarts: HashMap::new(),
         notices,
     };
-    tokio::spawn(engine.run(rx, cancel));
-    AlertHandle { tx }
+    engine.run(rx, cancel).await;
+    Ok(())
 }
 
 struct Engine {
@@ -81,11 +83,15 @@ struct Engine {
     prev_redis: Option<(f64, u64)>,
     /// Per task: (time, restarts so far) samples covering the TaskRestarting window.
     restarts: HashMap<String, VecDeque<(f64, u64)>>,
-    notices: watch::Sender<Vec<Notice>>,
+    notices: Arc<watch::Sender<Vec<Notice>>>,
 }
 
 impl Engine {
-    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, cancel: CancellationToken) {
+    async fn run(
+        mut self,
+        mut rx: tokio::sync::OwnedMutexGuard<mpsc::Receiver<Cmd>>,
+        cancel: CancellationToken,
+    ) {
         let mut pg = self.inputs.board.subscribe(Service::Postgres);
         let mut redis = self.inputs.board.subscribe(Service::Redis);
         let mut backups = self.inputs.backup.events();

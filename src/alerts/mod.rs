@@ -8,12 +8,14 @@ mod engine;
 pub mod rules;
 pub mod state;
 
-pub use engine::{start, Inputs};
+pub use engine::{Inputs, MaintenanceFlag};
 pub use state::AlertState;
 
 use crate::config::Severity;
+use crate::supervisor::{factory, SupervisorError, SupervisorHandle};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 /// One alert instance as `steward alerts` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,10 +65,39 @@ pub(crate) enum Cmd {
     List(oneshot::Sender<AlertsReply>),
 }
 
-/// The cloneable way to ask the alert engine.
+/// The cloneable way to ask the alert engine; it outlives restarts of the `alerts` task.
 #[derive(Clone)]
 pub struct AlertHandle {
     tx: mpsc::Sender<Cmd>,
+    rx: Arc<Mutex<mpsc::Receiver<Cmd>>>,
+}
+
+/// Registers the supervised tasks `alerts` (the engine) and `alertmanager` (delivery), which
+/// share the list of firing alerts through a `watch` that outlives their restarts.
+pub async fn spawn(sup: &SupervisorHandle, inputs: Inputs) -> Result<AlertHandle, SupervisorError> {
+    engine::register_series(&inputs.metrics);
+    let (tx, rx) = mpsc::channel(16);
+    let handle = AlertHandle {
+        tx,
+        rx: Arc::new(Mutex::new(rx)),
+    };
+    let (notices, notices_rx) = watch::channel(Vec::new());
+    let notices = Arc::new(notices);
+    let (config, metrics) = (inputs.config.clone(), inputs.metrics.clone());
+    sup.spawn(
+        "alertmanager",
+        factory(move |token| {
+            alertmanager::run(config.clone(), metrics.clone(), notices_rx.clone(), token)
+        }),
+    )
+    .await?;
+    let h = handle.clone();
+    sup.spawn(
+        "alerts",
+        factory(move |token| engine::run(inputs.clone(), h.clone(), notices.clone(), token)),
+    )
+    .await?;
+    Ok(handle)
 }
 
 impl AlertHandle {
