@@ -298,3 +298,6 @@ fn task_restarting(rule: &Rule, f: &Facts) -> Observation {
     };
     o
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,331 @@
+//! The rules on hand-made facts: each condition, its boundaries, and the notes that explain
+//! a rule that cannot judge.
+
+use super::*;
+use crate::backup::catalog::BackupStatus;
+use crate::config::{Compression, DumpFormat};
+use crate::control::protocol::{PgFigures, RedisFigures, WriteRead};
+use chrono::{DateTime, Utc};
+
+const NOW: f64 = 1_800_000_000.0;
+
+fn check(service: Service, up: bool) -> Option<Arc<CheckResult>> {
+    Some(Arc::new(CheckResult {
+        up,
+        checked_at: NOW,
+        latency_seconds: up.then_some(0.002),
+        error: (!up).then(|| "connection refused".to_string()),
+        write_read: up.then(|| WriteRead {
+            ok: true,
+            error: None,
+        }),
+        ..CheckResult::unchecked(service)
+    }))
+}
+
+fn with(c: Option<Arc<CheckResult>>, f: impl FnOnce(&mut CheckResult)) -> Option<Arc<CheckResult>> {
+    let mut c = (*c.unwrap()).clone();
+    f(&mut c);
+    Some(Arc::new(c))
+}
+
+fn facts() -> Facts {
+    Facts {
+        now: NOW,
+        started_at: NOW - 60.0,
+        postgres: check(Service::Postgres, true),
+        redis: check(Service::Redis, true),
+        ..Facts::default()
+    }
+}
+
+fn find<'a>(obs: &'a [Observation], alert: &str, service: &str) -> &'a Observation {
+    obs.iter()
+        .find(|o| o.key.alert == alert && o.key.service == service)
+        .unwrap_or_else(|| panic!("no {alert}/{service}"))
+}
+
+fn at(t: f64) -> DateTime<Utc> {
+    DateTime::from_timestamp(t as i64, 0).unwrap()
+}
+
+fn meta(db: &str, kind: BackupKind, status: BackupStatus, finished: f64, size: u64) -> BackupMeta {
+    BackupMeta {
+        id: format!("{db}-{kind}-{finished}"),
+        database: db.into(),
+        kind,
+        label: None,
+        status,
+        error: (status == BackupStatus::Failed).then(|| "pg_dump exited 1".to_string()),
+        started_at: at(finished - 10.0),
+        finished_at: Some(at(finished)),
+        duration_seconds: 10.0,
+        file: None,
+        format: DumpFormat::Plain,
+        compression: Compression::Gzip,
+        level: 6,
+        encryption: None,
+        dump_bytes: size,
+        stored_bytes: size,
+        sha256: None,
+        pg_dump_version: None,
+        server_version: None,
+        steward_version: crate::VERSION.into(),
+        checksum: String::new(),
+    }
+}
+
+#[test]
+fn every_instance_is_listed_and_a_healthy_world_fires_nothing() {
+    let obs = evaluate(&AlertsConfig::default(), &facts());
+    assert_eq!(obs.len(), 14);
+    assert!(obs.iter().all(|o| !o.active), "{obs:?}");
+}
+
+#[test]
+fn service_down_slow_and_write_read() {
+    let mut f = facts();
+    f.postgres = check(Service::Postgres, false);
+    f.redis = with(f.redis, |c| {
+        c.latency_seconds = Some(6.0);
+        c.write_read = Some(WriteRead {
+            ok: false,
+            error: Some("OOM".into()),
+        });
+    });
+    let obs = evaluate(&AlertsConfig::default(), &f);
+    let down = find(&obs, "ServiceDown", "postgres");
+    assert!(down.active && down.description.contains("connection refused"));
+    // A down service is not also slow or failing its write/read test.
+    assert!(!find(&obs, "SlowResponse", "postgres").active);
+    assert!(!find(&obs, "WriteReadTestFailed", "postgres").active);
+    let slow = find(&obs, "SlowResponse", "redis");
+    assert!(slow.active);
+    assert_eq!((slow.value, slow.threshold), (Some(6.0), Some(5.0)));
+    assert!(find(&obs, "WriteReadTestFailed", "redis").active);
+    assert!(!find(&obs, "ServiceDown", "redis").active);
+}
+
+#[test]
+fn connections_have_two_severities() {
+    let usage = |ratio: f64| {
+        let mut f = facts();
+        f.postgres = with(f.postgres, |c| {
+            c.postgres = Some(PgFigures {
+                connections: 10,
+                max_connections: 100,
+                reserved_connections: 3,
+                connection_usage_ratio: ratio,
+                ..PgFigures::default()
+            })
+        });
+        let obs = evaluate(&AlertsConfig::default(), &f);
+        let sev = |s: Severity| {
+            obs.iter()
+                .find(|o| o.key.alert == "PostgresConnectionsHigh" && o.key.severity == s)
+                .unwrap()
+                .active
+        };
+        (sev(Severity::Warning), sev(Severity::Critical))
+    };
+    assert_eq!(usage(0.8), (false, false));
+    assert_eq!(usage(0.81), (true, false));
+    assert_eq!(usage(0.96), (true, true));
+}
+
+#[test]
+fn redis_memory_needs_a_maxmemory_and_says_so() {
+    let mem = |used: u64, max: u64| {
+        let mut f = facts();
+        f.redis = with(f.redis, |c| {
+            c.redis = Some(RedisFigures {
+                used_memory_bytes: used,
+                maxmemory_bytes: max,
+                ..RedisFigures::default()
+            })
+        });
+        find(
+            &evaluate(&AlertsConfig::default(), &f),
+            "RedisMemoryHigh",
+            "redis",
+        )
+        .clone()
+    };
+    let unlimited = mem(1 << 30, 0);
+    assert!(!unlimited.active);
+    assert!(unlimited.note.unwrap().contains("maxmemory is 0"));
+    assert!(!mem(90, 100).active);
+    let high = mem(95, 100);
+    assert!(high.active && high.note.is_none());
+    assert_eq!(high.value, Some(0.95));
+}
+
+#[test]
+fn hit_ratio_is_judged_only_with_enough_traffic() {
+    let judge = |ratio: f64, rate: Option<f64>| {
+        let mut f = facts();
+        f.redis = with(f.redis, |c| {
+            c.redis = Some(RedisFigures {
+                hit_ratio: Some(ratio),
+                ..RedisFigures::default()
+            })
+        });
+        f.redis_lookups_per_second = rate;
+        find(
+            &evaluate(&AlertsConfig::default(), &f),
+            "CacheHitRatioLow",
+            "redis",
+        )
+        .clone()
+    };
+    assert!(judge(0.1, Some(100.0)).active);
+    assert!(!judge(0.9, Some(100.0)).active);
+    let quiet = judge(0.1, Some(2.0));
+    assert!(!quiet.active && quiet.note.unwrap().contains("below min_lookups_per_second"));
+    assert!(judge(0.1, None).note.is_some());
+}
+
+#[test]
+fn backup_failed_looks_at_the_newest_of_each_database_and_kind() {
+    use BackupStatus::{Failed, Good, Running};
+    let mut f = facts();
+    let catalog = |metas: Vec<BackupMeta>| BackupFacts {
+        metas,
+        free_bytes: Some(1 << 40),
+        databases: vec!["app".into()],
+        periods: vec![],
+    };
+    // Newest first: a failed manual after a good one fires; a good daily after a failed one
+    // does not; a running entry is ignored.
+    f.backups = Some(catalog(vec![
+        meta("app", BackupKind::Daily, Running, NOW, 0),
+        meta("app", BackupKind::Manual, Failed, NOW - 10.0, 0),
+        meta("app", BackupKind::Daily, Good, NOW - 20.0, 5),
+        meta("app", BackupKind::Daily, Failed, NOW - 30.0, 0),
+        meta("app", BackupKind::Manual, Good, NOW - 40.0, 5),
+    ]));
+    let o = find(
+        &evaluate(&AlertsConfig::default(), &f),
+        "BackupFailed",
+        "backup",
+    )
+    .clone();
+    assert!(o.active);
+    assert_eq!(o.value, Some(1.0));
+    assert!(
+        o.description.contains("app manual backup"),
+        "{}",
+        o.description
+    );
+    f.backups = Some(catalog(vec![meta("app", BackupKind::Daily, Good, NOW, 5)]));
+    assert!(
+        !find(
+            &evaluate(&AlertsConfig::default(), &f),
+            "BackupFailed",
+            "backup"
+        )
+        .active
+    );
+}
+
+#[test]
+fn backup_stale_follows_the_schedules_or_max_age() {
+    let day = 86_400.0;
+    let mut f = facts();
+    f.started_at = NOW - 3.0 * day;
+    let metas = vec![
+        meta(
+            "app",
+            BackupKind::Daily,
+            BackupStatus::Good,
+            NOW - day - 3600.0,
+            5,
+        ),
+        meta(
+            "app",
+            BackupKind::Weekly,
+            BackupStatus::Good,
+            NOW - 2.0 * day,
+            5,
+        ),
+    ];
+    f.backups = Some(BackupFacts {
+        metas,
+        free_bytes: None,
+        databases: vec!["app".into(), "other".into()],
+        periods: vec![(BackupKind::Daily, day), (BackupKind::Weekly, 7.0 * day)],
+    });
+    let mut cfg = AlertsConfig::default();
+    // Daily 25 h old is within a day + 2 h; "other" has nothing for 3 days: stale.
+    let o = find(&evaluate(&cfg, &f), "BackupStale", "backup").clone();
+    assert!(o.active);
+    assert!(
+        o.description.contains("other: no good daily backup"),
+        "{}",
+        o.description
+    );
+    assert!(!o.description.contains("app:"), "{}", o.description);
+    f.backups.as_mut().unwrap().databases = vec!["app".into()];
+    assert!(!find(&evaluate(&cfg, &f), "BackupStale", "backup").active);
+    cfg.backup_stale.grace = Some(std::time::Duration::from_secs(1800));
+    assert!(find(&evaluate(&cfg, &f), "BackupStale", "backup").active);
+    // max_age: the newest good backup of any kind (the daily, 25 h) against it.
+    cfg.backup_stale.max_age = Some(std::time::Duration::from_secs(26 * 3600));
+    assert!(!find(&evaluate(&cfg, &f), "BackupStale", "backup").active);
+    cfg.backup_stale.max_age = Some(std::time::Duration::from_secs(24 * 3600));
+    assert!(find(&evaluate(&cfg, &f), "BackupStale", "backup").active);
+    // No schedule and no max_age: nothing to be late for, and it says so.
+    cfg.backup_stale.max_age = None;
+    f.backups.as_mut().unwrap().periods.clear();
+    let o = find(&evaluate(&cfg, &f), "BackupStale", "backup").clone();
+    assert!(!o.active && o.note.unwrap().contains("no backup schedule"));
+}
+
+#[test]
+fn storage_low_compares_free_space_with_the_last_backup() {
+    let mut f = facts();
+    let with_free = |free: u64| BackupFacts {
+        metas: vec![meta(
+            "app",
+            BackupKind::Daily,
+            BackupStatus::Good,
+            NOW,
+            1000,
+        )],
+        free_bytes: Some(free),
+        databases: vec!["app".into()],
+        periods: vec![],
+    };
+    f.backups = Some(with_free(1999));
+    let o = find(
+        &evaluate(&AlertsConfig::default(), &f),
+        "BackupStorageLow",
+        "backup",
+    )
+    .clone();
+    assert!(o.active);
+    assert_eq!((o.value, o.threshold), (Some(1999.0), Some(2000.0)));
+    f.backups = Some(with_free(2000));
+    assert!(
+        !find(
+            &evaluate(&AlertsConfig::default(), &f),
+            "BackupStorageLow",
+            "backup"
+        )
+        .active
+    );
+}
+
+#[test]
+fn task_restarts_over_the_threshold_and_disabled_rules() {
+    let mut f = facts();
+    f.restarts_in_window = vec![("control".into(), 4), ("http".into(), 3)];
+    let mut cfg = AlertsConfig::default();
+    let o = find(&evaluate(&cfg, &f), "TaskRestarting", "steward").clone();
+    assert!(o.active);
+    assert!(o.description.contains("control restarted 4 times"));
+    assert!(!o.description.contains("http"));
+    cfg.task_restarting.enabled = false;
+    let o = find(&evaluate(&cfg, &f), "TaskRestarting", "steward").clone();
+    assert!(!o.active && o.note.unwrap().contains("disabled"));
+}
