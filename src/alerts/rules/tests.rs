@@ -15,7 +15,7 @@ fn check(service: Service, up: bool) -> Option<Arc<CheckResult>> {
         checked_at: NOW,
         latency_seconds: up.then_some(0.002),
         error: (!up).then(|| "connection refused".to_string()),
-        write_read: up.then(|| WriteRead {
+        write_read: up.then_some(WriteRead {
             ok: true,
             error: None,
         }),
