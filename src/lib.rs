@@ -7,6 +7,7 @@ pub mod backup;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod durable;
 pub mod logging;
 pub mod maintenance;
 pub mod metrics;

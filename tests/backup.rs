@@ -1268,59 +1268,6 @@ fn catch_up_at_start_and_next_runs() {
 // 9. One backup per database at a time
 // ---------------------------------------------------------------------------------------------
 
-/// Holds an ACCESS EXCLUSIVE lock on a table in an open transaction, so that pg_dump waits for
-/// it: a backup that stays in progress, deterministically, until the lock is released.
-struct TableLock {
-    rt: Option<tokio::runtime::Runtime>,
-    client: Option<tokio_postgres::Client>,
-}
-
-impl TableLock {
-    fn hold(pg: &Postgres, table: &str) -> TableLock {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
-                .await
-                .expect("connect to hold a lock");
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            client
-                .batch_execute(&format!(
-                    "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
-                ))
-                .await
-                .expect("lock the table");
-            client
-        });
-        TableLock {
-            rt: Some(rt),
-            client: Some(client),
-        }
-    }
-
-    /// Ends the transaction (and the connection).
-    fn release(&mut self) {
-        if let (Some(rt), Some(client)) = (self.rt.as_ref(), self.client.take()) {
-            let _ = rt.block_on(client.batch_execute("ROLLBACK"));
-            drop(client);
-        }
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_timeout(Duration::from_secs(5));
-        }
-    }
-}
-
-impl Drop for TableLock {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
-
 /// Two `backup create` at once on one database: the second is refused with "already running"
 /// naming the first; the first completes; afterwards a new backup is accepted again.
 #[test]

@@ -282,48 +282,6 @@ fn run_backups_true_backs_up_during_maintenance() {
     assert_eq!(skipped(&st), 0.0);
 }
 
-/// Holds an ACCESS EXCLUSIVE lock on a table in an open transaction, so that pg_dump (the
-/// restore's pre-restore backup) waits for it: the restore is certainly running meanwhile.
-struct TableLock {
-    rt: tokio::runtime::Runtime,
-    client: Option<tokio_postgres::Client>,
-}
-
-impl TableLock {
-    fn hold(pg: &Postgres, table: &str) -> TableLock {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
-                .await
-                .expect("connect to hold a lock");
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            client
-                .batch_execute(&format!(
-                    "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
-                ))
-                .await
-                .expect("lock the table");
-            client
-        });
-        TableLock {
-            rt,
-            client: Some(client),
-        }
-    }
-
-    fn release(&mut self) {
-        if let Some(c) = self.client.take() {
-            let _ = self.rt.block_on(c.batch_execute("ROLLBACK"));
-        }
-    }
-}
-
 /// `backup restore --force` over the existing database: maintenance is on (by the restore, with
 /// its reason, also in Redis) while it runs and off again afterwards, recorded in the history;
 /// when an operator had it on already, it stays on after the restore.

@@ -207,12 +207,7 @@ impl Engine {
         let cfg = self.cfg();
         self.facts.now = crate::unix_now();
         let obs = rules::evaluate(&cfg.alerts, &self.facts);
-        let holds: HashMap<&str, f64> = cfg
-            .alerts
-            .rules()
-            .into_iter()
-            .map(|(_, name, r)| (name, r.for_.as_secs_f64()))
-            .collect();
+        let holds = holds(&cfg);
         let changes = self.tracker.apply(
             obs,
             |k| holds.get(k.alert).copied().unwrap_or(0.0),
@@ -276,12 +271,7 @@ impl Engine {
     fn reply(&self) -> AlertsReply {
         let cfg = self.cfg();
         let maintenance = (self.inputs.maintenance)();
-        let holds: HashMap<&str, f64> = cfg
-            .alerts
-            .rules()
-            .into_iter()
-            .map(|(_, name, r)| (name, r.for_.as_secs_f64()))
-            .collect();
+        let holds = holds(&cfg);
         AlertsReply {
             maintenance,
             alertmanager: (!cfg.alertmanager.url.is_empty()).then(|| cfg.alertmanager.url.clone()),
@@ -306,6 +296,15 @@ impl Engine {
                 .collect(),
         }
     }
+}
+
+/// Each alert's `for`, in seconds.
+fn holds(cfg: &Config) -> HashMap<&'static str, f64> {
+    cfg.alerts
+        .rules()
+        .into_iter()
+        .map(|(_, name, r)| (name, r.for_.as_secs_f64()))
+        .collect()
 }
 
 fn notice(k: &Key, starts_at: f64, o: &rules::Observation) -> Notice {

@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Why the catalog could not be read or written, or an ID was refused.
@@ -194,25 +193,9 @@ pub fn sync_dir(dir: &Path) -> Result<(), CatalogError> {
 }
 
 fn write_json(path: &Path, meta: &BackupMeta) -> Result<(), CatalogError> {
-    let tmp = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec_pretty(meta).unwrap_or_default();
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io("write metadata", path)(e)
-    })?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    let mut bytes = serde_json::to_vec_pretty(meta).unwrap_or_default();
+    bytes.push(b'\n');
+    crate::durable::write_atomic(path, &bytes).map_err(io("write metadata", path))
 }
 
 fn meta_path(root: &Path, meta: &BackupMeta) -> PathBuf {

@@ -12,6 +12,7 @@ mod pipeline_tools;
 mod pipeline_write;
 mod prune;
 pub mod restore;
+mod restore_checks;
 mod restore_flow;
 mod restore_stream;
 pub mod retention;

@@ -4,8 +4,6 @@
 use super::{Ended, EndedBy, Maintenance};
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Ended periods kept in the file and shown by `maintenance status`.
@@ -95,38 +93,13 @@ pub fn load(dir: &Path) -> Result<Stored, StoreError> {
 /// Replaces the file atomically: a crash leaves the old file or the new one, never half of one.
 pub fn save(dir: &Path, s: &Stored) -> Result<(), StoreError> {
     let path = path(dir);
-    let tmp = dir.join("maintenance.json.tmp");
-    let io = |action: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| StoreError::Io {
-            action,
-            path: p,
-            source,
-        }
-    };
     let mut bytes = serde_json::to_vec_pretty(s).unwrap_or_default();
     bytes.push(b'\n');
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io("write", &tmp)(e)
-    })?;
-    fs::rename(&tmp, &path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io("replace", &path)(e)
-    })?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync directory", dir))
+    crate::durable::write_atomic(&path, &bytes).map_err(|source| StoreError::Io {
+        action: "write",
+        path,
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,169 @@
+//! What must hold before a backup is trusted: it is in the catalog, its file is where the
+//! metadata says, its checksum, size and SHA-256 match, and (for verify) the whole stream
+//! reads and decrypts to its end.
+
+use super::api::Check;
+use super::catalog::{self, BackupMeta};
+use super::manager::BackupError;
+use super::restore::{self, StoredBackup};
+use super::Ctx;
+
+pub(super) fn lookup(ctx: &Ctx, id: &str, action: &'static str) -> Result<BackupMeta, BackupError> {
+    let meta = catalog::find(&ctx.config.backup.dir, id)?;
+    if !meta.is_good() {
+        return Err(BackupError::NotGood {
+            id: id.into(),
+            status: format!("{:?}", meta.status).to_lowercase(),
+            action,
+        });
+    }
+    Ok(meta)
+}
+
+pub(super) fn stored(ctx: &Ctx, meta: &BackupMeta) -> Result<StoredBackup, BackupError> {
+    let path = catalog::data_path(&ctx.config.backup.dir, meta).ok_or_else(|| {
+        BackupError::Failed(format!(
+            "backup {} names no data file steward would have written",
+            meta.id
+        ))
+    })?;
+    Ok(StoredBackup {
+        path,
+        format: meta.format,
+        compression: meta.compression,
+        encrypted: meta.encryption.is_some(),
+        sha256: meta.sha256.clone().unwrap_or_default(),
+        stored_bytes: meta.stored_bytes,
+        dump_bytes: meta.dump_bytes,
+    })
+}
+
+/// The age identities of `backup.encryption.identity_file`, if one is set.
+pub(super) fn identities(ctx: &Ctx) -> Result<Vec<age::x25519::Identity>, BackupError> {
+    let Some(path) = &ctx.config.backup.encryption.identity_file else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        BackupError::Failed(format!(
+            "cannot read backup.encryption.identity_file {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(crate::config::parse_identities(&text))
+}
+
+/// Metadata checksum, file size and SHA-256: what must hold before any database is touched.
+pub(super) async fn quick_check(
+    ctx: &Ctx,
+    meta: &BackupMeta,
+) -> Result<(bool, Vec<Check>), BackupError> {
+    let b = stored(ctx, meta)?;
+    let progress = ctx.progress.clone();
+    let path = b.path.clone();
+    let hashed = tokio::task::spawn_blocking(move || hash_file(&path, progress))
+        .await
+        .map_err(|e| BackupError::Failed(format!("hashing stopped: {e}")))?;
+    let (sha, size) = hashed
+        .map_err(|e| BackupError::Failed(format!("cannot read {}: {e}", b.path.display())))?;
+    let checks = vec![
+        Check {
+            name: "metadata checksum".into(),
+            ok: meta.checksum_ok(),
+            detail: "matches".into(),
+        },
+        Check {
+            name: "size".into(),
+            ok: size == b.stored_bytes,
+            detail: format!("{size} bytes stored, {} expected", b.stored_bytes),
+        },
+        Check {
+            name: "sha256".into(),
+            ok: sha == b.sha256,
+            detail: format!("file hashes to {sha}"),
+        },
+    ];
+    Ok((checks.iter().all(|c| c.ok), checks))
+}
+
+pub(super) fn hash_file(
+    path: &std::path::Path,
+    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> std::io::Result<(String, u64)> {
+    let file = std::fs::File::open(path)?;
+    let mut reader = super::pipeline_io::HashingReader::new(
+        std::io::BufReader::with_capacity(1 << 20, file),
+        progress,
+    );
+    std::io::copy(&mut reader, &mut std::io::sink())?;
+    let (size, sha) = reader.finish();
+    Ok((sha, size))
+}
+
+pub(super) async fn check(ctx: &Ctx, meta: &BackupMeta) -> Result<(bool, Vec<Check>), BackupError> {
+    let b = stored(ctx, meta)?;
+    let ids = identities(ctx)?;
+    let mut checks = vec![Check {
+        name: "metadata checksum".into(),
+        ok: meta.checksum_ok(),
+        detail: "matches".into(),
+    }];
+    match restore::verify(&b, &ids, ctx.progress.clone()).await {
+        Ok(out) => checks.extend(checks_of(&out)),
+        Err(e) => checks.push(Check {
+            name: "read".into(),
+            ok: false,
+            detail: ctx.scrubber.scrub(&e.to_string()),
+        }),
+    }
+    Ok((checks.iter().all(|c| c.ok), checks))
+}
+
+/// The verify outcome as one line per check.
+fn checks_of(out: &restore::VerifyOutput) -> Vec<Check> {
+    let mut v = vec![
+        Check {
+            name: "sha256".into(),
+            ok: out.hash_ok,
+            detail: format!("file hashes to {}", out.actual_sha256),
+        },
+        Check {
+            name: "size".into(),
+            ok: out.size_ok,
+            detail: format!("{} bytes stored", out.actual_stored_bytes),
+        },
+    ];
+    match out.decryption {
+        restore::Decryption::NotEncrypted => {}
+        restore::Decryption::Decrypted => v.push(Check {
+            name: "decryption".into(),
+            ok: true,
+            detail: "decrypted with the configured identity".into(),
+        }),
+        restore::Decryption::Skipped => v.push(Check {
+            name: "decryption".into(),
+            ok: true,
+            detail: "skipped: no backup.encryption.identity_file, so only the hash was checked"
+                .into(),
+        }),
+    }
+    if let Some(ok) = out.stream_ok {
+        let detail = if ok {
+            "read to its end".to_string()
+        } else {
+            out.problems.join("; ")
+        };
+        v.push(Check {
+            name: "stream".into(),
+            ok,
+            detail,
+        });
+    }
+    if let (Some(ok), Some(n)) = (out.dump_bytes_ok, out.dump_bytes) {
+        v.push(Check {
+            name: "dump size".into(),
+            ok,
+            detail: format!("{n} bytes of dump inside"),
+        });
+    }
+    v
+}

@@ -1,0 +1,253 @@
+//! The payloads of replies: check results and their figures, service reports, tasks,
+//! reload, info, history and status, as both the daemon and the client (and `--json` scripts)
+//! see them.
+
+use super::Service;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The outcome of the write/read test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteRead {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A connection pool's occupancy at check time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct PoolState {
+    pub max: u32,
+    pub open: u32,
+    pub idle: u32,
+    pub in_use: u32,
+}
+
+impl PoolState {
+    /// A bb8 pool's state, with its configured maximum.
+    pub fn of(s: &bb8::State, max: u32) -> Self {
+        Self {
+            max,
+            open: s.connections,
+            idle: s.idle_connections,
+            in_use: s.connections.saturating_sub(s.idle_connections),
+        }
+    }
+}
+
+/// What a PostgreSQL check measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PgFigures {
+    pub server_version: String,
+    pub server_version_num: i64,
+    pub database: String,
+    pub database_size_bytes: i64,
+    pub connections: i64,
+    pub max_connections: i64,
+    pub reserved_connections: i64,
+    /// Connections in use over those available to ordinary users.
+    pub connection_usage_ratio: f64,
+    pub in_recovery: bool,
+}
+
+/// What a Redis check measured (from `INFO`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RedisFigures {
+    pub server_version: String,
+    pub used_memory_bytes: u64,
+    pub maxmemory_bytes: u64,
+    pub maxmemory_policy: String,
+    pub connected_clients: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxclients: Option<u64>,
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    /// Hits over lookups since the previous check; absent when there were no lookups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hit_ratio: Option<f64>,
+    pub evicted_keys: u64,
+    pub expired_keys: u64,
+    pub ops_per_sec: u64,
+    /// Keys per database, e.g. {"db0": 12}.
+    pub keys: BTreeMap<String, u64>,
+}
+
+/// One probe of one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub service: Service,
+    pub up: bool,
+    /// When the check finished, Unix seconds.
+    pub checked_at: f64,
+    /// Connect + round trip (`SELECT 1` / `PING`), when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_seconds: Option<f64>,
+    /// The whole probe, all queries included.
+    pub duration_seconds: f64,
+    /// Why the service is down, secrets removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_read: Option<WriteRead>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PgFigures>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisFigures>,
+}
+
+impl CheckResult {
+    /// A check of `service` that has found nothing yet: down, no figures; probes fill it in.
+    pub fn unchecked(service: Service) -> Self {
+        Self {
+            service,
+            up: false,
+            checked_at: 0.0,
+            latency_seconds: None,
+            duration_seconds: 0.0,
+            error: None,
+            write_read: None,
+            pool: None,
+            postgres: None,
+            redis: None,
+        }
+    }
+}
+
+/// A service and its newest check (none yet right after start).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceReport {
+    pub service: Service,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<CheckResult>,
+}
+
+impl ServiceReport {
+    /// Up means checked and found up.
+    pub fn up(&self) -> bool {
+        self.last.as_ref().is_some_and(|c| c.up)
+    }
+}
+
+/// Reply to `health` (and the body of `/health`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthReply {
+    pub healthy: bool,
+    pub services: Vec<ServiceReport>,
+}
+
+/// A supervised task's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskState {
+    Running,
+    BackingOff,
+    Paused,
+    Stopped,
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TaskState::Running => "running",
+            TaskState::BackingOff => "backing-off",
+            TaskState::Paused => "paused",
+            TaskState::Stopped => "stopped",
+        })
+    }
+}
+
+/// One row of `tasks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub name: String,
+    pub state: TaskState,
+    /// When the current run started, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
+    /// When the task entered its current state, Unix seconds.
+    pub since: f64,
+    /// Restarts after a failure or panic.
+    pub restarts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Reply to `reload`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ReloadReply {
+    pub config_file: String,
+    /// Sections whose values changed.
+    pub changed: Vec<String>,
+    /// Tasks restarted to apply them.
+    pub restarted: Vec<String>,
+    /// Keys that changed but only take effect after restarting steward.
+    pub needs_restart: Vec<String>,
+}
+
+/// Counts of tasks by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TaskSummary {
+    pub running: usize,
+    pub backing_off: usize,
+    pub paused: usize,
+    pub stopped: usize,
+}
+
+impl TaskSummary {
+    /// Tallies task rows.
+    pub fn of(tasks: &[TaskInfo]) -> Self {
+        let mut s = Self::default();
+        for t in tasks {
+            match t.state {
+                TaskState::Running => s.running += 1,
+                TaskState::BackingOff => s.backing_off += 1,
+                TaskState::Paused => s.paused += 1,
+                TaskState::Stopped => s.stopped += 1,
+            }
+        }
+        s
+    }
+}
+
+/// Reply to `info`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InfoReply {
+    pub version: String,
+    pub pid: u32,
+    pub started_at: f64,
+    pub uptime_seconds: f64,
+    pub config_file: String,
+    pub metrics_listen: String,
+    pub socket: String,
+    /// Check interval per service, seconds.
+    pub intervals: BTreeMap<String, f64>,
+    /// Check timeout per service, seconds.
+    pub timeouts: BTreeMap<String, f64>,
+    pub tasks: TaskSummary,
+    pub last_reload_ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reload_error: Option<String>,
+}
+
+/// Reply to `history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryReply {
+    pub service: Service,
+    /// Start of the window, Unix seconds.
+    pub since: f64,
+    pub entries: Vec<crate::monitor::history::Entry>,
+    pub summary: crate::monitor::history::Summary,
+}
+
+/// Reply to `status`: the one-screen overview.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub version: String,
+    pub uptime_seconds: f64,
+    pub healthy: bool,
+    pub services: Vec<ServiceReport>,
+    pub tasks: Vec<TaskInfo>,
+}
