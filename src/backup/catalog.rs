@@ -119,6 +119,36 @@ impl BackupMeta {
     }
 }
 
+#[cfg(test)]
+impl BackupMeta {
+    /// A metadata record for tests: started now, nothing written, unsealed.
+    pub(crate) fn sample(id: &str, database: &str, kind: BackupKind, status: BackupStatus) -> Self {
+        BackupMeta {
+            id: id.into(),
+            database: database.into(),
+            kind,
+            label: None,
+            status,
+            error: None,
+            started_at: Utc::now(),
+            finished_at: None,
+            duration_seconds: 0.0,
+            file: None,
+            format: DumpFormat::Plain,
+            compression: Compression::Gzip,
+            level: 6,
+            encryption: None,
+            dump_bytes: 0,
+            stored_bytes: 0,
+            sha256: None,
+            pg_dump_version: None,
+            server_version: None,
+            steward_version: crate::VERSION.into(),
+            checksum: String::new(),
+        }
+    }
+}
+
 /// A new ID: UTC start time, kind, and four random hex digits.
 pub fn new_id(started: DateTime<Utc>, kind: BackupKind) -> String {
     let rand = std::collections::hash_map::RandomState::new();

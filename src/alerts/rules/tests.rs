@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::backup::catalog::BackupStatus;
-use crate::config::{Compression, DumpFormat};
 use crate::control::protocol::{PgFigures, RedisFigures, WriteRead};
 use chrono::{DateTime, Utc};
 
@@ -50,29 +49,12 @@ fn at(t: f64) -> DateTime<Utc> {
 }
 
 fn meta(db: &str, kind: BackupKind, status: BackupStatus, finished: f64, size: u64) -> BackupMeta {
-    BackupMeta {
-        id: format!("{db}-{kind}-{finished}"),
-        database: db.into(),
-        kind,
-        label: None,
-        status,
-        error: (status == BackupStatus::Failed).then(|| "pg_dump exited 1".to_string()),
-        started_at: at(finished - 10.0),
-        finished_at: Some(at(finished)),
-        duration_seconds: 10.0,
-        file: None,
-        format: DumpFormat::Plain,
-        compression: Compression::Gzip,
-        level: 6,
-        encryption: None,
-        dump_bytes: size,
-        stored_bytes: size,
-        sha256: None,
-        pg_dump_version: None,
-        server_version: None,
-        steward_version: crate::VERSION.into(),
-        checksum: String::new(),
-    }
+    let mut m = BackupMeta::sample(&format!("{db}-{kind}-{finished}"), db, kind, status);
+    m.error = (status == BackupStatus::Failed).then(|| "pg_dump exited 1".to_string());
+    m.started_at = at(finished - 10.0);
+    m.finished_at = Some(at(finished));
+    m.stored_bytes = size;
+    m
 }
 
 #[test]

@@ -3,29 +3,7 @@
 use super::*;
 
 fn meta(id: &str, db: &str, status: BackupStatus) -> BackupMeta {
-    BackupMeta {
-        id: id.into(),
-        database: db.into(),
-        kind: BackupKind::Manual,
-        label: None,
-        status,
-        error: None,
-        started_at: Utc::now(),
-        finished_at: None,
-        duration_seconds: 0.0,
-        file: None,
-        format: DumpFormat::Plain,
-        compression: Compression::Gzip,
-        level: 6,
-        encryption: None,
-        dump_bytes: 0,
-        stored_bytes: 0,
-        sha256: None,
-        pg_dump_version: None,
-        server_version: None,
-        steward_version: crate::VERSION.into(),
-        checksum: String::new(),
-    }
+    BackupMeta::sample(id, db, BackupKind::Manual, status)
 }
 
 #[test]
