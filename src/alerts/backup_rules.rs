@@ -1,7 +1,7 @@
 //! The backup rules: BackupFailed (the newest backup of a kind failed), BackupStale (the
 //! dead-man's switch: no good backup within its period plus grace) and BackupStorageLow.
 
-use super::rules::{Facts, Key, Observation};
+use super::rules::{Facts, Key, Observation, Unit};
 use crate::backup::catalog::{BackupMeta, BackupStatus};
 use crate::config::Rule;
 use std::collections::BTreeMap;
@@ -20,6 +20,7 @@ fn blank(alert: &'static str, rule: &Rule, summary: &str) -> Observation {
         active: false,
         value: None,
         threshold: None,
+        unit: Unit::Count,
         summary: summary.into(),
         description: String::new(),
         note: None,
@@ -114,6 +115,7 @@ pub fn stale(rule: &Rule, f: &Facts) -> Observation {
             }
         }
     }
+    o.unit = Unit::Seconds;
     o.value = Some(worst);
     o.threshold = Some(worst_limit);
     o.active = !late.is_empty();
@@ -138,6 +140,7 @@ pub fn storage_low(rule: &Rule, f: &Facts) -> Observation {
         o.note = Some("free space of the backup directory is unknown".into());
         return o;
     };
+    o.unit = Unit::Bytes;
     o.value = Some(free as f64);
     let Some(last) = b.metas.iter().find(|m| m.is_good()) else {
         o.note = Some("no good backup yet to size the next one by".into());

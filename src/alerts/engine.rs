@@ -287,6 +287,7 @@ impl Engine {
                     fired_at: e.fired_at,
                     value: e.last.value,
                     threshold: e.last.threshold,
+                    unit: e.last.unit,
                     for_seconds: holds.get(k.alert).copied().unwrap_or(0.0),
                     summary: e.last.summary.clone(),
                     description: e.last.description.clone(),

@@ -33,6 +33,9 @@ pub struct AlertStatus {
     pub value: Option<f64>,
     #[serde(default)]
     pub threshold: Option<f64>,
+    /// What value and threshold measure: count, seconds, ratio or bytes.
+    #[serde(default)]
+    pub unit: rules::Unit,
     /// The rule's `for`, seconds.
     pub for_seconds: f64,
     pub summary: String,

@@ -45,6 +45,17 @@ pub struct Facts {
     pub restarts_in_window: Vec<(String, u64)>,
 }
 
+/// What an alert's value and threshold measure, so they can be shown in their own terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    #[default]
+    Count,
+    Seconds,
+    Ratio,
+    Bytes,
+}
+
 /// One alert instance's condition at one evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
@@ -52,6 +63,7 @@ pub struct Observation {
     pub active: bool,
     pub value: Option<f64>,
     pub threshold: Option<f64>,
+    pub unit: Unit,
     /// One line for people: what is wrong.
     pub summary: String,
     /// The detail: which database, what error, which task.
@@ -67,6 +79,7 @@ impl Observation {
             active: false,
             value: None,
             threshold: None,
+            unit: Unit::Count,
             summary,
             description: String::new(),
             note: None,
@@ -75,6 +88,11 @@ impl Observation {
 
     fn note(mut self, note: impl Into<String>) -> Self {
         self.note = Some(note.into());
+        self
+    }
+
+    fn unit(mut self, unit: Unit) -> Self {
+        self.unit = unit;
         self
     }
 }
@@ -131,7 +149,6 @@ fn service_down(rule: &Rule, s: Service, check: Option<&CheckResult>) -> Observa
         None => o.note("not checked yet"),
         Some(c) => {
             o.active = !c.up;
-            o.value = Some(if c.up { 1.0 } else { 0.0 });
             o.description = match &c.error {
                 Some(e) if !c.up => format!("{s} cannot be reached: {e}"),
                 _ => format!("{s} answers its checks"),
@@ -143,7 +160,8 @@ fn service_down(rule: &Rule, s: Service, check: Option<&CheckResult>) -> Observa
 
 fn slow_response(rule: &Rule, s: Service, check: Option<&CheckResult>) -> Observation {
     let limit = rule.threshold.unwrap_or(f64::INFINITY);
-    let mut o = Observation::new(key("SlowResponse", s, rule), format!("{s} responds slowly"));
+    let mut o = Observation::new(key("SlowResponse", s, rule), format!("{s} responds slowly"))
+        .unit(Unit::Seconds);
     o.threshold = Some(limit);
     let Some(latency) = up(check).and_then(|c| c.latency_seconds) else {
         return o.note("no latency: the service is not up");
@@ -163,7 +181,6 @@ fn write_read(rule: &Rule, s: Service, check: Option<&CheckResult>) -> Observati
         return o.note("no write/read result (service not up, or the test is off)");
     };
     o.active = !wr.ok;
-    o.value = Some(if wr.ok { 1.0 } else { 0.0 });
     o.description = match &wr.error {
         Some(e) => format!("{s} write/read test: {e}"),
         None => format!("{s} write/read test passes"),
@@ -186,7 +203,8 @@ fn connections(rule: &Rule, check: Option<&CheckResult>) -> Vec<Observation> {
                 service: "postgres",
                 severity,
             };
-            let mut o = Observation::new(k, "PostgreSQL connections are running out".into());
+            let mut o = Observation::new(k, "PostgreSQL connections are running out".into())
+                .unit(Unit::Ratio);
             o.threshold = Some(limit);
             let Some(p) = figures.filter(|p| p.max_connections > 0) else {
                 return o.note("no connection figures: PostgreSQL is not up");
@@ -209,7 +227,8 @@ fn redis_memory(rule: &Rule, check: Option<&CheckResult>) -> Observation {
     let mut o = Observation::new(
         key("RedisMemoryHigh", Service::Redis, rule),
         "Redis memory is nearly full".into(),
-    );
+    )
+    .unit(Unit::Ratio);
     o.threshold = Some(limit);
     let Some(r) = up(check).and_then(|c| c.redis.as_ref()) else {
         return o.note("no memory figures: Redis is not up");
@@ -239,7 +258,8 @@ fn hit_ratio(rule: &Rule, f: &Facts) -> Observation {
     let mut o = Observation::new(
         key("CacheHitRatioLow", Service::Redis, rule),
         "Redis cache hit ratio is low".into(),
-    );
+    )
+    .unit(Unit::Ratio);
     o.threshold = Some(limit);
     let ratio = up(f.redis.as_deref())
         .and_then(|c| c.redis.as_ref())

@@ -139,6 +139,7 @@ mod tests {
             active,
             value: None,
             threshold: None,
+            unit: Default::default(),
             summary: String::new(),
             description: String::new(),
             note: None,

@@ -2,6 +2,7 @@
 //! notes that explain a rule that cannot fire.
 
 use super::render::{duration, table};
+use crate::alerts::rules::Unit;
 use crate::alerts::{AlertState, AlertStatus, AlertsReply};
 
 /// The table, then the notes.
@@ -48,9 +49,13 @@ pub(super) fn alerts(a: &AlertsReply, now: f64) -> String {
             s.severity.as_str().into(),
             state,
             format!("{} ago", duration((now - s.since).max(0.0))),
-            figure(s.value),
-            figure(s.threshold),
-            duration(s.for_seconds),
+            figure(s.value, s.unit),
+            figure(s.threshold, s.unit),
+            if s.for_seconds > 0.0 {
+                duration(s.for_seconds)
+            } else {
+                "0s".into()
+            },
         ]);
     }
     out += &table(&rows);
@@ -83,14 +88,16 @@ pub(super) fn alerts(a: &AlertsReply, now: f64) -> String {
     out
 }
 
-/// A value as short as it can be while still telling ratios, seconds and bytes apart.
-fn figure(v: Option<f64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(v) if v.is_infinite() => "-".into(),
-        Some(v) if v.abs() >= 1e6 => super::render::bytes(v),
-        Some(v) if v.fract() == 0.0 => format!("{v:.0}"),
-        Some(v) => format!("{v:.3}"),
+/// A value in its own terms: a duration, a percentage, a size, or a plain number.
+fn figure(v: Option<f64>, unit: Unit) -> String {
+    let Some(v) = v.filter(|v| v.is_finite()) else {
+        return "-".into();
+    };
+    match unit {
+        Unit::Seconds => duration(v),
+        Unit::Ratio => format!("{:.1}%", v * 100.0),
+        Unit::Bytes => super::render::bytes(v),
+        Unit::Count => format!("{v:.0}"),
     }
 }
 
@@ -110,6 +117,7 @@ mod tests {
             fired_at: None,
             value: Some(0.5),
             threshold: Some(0.9),
+            unit: Unit::Ratio,
             for_seconds: 300.0,
             summary: String::new(),
             description: "half full".into(),
@@ -138,5 +146,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("10s ago"), "{text}");
+        assert!(text.contains("50.0%") && text.contains("90.0%"), "{text}");
     }
 }
