@@ -438,3 +438,27 @@ fn an_unreachable_alertmanager_is_retried_and_never_holds_up_the_checks() {
         |_| !am.alerts_named("ServiceDown").is_empty(),
     );
 }
+
+#[test]
+fn an_alertmanager_set_by_reload_gets_what_is_already_firing() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let st = Steward::builder(&pg, &redis)
+        .with(with_alerts(
+            "[alerts.service_down]\nfor = \"0s\"\n[alertmanager]\nresend_interval = \"2s\"\n",
+        ))
+        .start();
+    st.wait_up("postgres", true, WAIT);
+    pg.stop();
+    wait_state(&st, "ServiceDown", "postgres", None, AlertState::Firing);
+    let am = peers::Alertmanager::start();
+    let text = st.settings.render().replace(
+        "[alertmanager]\n",
+        &format!("[alertmanager]\nurl = \"{}\"\n", am.url()),
+    );
+    st.write_config(&text);
+    assert!(st.ctl(&["reload"]).reply().ok);
+    st.wait_until(WAIT, "Alertmanager to get the firing ServiceDown", |_| {
+        !am.alerts_named("ServiceDown").is_empty()
+    });
+}

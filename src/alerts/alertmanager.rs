@@ -92,13 +92,14 @@ pub async fn run(
             _ = sleep => {
                 let cfg = config.borrow().clone();
                 let firing = rx.borrow().clone();
+                let resend = cfg.alertmanager.resend_interval;
                 if cfg.alertmanager.url.is_empty() {
+                    // Nowhere to send; look again later, in case a reload sets a URL.
                     resolved.clear();
                     delivered = firing;
-                    due = None;
+                    due = (!delivered.is_empty()).then(|| Instant::now() + resend);
                     continue;
                 }
-                let resend = cfg.alertmanager.resend_interval;
                 let body = payload(&firing, &resolved, &instance, resend);
                 match deliver(&cfg.alertmanager.url, body).await {
                     Ok(()) => {
