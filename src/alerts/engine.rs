@@ -3,6 +3,7 @@
 //! metrics, log lines, replies and Alertmanager notices.
 
 use super::alertmanager::Notice;
+use super::restarts::RestartWindow;
 use super::rules::{self, BackupFacts, Facts, Key};
 use super::state::{AlertState, Tracker, Transition};
 use super::{AlertHandle, AlertStatus, AlertsReply, Cmd};
@@ -13,7 +14,7 @@ use crate::control::protocol::{CheckResult, Service};
 use crate::metrics::Metrics;
 use crate::monitor::Board;
 use crate::supervisor::{SupervisorHandle, TaskResult};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -81,8 +82,8 @@ struct Engine {
     facts: Facts,
     /// The previous Redis check's time and lookup count, for the lookup rate.
     prev_redis: Option<(f64, u64)>,
-    /// Per task: (time, restarts so far) samples covering the TaskRestarting window.
-    restarts: HashMap<String, VecDeque<(f64, u64)>>,
+    /// Per task, the restarts within the TaskRestarting window.
+    restarts: HashMap<String, RestartWindow>,
     notices: Arc<watch::Sender<Vec<Notice>>>,
 }
 
@@ -188,17 +189,12 @@ impl Engine {
         self.facts.restarts_in_window = tasks
             .iter()
             .map(|t| {
-                let samples = self
+                let n = self
                     .restarts
                     .entry(t.name.clone())
-                    .or_insert_with(|| VecDeque::from([(started, 0)]));
-                samples.push_back((now, t.restarts));
-                // Keep the newest sample at or before the window's start as the baseline.
-                while samples.len() > 1 && samples[1].0 <= now - window {
-                    samples.pop_front();
-                }
-                let base = samples.front().map_or(0, |s| s.1);
-                (t.name.clone(), t.restarts.saturating_sub(base))
+                    .or_insert_with(|| RestartWindow::new(started))
+                    .observe(now, t.restarts, window);
+                (t.name.clone(), n)
             })
             .collect();
     }

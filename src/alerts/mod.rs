@@ -5,6 +5,7 @@
 mod alertmanager;
 mod backup_rules;
 mod engine;
+mod restarts;
 pub mod rules;
 pub mod state;
 
