@@ -192,6 +192,10 @@ pub fn diff(old: &Config, new: &Config) -> ReloadReply {
     section("history", old.history != new.history, None);
     // Read when a scheduled backup is due: applies without a restart.
     section("maintenance", old.maintenance != new.maintenance, None);
+    // Read at every evaluation and delivery: apply without a restart.
+    section("alerts", old.alerts != new.alerts, None);
+    section("alertmanager", old.alertmanager != new.alertmanager, None);
+    section("cache", old.cache != new.cache, None);
     section("metrics", old.metrics != new.metrics, None);
     section("control", old.control != new.control, None);
     section("state", old.state != new.state, None);

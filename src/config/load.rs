@@ -226,6 +226,19 @@ fn legacy_env(env: &HashMap<String, String>, problems: &mut Vec<Problem>) -> Map
             )),
         }
     }
+    if let Some(v) = env
+        .get("CACHE_COMPRESSION_THRESHOLD")
+        .filter(|v| !v.is_empty())
+    {
+        match v.trim().parse::<usize>() {
+            Ok(n) => put("CACHE__COMPRESSION_THRESHOLD", n.to_string()),
+            Err(_) => problems.push(Problem::env(
+                "CACHE_COMPRESSION_THRESHOLD",
+                v,
+                "a whole number of bytes",
+            )),
+        }
+    }
     if let Some(v) = env.get("REDIS_MAX_CONNECTIONS").filter(|v| !v.is_empty()) {
         match v.trim().parse::<u32>() {
             Ok(n) => put("REDIS__POOL_MAX", n.to_string()),
@@ -320,6 +333,14 @@ fn default_timeouts(cfg: &mut Config, raw: &Map<String, Value>) {
     if !set("redis") && cfg.redis.timeout >= cfg.redis.interval {
         cfg.redis.timeout = cfg.redis.interval / 2;
     }
+    // The production profile raises the pool's default; a pool_max set anywhere stays.
+    let pool_set = match raw.get("redis").map(|v| &v.kind) {
+        Some(ValueKind::Table(t)) => t.contains_key("pool_max"),
+        _ => false,
+    };
+    if !pool_set && cfg.redis.profile == "production" {
+        cfg.redis.pool_max = 100;
+    }
 }
 
 /// Reads `postgres.url_file` and `redis.password_file` into the config.
@@ -377,6 +398,34 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn cache_namespaces_profile_and_environment() {
+        let f = file(
+            "[redis]\nprofile = \"production\"\n\
+             [[cache.namespace]]\nname = \"sessions\"\nprefix = \"cache:sessions:\"\nttl = \"1h\"\n\
+             [[cache.namespace]]\nname = \"analytics\"\nprefix = \"cache:analytics:\"\nttl = \"30m\"\n\
+             codec = \"json\"\ncompress = true\n[cache.namespace.warmup]\nquery = \"SELECT 1, 2\"\n",
+        );
+        let c = load(f.path(), &env(&[("CACHE_COMPRESSION_THRESHOLD", "2048")])).unwrap();
+        assert_eq!(c.redis.pool_max, 100);
+        assert_eq!(c.cache.compression_threshold, 2048);
+        assert_eq!(c.cache.namespaces.len(), 2);
+        let a = &c.cache.namespaces[1];
+        assert_eq!((a.codec, a.compress), (crate::config::Codec::Json, true));
+        assert_eq!(a.warmup.as_ref().unwrap().query, "SELECT 1, 2");
+        let c = load(f.path(), &env(&[("REDIS_MAX_CONNECTIONS", "20")])).unwrap();
+        assert_eq!(
+            c.redis.pool_max, 20,
+            "an explicit pool_max beats the profile"
+        );
+        let bad = file("[[cache.namespace]]\nname = \"x\"\nprefix = \"\"\nttl = \"0s\"\n");
+        let e = load(bad.path(), &env(&[])).unwrap_err().to_string();
+        assert!(
+            e.contains("cache.namespace[0] (x).prefix") && e.contains("(x).ttl"),
+            "{e}"
+        );
     }
 
     #[test]

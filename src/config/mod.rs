@@ -2,6 +2,7 @@
 
 mod alerts;
 mod backup;
+mod cache;
 mod load;
 mod validate;
 
@@ -10,6 +11,7 @@ pub use backup::{
     is_database_dir_name, parse_identities, BackupConfig, Compression, DumpFormat,
     EncryptionConfig, ScheduleConfig,
 };
+pub use cache::{CacheConfig, Codec, NamespaceConfig, WarmupConfig, EVICTION_POLICIES};
 pub use load::{load, resolve_path, LoadError};
 pub use validate::Problem;
 
@@ -38,6 +40,7 @@ pub struct Config {
     pub maintenance: MaintenanceConfig,
     pub alerts: AlertsConfig,
     pub alertmanager: AlertmanagerConfig,
+    pub cache: CacheConfig,
 }
 
 /// `[maintenance]`: what maintenance mode (`steward maintenance on`) holds back.
@@ -110,6 +113,8 @@ pub struct RedisConfig {
     pub timeout: Duration,
     pub pool_max: u32,
     pub write_read_test: bool,
+    /// `"default"` or `"production"`; production raises the default `pool_max` to 100.
+    pub profile: String,
 }
 
 impl Default for RedisConfig {
@@ -121,6 +126,7 @@ impl Default for RedisConfig {
             timeout: Duration::from_secs(5),
             pool_max: 50,
             write_read_test: true,
+            profile: "default".into(),
         }
     }
 }

@@ -86,6 +86,16 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     check_control(c, &mut out);
     super::backup::validate(&c.backup, &mut out);
     super::alerts::validate(&c.alerts, &c.alertmanager, &mut out);
+    super::cache::validate(&c.cache, &mut out);
+    if !matches!(c.redis.profile.as_str(), "default" | "production") {
+        out.push(Problem::new(
+            "redis.profile",
+            format!(
+                "{:?} is not a profile; use \"default\" or \"production\"",
+                c.redis.profile
+            ),
+        ));
+    }
     if c.history.retention.is_zero() {
         out.push(Problem::new(
             "history.retention",
