@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod backup;
+pub mod cache;
 pub mod config;
 pub mod control;
 pub mod daemon;
