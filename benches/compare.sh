@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks steward against the tools it replaces, on this machine, in one run, in two parts:
+# Benchmarks steward against the tools it replaces, on this machine, in one run, in four parts:
 #
 #   bash benches/compare.sh
 #
@@ -10,6 +10,14 @@
 #    against `pg_dump | gzip -6`, `pg_dump | pigz -6`, the `pg_dump > /dev/null` floor and
 #    `gunzip -c | psql`, plus steward's peak RSS during a backup (see that script's header).
 #    About 5 minutes.
+# 3. Cache clear (issue 5): benches/cache.sh, run between parts 1 and 2 with the same steward
+#    binary: on a throwaway redis-server of its own, `steward cache clear` of 1,000,000 keys
+#    against `redis-cli --scan | xargs -n 1000 redis-cli unlink`, and the max latency another
+#    client (`redis-cli --latency`) sees meanwhile (see that script's header). About a minute.
+# 4. Cache warm-up (issue 5): benches/warmup.sh, run after part 3 with the same steward binary:
+#    on a throwaway PostgreSQL and redis-server of its own, `steward cache warm-up` of a
+#    1,000,000-row table, in keys/s against the target of 100,000 keys/s, with steward's peak
+#    RSS meanwhile (see that script's header). About a minute.
 #
 # Part 1:
 # - installs the peers when missing (Debian packages prometheus-postgres-exporter,
@@ -25,6 +33,10 @@
 # Environment (optional):
 #   BENCH_METRICS=0  skip part 1 (then no local PostgreSQL or Redis is needed)
 #   BENCH_BACKUP=0   skip part 2
+#   BENCH_CACHE=0    skip part 3
+#   BENCH_WARMUP=0   skip part 4
+#   BENCH_WARMUP_ROWS: see benches/warmup.sh
+#   BENCH_CACHE_RUNS, BENCH_CACHE_KEYS: see benches/cache.sh
 #   BENCH_BACKUP_RUNS, BENCH_TMPDIR: see benches/backup.sh
 #   BENCH_PG_URL     PostgreSQL for all three  (default postgres://postgres@127.0.0.1:5432/postgres)
 #   BENCH_REDIS_URL  Redis for all three       (default redis://127.0.0.1:6379)
@@ -40,6 +52,8 @@ REDIS_URL_=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 RSS_AFTER=${BENCH_RSS_AFTER:-60}
 RUN_METRICS=${BENCH_METRICS:-1}
 RUN_BACKUP=${BENCH_BACKUP:-1}
+RUN_CACHE=${BENCH_CACHE:-1}
+RUN_WARMUP=${BENCH_WARMUP:-1}
 WRK_ARGS=(-t1 -c4 -d5s --latency)
 
 export DEBIAN_FRONTEND=noninteractive
@@ -80,15 +94,38 @@ else
     [ -x "$STEWARD_BIN" ] || die "built steward not found under ${CARGO_TARGET_DIR:-target}/release"
 fi
 
-# Part 2 replaces this process (so that signals reach it directly) once part 1 is done.
+# Part 3 (cache clear) runs once part 1's processes are stopped, before part 2.
+run_cache_part() {
+    if [ "$RUN_CACHE" = 0 ]; then
+        say "skipping the cache clear benchmark (BENCH_CACHE=0)"
+        return 0
+    fi
+    [ "$RUN_METRICS" = 0 ] || echo
+    env STEWARD_BIN="$STEWARD_BIN" bash "$ROOT/benches/cache.sh" || die "the cache clear benchmark failed"
+}
+
+# Part 4 (cache warm-up) runs after part 3, before part 2.
+run_warmup_part() {
+    if [ "$RUN_WARMUP" = 0 ]; then
+        say "skipping the cache warm-up benchmark (BENCH_WARMUP=0)"
+        return 0
+    fi
+    echo
+    env STEWARD_BIN="$STEWARD_BIN" bash "$ROOT/benches/warmup.sh" || die "the cache warm-up benchmark failed"
+}
+
+# Part 2 replaces this process (so that signals reach it directly) once parts 1 and 3 are done.
 run_backup_part() {
+    cleanup
+    pids=()
+    run_cache_part
+    run_warmup_part
     if [ "$RUN_BACKUP" = 0 ]; then
         say "skipping the backup benchmark (BENCH_BACKUP=0)"
         exit 0
     fi
-    cleanup
     trap - EXIT INT TERM
-    [ "$RUN_METRICS" = 0 ] || echo
+    [ "$RUN_METRICS" = 0 ] && [ "$RUN_CACHE" = 0 ] || echo
     exec env STEWARD_BIN="$STEWARD_BIN" bash "$ROOT/benches/backup.sh"
 }
 if [ "$RUN_METRICS" = 0 ]; then

@@ -103,6 +103,15 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         )
         .await?;
     }
+    {
+        // Scheduled warm-ups; it follows config changes itself, so reload needs no restart.
+        let (rx, m) = (cfg_rx.clone(), metrics.clone());
+        sup.spawn(
+            "cache.warmup",
+            factory(move |token| crate::cache::warmup_task::run(rx.clone(), m.clone(), token)),
+        )
+        .await?;
+    }
     let alerts = {
         let m = maintenance.subscribe();
         let inputs = crate::alerts::Inputs {
@@ -115,6 +124,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         };
         crate::alerts::spawn(&sup, inputs).await?
     };
+    let cache_stats = spawn_cache_stats(&sup, &cfg_rx, &board, &metrics).await?;
     let state = HttpState {
         metrics: metrics.clone(),
         board: board.clone(),
@@ -150,6 +160,9 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         backup: backup.clone(),
         maintenance: maintenance.clone(),
         alerts,
+        cache_clears: Default::default(),
+        cache_stats,
+        metrics: metrics.clone(),
         config: cfg_rx.clone(),
         config_file: opts.config_file.clone(),
         started_at: crate::unix_now(),
@@ -245,6 +258,25 @@ async fn spawn_monitors(
         }),
     )
     .await
+}
+
+/// Registers `cache.stats`, the statistics scan, TTL audit and eviction-policy task.
+async fn spawn_cache_stats(
+    sup: &SupervisorHandle,
+    cfg: &watch::Receiver<Arc<Config>>,
+    board: &Board,
+    metrics: &Arc<Metrics>,
+) -> Result<crate::cache::stats::StatsHandle, SupervisorError> {
+    let handle = crate::cache::stats::StatsHandle::default();
+    let (h, rx, b, m) = (handle.clone(), cfg.clone(), board.clone(), metrics.clone());
+    sup.spawn(
+        "cache.stats",
+        factory(move |token| {
+            crate::cache::stats::run(h.clone(), rx.clone(), b.clone(), m.clone(), token)
+        }),
+    )
+    .await?;
+    Ok(handle)
 }
 
 async fn sighup(reload: &ReloadHandle) {

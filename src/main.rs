@@ -76,6 +76,40 @@ enum Command {
         #[command(subcommand)]
         action: MaintenanceCmd,
     },
+    /// The application's Redis cache, by namespace
+    Cache {
+        #[command(subcommand)]
+        action: CacheCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCmd {
+    /// Hit ratio, memory, evictions/s, eviction policy; per namespace keys, keys without TTL,
+    /// TTL spread and estimated memory from the last complete scan
+    Stats,
+    /// Delete the keys matching a glob or a namespace (SCAN + UNLINK, never blocking Redis)
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["pattern", "namespace"])))]
+    Clear {
+        /// Redis glob, e.g. 'cache:sessions:user:42:*'
+        #[arg(long, value_name = "GLOB")]
+        pattern: Option<String>,
+        /// Every key of this [[cache.namespace]] (its prefix)
+        #[arg(long, value_name = "NAME")]
+        namespace: Option<String>,
+        /// Only count the keys that would be deleted
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow '*', an empty pattern, or a pattern outside every namespace
+        #[arg(long)]
+        force: bool,
+    },
+    /// Fill a namespace from its [cache.namespace.warmup] query on PostgreSQL (default: every
+    /// namespace that has one); prints rows, keys, rejected rows, bytes and time
+    WarmUp {
+        /// A [[cache.namespace]] name
+        namespace: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -294,6 +328,7 @@ fn request(cmd: &Command) -> Request {
             MaintenanceCmd::Off => Request::MaintenanceOff,
             MaintenanceCmd::Status => Request::MaintenanceStatus,
         },
+        Command::Cache { action } => cache_request(action),
         Command::Run | Command::CheckConfig => Request::Status,
     }
 }
@@ -330,6 +365,26 @@ fn backup_request(cmd: &BackupCmd) -> Request {
     }
 }
 
+fn cache_request(cmd: &CacheCmd) -> Request {
+    match cmd {
+        CacheCmd::Stats => Request::CacheStats,
+        CacheCmd::Clear {
+            pattern,
+            namespace,
+            dry_run,
+            force,
+        } => Request::CacheClear {
+            pattern: pattern.clone(),
+            namespace: namespace.clone(),
+            dry_run: *dry_run,
+            force: *force,
+        },
+        CacheCmd::WarmUp { namespace } => Request::CacheWarmUp {
+            namespace: namespace.clone(),
+        },
+    }
+}
+
 /// Requests that may run for minutes: no reply timeout, progress on a terminal.
 fn is_long(req: &Request) -> bool {
     matches!(
@@ -337,6 +392,8 @@ fn is_long(req: &Request) -> bool {
         Request::BackupCreate { wait: true, .. }
             | Request::BackupVerify { .. }
             | Request::BackupRestore { .. }
+            | Request::CacheClear { .. }
+            | Request::CacheWarmUp { .. }
     )
 }
 

@@ -195,7 +195,8 @@ pub fn diff(old: &Config, new: &Config) -> ReloadReply {
     // Read at every evaluation and delivery: apply without a restart.
     section("alerts", old.alerts != new.alerts, None);
     section("alertmanager", old.alertmanager != new.alertmanager, None);
-    section("cache", old.cache != new.cache, None);
+    // cache.stats follows [redis] changes itself, at its next tick.
+    section("cache", old.cache != new.cache, Some("cache.stats"));
     section("metrics", old.metrics != new.metrics, None);
     section("control", old.control != new.control, None);
     section("state", old.state != new.state, None);

@@ -324,7 +324,7 @@ fn task_restarting_fires_when_a_task_keeps_failing_and_resolves_after_the_window
     // The engine is a supervised task itself: restarted, it answers and evaluates again.
     assert!(st.ctl(&["task", "restart", "alerts"]).reply().ok);
     st.wait_until(WAIT, "the restarted engine to list its alerts", |st| {
-        alerts(st).alerts.len() >= 14
+        alerts(st).alerts.len() >= 15
     });
 }
 

@@ -202,6 +202,7 @@ impl Engine {
     fn evaluate(&mut self) {
         let cfg = self.cfg();
         self.facts.now = crate::unix_now();
+        self.facts.expect_eviction_policy = cfg.cache.expect_eviction_policy.clone();
         let obs = rules::evaluate(&cfg.alerts, &self.facts);
         let holds = holds(&cfg);
         let changes = self.tracker.apply(

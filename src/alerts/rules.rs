@@ -43,6 +43,8 @@ pub struct Facts {
     pub backups: Option<BackupFacts>,
     /// Restarts of each task within the TaskRestarting window.
     pub restarts_in_window: Vec<(String, u64)>,
+    /// `cache.expect_eviction_policy`: the `maxmemory-policy` Redis should have.
+    pub expect_eviction_policy: Option<String>,
 }
 
 /// What an alert's value and threshold measure, so they can be shown in their own terms.
@@ -124,6 +126,7 @@ pub fn evaluate(cfg: &AlertsConfig, f: &Facts) -> Vec<Observation> {
     out.push(super::backup_rules::stale(&cfg.backup_stale, f));
     out.push(super::backup_rules::storage_low(&cfg.backup_storage_low, f));
     out.push(task_restarting(&cfg.task_restarting, f));
+    out.push(eviction_policy(&cfg.cache_eviction_policy, f));
     let disabled: Vec<&str> = cfg
         .rules()
         .into_iter()
@@ -316,6 +319,25 @@ fn task_restarting(rule: &Rule, f: &Facts) -> Observation {
             over.join(", ")
         )
     };
+    o
+}
+
+fn eviction_policy(rule: &Rule, f: &Facts) -> Observation {
+    let mut o = Observation::new(
+        key("CacheEvictionPolicy", Service::Redis, rule),
+        "Redis eviction policy is not the expected one".into(),
+    );
+    let Some(expected) = &f.expect_eviction_policy else {
+        return o.note("no cache.expect_eviction_policy set: nothing to compare with");
+    };
+    let Some(r) = up(f.redis.as_deref()).and_then(|c| c.redis.as_ref()) else {
+        return o.note("no maxmemory-policy: Redis is not up");
+    };
+    o.active = r.maxmemory_policy != *expected;
+    o.description = format!(
+        "Redis maxmemory-policy is {}, cache.expect_eviction_policy is {expected}",
+        r.maxmemory_policy
+    );
     o
 }
 

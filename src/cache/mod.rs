@@ -2,7 +2,17 @@
 //! keys — statistics, clearing by pattern, warm-up from PostgreSQL, TTL audit — always in small
 //! steps (SCAN, pipelines, UNLINK), so Redis is never blocked.
 
+pub mod clear;
+pub mod codec;
 pub mod conn;
+pub mod eviction;
+pub mod report;
+pub mod stats;
+pub mod tally;
+pub mod warmup;
+mod warmup_read;
+pub mod warmup_task;
+mod warmup_write;
 
 /// Why a cache operation could not be carried out; every message says what to do.
 #[derive(Debug, thiserror::Error)]

@@ -138,6 +138,7 @@ alert_rules! {
     backup_stale: "BackupStale", [severity, grace, max_age];
     backup_storage_low: "BackupStorageLow", [severity, threshold];
     task_restarting: "TaskRestarting", [severity, threshold, window];
+    cache_eviction_policy: "CacheEvictionPolicy", [severity];
 }
 
 /// Lays a patch over a rule's defaults, refusing knobs the rule does not have.
@@ -201,6 +202,7 @@ impl Default for AlertsConfig {
             backup_stale: stale,
             backup_storage_low: Rule::base(0, Warning).threshold(2.0),
             task_restarting: restarting,
+            cache_eviction_policy: Rule::base(300, Warning),
         }
     }
 }

@@ -62,8 +62,9 @@ pub fn request(
     })
 }
 
-/// Sends a long request (a backup with `--wait`, a verify, a restore) and, while it runs,
-/// shows on stderr how many bytes the daemon's jobs have moved, how fast, for how long.
+/// Sends a long request (a backup with `--wait`, a verify, a restore, a cache clear) and,
+/// while it runs, shows its progress on stderr: bytes the daemon's backup jobs have moved, how
+/// fast, for how long; or keys a clear has deleted.
 pub fn request_with_progress(socket: &Path, req: &Request) -> Result<Reply, ClientError> {
     let (sock, r) = (socket.to_path_buf(), req.clone());
     let worker = std::thread::spawn(move || request(&sock, &r, None));
@@ -71,22 +72,16 @@ pub fn request_with_progress(socket: &Path, req: &Request) -> Result<Reply, Clie
     let mut shown = false;
     while !worker.is_finished() {
         std::thread::sleep(Duration::from_millis(250));
-        let Ok(reply) = request(socket, &Request::BackupJobs, Some(Duration::from_secs(5))) else {
-            continue;
+        let line = match req {
+            Request::CacheClear { .. } => cache_clear_progress(socket),
+            // Replies when done, with its own figures; nothing to poll meanwhile.
+            Request::CacheWarmUp { .. } => None,
+            _ => backup_progress(socket, started),
         };
-        let bytes: u64 = reply
-            .data
-            .as_array()
-            .map(|jobs| jobs.iter().filter_map(|j| j.get("bytes")?.as_u64()).sum())
-            .unwrap_or(0);
-        let secs = started.elapsed().as_secs_f64();
-        eprint!(
-            "\r\x1b[K{} read, {}/s, {} elapsed",
-            super::render::bytes(bytes as f64),
-            super::render::bytes(bytes as f64 / secs.max(0.001)),
-            super::render::duration(secs)
-        );
-        shown = true;
+        if let Some(line) = line {
+            eprint!("\r\x1b[K{line}");
+            shown = true;
+        }
     }
     if shown {
         eprint!("\r\x1b[K");
@@ -97,4 +92,33 @@ pub fn request_with_progress(socket: &Path, req: &Request) -> Result<Reply, Clie
             message: "the request thread panicked".into(),
         })
     })
+}
+
+/// Bytes the daemon's backup jobs have moved so far, how fast, for how long.
+fn backup_progress(socket: &Path, started: std::time::Instant) -> Option<String> {
+    let reply = request(socket, &Request::BackupJobs, Some(Duration::from_secs(5))).ok()?;
+    let bytes: u64 = reply
+        .data
+        .as_array()
+        .map(|jobs| jobs.iter().filter_map(|j| j.get("bytes")?.as_u64()).sum())
+        .unwrap_or(0);
+    let secs = started.elapsed().as_secs_f64();
+    Some(format!(
+        "{} read, {}/s, {} elapsed",
+        super::render::bytes(bytes as f64),
+        super::render::bytes(bytes as f64 / secs.max(0.001)),
+        super::render::duration(secs)
+    ))
+}
+
+/// Keys the running cache clear has found and deleted so far.
+fn cache_clear_progress(socket: &Path) -> Option<String> {
+    let reply = request(
+        socket,
+        &Request::CacheClearJobs,
+        Some(Duration::from_secs(5)),
+    )
+    .ok()?;
+    let jobs: Vec<crate::cache::clear::ClearReport> = serde_json::from_value(reply.data).ok()?;
+    super::render_cache::clear_progress(&jobs)
 }

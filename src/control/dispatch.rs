@@ -23,6 +23,12 @@ pub struct Dispatcher {
     pub backup: crate::backup::BackupHandle,
     pub maintenance: crate::maintenance::MaintenanceHandle,
     pub alerts: crate::alerts::AlertHandle,
+    /// The cache clears running now (their progress, for `cache_clear_jobs`).
+    pub cache_clears: crate::cache::clear::ClearJobs,
+    /// The `cache.stats` task, for `cache_stats`.
+    pub cache_stats: crate::cache::stats::StatsHandle,
+    /// Metric handles, for the duration of the cache operations run on request.
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub config: watch::Receiver<Arc<Config>>,
     pub config_file: PathBuf,
     pub started_at: f64,
@@ -70,6 +76,20 @@ impl Dispatcher {
             | Request::MaintenanceOff
             | Request::MaintenanceStatus) => {
                 super::maintenance_cmds::handle(&self.maintenance, req).await
+            }
+            Request::CacheClear {
+                pattern,
+                namespace,
+                dry_run,
+                force,
+            } => {
+                let (jobs, m, cfg) = (&self.cache_clears, &self.metrics, &self.config);
+                super::cache_cmds::clear(jobs, m, cfg, pattern, namespace, dry_run, force).await
+            }
+            Request::CacheClearJobs => super::cache_cmds::clear_jobs(&self.cache_clears),
+            Request::CacheStats => super::cache_cmds::stats(&self.cache_stats).await,
+            Request::CacheWarmUp { namespace } => {
+                super::cache_cmds::warm_up(&self.config, &self.metrics, namespace).await
             }
             other => super::backup_cmds::handle(&self.backup, &self.config, other).await,
         }

@@ -1,6 +1,7 @@
 //! The control socket: protocol types, the daemon's server, and the `steward` client.
 
 mod backup_cmds;
+mod cache_cmds;
 pub mod client;
 pub mod dispatch;
 pub mod lines;
@@ -9,5 +10,7 @@ pub mod protocol;
 pub mod render;
 mod render_alerts;
 mod render_backup;
+mod render_cache;
+mod render_cache_stats;
 mod render_maintenance;
 pub mod server;

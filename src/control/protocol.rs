@@ -130,6 +130,29 @@ pub enum Request {
     },
     MaintenanceOff,
     MaintenanceStatus,
+    /// Delete the keys matching `pattern`, or a namespace's keys (SCAN + UNLINK); `force`
+    /// allows `*`, an empty pattern, or one outside every namespace.
+    CacheClear {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pattern: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
+        #[serde(default)]
+        dry_run: bool,
+        #[serde(default)]
+        force: bool,
+    },
+    /// The cache clears running now, with their counts so far (the client's progress line).
+    CacheClearJobs,
+    /// Hit ratio, memory, evictions, eviction policy, and per namespace the last complete
+    /// statistics pass (keys, keys without TTL, TTL spread, estimated memory).
+    CacheStats,
+    /// Fill a namespace (every namespace with a warm-up query when absent) from its
+    /// `warmup.query` on PostgreSQL; replies when done, with rows, keys, bytes and time.
+    CacheWarmUp {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
+    },
 }
 
 /// The command names, for the error reply to an unknown one.
@@ -153,6 +176,10 @@ pub const COMMANDS: &[&str] = &[
     "maintenance_on",
     "maintenance_off",
     "maintenance_status",
+    "cache_clear",
+    "cache_clear_jobs",
+    "cache_stats",
+    "cache_warm_up",
 ];
 
 /// A reply line: `{"ok":true,"data":…}` or `{"ok":false,"error":"…"}`.
@@ -222,6 +249,10 @@ mod tests {
             Request::Task {
                 action: TaskAction::Pause,
                 name: "monitor.redis".into(),
+            },
+            Request::CacheWarmUp { namespace: None },
+            Request::CacheWarmUp {
+                namespace: Some("analytics".into()),
             },
         ] {
             let line = serde_json::to_string(&r).unwrap();

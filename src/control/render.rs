@@ -28,6 +28,9 @@ pub fn render(req: &Request, reply: &Reply) -> String {
         Request::MaintenanceOn { .. } | Request::MaintenanceOff | Request::MaintenanceStatus => {
             super::render_maintenance::render(reply, now)
         }
+        Request::CacheClear { .. } => super::render_cache::clear(reply),
+        Request::CacheWarmUp { .. } => super::render_cache::warm_up(reply),
+        Request::CacheStats => super::render_cache_stats::render(reply, now),
         other => super::render_backup::render(other, reply),
     };
     out.unwrap_or_else(|| serde_json::to_string_pretty(&reply.data).unwrap_or_default() + "\n")

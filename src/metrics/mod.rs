@@ -2,10 +2,12 @@
 
 mod alerts;
 mod backup;
+mod cache;
 pub mod http;
 
 pub use alerts::AlertMetrics;
 pub use backup::BackupMetrics;
+pub use cache::CacheMetrics;
 
 use prometheus::{
     Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
@@ -36,6 +38,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub backup: BackupMetrics,
     pub alerts: AlertMetrics,
+    /// The Redis cache: namespace statistics, TTL audit, operation durations.
+    pub cache: CacheMetrics,
     pub check_interval: GaugeVec,
     /// 1 while maintenance mode is on: the shipped Prometheus rules are silenced by it.
     pub maintenance_mode: IntGauge,
@@ -154,6 +158,7 @@ impl Metrics {
             redis: RedisMetrics::new(&r)?,
             backup: BackupMetrics::new(&r)?,
             alerts: AlertMetrics::new(&r)?,
+            cache: CacheMetrics::new(&r)?,
             check_interval: r.float_vec(
                 "steward_check_interval_seconds",
                 "Configured time between checks of the service.",

@@ -140,6 +140,9 @@ impl RedisProbe {
             used_memory_bytes: num("used_memory"),
             maxmemory_bytes: num("maxmemory"),
             maxmemory_policy: info.get("maxmemory_policy").cloned().unwrap_or_default(),
+            mem_fragmentation_ratio: info
+                .get("mem_fragmentation_ratio")
+                .and_then(|v| v.parse().ok()),
             connected_clients: num("connected_clients"),
             maxclients,
             keyspace_hits: now.hits,

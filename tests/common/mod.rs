@@ -1445,3 +1445,11 @@ impl Drop for TableLock {
         self.release();
     }
 }
+
+impl Redis {
+    /// The redis-server's pid, e.g. to SIGSTOP it: an outage that keeps the data (a restart
+    /// comes back empty, there is no persistence).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("redis-server is running").id()
+    }
+}

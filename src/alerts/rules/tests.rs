@@ -60,7 +60,7 @@ fn meta(db: &str, kind: BackupKind, status: BackupStatus, finished: f64, size: u
 #[test]
 fn every_instance_is_listed_and_a_healthy_world_fires_nothing() {
     let obs = evaluate(&AlertsConfig::default(), &facts());
-    assert_eq!(obs.len(), 14);
+    assert_eq!(obs.len(), 15);
     assert!(obs.iter().all(|o| !o.active), "{obs:?}");
 }
 
@@ -310,4 +310,36 @@ fn task_restarts_over_the_threshold_and_disabled_rules() {
     cfg.task_restarting.enabled = false;
     let o = find(&evaluate(&cfg, &f), "TaskRestarting", "steward").clone();
     assert!(!o.active && o.note.unwrap().contains("disabled"));
+}
+
+#[test]
+fn eviction_policy_against_the_expected_one() {
+    let judge = |policy: &str, expected: Option<&str>| {
+        let mut f = facts();
+        f.redis = with(f.redis, |c| {
+            c.redis = Some(RedisFigures {
+                maxmemory_policy: policy.into(),
+                ..RedisFigures::default()
+            })
+        });
+        f.expect_eviction_policy = expected.map(str::to_string);
+        find(
+            &evaluate(&AlertsConfig::default(), &f),
+            "CacheEvictionPolicy",
+            "redis",
+        )
+        .clone()
+    };
+    let off = judge("noeviction", None);
+    assert!(
+        !off.active
+            && off
+                .note
+                .unwrap()
+                .contains("no cache.expect_eviction_policy")
+    );
+    let bad = judge("noeviction", Some("allkeys-lru"));
+    assert!(bad.active, "{bad:?}");
+    assert!(bad.description.contains("maxmemory-policy is noeviction"));
+    assert!(!judge("allkeys-lru", Some("allkeys-lru")).active);
 }

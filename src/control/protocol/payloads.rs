@@ -58,6 +58,9 @@ pub struct RedisFigures {
     pub used_memory_bytes: u64,
     pub maxmemory_bytes: u64,
     pub maxmemory_policy: String,
+    /// INFO `mem_fragmentation_ratio`: memory the OS gave Redis over what Redis uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_fragmentation_ratio: Option<f64>,
     pub connected_clients: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maxclients: Option<u64>,

@@ -1,0 +1,340 @@
+//! `steward cache warm-up`: a namespace filled from a real PostgreSQL table into a real Redis —
+//! keys, TTLs, compression (checked with the `gunzip` CLI too), rejected rows, the reply's
+//! counts — and its failures: unknown names, bad queries, PostgreSQL or Redis down, with the
+//! daemon carrying on. Also the scheduled warm-up (`warmup.schedule`).
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use steward::cache::warmup::WarmupReply;
+
+const THRESHOLD: usize = 512;
+const TTL_MS: i64 = 30 * 60 * 1000;
+const PREFIX: &str = "cache:analytics:";
+
+/// `[cache]` with the analytics namespace (json, compressed, 30m) warmed from `items`, plus
+/// the extra namespaces given.
+fn cache_toml(extra: &str) -> String {
+    format!(
+        r#"
+[cache]
+compression_threshold = {THRESHOLD}
+pipeline_batch = 100
+
+[[cache.namespace]]
+name = "analytics"
+prefix = "{PREFIX}"
+ttl = "30m"
+codec = "json"
+compress = true
+
+[cache.namespace.warmup]
+query = "SELECT id, doc FROM items ORDER BY id"
+
+[[cache.namespace]]
+name = "sessions"
+prefix = "cache:sessions:"
+ttl = "1h"
+{extra}"#
+    )
+}
+
+/// 10,000 JSON documents (every third one longer than the threshold) and one broken row.
+fn create_items(pg: &Postgres) {
+    pg.psql(
+        "CREATE TABLE items (id int PRIMARY KEY, doc text NOT NULL);
+         INSERT INTO items
+           SELECT i, json_build_object('id', i, 'name', 'item ' || i,
+                    'pad', repeat(md5(i::text), CASE WHEN i % 3 = 0 THEN 40 ELSE 1 END))::text
+           FROM generate_series(1, 10000) i;
+         INSERT INTO items VALUES (10001, '{\"broken\": ');",
+        PG_USER,
+        PG_DB,
+    );
+}
+
+/// The documents as PostgreSQL has them, by id.
+fn expected_docs(pg: &Postgres) -> HashMap<String, String> {
+    pg.psql(
+        "SELECT id || '|' || doc FROM items WHERE id <= 10000",
+        PG_USER,
+        PG_DB,
+    )
+    .lines()
+    .filter_map(|l| l.split_once('|'))
+    .map(|(id, doc)| (id.to_string(), doc.to_string()))
+    .collect()
+}
+
+fn gunzip_cli(data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gunzip")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run gunzip");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "gunzip failed: {out:?}");
+    out.stdout
+}
+
+fn gunzip_lib(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::copy(&mut flate2::read::GzDecoder::new(data), &mut out).unwrap();
+    out
+}
+
+fn error_of(out: &CmdOutput) -> String {
+    assert_eq!(out.code, 1, "expected an error reply: {out:?}");
+    let r = out.reply();
+    assert!(!r.ok, "{out:?}");
+    let e = r.error.unwrap_or_default();
+    assert!(!e.contains('\n'), "one line: {e:?}");
+    e
+}
+
+#[test]
+fn warm_up_fills_a_namespace_from_a_real_table() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    create_items(&pg);
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.backup += &cache_toml(""))
+        .start();
+
+    let reply: WarmupReply = st.ctl(&["cache", "warm-up", "analytics"]).data();
+    assert_eq!(reply.namespaces.len(), 1);
+    let r = &reply.namespaces[0];
+    assert_eq!(r.namespace, "analytics");
+    assert_eq!(
+        (r.rows_read, r.keys_written, r.rows_rejected),
+        (10_001, 10_000, 1)
+    );
+    assert_eq!(
+        r.compressed, 3333,
+        "ids divisible by 3 are above the threshold"
+    );
+    assert_eq!(r.rejected.len(), 1);
+    assert_eq!(r.rejected[0].row, 10_001);
+    assert_eq!(r.rejected[0].suffix.as_deref(), Some("10001"));
+    assert!(r.rejected[0].reason.contains("not JSON"), "{r:?}");
+    assert_eq!(r.ttl_seconds, 1800.0);
+    assert!(r.duration_seconds > 0.0);
+
+    // Every key: present, TTL within the namespace's, value plain or compressed by size.
+    let docs = expected_docs(&pg);
+    assert_eq!(docs.len(), 10_000);
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let ids: Vec<&String> = docs.keys().collect();
+    let mut get = redis::pipe();
+    let mut pttl = redis::pipe();
+    for id in &ids {
+        get.cmd("GET").arg(format!("{PREFIX}{id}"));
+        pttl.cmd("PTTL").arg(format!("{PREFIX}{id}"));
+    }
+    let values: Vec<Option<Vec<u8>>> = get.query(&mut con).unwrap();
+    let ttls: Vec<i64> = pttl.query(&mut con).unwrap();
+    let (mut before, mut after, mut compressed) = (0u64, 0u64, Vec::new());
+    for ((id, value), ttl) in ids.iter().zip(&values).zip(&ttls) {
+        let doc = &docs[*id];
+        let value = value
+            .as_ref()
+            .unwrap_or_else(|| panic!("key {PREFIX}{id} is missing"));
+        assert!(*ttl > 0 && *ttl <= TTL_MS, "{PREFIX}{id}: PTTL {ttl}");
+        before += doc.len() as u64;
+        after += value.len() as u64;
+        if doc.len() > THRESHOLD {
+            assert_eq!(&value[..2], &[0x1f, 0x8b], "{PREFIX}{id} is gzip");
+            assert!(value.len() < doc.len());
+            assert_eq!(gunzip_lib(value), doc.as_bytes(), "{PREFIX}{id}");
+            compressed.push(value.clone());
+        } else {
+            assert_eq!(value, doc.as_bytes(), "{PREFIX}{id} is stored plain");
+        }
+    }
+    assert_eq!(compressed.len(), 3333);
+    assert_eq!((r.bytes_before, r.bytes_after), (before, after));
+    // The gzip CLI reads them too, to the original JSON.
+    for (i, value) in compressed.iter().take(20).enumerate() {
+        let text = String::from_utf8(gunzip_cli(value)).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(doc["pad"].as_str().unwrap().len() > THRESHOLD, "value {i}");
+        assert!(docs.values().any(|d| *d == text));
+    }
+    // Nothing else under the prefix (the broken row wrote no key).
+    let all: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{PREFIX}*"))
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(all.len(), 10_000);
+
+    // Run again, human output: the same figures, the rejected row named.
+    let out = st.ctl_human(&["cache", "warm-up", "analytics"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.starts_with("NAMESPACE"), "{}", out.stdout);
+    assert!(out.stdout.contains("10001") && out.stdout.contains("10000"));
+    assert!(
+        out.stdout
+            .contains("row 10001 (key suffix \"10001\"): not JSON"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.all().contains(&pg.password) && !out.all().contains(&redis.password));
+    let m = st.metrics();
+    let n = metric_value(
+        &m,
+        "steward_cache_operation_duration_seconds_count",
+        &[("op", "warmup")],
+    );
+    assert_eq!(n, Some(2.0), "two warm-ups timed");
+}
+
+#[test]
+fn names_and_queries_that_cannot_work_are_clear_errors() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql(
+        "CREATE TABLE items (id int, doc text);
+         INSERT INTO items VALUES (1, '{}'), (2, '[1]');",
+        PG_USER,
+        PG_DB,
+    );
+    let extra = r#"
+[[cache.namespace]]
+name = "onecol"
+prefix = "cache:onecol:"
+ttl = "1m"
+warmup = { query = "SELECT id FROM items" }
+
+[[cache.namespace]]
+name = "missing"
+prefix = "cache:missing:"
+ttl = "1m"
+warmup = { query = "SELECT id, doc FROM no_such_table" }
+"#;
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.backup += &cache_toml(extra))
+        .start();
+
+    let e = error_of(&st.ctl(&["cache", "warm-up", "nosuch"]));
+    assert!(
+        e.contains("no cache namespace named \"nosuch\"") && e.contains("analytics, sessions"),
+        "{e}"
+    );
+    let e = error_of(&st.ctl(&["cache", "warm-up", "sessions"]));
+    assert!(e.contains("\"sessions\" has no warm-up query"), "{e}");
+    let e = error_of(&st.ctl(&["cache", "warm-up", "onecol"]));
+    assert!(e.contains("returns 1 column(s); it must return two"), "{e}");
+    let e = error_of(&st.ctl(&["cache", "warm-up", "missing"]));
+    assert!(
+        e.contains("warm-up query of namespace \"missing\" failed")
+            && e.contains("\"no_such_table\" does not exist"),
+        "{e}"
+    );
+    // All of them: analytics is done, then onecol stops the run and says so.
+    let e = error_of(&st.ctl(&["cache", "warm-up"]));
+    assert!(
+        e.contains("returns 1 column(s)") && e.contains("(already warmed up: analytics)"),
+        "{e}"
+    );
+    assert_eq!(
+        redis.command(&["EXISTS", "cache:analytics:2"]).unwrap(),
+        ":1"
+    );
+    assert_eq!(redis.command(&["EXISTS", "cache:onecol:1"]).unwrap(), ":0");
+}
+
+#[test]
+fn postgres_or_redis_down_is_one_line_and_the_daemon_carries_on() {
+    let redis = Redis::start();
+    let pg_password = random_password();
+    let pg_url = format!(
+        "postgres://{PG_USER}:{pg_password}@127.0.0.1:{}/{PG_DB}",
+        free_port()
+    );
+    let st = Steward::builder_urls(Some(pg_url), Some(redis.url()))
+        .with(|s| s.backup += &cache_toml(""))
+        .start();
+    let out = st.ctl(&["cache", "warm-up", "analytics"]);
+    let e = error_of(&out);
+    assert!(e.starts_with("cannot reach PostgreSQL: "), "{e}");
+    assert!(e.contains("steward check postgres"), "{e}");
+    assert!(!out.all().contains(&pg_password) && !out.all().contains(&redis.password));
+    let human = st.ctl_human(&["cache", "warm-up"]);
+    assert_eq!(human.code, 1);
+    assert_eq!(human.stderr.lines().count(), 1, "{human:?}");
+    assert_eq!(st.ctl(&["status"]).code, 0, "the daemon still answers");
+
+    let redis_password = random_password();
+    let redis_url = format!("redis://:{redis_password}@127.0.0.1:{}/0", free_port());
+    let st2 = Steward::builder_urls(Some(absent_pg_url()), Some(redis_url))
+        .with(|s| s.backup += &cache_toml(""))
+        .start();
+    let out = st2.ctl(&["cache", "warm-up", "analytics"]);
+    let e = error_of(&out);
+    assert!(e.starts_with("cannot reach Redis"), "{e}");
+    assert!(!out.all().contains(&redis_password));
+    assert_eq!(st2.ctl(&["status"]).code, 0, "the daemon still answers");
+    let t = st2.task("cache.warmup");
+    assert_eq!(t.state, TaskState::Running, "{t:?}");
+}
+
+#[test]
+fn a_scheduled_warm_up_runs_at_its_cron_time() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql(
+        "CREATE TABLE items (id int, doc text);
+         INSERT INTO items VALUES (1, '{\"a\":1}'), (2, '{\"b\":2}');
+         CREATE TABLE flags (name text, on_off text);
+         INSERT INTO flags VALUES ('beta', 'on');",
+        PG_USER,
+        PG_DB,
+    );
+    let extra = r#"
+[[cache.namespace]]
+name = "flags"
+prefix = "cache:flags:"
+ttl = "10m"
+warmup = { query = "SELECT name, on_off FROM flags", schedule = "* * * * *" }
+"#;
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.backup += &cache_toml(extra))
+        .start();
+    assert_eq!(st.task("cache.warmup").state, TaskState::Running);
+    // Every minute, on the minute: within a minute and some slack.
+    st.wait_until(
+        Duration::from_secs(60) + SLACK * 5,
+        "the scheduled warm-up of flags",
+        |_| redis.command(&["GET", "cache:flags:beta"]).ok().as_deref() == Some("on"),
+    );
+    let ttl: i64 = redis
+        .command(&["TTL", "cache:flags:beta"])
+        .unwrap()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 600, "TTL {ttl}");
+    // Only the scheduled namespace: analytics has no schedule.
+    assert_eq!(
+        redis.command(&["EXISTS", "cache:analytics:1"]).unwrap(),
+        ":0"
+    );
+    assert!(st.log().contains("cache warm-up done"));
+
+    // Without a name: every namespace with a warm-up query, in config order.
+    let reply: WarmupReply = st.ctl(&["cache", "warm-up"]).data();
+    let names: Vec<&str> = reply.namespaces.iter().map(|r| &*r.namespace).collect();
+    assert_eq!(names, ["analytics", "flags"]);
+    assert_eq!(reply.namespaces[0].keys_written, 2);
+    assert_eq!(
+        redis.command(&["GET", "cache:analytics:1"]).unwrap(),
+        "{\"a\":1}"
+    );
+}
