@@ -561,3 +561,49 @@ fn scrape_does_not_touch_the_services() {
         "scrapes ran commands on redis: {before} → {after}"
     );
 }
+
+/// Between checks far apart, each pool is still tested every 30 s: a success while the server
+/// is there, a failure once it is gone, with no check having run in between.
+#[test]
+fn pools_are_health_checked_every_30s_between_checks() {
+    let pg = Postgres::start();
+    let mut redis = Redis::start();
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| {
+            s.pg_interval = "10m".into();
+            s.redis_interval = "10m".into();
+        })
+        .start();
+    st.wait_up("redis", true, Duration::from_secs(10));
+    let count = |st: &Steward, svc: &str, result: &str| {
+        st.metric(
+            "steward_pool_health_checks_total",
+            &[("service", svc), ("result", result)],
+        )
+        .unwrap_or(0.0)
+    };
+    st.wait_until(
+        Duration::from_secs(45),
+        "a passing health check of each pool",
+        |st| count(st, "redis", "success") >= 1.0 && count(st, "postgres", "success") >= 1.0,
+    );
+    let checks = st.metric(
+        "steward_check_duration_seconds_count",
+        &[("service", "redis"), ("check", "ping")],
+    );
+    redis.kill();
+    pg.stop();
+    st.wait_until(
+        Duration::from_secs(45),
+        "a failing health check of each pool",
+        |st| count(st, "redis", "failure") >= 1.0 && count(st, "postgres", "failure") >= 1.0,
+    );
+    assert_eq!(
+        st.metric(
+            "steward_check_duration_seconds_count",
+            &[("service", "redis"), ("check", "ping")],
+        ),
+        checks,
+        "no scheduled check ran meanwhile"
+    );
+}

@@ -31,6 +31,7 @@ pub struct Metrics {
     pub redis: RedisMetrics,
     pub pool_connections: IntGaugeVec,
     pub pool_max: IntGaugeVec,
+    pub pool_health_checks: IntCounterVec,
     pub task_up: IntGaugeVec,
     pub task_restarts: IntCounterVec,
     pub reload_ok: IntGauge,
@@ -169,6 +170,11 @@ impl Metrics {
                 "Connections in steward's own pool, by state.",
                 &["service", "state"],
             )?,
+            pool_health_checks: r.counter(
+                "steward_pool_health_checks_total",
+                "Tests of steward's pool between checks (every 30 s), by result.",
+                &["service", "result"],
+            )?,
             pool_max: r.int_vec(
                 "steward_pool_max_connections",
                 "Size limit of steward's pool.",
@@ -211,6 +217,9 @@ impl Metrics {
         ))?;
         for svc in ["postgres", "redis"] {
             m.up.with_label_values(&[svc]).set(0);
+            for result in ["success", "failure"] {
+                m.pool_health_checks.with_label_values(&[svc, result]);
+            }
             for check in ["ping", "stats", "write_read"] {
                 m.check_failures.with_label_values(&[svc, check]);
             }

@@ -114,7 +114,13 @@ pub trait Probe: Send + 'static {
     fn service(&self) -> Service;
     /// Checks the service once, each step under the configured timeout, recording step metrics.
     fn probe(&mut self) -> impl Future<Output = CheckResult> + Send;
+    /// Tests the pool between checks (every [`HEALTH_EVERY`]), so a broken idle connection is
+    /// replaced before anyone needs it, however long the check interval; true when it passed.
+    fn health_check(&mut self) -> impl Future<Output = bool> + Send;
 }
+
+/// How often a monitor tests its pool between checks.
+pub const HEALTH_EVERY: Duration = Duration::from_secs(30);
 
 /// Requests a monitor answers between its scheduled checks.
 pub enum MonitorCmd {
@@ -183,10 +189,23 @@ pub async fn run<P: Probe>(
         .set(interval.as_secs_f64());
     let mut tracker = Transitions::new(probe.service(), board.last(probe.service()));
     let mut next = Instant::now();
+    let mut health = tokio::time::interval_at((Instant::now() + HEALTH_EVERY).into(), HEALTH_EVERY);
     loop {
         let sleep = tokio::time::sleep_until(next.into());
         let reply = tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = health.tick() => {
+                let ok = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    ok = probe.health_check() => ok,
+                };
+                let result = if ok { "success" } else { "failure" };
+                metrics
+                    .pool_health_checks
+                    .with_label_values(&[probe.service().as_str(), result])
+                    .inc();
+                continue;
+            }
             _ = sleep => {
                 next = Instant::now() + interval;
                 None

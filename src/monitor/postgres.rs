@@ -189,6 +189,18 @@ impl Probe for PgProbe {
         Service::Postgres
     }
 
+    async fn health_check(&mut self) -> bool {
+        // Checking a connection out and running SELECT 1 on it; a broken one is dropped and
+        // replaced by the pool.
+        let ok = tokio::time::timeout(self.cfg.timeout, self.connect_and_ping())
+            .await
+            .unwrap_or_else(|_| Err("no answer within postgres.timeout".into()));
+        if let Err(e) = &ok {
+            tracing::debug!(error = %self.scrubber.scrub(e), "postgres pool health check failed");
+        }
+        ok.is_ok()
+    }
+
     async fn probe(&mut self) -> CheckResult {
         let started = Instant::now();
         let metrics = self.metrics.clone();

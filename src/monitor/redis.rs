@@ -212,6 +212,18 @@ impl Probe for RedisProbe {
         Service::Redis
     }
 
+    async fn health_check(&mut self) -> bool {
+        // Checking a connection out PINGs it (test_on_check_out); a broken one is dropped
+        // and replaced by the pool.
+        let ok = tokio::time::timeout(self.cfg.timeout, self.connect_and_ping())
+            .await
+            .unwrap_or_else(|_| Err("no answer within redis.timeout".into()));
+        if let Err(e) = &ok {
+            tracing::debug!(error = %self.scrubber.scrub(e), "redis pool health check failed");
+        }
+        ok.is_ok()
+    }
+
     async fn probe(&mut self) -> CheckResult {
         let started = Instant::now();
         let metrics = self.metrics.clone();
