@@ -312,7 +312,7 @@ impl Postgres {
             let (uid, gid) = postgres_ids();
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown pg temp dir");
         }
-        let pg = Postgres {
+        let mut pg = Postgres {
             dir,
             bindir: pg_bindir(),
             as_postgres_user,
@@ -346,7 +346,21 @@ impl Postgres {
             .unwrap();
         f.write_all(conf.as_bytes()).unwrap();
         drop(f);
-        pg.start_server();
+        // Another test may take the picked port before the server binds it: pick another.
+        for attempt in 1.. {
+            match pg.start_server() {
+                Ok(()) => break,
+                Err(e) if attempt < 4 && e.contains("Address already in use") => {
+                    pg.port = free_port();
+                    let mut f = fs::OpenOptions::new()
+                        .append(true)
+                        .open(pg.data_dir().join("postgresql.conf"))
+                        .unwrap();
+                    writeln!(f, "port = {}", pg.port).unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
         pg.psql_as_postgres(&format!(
             "CREATE ROLE {PG_USER} LOGIN PASSWORD '{}'",
             pg.password
@@ -424,7 +438,7 @@ impl Postgres {
         )
     }
 
-    fn start_server(&self) {
+    fn start_server(&self) -> Result<(), String> {
         let out = self
             .cmd("pg_ctl")
             .arg("-D")
@@ -436,13 +450,14 @@ impl Postgres {
             .output()
             .expect("run pg_ctl start");
         if !out.status.success() {
-            panic!(
+            return Err(format!(
                 "pg_ctl start failed: {}{}\n--- server log\n{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr),
                 tail(&self.server_log(), 30)
-            );
+            ));
         }
+        Ok(())
     }
 
     /// Starts the (stopped or killed) server again on the same port; retries for a while after
@@ -555,8 +570,26 @@ impl Redis {
             port: free_port(),
             password: random_password(),
         };
+        // Another test may take the picked port before the server binds it: pick another.
+        for _ in 0..3 {
+            if r.try_spawn() {
+                return r;
+            }
+            if !r.log().contains("Address already in use") {
+                break;
+            }
+            if let Some(mut c) = r.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            r.port = free_port();
+        }
         r.spawn();
         r
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.log_file()).unwrap_or_default()
     }
 
     /// `redis://:PASSWORD@127.0.0.1:PORT/0`
@@ -573,6 +606,15 @@ impl Redis {
     }
 
     fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "redis-server did not answer PING\n--- log\n{}",
+            self.log()
+        );
+    }
+
+    /// Starts redis-server on `self.port`; true once it answers PING.
+    fn try_spawn(&mut self) -> bool {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -604,15 +646,13 @@ impl Redis {
             .spawn()
             .expect("spawn redis-server (is it installed?)");
         self.child = Some(child);
-        let ok = poll(
-            Duration::from_secs(20),
-            || matches!(self.command(&["PING"]), Ok(r) if r == "+PONG"),
-        );
-        assert!(
-            ok,
-            "redis-server did not answer PING\n--- log\n{}",
-            fs::read_to_string(self.log_file()).unwrap_or_default()
-        );
+        poll(Duration::from_secs(20), || {
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            exited || matches!(self.command(&["PING"]), Ok(r) if r == "+PONG")
+        }) && matches!(self.command(&["PING"]), Ok(r) if r == "+PONG")
     }
 
     /// One command over a fresh connection (AUTH first); returns the raw reply (first line, or
