@@ -10,6 +10,7 @@ pub mod control;
 pub mod daemon;
 pub mod durable;
 pub mod logging;
+pub mod mailbox;
 pub mod maintenance;
 pub mod metrics;
 pub mod monitor;

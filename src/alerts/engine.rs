@@ -57,7 +57,7 @@ pub(super) async fn run(
 ) -> TaskResult {
     let rx = tokio::select! {
         _ = cancel.cancelled() => return Ok(()),
-        rx = handle.rx.lock_owned() => rx,
+        rx = handle.mailbox.take() => rx,
     };
     let now = crate::unix_now();
     let engine = Engine {

@@ -13,10 +13,11 @@ pub use engine::{Inputs, MaintenanceFlag};
 pub use state::AlertState;
 
 use crate::config::Severity;
+use crate::mailbox::Mailbox;
 use crate::supervisor::{factory, SupervisorError, SupervisorHandle};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::sync::{oneshot, watch};
 
 /// One alert instance as `steward alerts` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,18 +73,15 @@ pub(crate) enum Cmd {
 /// The cloneable way to ask the alert engine; it outlives restarts of the `alerts` task.
 #[derive(Clone)]
 pub struct AlertHandle {
-    tx: mpsc::Sender<Cmd>,
-    rx: Arc<Mutex<mpsc::Receiver<Cmd>>>,
+    mailbox: Mailbox<Cmd>,
 }
 
 /// Registers the supervised tasks `alerts` (the engine) and `alertmanager` (delivery), which
 /// share the list of firing alerts through a `watch` that outlives their restarts.
 pub async fn spawn(sup: &SupervisorHandle, inputs: Inputs) -> Result<AlertHandle, SupervisorError> {
     engine::register_series(&inputs.metrics);
-    let (tx, rx) = mpsc::channel(16);
     let handle = AlertHandle {
-        tx,
-        rx: Arc::new(Mutex::new(rx)),
+        mailbox: Mailbox::new(16),
     };
     let (notices, notices_rx) = watch::channel(Vec::new());
     let notices = Arc::new(notices);
@@ -107,11 +105,9 @@ pub async fn spawn(sup: &SupervisorHandle, inputs: Inputs) -> Result<AlertHandle
 impl AlertHandle {
     /// Every alert instance with its state.
     pub async fn list(&self) -> Result<AlertsReply, AlertError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::List(tx))
+        self.mailbox
+            .ask(Cmd::List, None)
             .await
-            .map_err(|_| AlertError::Gone)?;
-        rx.await.map_err(|_| AlertError::Gone)
+            .ok_or(AlertError::Gone)
     }
 }

@@ -36,7 +36,7 @@ pub async fn run(
 ) -> TaskResult {
     let mut rx = tokio::select! {
         _ = cancel.cancelled() => return Ok(()),
-        rx = handle.rx.lock_owned() => rx,
+        rx = handle.mailbox.take() => rx,
     };
     let cfg = config.borrow().clone();
     for n in &cfg.cache.namespaces {

@@ -6,11 +6,12 @@ pub mod postgres;
 pub mod redis;
 
 use crate::control::protocol::{CheckResult, HealthReply, Service, ServiceReport};
+use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// The newest check of each service, written by the monitors and read by `/health`, the control
@@ -139,33 +140,24 @@ pub enum MonitorError {
 #[derive(Clone)]
 pub struct MonitorHandle {
     service: Service,
-    tx: mpsc::Sender<MonitorCmd>,
-    rx: Arc<Mutex<mpsc::Receiver<MonitorCmd>>>,
+    mailbox: Mailbox<MonitorCmd>,
 }
 
 impl MonitorHandle {
     /// A handle whose commands are served by whichever run of the task is current.
     pub fn new(service: Service) -> Self {
-        let (tx, rx) = mpsc::channel(16);
         Self {
             service,
-            tx,
-            rx: Arc::new(Mutex::new(rx)),
+            mailbox: Mailbox::new(16),
         }
     }
 
     /// Probes now; `wait` bounds how long to wait for the monitor to answer.
     pub async fn check_now(&self, wait: Duration) -> Result<CheckResult, MonitorError> {
-        let (tx, rx) = oneshot::channel();
-        let not_running = || MonitorError::NotRunning(self.service);
-        tokio::time::timeout(wait, self.tx.send(MonitorCmd::CheckNow(tx)))
+        self.mailbox
+            .ask(MonitorCmd::CheckNow, Some(wait))
             .await
-            .map_err(|_| not_running())?
-            .map_err(|_| not_running())?;
-        tokio::time::timeout(wait, rx)
-            .await
-            .map_err(|_| not_running())?
-            .map_err(|_| not_running())
+            .ok_or(MonitorError::NotRunning(self.service))
     }
 }
 
@@ -181,7 +173,7 @@ pub async fn run<P: Probe>(
 ) {
     let mut rx = tokio::select! {
         _ = cancel.cancelled() => return,
-        rx = handle.rx.lock_owned() => rx,
+        rx = handle.mailbox.take() => rx,
     };
     metrics
         .check_interval
