@@ -3,7 +3,9 @@
 mod alerts;
 mod backup;
 mod cache;
+mod control;
 mod load;
+mod metrics;
 mod validate;
 
 pub use alerts::{AlertmanagerConfig, AlertsConfig, Rule, Severity};
@@ -12,12 +14,13 @@ pub use backup::{
     EncryptionConfig, ScheduleConfig,
 };
 pub use cache::{CacheConfig, Codec, NamespaceConfig, WarmupConfig, EVICTION_POLICIES};
+pub use control::ControlConfig;
 pub use load::{load, resolve_path, LoadError};
+pub use metrics::MetricsConfig;
 pub use validate::Problem;
 
 use crate::secret::{Scrubber, SecretUrl};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -128,46 +131,6 @@ impl Default for RedisConfig {
             write_read_test: true,
             profile: "default".into(),
         }
-    }
-}
-
-/// `[metrics]`: the HTTP endpoint Prometheus scrapes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetricsConfig {
-    pub listen: SocketAddr,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_METRICS_PORT)),
-        }
-    }
-}
-
-/// `[control]`: the Unix socket the `steward` client talks to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ControlConfig {
-    pub socket: PathBuf,
-    /// File mode of the socket, as an octal string such as "0600".
-    pub mode: String,
-}
-
-impl Default for ControlConfig {
-    fn default() -> Self {
-        Self {
-            socket: PathBuf::from("var/steward.sock"),
-            mode: "0600".into(),
-        }
-    }
-}
-
-impl ControlConfig {
-    /// The mode as a number; validation guarantees it parses.
-    pub fn mode_bits(&self) -> u32 {
-        u32::from_str_radix(self.mode.trim_start_matches("0o"), 8).unwrap_or(0o600)
     }
 }
 

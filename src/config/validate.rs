@@ -83,7 +83,8 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             "must be a table name ([schema.]name: letters, digits, underscores, not starting with a digit)",
         ));
     }
-    check_control(c, &mut out);
+    super::control::check(c, &mut out);
+    super::metrics::check(c, &mut out);
     super::backup::validate(&c.backup, &mut out);
     super::alerts::validate(&c.alerts, &c.alertmanager, &mut out);
     super::cache::validate(&c.cache, &mut out);
@@ -205,38 +206,6 @@ fn check_redis_url(c: &Config, out: &mut Vec<Problem>) {
             "redis.url",
             format!("{} is not a valid Redis URL: {e}", c.redis.url.redacted()),
         ));
-    }
-}
-
-fn check_control(c: &Config, out: &mut Vec<Problem>) {
-    let sock = c.control.socket.as_os_str();
-    if sock.is_empty() {
-        out.push(Problem::new(
-            "control.socket",
-            "is empty; give a path such as \"var/steward.sock\"",
-        ));
-    } else if sock.len() > 100 {
-        out.push(Problem::new(
-            "control.socket",
-            "is longer than 100 bytes, too long for a Unix socket path; choose a shorter one",
-        ));
-    }
-    let mode = c.control.mode.trim_start_matches("0o");
-    match u32::from_str_radix(mode, 8) {
-        Ok(m) if m > 0o777 => out.push(Problem::new("control.mode", "must be at most \"0777\"")),
-        Ok(m) if m & 0o600 != 0o600 => out.push(Problem::new(
-            "control.mode",
-            format!("\"{}\" leaves steward's own user unable to use the socket; use \"0600\" or \"0660\"", c.control.mode),
-        )),
-        Ok(m) if m & 0o002 != 0 => out.push(Problem::new(
-            "control.mode",
-            format!("\"{}\" lets every local user steer steward; use \"0600\" or \"0660\"", c.control.mode),
-        )),
-        Ok(_) => {}
-        Err(_) => out.push(Problem::new(
-            "control.mode",
-            format!("{:?} is not an octal mode such as \"0600\"", c.control.mode),
-        )),
     }
 }
 
