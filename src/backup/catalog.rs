@@ -1,5 +1,5 @@
 //! The catalog: one checksummed JSON metadata file per backup, the commit marker that makes
-//! a backup exist; IDs, file names, listing, deletion and the start-up sweep.
+//! a backup exist; IDs, file names, listing and deletion (the start-up sweep is in `sweep`).
 
 use super::BackupKind;
 use crate::config::{Compression, DumpFormat};
@@ -323,67 +323,37 @@ pub fn data_path(root: &Path, meta: &BackupMeta) -> Option<PathBuf> {
     (name == &expected).then(|| db_dir(root, &meta.database).join(name))
 }
 
-/// Deletes a backup: its data file, then its metadata. Nothing else is touched.
+/// Deletes a backup. Its metadata is first renamed to `<id>.deleting.json` (the backup leaves
+/// the catalog at once, atomically), then the data file and that marker are removed; a crash
+/// in between leaves the marker, and the next start's [`sweep`] finishes the deletion, so a
+/// listed backup never lacks its file. Nothing else is touched.
 pub fn delete(root: &Path, meta: &BackupMeta) -> Result<(), CatalogError> {
-    if let Some(p) = data_path(root, meta) {
-        match fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("delete", &p)(e)),
-            _ => {}
-        }
-    }
     let m = meta_path(root, meta);
-    fs::remove_file(&m).map_err(io("delete", &m))?;
+    let doomed = deleting_path(root, meta);
+    fs::rename(&m, &doomed).map_err(io("delete", &m))?;
+    sync_dir(&db_dir(root, &meta.database))?;
+    finish_delete(root, meta, &doomed)
+}
+
+/// Removes the data file, then the deletion marker, of a backup already out of the catalog.
+fn finish_delete(root: &Path, meta: &BackupMeta, doomed: &Path) -> Result<(), CatalogError> {
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
+    if let Some(p) = data_path(root, meta) {
+        gone(fs::remove_file(&p)).map_err(io("delete", &p))?;
+    }
+    gone(fs::remove_file(doomed)).map_err(io("delete", doomed))?;
     sync_dir(&db_dir(root, &meta.database))
 }
 
-/// At start: turns runs that were interrupted into failed entries and removes their
-/// temporary files; returns the entries recorded.
-pub fn sweep(root: &Path) -> Vec<BackupMeta> {
-    let mut failed = Vec::new();
-    let Ok(dbs) = fs::read_dir(root) else {
-        return failed;
-    };
-    for db in dbs.flatten().filter(|e| e.path().is_dir()) {
-        let Ok(files) = fs::read_dir(db.path()) else {
-            continue;
-        };
-        for f in files.flatten() {
-            let name = f.file_name().to_string_lossy().into_owned();
-            if let Some(id) = name.strip_suffix(".running.json") {
-                if validate_id(id).is_ok() {
-                    if let Some(m) = fail_interrupted(root, &f.path()) {
-                        failed.push(m);
-                    }
-                }
-            } else if name.ends_with(".tmp")
-                && validate_id(name.get(..name.find('.').unwrap_or(0)).unwrap_or("")).is_ok()
-            {
-                let _ = fs::remove_file(f.path());
-            }
-        }
-    }
-    failed
+fn deleting_path(root: &Path, meta: &BackupMeta) -> PathBuf {
+    db_dir(root, &meta.database).join(format!("{}.deleting.json", meta.id))
 }
 
-fn fail_interrupted(root: &Path, marker: &Path) -> Option<BackupMeta> {
-    let text = fs::read_to_string(marker).ok()?;
-    let mut meta: BackupMeta = serde_json::from_str(&text).ok()?;
-    // A file completed but never committed is not a backup: remove it with the marker.
-    let encrypted = meta.encryption.is_some();
-    let orphan = db_dir(root, &meta.database).join(data_file_name(
-        &meta.id,
-        meta.format,
-        meta.compression,
-        encrypted,
-    ));
-    let _ = fs::remove_file(orphan);
-    meta.status = BackupStatus::Failed;
-    meta.error = Some("interrupted: steward stopped before the backup completed".into());
-    meta.finished_at = None;
-    meta.file = None;
-    commit(root, &mut meta).ok()?;
-    Some(meta)
-}
+mod sweep;
+pub use sweep::sweep;
 
 #[cfg(test)]
 mod tests;

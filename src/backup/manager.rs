@@ -94,6 +94,8 @@ pub(super) struct Manager {
     cancel: CancellationToken,
     /// A restore replacing a database turns maintenance mode on for its duration.
     maintenance: crate::maintenance::MaintenanceHandle,
+    /// Every backup retention deletes is recorded there; no log, no deletion.
+    audit: crate::audit::AuditHandle,
     running: HashMap<String, String>,
     jobs: HashMap<String, Job>,
     next_runs: Vec<(BackupKind, DateTime<Utc>)>,
@@ -108,6 +110,7 @@ pub fn start(
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
     maintenance: crate::maintenance::MaintenanceHandle,
+    audit: crate::audit::AuditHandle,
 ) -> BackupHandle {
     let (tx, rx) = mpsc::channel(64);
     let (events, events_rx) = watch::channel(0);
@@ -121,6 +124,7 @@ pub fn start(
         handle: handle.clone(),
         cancel,
         maintenance,
+        audit,
         running: HashMap::new(),
         jobs: HashMap::new(),
         next_runs: Vec::new(),
@@ -339,8 +343,18 @@ impl Manager {
     ) {
         let ctx = self.ctx(Arc::new(AtomicU64::new(0)));
         let tx = self.handle.tx.clone();
+        let audit = self.audit.clone();
         tokio::spawn(async move {
-            let out = super::prune::run(&ctx, dry_run).await;
+            let started = std::time::Instant::now();
+            let out = match (dry_run, audit.ready().await) {
+                (false, Err(e)) => Err(BackupError::Failed(format!(
+                    "retention deleted nothing: {e}"
+                ))),
+                _ => super::prune::run(&ctx, dry_run).await,
+            };
+            if let (Ok(r), false) = (&out, dry_run) {
+                super::prune::audit(&audit, r, reply.is_some(), started).await;
+            }
             if let (Err(e), None) = (&out, &reply) {
                 tracing::warn!(error = %e, "retention after backup failed");
             }

@@ -155,7 +155,12 @@ pub(super) fn first_error(stderr: &str) -> String {
         let mut out = vec![lines[i].trim_end()];
         for l in lines[i + 1..].iter().take(6) {
             let t = l.trim_start();
+            // Client tools (PostgreSQL 15+) print theirs as `pg_dump: detail: …`.
+            let tool_detail = t
+                .split_once(": ")
+                .is_some_and(|(_, rest)| rest.starts_with("detail:") || rest.starts_with("hint:"));
             let continuation = l.starts_with(char::is_whitespace)
+                || tool_detail
                 || ["DETAIL:", "HINT:", "LINE ", "CONTEXT:", "QUERY:", "^"]
                     .iter()
                     .any(|k| t.starts_with(k));
@@ -202,6 +207,19 @@ mod tests {
             "psql:<stdin>:12: ERROR:  relation \"x\" does not exist\nLINE 1: SELECT * FROM x;\n                      ^"
         );
         assert_eq!(first_error("a\nb\n"), "a\nb");
+        // pg_dump 15+ (the server went away mid-dump): the detail says what happened.
+        let cut = "pg_dump: error: Dumping the contents of table \"big\" failed: PQgetCopyData() failed.\n\
+                   pg_dump: detail: Error message from server: server closed the connection unexpectedly\n\
+                   \tThis probably means the server terminated abnormally\n\
+                   pg_dump: detail: Command was: COPY public.big (id, a) TO stdout;\n\
+                   pg_dump: something unrelated\n";
+        let e = first_error(cut);
+        assert!(
+            e.contains("server closed the connection unexpectedly"),
+            "{e}"
+        );
+        assert!(e.contains("Command was"), "{e}");
+        assert!(!e.contains("unrelated"), "{e}");
         assert!(!is_error_line(
             "pg_dump: warning: errors ignored on table error_log"
         ));

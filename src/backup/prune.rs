@@ -41,3 +41,25 @@ pub(super) async fn run(ctx: &Ctx, dry_run: bool) -> Result<PruneReply, BackupEr
     .await
     .map_err(|e| BackupError::Failed(format!("retention stopped: {e}")))?
 }
+
+/// Records each backup retention deleted, one audit line per backup.
+pub(super) async fn audit(
+    audit: &crate::audit::AuditHandle,
+    reply: &PruneReply,
+    on_request: bool,
+    started: std::time::Instant,
+) {
+    for p in &reply.deleted {
+        let args = serde_json::json!({
+            "id": p.id,
+            "database": p.database,
+            "kind": p.kind,
+            "reason": p.reason,
+            "stored_bytes": p.stored_bytes,
+            "trigger": if on_request { "backup_prune" } else { "after_backup" },
+        });
+        let entry = crate::audit::Entry::new("backup.retention", "backup_delete", args, started);
+        // The deletion has happened; a failure to record it is logged and counted.
+        let _ = audit.record(entry).await;
+    }
+}

@@ -72,7 +72,12 @@ impl BackupRun {
         if let Err(e) = catalog::commit(&root, &mut meta) {
             // The data file may be complete, but without its metadata it is not a backup.
             meta.status = BackupStatus::Failed;
-            meta.error = Some(format!("cannot record the backup: {e}"));
+            // Keep the first cause (say, a full disk that also refused the metadata).
+            let why = ctx.scrubber.scrub(&e.to_string());
+            meta.error = Some(match meta.error.take() {
+                Some(first) => format!("{first}; nor could the failure be recorded: {why}"),
+                None => format!("cannot record the backup: {why}"),
+            });
             if let Some(name) = meta.file.take() {
                 let _ = std::fs::remove_file(catalog::db_dir(&root, &meta.database).join(name));
             }

@@ -146,3 +146,56 @@ fn sweep_fails_interrupted_runs_and_removes_their_temporary_files() {
         "a second sweep finds nothing"
     );
 }
+
+#[test]
+fn sweep_finishes_a_deletion_cut_short() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = meta("20261126T020000Z-manual-0001", "app", BackupStatus::Good);
+    a.file = Some(data_file_name(&a.id, a.format, a.compression, false));
+    let dir = db_dir(root.path(), "app");
+    ensure_dir(&dir).unwrap();
+    let data = data_path(root.path(), &a).unwrap();
+    fs::write(&data, b"x").unwrap();
+    commit(root.path(), &mut a).unwrap();
+    // What a crash right after the first step of `delete` leaves: the metadata renamed away.
+    let doomed = dir.join(format!("{}.deleting.json", a.id));
+    fs::rename(dir.join(format!("{}.json", a.id)), &doomed).unwrap();
+    let (all, problems) = load_all(root.path());
+    assert!(
+        all.is_empty() && problems.is_empty(),
+        "{all:?} {problems:?}"
+    );
+    let foreign = dir.join("20200101T000000Z-daily-abcd.sql.gz");
+    fs::write(&foreign, b"not steward's").unwrap();
+    assert!(sweep(root.path()).is_empty());
+    assert!(!data.exists() && !doomed.exists());
+    assert!(
+        foreign.exists(),
+        "a file without a deletion marker survives"
+    );
+}
+
+#[test]
+fn sweep_keeps_a_committed_backup_whose_running_marker_survived() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = meta("20261126T020000Z-manual-0002", "app", BackupStatus::Running);
+    mark_running(root.path(), &a).unwrap();
+    a.status = BackupStatus::Good;
+    a.file = Some(data_file_name(&a.id, a.format, a.compression, false));
+    let data = data_path(root.path(), &a).unwrap();
+    fs::write(&data, b"x").unwrap();
+    // Committed, but killed before the marker was removed.
+    a.seal();
+    let json = serde_json::to_vec_pretty(&a).unwrap();
+    fs::write(
+        db_dir(root.path(), "app").join(format!("{}.json", a.id)),
+        json,
+    )
+    .unwrap();
+    assert!(sweep(root.path()).is_empty());
+    assert!(data.exists(), "the complete backup keeps its file");
+    assert_eq!(find(root.path(), &a.id).unwrap().status, BackupStatus::Good);
+    assert!(!db_dir(root.path(), "app")
+        .join(format!("{}.running.json", a.id))
+        .exists());
+}
