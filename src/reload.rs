@@ -16,6 +16,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub enum ReloadError {
     #[error("reload rejected, steward keeps running with its previous config: {0}")]
     Invalid(#[source] LoadError),
+    #[error("reload rejected, steward keeps running with its previous config, certificate and users: {0}")]
+    Http(#[source] crate::metrics::security::SecurityError),
     #[error("the reloader has stopped (steward is shutting down)")]
     Gone,
 }
@@ -78,6 +80,8 @@ pub struct Reloader {
     pub metrics: Arc<Metrics>,
     pub level: Option<LevelHandle>,
     pub board: crate::monitor::Board,
+    /// The HTTP endpoint's TLS files and users, re-read on every reload.
+    pub http: crate::metrics::security::SecurityHandle,
 }
 
 impl Reloader {
@@ -120,6 +124,13 @@ impl Reloader {
                 return Err(ReloadError::Invalid(e));
             }
         };
+        // Re-read even when [metrics] did not change: a renewed certificate at the same path.
+        if let Err(e) = self.http.reload(&new.metrics) {
+            self.metrics.reload_ok.set(0);
+            self.metrics.reloads.with_label_values(&["failure"]).inc();
+            tracing::error!(error = %e, "reload rejected: the HTTP endpoint's TLS files or users cannot be loaded; keeping the previous ones");
+            return Err(ReloadError::Http(e));
+        }
         let old = self.config.borrow().clone();
         let mut reply = diff(&old, &new);
         reply.config_file = self.path.display().to_string();

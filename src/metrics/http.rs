@@ -1,24 +1,40 @@
-//! The HTTP endpoint: `/metrics`, `/health`, `/-/healthy`, `/-/ready`; it only reads stored state.
+//! The HTTP endpoint: `/metrics`, `/health`, `/-/healthy`, `/-/ready`; it only reads stored state,
+//! behind optional TLS and basic auth, with bounds on header time and size, connection age and count.
 
+use super::basic_auth::Verdict;
+use super::security::Security;
 use super::Metrics;
 use crate::monitor::Board;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::IntGauge;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// Connections served at once; Prometheus needs one or two, this only bounds abuse.
-const MAX_CONNECTIONS: usize = 512;
-/// A client must send its request headers within this long (slow clients are dropped).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; Prometheus needs one or two, this only bounds abuse. A
+/// connection beyond it is accepted and closed at once, so that it holds no descriptor.
+pub const MAX_CONNECTIONS: usize = 256;
+/// A client must send its request headers within this long, also between keep-alive
+/// requests (slow or idle clients are dropped).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TLS client must finish its handshake within this long.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection is asked to close after this long (after its current response), so that no
+/// client holds a slot forever, whatever it does.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+/// What a response in flight gets to finish once the connection is asked to close.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Bytes buffered per connection; request headers larger than this are refused (431).
+const MAX_BUF: usize = 16 * 1024;
 
 /// Why the HTTP task stopped.
 #[derive(Debug, thiserror::Error)]
@@ -30,15 +46,17 @@ pub enum HttpError {
     },
     #[error("accepting HTTP connections failed: {0}")]
     Accept(#[source] std::io::Error),
-    #[error("the HTTP connection limit was closed")]
-    Closed,
+    #[error(transparent)]
+    Security(#[from] super::security::SecurityError),
 }
 
-/// What a request may read: the registry and the monitors' last results.
+/// What a request may read: the registry, the monitors' last results, and the current guards.
 #[derive(Clone)]
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
     pub board: Board,
+    /// TLS acceptor and basic-auth users, swapped by reload.
+    pub security: watch::Receiver<Arc<Security>>,
 }
 
 /// Binds the listener up front, so a taken port fails the start with a clear message.
@@ -56,10 +74,6 @@ pub async fn serve(
 ) -> Result<(), HttpError> {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            p = limit.clone().acquire_owned() => p.map_err(|_| HttpError::Closed)?,
-        };
         let (stream, _) = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             r = listener.accept() => match r {
@@ -69,30 +83,133 @@ pub async fn serve(
                 Err(_) => continue,
             },
         };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            state.metrics.http.refused.inc();
+            drop(stream);
+            continue;
+        };
+        let slot = Slot::new(permit, &state.metrics.http.open);
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let cancel = cancel.clone();
+        let sec = state.security.borrow().clone();
+        let (state, cancel) = (state.clone(), cancel.clone());
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, &req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return drop(permit),
-                _ = cancel.cancelled() => {}
+            let _slot = slot;
+            match sec.tls.clone() {
+                None => serve_conn(stream, state.clone(), sec, cancel).await,
+                Some(acceptor) => {
+                    let shake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let tls = tokio::select! {
+                        _ = cancel.cancelled() => None,
+                        r = shake => r.ok().and_then(Result::ok),
+                    };
+                    match tls {
+                        Some(tls) => serve_conn(tls, state.clone(), sec, cancel).await,
+                        None => state.metrics.http.tls_handshake_failures.inc(),
+                    }
+                }
             }
-            // Let a response in flight finish, briefly.
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(HEADER_TIMEOUT, conn).await;
-            drop(permit);
         });
     }
+}
+
+/// A connection's place under the limit, counted in `steward_http_connections`; given back
+/// when the connection task ends, however it ends.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    open: IntGauge,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, open: &IntGauge) -> Slot {
+        open.inc();
+        Slot {
+            _permit: permit,
+            open: open.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
+/// Serves one (plain or TLS) connection under the header, age and shutdown bounds.
+async fn serve_conn<I>(io: I, state: HttpState, sec: Arc<Security>, cancel: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let (state, sec) = (state.clone(), sec.clone());
+        async move { Ok::<_, Infallible>(handle(&state, &sec, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_BUF)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::sleep(MAX_CONNECTION_AGE) => {}
+    }
+    // Let a response in flight finish, briefly.
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
+}
+
+/// Liveness and readiness stay open, so that probes need no credentials; they tell nothing
+/// about PostgreSQL or Redis. Everything else needs them when basic auth is on.
+fn is_open(path: &str) -> bool {
+    matches!(path, "/-/healthy" | "/-/ready")
+}
+
+async fn handle(
+    state: &HttpState,
+    sec: &Security,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if let Some(auth) = &sec.auth {
+        if !is_open(req.uri().path()) {
+            match auth.check(req.headers().get(AUTHORIZATION)).await {
+                Verdict::Allowed => {}
+                Verdict::Denied => {
+                    state
+                        .metrics
+                        .http
+                        .auth_failures
+                        .with_label_values(&["denied"])
+                        .inc();
+                    let mut r = text(
+                        StatusCode::UNAUTHORIZED,
+                        "authentication required: give the user and password of [metrics] basic_auth_users\n",
+                    );
+                    r.headers_mut().insert(
+                        WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"steward\", charset=\"UTF-8\""),
+                    );
+                    return r;
+                }
+                Verdict::Busy => {
+                    state
+                        .metrics
+                        .http
+                        .auth_failures
+                        .with_label_values(&["busy"])
+                        .inc();
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many password checks in progress; retry shortly\n",
+                    );
+                }
+            }
+        }
+    }
+    route(state, &req)
 }
 
 fn is_fatal(e: &std::io::Error) -> bool {

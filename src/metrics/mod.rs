@@ -1,13 +1,20 @@
 //! The Prometheus registry: every metric steward exports, created once and shared as `Arc<Metrics>`.
 
 mod alerts;
+mod audit;
 mod backup;
+pub mod basic_auth;
 mod cache;
 pub mod http;
+mod http_stats;
+pub mod security;
+pub mod tls;
 
 pub use alerts::AlertMetrics;
+pub use audit::AuditMetrics;
 pub use backup::BackupMetrics;
 pub use cache::CacheMetrics;
+pub use http_stats::HttpMetrics;
 
 use prometheus::{
     Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
@@ -39,11 +46,15 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub backup: BackupMetrics,
     pub alerts: AlertMetrics,
+    /// The HTTP endpoint itself: open, refused and unauthenticated connections.
+    pub http: HttpMetrics,
     /// The Redis cache: namespace statistics, TTL audit, operation durations.
     pub cache: CacheMetrics,
     pub check_interval: GaugeVec,
     /// 1 while maintenance mode is on: the shipped Prometheus rules are silenced by it.
     pub maintenance_mode: IntGauge,
+    /// Audit log entries written or not.
+    pub audit: AuditMetrics,
 }
 
 /// PostgreSQL figures from the last good check.
@@ -159,7 +170,9 @@ impl Metrics {
             redis: RedisMetrics::new(&r)?,
             backup: BackupMetrics::new(&r)?,
             alerts: AlertMetrics::new(&r)?,
+            http: HttpMetrics::new(&r)?,
             cache: CacheMetrics::new(&r)?,
+            audit: AuditMetrics::new(&r)?,
             check_interval: r.float_vec(
                 "steward_check_interval_seconds",
                 "Configured time between checks of the service.",

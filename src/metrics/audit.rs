@@ -1,0 +1,26 @@
+//! Audit-log metrics: entries written and entries that could not be (admin commands are then
+//! refused), so an alert can catch an audit log that stopped working.
+
+use super::{MetricsError, Reg};
+use prometheus::IntCounterVec;
+
+/// Every audit metric handle.
+pub struct AuditMetrics {
+    /// Entries appended, by `result` (`ok`, `error`).
+    pub writes: IntCounterVec,
+}
+
+impl AuditMetrics {
+    pub(super) fn new(r: &Reg) -> Result<Self, MetricsError> {
+        let writes = r.counter(
+            "steward_audit_writes_total",
+            "Audit log entries by result: ok (written and flushed) or error (not written; admin \
+             commands are refused while the audit log cannot be written).",
+            &["result"],
+        )?;
+        for result in ["ok", "error"] {
+            writes.with_label_values(&[result]);
+        }
+        Ok(Self { writes })
+    }
+}

@@ -1,0 +1,84 @@
+//! What guards the HTTP endpoint right now (TLS acceptor, basic-auth verifier), rebuilt from
+//! the files at start and on every reload, and handed to new connections through a `watch`.
+
+use super::basic_auth::{BasicAuth, Users};
+use crate::config::MetricsConfig;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+/// Why the TLS files or the users could not be (re)loaded; the previous ones stay in use.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
+    #[error("basic-auth users:{}", problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+    Users {
+        problems: Vec<crate::config::Problem>,
+    },
+}
+
+/// The guards a connection is served with; a connection keeps the ones it started with.
+#[derive(Default)]
+pub struct Security {
+    pub tls: Option<TlsAcceptor>,
+    pub auth: Option<BasicAuth>,
+}
+
+impl Security {
+    /// Reads the certificate, key and users the config names.
+    pub fn build(m: &MetricsConfig) -> Result<Security, SecurityError> {
+        let tls = match (&m.tls_cert, &m.tls_key) {
+            (Some(cert), Some(key)) => Some(super::tls::load(cert, key)?),
+            _ => None,
+        };
+        let auth = if m.auth_enabled() {
+            let users =
+                Users::from_config(m).map_err(|problems| SecurityError::Users { problems })?;
+            Some(BasicAuth::new(users))
+        } else {
+            None
+        };
+        Ok(Security { tls, auth })
+    }
+}
+
+/// Swaps in new guards; reload calls it on every reload, even when the config text did not
+/// change, so that a renewed certificate at the same path is picked up.
+#[derive(Clone)]
+pub struct SecurityHandle {
+    tx: Arc<watch::Sender<Arc<Security>>>,
+}
+
+impl SecurityHandle {
+    /// Builds the first guards; an error here fails the start.
+    pub fn start(m: &MetricsConfig) -> Result<SecurityHandle, SecurityError> {
+        let sec = Security::build(m)?;
+        log(&sec, m);
+        let (tx, _) = watch::channel(Arc::new(sec));
+        Ok(SecurityHandle { tx: Arc::new(tx) })
+    }
+
+    /// What new connections use.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Security>> {
+        self.tx.subscribe()
+    }
+
+    /// Re-reads the files; on error the previous guards stay and the error is returned.
+    pub fn reload(&self, m: &MetricsConfig) -> Result<(), SecurityError> {
+        let sec = Security::build(m)?;
+        log(&sec, m);
+        self.tx.send_replace(Arc::new(sec));
+        Ok(())
+    }
+}
+
+fn log(sec: &Security, m: &MetricsConfig) {
+    let users = sec.auth.as_ref().map(BasicAuth::names).unwrap_or_default();
+    tracing::info!(
+        listen = %m.listen,
+        tls = sec.tls.is_some(),
+        basic_auth_users = ?users,
+        "HTTP endpoint guards loaded"
+    );
+}
