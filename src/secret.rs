@@ -93,7 +93,16 @@ fn redact_url(s: &str) -> String {
             if !pairs.is_empty() {
                 u.query_pairs_mut().clear().extend_pairs(pairs);
             }
-            u.to_string().replace("%2A%2A%2A", MASK)
+            let out = u.to_string().replace("%2A%2A%2A", MASK);
+            // A raw password with a character URLs reserve (`#`, `/`, `?`) makes the parser
+            // see no password at all; whatever sits between `user:` and the last `@` then
+            // must not show.
+            match raw_userinfo_password(s) {
+                Some(p) if u.password() != Some(p) && out.contains(p) => {
+                    format!("{}://{MASK}", u.scheme())
+                }
+                _ => out,
+            }
         }
         // Unparseable: keep only the scheme so nothing inside can leak.
         Err(_) => match s.split_once("://") {
@@ -101,6 +110,14 @@ fn redact_url(s: &str) -> String {
             None => MASK.to_string(),
         },
     }
+}
+
+/// The text between the first `:` after `scheme://` and the last `@`, if any.
+fn raw_userinfo_password(s: &str) -> Option<&str> {
+    let (_, rest) = s.split_once("://")?;
+    let userinfo = &rest[..rest.rfind('@')?];
+    let (_, pw) = userinfo.split_once(':')?;
+    (!pw.is_empty()).then_some(pw)
 }
 
 fn is_secret_key(k: &str) -> bool {
@@ -174,24 +191,74 @@ fn conninfo_secrets(s: &str) -> Vec<String> {
     } else {
         for (k, v) in dsn_pairs(s) {
             if is_secret_key(&k) {
-                out.push(v.trim_matches('\'').to_string());
+                // As written (a driver may echo the fragment) and as libpq reads it.
+                out.push(dsn_unquote(&v));
+                out.push(v);
             }
         }
     }
     let decoded: Vec<String> = out
         .iter()
-        .filter_map(|p| {
+        .flat_map(|p| {
             let pair = format!("x={p}");
-            url::form_urlencoded::parse(pair.as_bytes())
+            let form = url::form_urlencoded::parse(pair.as_bytes())
                 .next()
-                .map(|(_, v)| v.into_owned())
+                .map(|(_, v)| v.into_owned());
+            [form, percent_decode(p)]
         })
+        .flatten()
         .collect();
     out.extend(decoded);
     out.retain(|p| !p.is_empty() && p != MASK);
     out.sort();
     out.dedup();
     out
+}
+
+/// A DSN value as libpq reads it: outer single quotes removed, `\\x` read as `x`.
+fn dsn_unquote(v: &str) -> String {
+    let Some(inner) = v.strip_prefix('\'') else {
+        return v.to_string();
+    };
+    let inner = inner.strip_suffix('\'').unwrap_or(inner);
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `%XX` sequences decoded (a `+` stays a `+`, as in a URL's userinfo); `None` when that
+/// gives no valid UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Replaces every known secret value in free text, and redacts any connection URL in it.
@@ -278,9 +345,10 @@ mod tests {
         assert!(r.contains("dbname=x"), "{r}");
         let r = redact_conninfo("host=db password=plain");
         assert_eq!(r, "host=db password=***");
+        // As libpq reads it, and as written (a driver may echo the fragment).
         assert_eq!(
-            SecretUrl::new("host=db password='a b'").secrets(),
-            vec!["a b".to_string()]
+            SecretUrl::new("host=db password='a b\\'c'").secrets(),
+            vec!["'a b\\'c'".to_string(), "a b'c".to_string()]
         );
     }
 

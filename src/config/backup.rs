@@ -222,11 +222,10 @@ fn validate_encryption(e: &EncryptionConfig, out: &mut Vec<super::Problem>) {
         }
     }
     if let Some(path) = &e.identity_file {
-        match std::fs::read_to_string(path) {
-            Err(err) => out.push(Problem::new(
-                "backup.encryption.identity_file",
-                format!("cannot read {}: {err}", path.display()),
-            )),
+        // Read through the loader's secret-file reader: a group- or world-readable identity
+        // gets the same warning as any other secret file.
+        match super::load::read_secret_file("backup.encryption.identity_file", path) {
+            Err(problem) => out.push(problem),
             Ok(text) => {
                 if parse_identities(&text).is_empty() {
                     out.push(Problem::new(

@@ -107,9 +107,14 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
             return Err(invalid(path, vec![type_problem(&e)], &scrubber));
         }
     };
-    read_secret_files(&mut cfg, &mut problems);
-    default_timeouts(&mut cfg, &raw);
-    problems.extend(validate(&cfg));
+    // Secret files are read here and in validation; their warnings must show even before
+    // logging is set up.
+    let log = cfg.log.clone();
+    secret_file::with_warnings_shown(&log, || {
+        read_secret_files(&mut cfg, &mut problems);
+        default_timeouts(&mut cfg, &raw);
+        problems.extend(validate(&cfg));
+    });
     if problems.is_empty() {
         Ok(cfg)
     } else {
@@ -309,14 +314,49 @@ fn raw_secrets(raw: &Map<String, Value>) -> Vec<String> {
 
 fn type_problem(e: &config::ConfigError) -> Problem {
     let msg = e.to_string();
-    // config's messages read "<what> for key `section.key` in <origin>"; lift the key out.
-    let key = msg
-        .split('`')
-        .nth(1)
-        .filter(|k| k.contains('.'))
-        .map(str::to_string)
-        .unwrap_or_else(|| "config".into());
-    Problem::new(key, msg)
+    let is_key = |k: &&str| {
+        !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '[' | ']'))
+    };
+    // config's messages read "<what> for key `section.key` in <origin>" (the last such phrase:
+    // the value quoted before it may hold backticks) or "missing configuration field "key"".
+    let quoted = msg
+        .rfind("for key `")
+        .and_then(|i| msg[i + 9..].split('`').next())
+        .filter(is_key)
+        .or_else(|| {
+            msg.rfind("field \"")
+                .and_then(|i| msg[i + 7..].split('"').next())
+                .filter(is_key)
+        });
+    // A nested section's own messages start with the full dotted key ("alerts.x.y: …") while
+    // the backticks name only the section: the longer one wins.
+    let leading = msg
+        .split_once(": ")
+        .map(|(k, _)| k)
+        .filter(|k| k.contains('.') && is_key(k));
+    let key = match (leading, quoted) {
+        (Some(l), Some(q)) if l.starts_with(q) => l,
+        (_, Some(q)) => q,
+        (Some(l), None) => l,
+        (None, None) => "config",
+    };
+    Problem::new(dotted(key), msg)
+}
+
+/// config writes an array element's field as "cache.namespace[0]name": put the dot back.
+fn dotted(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 2);
+    let mut after_bracket = false;
+    for c in key.chars() {
+        if after_bracket && c != '.' && c != '[' {
+            out.push('.');
+        }
+        after_bracket = c == ']';
+        out.push(c);
+    }
+    out
 }
 
 /// A timeout nobody set defaults to 5 s, or to half the interval when that is shorter, so
@@ -343,211 +383,11 @@ fn default_timeouts(cfg: &mut Config, raw: &Map<String, Value>) {
     }
 }
 
-/// Reads `postgres.url_file` and `redis.password_file` into the config.
-fn read_secret_files(cfg: &mut Config, problems: &mut Vec<Problem>) {
-    if let Some(path) = cfg.postgres.url_file.clone() {
-        match std::fs::read_to_string(&path) {
-            Ok(s) => cfg.postgres.url = SecretUrl::new(s.trim()),
-            Err(e) => problems.push(Problem::new(
-                "postgres.url_file",
-                format!("cannot read {}: {e}", path.display()),
-            )),
-        }
-    }
-    if let Some(path) = cfg.redis.password_file.clone() {
-        match std::fs::read_to_string(&path) {
-            Ok(s) => {
-                match with_password(cfg.redis.url.expose(), s.trim_end_matches(['\r', '\n'])) {
-                    Some(u) => cfg.redis.url = SecretUrl::new(u),
-                    None => problems.push(Problem::new(
-                        "redis.password_file",
-                        "redis.url must be a redis:// or rediss:// URL to take a password",
-                    )),
-                }
-            }
-            Err(e) => problems.push(Problem::new(
-                "redis.password_file",
-                format!("cannot read {}: {e}", path.display()),
-            )),
-        }
-    }
-}
-
-fn with_password(url: &str, password: &str) -> Option<String> {
-    let mut u = url::Url::parse(url).ok()?;
-    if u.password().is_some() {
-        return Some(url.to_string());
-    }
-    u.set_password(Some(password)).ok()?;
-    Some(u.to_string())
-}
+#[path = "secret_file.rs"]
+mod secret_file;
+pub(crate) use secret_file::read_secret_file;
+use secret_file::read_secret_files;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn file(text: &str) -> tempfile::NamedTempFile {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-        f
-    }
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn cache_namespaces_profile_and_environment() {
-        let f = file(
-            "[redis]\nprofile = \"production\"\n\
-             [[cache.namespace]]\nname = \"sessions\"\nprefix = \"cache:sessions:\"\nttl = \"1h\"\n\
-             [[cache.namespace]]\nname = \"analytics\"\nprefix = \"cache:analytics:\"\nttl = \"30m\"\n\
-             codec = \"json\"\ncompress = true\n[cache.namespace.warmup]\nquery = \"SELECT 1, 2\"\n",
-        );
-        let c = load(f.path(), &env(&[("CACHE_COMPRESSION_THRESHOLD", "2048")])).unwrap();
-        assert_eq!(c.redis.pool_max, 100);
-        assert_eq!(c.cache.compression_threshold, 2048);
-        assert_eq!(c.cache.namespaces.len(), 2);
-        let a = &c.cache.namespaces[1];
-        assert_eq!((a.codec, a.compress), (crate::config::Codec::Json, true));
-        assert_eq!(a.warmup.as_ref().unwrap().query, "SELECT 1, 2");
-        let c = load(f.path(), &env(&[("REDIS_MAX_CONNECTIONS", "20")])).unwrap();
-        assert_eq!(
-            c.redis.pool_max, 20,
-            "an explicit pool_max beats the profile"
-        );
-        let bad = file("[[cache.namespace]]\nname = \"x\"\nprefix = \"\"\nttl = \"0s\"\n");
-        let e = load(bad.path(), &env(&[])).unwrap_err().to_string();
-        assert!(
-            e.contains("cache.namespace[0] (x).prefix") && e.contains("(x).ttl"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn alert_rules_from_file_and_environment() {
-        let f = file(
-            "[alerts.service_down]\nfor = \"5s\"\n[alerts.task_restarting]\nwindow = \"1m\"\n",
-        );
-        let c = load(
-            f.path(),
-            &env(&[
-                ("ALERT_THRESHOLD_RESPONSE_TIME", "250"),
-                ("STEWARD_ALERTS__REDIS_MEMORY_HIGH__THRESHOLD", "0.5"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(c.alerts.service_down.for_.as_secs(), 5);
-        assert_eq!(c.alerts.task_restarting.window.unwrap().as_secs(), 60);
-        assert_eq!(c.alerts.task_restarting.threshold, Some(3.0));
-        assert_eq!(c.alerts.slow_response.threshold, Some(0.25));
-        assert_eq!(c.alerts.redis_memory_high.threshold, Some(0.5));
-        let bad = load(f.path(), &env(&[("ALERT_THRESHOLD_RESPONSE_TIME", "fast")])).unwrap_err();
-        assert!(
-            bad.to_string().contains("ALERT_THRESHOLD_RESPONSE_TIME"),
-            "{bad}"
-        );
-        let f = file("[alerts.backup_failed]\nwindow = \"1m\"\n");
-        let bad = load(f.path(), &env(&[])).unwrap_err().to_string();
-        assert!(bad.contains("alerts.backup_failed.window"), "{bad}");
-    }
-
-    #[test]
-    fn defaults_and_file_values() {
-        let f = file("[postgres]\ninterval = \"10s\"\n[redis]\npool_max = 7\n");
-        let c = load(f.path(), &env(&[])).unwrap();
-        assert_eq!(c.postgres.interval.as_secs(), 10);
-        assert_eq!(c.postgres.timeout.as_secs(), 5);
-        assert_eq!(c.redis.pool_max, 7);
-        assert_eq!(c.redis.interval.as_secs(), 30);
-    }
-
-    #[test]
-    fn steward_env_beats_legacy_env_beats_file() {
-        let f = file("[redis]\npool_max = 7\n[postgres]\ninterval = \"10s\"\n");
-        let e = env(&[
-            ("REDIS_MAX_CONNECTIONS", "20"),
-            ("MONITORING_INTERVAL", "15"),
-            ("STEWARD_POSTGRES__INTERVAL", "12s"),
-            ("DATABASE_URL", "postgres://u:pw@db/app"),
-            ("REDIS_SOCKET_TIMEOUT", "2.5"),
-        ]);
-        let c = load(f.path(), &e).unwrap();
-        assert_eq!(c.redis.pool_max, 20);
-        assert_eq!(c.redis.interval.as_secs(), 15);
-        assert_eq!(c.postgres.interval.as_secs(), 12);
-        assert_eq!(c.redis.timeout.as_millis(), 2500);
-        assert_eq!(c.postgres.url.expose(), "postgres://u:pw@db/app");
-    }
-
-    #[test]
-    fn every_problem_is_named() {
-        let f =
-            file("[postgres]\nintervall = \"1s\"\n[nosuch]\nx = 1\n[redis]\ninterval = \"0s\"\n");
-        let err = load(f.path(), &env(&[("MONITORING_INTERVAL", "soon")])).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("postgres.intervall"), "{text}");
-        assert!(text.contains("nosuch"), "{text}");
-        assert!(text.contains("MONITORING_INTERVAL"), "{text}");
-    }
-
-    #[test]
-    fn validation_problems_listed_together() {
-        let f = file("[redis]\ninterval = \"0s\"\n[postgres]\ninterval = \"5s\"\ntimeout = \"5s\"\nurl = \"mysql://x\"\n");
-        let err = load(f.path(), &env(&[])).unwrap_err();
-        let p = err.problems();
-        assert!(p.iter().any(|p| p.contains("redis.interval")), "{p:?}");
-        assert!(p.iter().any(|p| p.contains("postgres.timeout")), "{p:?}");
-        assert!(p.iter().any(|p| p.contains("postgres.url")), "{p:?}");
-    }
-
-    #[test]
-    fn bad_duration_names_key_and_hides_password() {
-        let f = file("[postgres]\ninterval = 30\nurl = \"postgres://u:hunter2@h/db\"\n");
-        let err = load(f.path(), &env(&[])).unwrap_err().to_string();
-        assert!(err.contains("postgres.interval"), "{err}");
-        assert!(!err.contains("hunter2"), "{err}");
-        let f = file("[postgres]\nurl = 5\n");
-        let err = load(f.path(), &env(&[("X", "y")])).unwrap_err().to_string();
-        assert!(err.contains("postgres.url"), "{err}");
-    }
-
-    #[test]
-    fn unset_timeouts_fit_short_intervals() {
-        let f = file("[redis]\ntimeout = \"4s\"\n");
-        let c = load(f.path(), &env(&[("MONITORING_INTERVAL", "2")])).unwrap_err();
-        assert!(c.to_string().contains("redis.timeout"), "{c}");
-        let f = file("");
-        let c = load(f.path(), &env(&[("MONITORING_INTERVAL", "2")])).unwrap();
-        assert_eq!(c.postgres.timeout.as_millis(), 1000);
-        assert_eq!(c.redis.timeout.as_millis(), 1000);
-        let c = load(f.path(), &env(&[("MONITORING_INTERVAL", "60")])).unwrap();
-        assert_eq!(c.postgres.timeout.as_secs(), 5);
-    }
-
-    #[test]
-    fn unreadable_file_is_named() {
-        let err = load(Path::new("/nonexistent/steward.toml"), &env(&[])).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/steward.toml"));
-    }
-
-    #[test]
-    fn secret_files_are_read() {
-        let url = file("postgres://app:fromfile@db/app\n");
-        let pw = file("redispw\n");
-        let f = file(&format!(
-            "[postgres]\nurl_file = \"{}\"\n[redis]\npassword_file = \"{}\"\n",
-            url.path().display(),
-            pw.path().display()
-        ));
-        let c = load(f.path(), &env(&[])).unwrap();
-        assert_eq!(c.postgres.url.expose(), "postgres://app:fromfile@db/app");
-        assert!(c.redis.url.expose().contains(":redispw@"));
-        assert!(!c.to_redacted_toml().contains("redispw"));
-        assert!(!c.to_redacted_toml().contains("fromfile"));
-    }
-}
+#[path = "load_tests.rs"]
+mod tests;

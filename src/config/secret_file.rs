@@ -1,0 +1,104 @@
+//! Secret files (`postgres.url_file`, `redis.password_file`, the age identity, basic-auth
+//! hashes): read at start and on each reload, with a warning when group or others can read them.
+
+use crate::config::{Config, LogConfig, LogFormat, Problem};
+use crate::secret::SecretUrl;
+use std::path::Path;
+
+/// Reads `postgres.url_file` and `redis.password_file` into the config.
+pub(super) fn read_secret_files(cfg: &mut Config, problems: &mut Vec<Problem>) {
+    if let Some(path) = cfg.postgres.url_file.clone() {
+        match read_secret_file("postgres.url_file", &path) {
+            Ok(s) => cfg.postgres.url = SecretUrl::new(s.trim()),
+            Err(p) => problems.push(p),
+        }
+    }
+    if let Some(path) = cfg.redis.password_file.clone() {
+        match read_secret_file("redis.password_file", &path) {
+            Ok(s) => {
+                match with_password(cfg.redis.url.expose(), s.trim_end_matches(['\r', '\n'])) {
+                    Some(u) => cfg.redis.url = SecretUrl::new(u),
+                    None => problems.push(Problem::new(
+                        "redis.password_file",
+                        "redis.url must be a redis:// or rediss:// URL to take a password",
+                    )),
+                }
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+}
+
+/// Reads the secret file that config key `key` names, warning (never showing the content)
+/// when its mode lets group or others read it; every `*_file` secret goes through here, at
+/// start and on each reload, so an exposed file is reported every time it is read.
+pub(crate) fn read_secret_file(key: &str, path: &Path) -> Result<String, Problem> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Problem::new(
+            key,
+            format!(
+                "cannot read {}: {e} (the file must exist and be readable by steward's user)",
+                path.display()
+            ),
+        )
+    })?;
+    if let Some(warning) = exposure_warning(key, path) {
+        tracing::warn!(key, file = %path.display(), "{warning}");
+    }
+    Ok(text)
+}
+
+/// The warning for a secret file that group or others can read, naming the file, its mode
+/// and the fix; `None` when only the owner can read it (or its mode cannot be read).
+pub(crate) fn exposure_warning(key: &str, path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    let who = match (mode & 0o040 != 0, mode & 0o004 != 0) {
+        (true, true) => "group and others",
+        (true, false) => "its group",
+        (false, true) => "others",
+        (false, false) => return None,
+    };
+    Some(format!(
+        "secret file {} ({key}) has mode {mode:04o}, so {who} can read it; run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    ))
+}
+
+fn with_password(url: &str, password: &str) -> Option<String> {
+    let mut u = url::Url::parse(url).ok()?;
+    if u.password().is_some() {
+        return Some(url.to_string());
+    }
+    u.set_password(Some(password)).ok()?;
+    Some(u.to_string())
+}
+
+/// Runs `f` (the part of loading that reads secret files) so that its warnings are seen: through
+/// the daemon's logging once that is set up (reloads), else straight to stderr in the configured
+/// log format (at start, before logging exists, and in `check-config`).
+pub(super) fn with_warnings_shown<T>(log: &LogConfig, f: impl FnOnce() -> T) -> T {
+    if tracing::dispatcher::has_been_set() {
+        return f();
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::WARN);
+    let dispatch = match log.format {
+        LogFormat::Json => tracing::Dispatch::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .finish(),
+        ),
+        LogFormat::Pretty => tracing::Dispatch::new(
+            builder
+                .with_target(false)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .finish(),
+        ),
+    };
+    tracing::dispatcher::with_default(&dispatch, f)
+}
