@@ -62,6 +62,8 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     metrics.reload_ok.set(1);
     metrics.reload_success_time.set(crate::unix_now());
     let http_listener = Arc::new(http::bind(cfg.metrics.listen).await?);
+    let http_security =
+        crate::metrics::security::SecurityHandle::start(&cfg.metrics).map_err(HttpError::from)?;
     let control_bound = control_server::bind(&cfg.control)?;
     let socket_path = cfg.control.socket.clone();
     let first_ino = control_bound.ino();
@@ -81,12 +83,17 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     // Before the scheduler: its first (catch-up) decision already sees a persisted maintenance.
     let maintenance =
         crate::maintenance::start(cfg_rx.clone(), metrics.clone(), &board, root.child_token());
+    let audit = crate::audit::start(cfg_rx.clone(), metrics.clone());
+    if let Err(e) = audit.ready().await {
+        tracing::warn!(error = %e, "admin commands will be refused until the audit log is writable");
+    }
     spawn_monitors(&sup, &cfg_rx, &board, &metrics, &handles).await?;
     let backup = crate::backup::start(
         cfg_rx.clone(),
         metrics.clone(),
         root.child_token(),
         maintenance.clone(),
+        audit.clone(),
     );
     {
         let rx = cfg_rx.clone();
@@ -124,10 +131,11 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         };
         crate::alerts::spawn(&sup, inputs).await?
     };
-    let cache_stats = spawn_cache_stats(&sup, &cfg_rx, &board, &metrics).await?;
+    let cache_stats = spawn_cache_stats(&sup, &cfg_rx, &board, &metrics, &audit).await?;
     let state = HttpState {
         metrics: metrics.clone(),
         board: board.clone(),
+        security: http_security.subscribe(),
     };
     sup.spawn(
         "http",
@@ -149,6 +157,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         metrics: metrics.clone(),
         level: Some(level),
         board: board.clone(),
+        http: http_security,
     }
     .start();
     let dispatcher = Arc::new(Dispatcher {
@@ -163,6 +172,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         cache_clears: Default::default(),
         cache_stats,
         metrics: metrics.clone(),
+        audit,
         config: cfg_rx.clone(),
         config_file: opts.config_file.clone(),
         started_at: crate::unix_now(),
@@ -266,13 +276,16 @@ async fn spawn_cache_stats(
     cfg: &watch::Receiver<Arc<Config>>,
     board: &Board,
     metrics: &Arc<Metrics>,
+    audit: &crate::audit::AuditHandle,
 ) -> Result<crate::cache::stats::StatsHandle, SupervisorError> {
     let handle = crate::cache::stats::StatsHandle::default();
     let (h, rx, b, m) = (handle.clone(), cfg.clone(), board.clone(), metrics.clone());
+    let a = audit.clone();
     sup.spawn(
         "cache.stats",
         factory(move |token| {
-            crate::cache::stats::run(h.clone(), rx.clone(), b.clone(), m.clone(), token)
+            let (h, rx, b, m, a) = (h.clone(), rx.clone(), b.clone(), m.clone(), a.clone());
+            crate::cache::stats::run(h, rx, b, m, a, token)
         }),
     )
     .await?;

@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) only parses the command line; everything else lives here.
 
 pub mod alerts;
+pub mod audit;
 pub mod backup;
 pub mod cache;
 pub mod config;

@@ -32,6 +32,7 @@ pub async fn run(
     config: watch::Receiver<Arc<Config>>,
     board: Board,
     metrics: Arc<Metrics>,
+    audit: crate::audit::AuditHandle,
     cancel: CancellationToken,
 ) -> TaskResult {
     let mut rx = tokio::select! {
@@ -51,6 +52,7 @@ pub async fn run(
         config,
         board,
         metrics,
+        audit,
         conn: None,
         last: None,
         scan_error: None,
@@ -70,6 +72,8 @@ struct Stats {
     config: watch::Receiver<Arc<Config>>,
     board: Board,
     metrics: Arc<Metrics>,
+    /// TTLs given and `CONFIG SET` are recorded there; TTLs are not given while it is unwritable.
+    audit: crate::audit::AuditHandle,
     conn: Option<MultiplexedConnection>,
     pass: Pass,
     last: Option<PassFigures>,
@@ -131,6 +135,7 @@ impl Stats {
                 self.scan_error = Some(e);
                 // A new connection may reach a restarted server: its cursor means nothing.
                 self.conn = None;
+                self.audit_ttl();
                 self.pass = Pass::new(self.cfg.cache.namespaces.len(), crate::unix_now());
             }
         }
@@ -227,6 +232,13 @@ impl Stats {
                 expire.push((*i, k, ns.ttl.as_secs().max(1)));
             }
         }
+        if !expire.is_empty() {
+            if let Err(e) = self.audit.ready().await {
+                // Changing keys unaudited is not allowed: leave them for a later pass.
+                tracing::warn!(error = %e, keys = expire.len(), "enforce_ttl skipped: the audit log cannot be written");
+                expire.clear();
+            }
+        }
         let mut pipe = redis::pipe();
         for (_, k) in &sample {
             pipe.cmd("MEMORY").arg("USAGE").arg(*k);
@@ -307,6 +319,7 @@ impl Stats {
     /// Publishes the finished pass and starts the next one.
     fn complete(&mut self) {
         let now = crate::unix_now();
+        self.audit_ttl();
         let figures = self.pass.finish(&self.cfg.cache, now);
         self.metrics.cache.publish_pass(&figures);
         let enforced: Vec<String> = figures
@@ -361,6 +374,14 @@ impl Stats {
         else {
             return;
         };
+        let started = Instant::now();
+        if actual != expected {
+            if let Err(e) = self.audit.ready().await {
+                // Tried again at the next tick, once the change can be recorded.
+                tracing::debug!(error = %e, "CONFIG SET maxmemory-policy held back");
+                return;
+            }
+        }
         if !self.policy.should_try(&actual, &expected) {
             return;
         }
@@ -370,7 +391,21 @@ impl Stats {
                 .await
                 .map_err(|e| self.cfg.scrubber().scrub(&e.to_string())),
         };
+        let entry = crate::audit::Entry::config_set(&expected, &actual, &result, started);
+        self.audit.record_detached(entry);
         self.policy.record(&actual, &expected, result);
+    }
+
+    /// One audit line for the TTLs the pass gave (counts per namespace, not keys), if any.
+    fn audit_ttl(&self) {
+        let counts: Vec<(String, u64)> = (self.cfg.cache.namespaces.iter())
+            .zip(&self.pass.tallies)
+            .map(|(n, t)| (n.name.clone(), t.enforced))
+            .collect();
+        let seconds = self.pass.busy_seconds;
+        if let Some(e) = crate::audit::Entry::ttl_enforced(&counts, seconds) {
+            self.audit.record_detached(e);
+        }
     }
 
     fn reply(&self) -> CacheStatsReply {

@@ -1,23 +1,42 @@
-//! `[control]`: where the control socket lives, who may connect, and its validation.
+//! `[control]`: where the control socket lives, who may connect and steer, and its validation.
 
 use super::{Config, Problem};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// `[control]`: the Unix socket the `steward` client talks to.
+/// `[control]`: the Unix socket the `steward` client talks to, and who may use it.
+///
+/// The file mode and group decide who can open the socket at all; the uid/gid lists decide,
+/// from the connecting process' kernel-reported credentials, what it may do: read (status,
+/// lists, statistics) or administer (everything that changes state).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControlConfig {
     pub socket: PathBuf,
-    /// File mode of the socket, as an octal string such as "0600".
+    /// File mode of the socket, as an octal string such as "0660".
     pub mode: String,
+    /// Group the socket is given (a name or a number); the daemon's own group when unset.
+    pub group: Option<String>,
+    /// Users allowed read-only commands; root and the daemon's own user when unset.
+    pub allow_uids: Option<Vec<u32>>,
+    /// Groups (primary or supplementary) allowed read-only commands.
+    pub allow_gids: Vec<u32>,
+    /// Users allowed every command; root and the daemon's own user when unset.
+    pub admin_uids: Option<Vec<u32>>,
+    /// Groups (primary or supplementary) allowed every command.
+    pub admin_gids: Vec<u32>,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
         Self {
             socket: PathBuf::from("var/steward.sock"),
-            mode: "0600".into(),
+            mode: "0660".into(),
+            group: None,
+            allow_uids: None,
+            allow_gids: Vec::new(),
+            admin_uids: None,
+            admin_gids: Vec::new(),
         }
     }
 }
@@ -25,7 +44,42 @@ impl Default for ControlConfig {
 impl ControlConfig {
     /// The mode as a number; validation guarantees it parses.
     pub fn mode_bits(&self) -> u32 {
-        u32::from_str_radix(self.mode.trim_start_matches("0o"), 8).unwrap_or(0o600)
+        u32::from_str_radix(self.mode.trim_start_matches("0o"), 8).unwrap_or(0o660)
+    }
+
+    /// The socket's group id, when one is configured; validation guarantees it resolves.
+    pub fn group_id(&self) -> Option<u32> {
+        self.group.as_deref().and_then(group_id)
+    }
+}
+
+/// A group name or number as a gid; `None` when no such group exists.
+pub fn group_id(group: &str) -> Option<u32> {
+    let group = group.trim();
+    if let Ok(n) = group.parse::<u32>() {
+        return Some(n);
+    }
+    let name = std::ffi::CString::new(group).ok()?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: every pointer refers to live memory of the size passed; getgrnam_r writes
+        // only into `grp` and `buf`, and `found` points at `grp` or is null.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        return (rc == 0 && !found.is_null()).then_some(grp.gr_gid);
     }
 }
 
@@ -56,7 +110,59 @@ pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
         Ok(_) => {}
         Err(_) => out.push(Problem::new(
             "control.mode",
-            format!("{:?} is not an octal mode such as \"0600\"", c.control.mode),
+            format!("{:?} is not an octal mode such as \"0660\"", c.control.mode),
         )),
+    }
+    if let Some(g) = &c.control.group {
+        if g.trim().is_empty() {
+            out.push(Problem::new(
+                "control.group",
+                "is empty; give a group name or number, or leave the key out",
+            ));
+        } else if group_id(g).is_none() {
+            out.push(Problem::new(
+                "control.group",
+                format!("{g:?} is not a group on this host (see /etc/group); create it or name an existing one"),
+            ));
+        }
+    }
+    // `[audit]` is checked here too: it is the other half of who-may-do-what.
+    super::audit::check(c, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(f: impl FnOnce(&mut ControlConfig)) -> Vec<String> {
+        let mut c = Config::default();
+        f(&mut c.control);
+        let mut out = Vec::new();
+        check(&c, &mut out);
+        out.into_iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_group_readable() {
+        assert!(problems(|_| {}).is_empty());
+        assert_eq!(ControlConfig::default().mode_bits(), 0o660);
+    }
+
+    #[test]
+    fn groups_by_name_or_number() {
+        assert_eq!(group_id("root"), Some(0));
+        assert_eq!(group_id("4242"), Some(4242));
+        assert_eq!(group_id("no-such-group-here"), None);
+        let p = problems(|c| c.group = Some("no-such-group-here".into()));
+        assert!(p.len() == 1 && p[0].contains("control.group"), "{p:?}");
+        assert!(problems(|c| c.group = Some("root".into())).is_empty());
+    }
+
+    #[test]
+    fn unsafe_modes_are_refused() {
+        for m in ["0666", "0400", "abc"] {
+            let p = problems(|c| c.mode = m.into());
+            assert!(p.len() == 1 && p[0].contains("control.mode"), "{m}: {p:?}");
+        }
     }
 }

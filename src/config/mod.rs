@@ -1,6 +1,7 @@
 //! The configuration: typed sections, defaults, loading (file + environment) and validation.
 
 mod alerts;
+mod audit;
 mod backup;
 mod cache;
 mod control;
@@ -9,12 +10,13 @@ mod metrics;
 mod validate;
 
 pub use alerts::{AlertmanagerConfig, AlertsConfig, Rule, Severity};
+pub use audit::AuditConfig;
 pub use backup::{
     is_database_dir_name, parse_identities, BackupConfig, Compression, DumpFormat,
     EncryptionConfig, ScheduleConfig,
 };
 pub use cache::{CacheConfig, Codec, NamespaceConfig, WarmupConfig, EVICTION_POLICIES};
-pub use control::ControlConfig;
+pub use control::{group_id, ControlConfig};
 pub use load::{load, resolve_path, LoadError};
 pub use metrics::MetricsConfig;
 pub use validate::Problem;
@@ -44,6 +46,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub alertmanager: AlertmanagerConfig,
     pub cache: CacheConfig,
+    /// `[audit]`: the log of admin commands and of what steward deletes or changes by itself.
+    pub audit: AuditConfig,
 }
 
 /// `[maintenance]`: what maintenance mode (`steward maintenance on`) holds back.

@@ -14,6 +14,11 @@ pub enum ClientError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("permission denied opening the control socket {path}: {source} (run as root, as steward's user, or as a member of the socket's group; see [control] mode and group)")]
+    NoAccess {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("talking to steward on {path} failed: {source}")]
     Io {
         path: PathBuf,
@@ -37,7 +42,16 @@ pub fn request(
         path: socket.to_path_buf(),
         source,
     };
-    let mut stream = UnixStream::connect(socket).map_err(no_daemon)?;
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            ClientError::NoAccess {
+                path: socket.to_path_buf(),
+                source: e,
+            }
+        } else {
+            no_daemon(e)
+        }
+    })?;
     stream.set_read_timeout(timeout).map_err(io)?;
     stream
         .set_write_timeout(Some(Duration::from_secs(10)))
@@ -47,9 +61,15 @@ pub fn request(
         message: e.to_string(),
     })?;
     line.push(b'\n');
-    stream.write_all(&line).map_err(io)?;
+    // A refused client may find the connection closed before its request is sent; the
+    // daemon's reply saying why is still there to read.
+    let sent = stream.write_all(&line);
     let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply).map_err(io)?;
+    let read = BufReader::new(&stream).read_line(&mut reply);
+    if reply.is_empty() {
+        sent.map_err(io)?;
+    }
+    read.map_err(io)?;
     if reply.is_empty() {
         return Err(ClientError::BadReply {
             path: socket.to_path_buf(),

@@ -29,6 +29,8 @@ pub struct Dispatcher {
     pub cache_stats: crate::cache::stats::StatsHandle,
     /// Metric handles, for the duration of the cache operations run on request.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The audit log: admin commands and refused requests are recorded there.
+    pub audit: crate::audit::AuditHandle,
     pub config: watch::Receiver<Arc<Config>>,
     pub config_file: PathBuf,
     pub started_at: f64,

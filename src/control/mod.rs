@@ -1,5 +1,6 @@
 //! The control socket: protocol types, the daemon's server, and the `steward` client.
 
+pub mod access;
 mod backup_cmds;
 mod cache_cmds;
 pub mod client;

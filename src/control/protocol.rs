@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+mod commands;
 mod payloads;
+pub use commands::Access;
 pub use payloads::*;
 
 /// Longest request line the daemon reads; longer ones get an error reply.

@@ -6,7 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod peers;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -954,6 +956,10 @@ pub struct Settings {
     pub metrics_listen: String,
     pub socket: PathBuf,
     pub control_mode: String,
+    /// Extra raw lines for `[control]` (group, allow/admin lists).
+    pub control_extra: String,
+    /// `[audit] path`: inside the test's own dir.
+    pub audit_path: PathBuf,
     pub state_dir: PathBuf,
     pub shutdown_timeout: String,
     pub log_level: String,
@@ -990,11 +996,13 @@ impl Settings {
         );
         t += &self.redis_extra;
         t += &format!(
-            "\n[metrics]\nlisten = {}\n\n[control]\nsocket = {}\nmode = {}\n\n[state]\ndir = {}\n\n\
-             [shutdown]\ntimeout = {}\n\n[log]\nformat = {}\nlevel = {}\n",
+            "\n[metrics]\nlisten = {}\n\n[control]\nsocket = {}\nmode = {}\n{}\n[audit]\npath = {}\n\n\
+             [state]\ndir = {}\n\n[shutdown]\ntimeout = {}\n\n[log]\nformat = {}\nlevel = {}\n",
             toml_str(&self.metrics_listen),
             toml_str(&self.socket.to_string_lossy()),
             toml_str(&self.control_mode),
+            self.control_extra,
+            toml_str(&self.audit_path.to_string_lossy()),
             toml_str(&self.state_dir.to_string_lossy()),
             toml_str(&self.shutdown_timeout),
             toml_str(&self.log_format),
@@ -1109,6 +1117,8 @@ impl Steward {
             metrics_listen: format!("127.0.0.1:{}", free_port()),
             socket: dir.path().join("ctl.sock"),
             control_mode: "0600".into(),
+            control_extra: String::new(),
+            audit_path: dir.path().join("audit.log"),
             state_dir: dir.path().join("state"),
             shutdown_timeout: secs(SHUTDOWN_TIMEOUT),
             log_level: "debug".into(),

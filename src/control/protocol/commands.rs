@@ -1,0 +1,184 @@
+//! Each command's name and what it needs from the peer (read-only or admin), kept next to the
+//! request type so that a new command cannot be added without being classified.
+
+use super::Request;
+use serde::{Deserialize, Serialize};
+
+/// What a request needs from the peer: read-only requests show state, admin ones change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// `[control] allow_uids/allow_gids` (or the admin lists) suffice.
+    Read,
+    /// Needs `[control] admin_uids/admin_gids`; audited, and refused when the audit log is
+    /// not writable.
+    Admin,
+}
+
+impl Request {
+    /// The `cmd` name, as in [`COMMANDS`](super::COMMANDS).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Health { .. } => "health",
+            Request::Check { .. } => "check",
+            Request::Tasks => "tasks",
+            Request::Task { .. } => "task",
+            Request::Reload => "reload",
+            Request::Info => "info",
+            Request::Alerts => "alerts",
+            Request::History { .. } => "history",
+            Request::BackupCreate { .. } => "backup_create",
+            Request::BackupList { .. } => "backup_list",
+            Request::BackupStatus => "backup_status",
+            Request::BackupVerify { .. } => "backup_verify",
+            Request::BackupRestore { .. } => "backup_restore",
+            Request::BackupPrune { .. } => "backup_prune",
+            Request::BackupJobs => "backup_jobs",
+            Request::MaintenanceOn { .. } => "maintenance_on",
+            Request::MaintenanceOff => "maintenance_off",
+            Request::MaintenanceStatus => "maintenance_status",
+            Request::CacheClear { .. } => "cache_clear",
+            Request::CacheClearJobs => "cache_clear_jobs",
+            Request::CacheStats => "cache_stats",
+            Request::CacheWarmUp { .. } => "cache_warm_up",
+        }
+    }
+
+    /// Whether the request only reads state or changes it; every variant is classified here,
+    /// so a new command cannot slip through unclassified. `check` probes the services (as the
+    /// monitors do anyway) and changes nothing, so it is read-only; a dry-run prune or clear is
+    /// still admin, like the command it previews.
+    pub fn access(&self) -> Access {
+        match self {
+            Request::Status
+            | Request::Health { .. }
+            | Request::Check { .. }
+            | Request::Tasks
+            | Request::Info
+            | Request::Alerts
+            | Request::History { .. }
+            | Request::BackupList { .. }
+            | Request::BackupStatus
+            | Request::BackupJobs
+            | Request::MaintenanceStatus
+            | Request::CacheClearJobs
+            | Request::CacheStats => Access::Read,
+            Request::Task { .. }
+            | Request::Reload
+            | Request::BackupCreate { .. }
+            | Request::BackupVerify { .. }
+            | Request::BackupRestore { .. }
+            | Request::BackupPrune { .. }
+            | Request::MaintenanceOn { .. }
+            | Request::MaintenanceOff
+            | Request::CacheClear { .. }
+            | Request::CacheWarmUp { .. } => Access::Admin,
+        }
+    }
+
+    /// The request's arguments (its JSON without `cmd`), for the audit log.
+    pub fn arguments(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("cmd");
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Service, TaskAction, COMMANDS};
+    use super::*;
+
+    /// One request of every kind, with made-up arguments.
+    fn one_of_each() -> Vec<Request> {
+        let id = || "20261126T000000Z-manual".to_string();
+        vec![
+            Request::Status,
+            Request::Health { service: None },
+            Request::Check { service: None },
+            Request::Tasks,
+            Request::Task {
+                action: TaskAction::Restart,
+                name: "http".into(),
+            },
+            Request::Reload,
+            Request::Info,
+            Request::Alerts,
+            Request::History {
+                service: Service::Postgres,
+                since_seconds: None,
+            },
+            Request::BackupCreate {
+                database: None,
+                label: None,
+                wait: false,
+            },
+            Request::BackupList { database: None },
+            Request::BackupStatus,
+            Request::BackupVerify {
+                id: id(),
+                restore_test: false,
+            },
+            Request::BackupRestore {
+                id: id(),
+                target_db: None,
+                force: false,
+            },
+            Request::BackupPrune { dry_run: true },
+            Request::BackupJobs,
+            Request::MaintenanceOn {
+                reason: None,
+                for_seconds: None,
+            },
+            Request::MaintenanceOff,
+            Request::MaintenanceStatus,
+            Request::CacheClear {
+                pattern: None,
+                namespace: None,
+                dry_run: true,
+                force: false,
+            },
+            Request::CacheClearJobs,
+            Request::CacheStats,
+            Request::CacheWarmUp { namespace: None },
+        ]
+    }
+
+    #[test]
+    fn every_command_is_named_and_classified() {
+        let all = one_of_each();
+        for cmd in COMMANDS {
+            let r = all.iter().find(|r| r.name() == *cmd);
+            assert!(r.is_some(), "{cmd} has no sample request");
+        }
+        for r in &all {
+            let line = serde_json::to_value(r).unwrap();
+            assert_eq!(line["cmd"], r.name(), "name() matches the wire name");
+            assert!(COMMANDS.contains(&r.name()));
+            assert!(r.arguments().get("cmd").is_none());
+        }
+        let admin: Vec<&str> = all
+            .iter()
+            .filter(|r| r.access() == Access::Admin)
+            .map(Request::name)
+            .collect();
+        assert_eq!(
+            admin,
+            [
+                "task",
+                "reload",
+                "backup_create",
+                "backup_verify",
+                "backup_restore",
+                "backup_prune",
+                "maintenance_on",
+                "maintenance_off",
+                "cache_clear",
+                "cache_warm_up"
+            ]
+        );
+    }
+}

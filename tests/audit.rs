@@ -1,0 +1,272 @@
+//! The audit log: one JSON line per admin command (with peer, arguments with secrets masked,
+//! outcome, duration) and per backup retention deletes; an unwritable log makes admin commands
+//! fail closed while read-only ones keep working.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::time::Duration;
+
+fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Checks the fields every client entry has.
+fn assert_client_entry(l: &serde_json::Value) {
+    let time = l["time"].as_str().expect("time");
+    let t = chrono::DateTime::parse_from_rfc3339(time).unwrap_or_else(|e| panic!("{time}: {e}"));
+    assert_eq!(t.offset().local_minus_utc(), 0, "UTC: {time}");
+    assert!(time.ends_with('Z'), "{time}");
+    let age = chrono::Utc::now().signed_duration_since(t);
+    assert!(age.num_seconds() >= 0 && age.num_seconds() < 600, "{time}");
+    assert_eq!(l["actor"], "client", "{l}");
+    assert_eq!(l["peer"]["uid"], 0, "{l}");
+    assert_eq!(l["peer"]["gid"], 0, "{l}");
+    assert!(l["peer"]["pid"].as_i64().unwrap() > 0, "{l}");
+    assert!(
+        l["arguments"].is_object() || l["arguments"].is_null(),
+        "{l}"
+    );
+    assert!(l["duration_seconds"].as_f64().unwrap() >= 0.0, "{l}");
+}
+
+#[test]
+fn every_admin_command_is_audited_with_secrets_masked() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.pg_extra = "write_read_test = false\n".into())
+        .start();
+    let reason = format!(
+        "migrating; password={} and postgres://app:{}@db.example/app",
+        pg.password, redis.password
+    );
+    let commands: Vec<(Vec<&str>, &str, &str)> = vec![
+        (
+            vec!["maintenance", "on", "--reason", &reason],
+            "maintenance_on",
+            "ok",
+        ),
+        (vec!["maintenance", "off"], "maintenance_off", "ok"),
+        (vec!["task", "pause", "monitor.redis"], "task", "ok"),
+        (vec!["task", "resume", "monitor.redis"], "task", "ok"),
+        (vec!["reload"], "reload", "ok"),
+        (vec!["backup", "create", "--wait"], "backup_create", "ok"),
+        (vec!["backup", "prune", "--dry-run"], "backup_prune", "ok"),
+        (
+            vec!["backup", "verify", "no-such-backup"],
+            "backup_verify",
+            "error",
+        ),
+        (
+            vec![
+                "cache",
+                "clear",
+                "--pattern",
+                "nothing:*",
+                "--dry-run",
+                "--force",
+            ],
+            "cache_clear",
+            "ok",
+        ),
+    ];
+    for (args, _, outcome) in &commands {
+        let out = st.ctl(args);
+        assert_eq!(out.code == 0, *outcome == "ok", "{args:?}: {out:?}");
+    }
+    // Read-only commands are not audited.
+    assert_eq!(st.ctl(&["status"]).code, 0);
+    assert_eq!(st.ctl(&["backup", "list"]).code, 0);
+
+    let lines = audit_lines(&st.settings.audit_path);
+    let client: Vec<&serde_json::Value> = lines.iter().filter(|l| l["actor"] == "client").collect();
+    let got: Vec<(&str, &str)> = client
+        .iter()
+        .map(|l| {
+            (
+                l["command"].as_str().unwrap(),
+                l["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(&str, &str)> = commands.iter().map(|(_, c, o)| (*c, *o)).collect();
+    assert_eq!(
+        got, want,
+        "one line per admin command, in order, none for reads"
+    );
+    for l in &client {
+        assert_client_entry(l);
+    }
+    assert_eq!(client[2]["arguments"]["action"], "pause");
+    assert_eq!(client[2]["arguments"]["name"], "monitor.redis");
+    assert!(client[7]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no-such-backup"));
+    assert_eq!(client[8]["arguments"]["pattern"], "nothing:*");
+    assert_eq!(client[8]["arguments"]["dry_run"], true);
+
+    let text = std::fs::read_to_string(&st.settings.audit_path).unwrap();
+    for secret in [&pg.password, &redis.password] {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a secret in the audit log:\n{text}"
+        );
+    }
+    let logged = client[0]["arguments"]["reason"].as_str().unwrap();
+    assert!(logged.starts_with("migrating; password=***"), "{logged}");
+    assert!(logged.contains("app:***@db.example"), "{logged}");
+
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&st.settings.audit_path)
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let m = st.metrics();
+    let ok = metric_value(&m, "steward_audit_writes_total", &[("result", "ok")]).unwrap();
+    assert!(ok >= commands.len() as f64, "{ok}");
+}
+
+#[test]
+fn an_unwritable_audit_log_fails_closed_and_recovers() {
+    let st = Steward::builder_without_services().start();
+    let path = st.settings.audit_path.clone();
+    // A directory where the file should be: root ignores file modes, not file types. (The
+    // daemon created the file at start-up, checking it could.)
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    let out = st.ctl_human(&["maintenance", "on", "--reason", "no audit"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("maintenance_on refused, nothing was done"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains(&path.display().to_string()), "{out:?}");
+    assert!(out.stderr.contains("audit log"), "{out:?}");
+    let st_data = st.raw_request(r#"{"cmd":"maintenance_status"}"#).unwrap();
+    assert_eq!(st_data.data["on"], false, "nothing changed unaudited");
+    // Read-only commands keep working.
+    assert_eq!(st.ctl(&["status"]).code, 0);
+    assert_eq!(st.ctl(&["maintenance", "status"]).code, 0);
+    let m = st.metrics();
+    let errors = metric_value(&m, "steward_audit_writes_total", &[("result", "error")]).unwrap();
+    assert!(errors >= 1.0, "{errors}");
+
+    // Its parent a regular file: the same.
+    std::fs::remove_dir(&path).unwrap();
+    let blocker = st.dir().join("blocker");
+    std::fs::write(&blocker, "").unwrap();
+    let moved = blocker.join("audit.log");
+    let cfg = std::fs::read_to_string(&st.config_path).unwrap();
+    let toml = |p: &Path| serde_json::to_string(&p.to_string_lossy()).unwrap();
+    std::fs::write(&st.config_path, cfg.replace(&toml(&path), &toml(&moved))).unwrap();
+    assert_eq!(send_sighup_and_wait(&st), 1.0);
+    let out = st.ctl(&["maintenance", "on"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.reply().error.unwrap().contains("blocker/audit.log"),
+        "{out:?}"
+    );
+
+    // Writable again (back to the first path, now free): admin commands work and are logged.
+    std::fs::write(&st.config_path, &cfg).unwrap();
+    assert_eq!(send_sighup_and_wait(&st), 2.0);
+    let out = st.ctl(&["maintenance", "on"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines = audit_lines(&path);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["command"], "maintenance_on");
+    assert_eq!(lines[0]["outcome"], "ok");
+}
+
+/// Sends SIGHUP, waits for the reload to be counted; returns the successful reload count.
+fn send_sighup_and_wait(st: &Steward) -> f64 {
+    let ok = |st: &Steward| {
+        metric_value(
+            &st.metrics(),
+            "steward_config_reloads_total",
+            &[("result", "success")],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = ok(st);
+    send_signal(st.pid(), libc::SIGHUP);
+    st.wait_until(Duration::from_secs(10), "the reload after SIGHUP", |st| {
+        ok(st) > before
+    });
+    ok(st)
+}
+
+#[test]
+fn retention_deletes_are_audited_per_backup() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| {
+            s.pg_extra = "write_read_test = false\n".into();
+            s.backup = s.backup.replacen(
+                "[backup]\n",
+                "[backup]\nmin_keep = 0\nmanual_retention = \"1s\"\n",
+                1,
+            );
+        })
+        .start();
+    let create = |st: &Steward| -> (String, chrono::DateTime<chrono::Utc>) {
+        let r = st.ctl(&["backup", "create", "--wait"]).reply();
+        assert!(r.ok, "{r:?}");
+        let b = &r.data[0];
+        let at = b["started_at"].as_str().unwrap().parse().unwrap();
+        (b["id"].as_str().unwrap().to_string(), at)
+    };
+    let (first, at) = create(&st);
+    // Retention keeps a manual backup for 1 s: wait until the first one is older than that.
+    wait_until(
+        Duration::from_secs(10),
+        "the first backup to be older than 1 s",
+        || {
+            chrono::Utc::now()
+                .signed_duration_since(at)
+                .num_milliseconds()
+                > 1500
+        },
+    );
+    let (second, _) = create(&st);
+    let path = st.settings.audit_path.clone();
+    st.wait_until(
+        Duration::from_secs(20),
+        "the retention delete in the audit log",
+        |_| {
+            audit_lines(&path)
+                .iter()
+                .any(|l| l["command"] == "backup_delete")
+        },
+    );
+    let deletes: Vec<serde_json::Value> = audit_lines(&path)
+        .into_iter()
+        .filter(|l| l["command"] == "backup_delete")
+        .collect();
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    let d = &deletes[0];
+    assert_eq!(d["actor"], "backup.retention");
+    assert!(d.get("peer").is_none(), "{d}");
+    assert_eq!(d["arguments"]["id"], first.as_str());
+    assert_eq!(d["arguments"]["trigger"], "after_backup");
+    assert_eq!(d["outcome"], "ok");
+    let listed = st.ctl(&["backup", "list"]).reply();
+    let ids: Vec<&str> = listed
+        .data
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![second.as_str()], "the audited deletion happened");
+}
