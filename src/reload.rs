@@ -213,6 +213,8 @@ pub fn diff(old: &Config, new: &Config) -> ReloadReply {
     section("state", old.state != new.state, None);
     section("shutdown", old.shutdown != new.shutdown, None);
     section("log", old.log != new.log, None);
+    // The audit writer reads its path for every entry: applies without a restart.
+    section("audit", old.audit != new.audit, None);
     let mut needs = |key: &str, changed: bool| {
         if changed {
             r.needs_restart.push(key.to_string());
@@ -221,6 +223,7 @@ pub fn diff(old: &Config, new: &Config) -> ReloadReply {
     needs("metrics.listen", old.metrics.listen != new.metrics.listen);
     needs("control.socket", old.control.socket != new.control.socket);
     needs("control.mode", old.control.mode != new.control.mode);
+    needs("control.group", old.control.group != new.control.group);
     needs("state.dir", old.state.dir != new.state.dir);
     needs("log.format", old.log.format != new.log.format);
     r

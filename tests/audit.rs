@@ -270,3 +270,47 @@ fn retention_deletes_are_audited_per_backup() {
         .collect();
     assert_eq!(ids, vec![second.as_str()], "the audited deletion happened");
 }
+
+/// The harness's check (every answered admin command leaves a line) knows every admin command.
+#[test]
+fn client_words_map_to_the_protocol_admin_commands() {
+    for (args, line) in [
+        (
+            &["task", "restart", "x"][..],
+            r#"{"cmd":"task","action":"restart","name":"x"}"#,
+        ),
+        (&["reload"][..], r#"{"cmd":"reload"}"#),
+        (&["maintenance", "on"][..], r#"{"cmd":"maintenance_on"}"#),
+        (&["maintenance", "off"][..], r#"{"cmd":"maintenance_off"}"#),
+        (&["backup", "create"][..], r#"{"cmd":"backup_create"}"#),
+        (
+            &["backup", "verify", "i"][..],
+            r#"{"cmd":"backup_verify","id":"i"}"#,
+        ),
+        (
+            &["backup", "restore", "i"][..],
+            r#"{"cmd":"backup_restore","id":"i"}"#,
+        ),
+        (&["backup", "prune"][..], r#"{"cmd":"backup_prune"}"#),
+        (
+            &["cache", "clear", "--pattern", "x"][..],
+            r#"{"cmd":"cache_clear","pattern":"x"}"#,
+        ),
+        (&["cache", "warm-up"][..], r#"{"cmd":"cache_warm_up"}"#),
+    ] {
+        assert_eq!(
+            audit_check::admin_command_of_args(args),
+            audit_check::admin_command_of_line(line),
+            "{args:?}"
+        );
+        assert!(audit_check::admin_command_of_args(args).is_some());
+    }
+    for args in [
+        &["status"][..],
+        &["backup", "list"],
+        &["maintenance", "status"],
+        &["cache", "stats"],
+    ] {
+        assert_eq!(audit_check::admin_command_of_args(args), None);
+    }
+}

@@ -1,5 +1,5 @@
-//! Applying retention to the catalog: what `retention::select` picks is deleted (file, then
-//! metadata); nothing steward did not write is ever touched.
+//! Applying retention to the catalog: what `retention::select` picks is deleted (metadata renamed to a
+//! `.deleting` marker first, then the file, so a crash never leaves a listed backup without its file); nothing steward did not write is ever touched.
 
 use super::api::{PruneReply, Pruned};
 use super::catalog;

@@ -126,8 +126,6 @@ pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
             ));
         }
     }
-    // `[audit]` is checked here too: it is the other half of who-may-do-what.
-    super::audit::check(c, out);
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub use backup::{
 pub use cache::{CacheConfig, Codec, NamespaceConfig, WarmupConfig, EVICTION_POLICIES};
 pub use control::{group_id, ControlConfig};
 pub use load::{load, resolve_path, LoadError};
-pub use metrics::MetricsConfig;
+pub use metrics::{BcryptHash, MetricsConfig};
 pub use validate::Problem;
 
 use crate::secret::{Scrubber, SecretUrl};
@@ -205,6 +205,21 @@ impl Config {
 
     /// The effective config as TOML, secrets redacted: what `check-config` prints.
     pub fn to_redacted_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        let rendered = toml::Value::try_from(self).and_then(|mut v| {
+            scrub_strings(&mut v);
+            toml::to_string_pretty(&v)
+        });
+        rendered.unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// Masks a URL password or `password=` pair in every string value, also where no secret
+/// belongs (`log.level`, say), so a password put in the wrong key is not shown either.
+fn scrub_strings(v: &mut toml::Value) {
+    match v {
+        toml::Value::String(s) => *s = crate::secret::scrub_urls(s),
+        toml::Value::Array(a) => a.iter_mut().for_each(scrub_strings),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| scrub_strings(v)),
+        _ => {}
     }
 }

@@ -73,7 +73,7 @@ pub fn request(
     if reply.is_empty() {
         return Err(ClientError::BadReply {
             path: socket.to_path_buf(),
-            message: "connection closed without a reply".into(),
+            message: "the daemon closed the connection before replying; it may have stopped or restarted (see its log, then try again)".into(),
         });
     }
     serde_json::from_str(&reply).map_err(|e| ClientError::BadReply {

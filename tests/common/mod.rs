@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod audit_check;
 pub mod faults;
 pub mod peers;
 pub mod tls;
@@ -1227,7 +1228,14 @@ impl Steward {
         let sock = self.socket().to_string_lossy().into_owned();
         let mut full = vec!["--socket", sock.as_str(), "--json"];
         full.extend_from_slice(args);
-        steward_cmd(&full, self.dir.path(), &[])
+        let admin = audit_check::admin_command_of_args(args);
+        let before = admin.map(|c| audit_check::lines_for(&self.settings.audit_path, c));
+        let out = steward_cmd(&full, self.dir.path(), &[]);
+        if let (Some(c), Some(n)) = (admin, before) {
+            let reply = serde_json::from_str::<Reply>(out.stdout.trim()).ok();
+            audit_check::assert_audited(&self.settings.audit_path, c, n, reply.as_ref());
+        }
+        out
     }
 
     /// Runs `steward --socket PATH ARGS…` (human output).
@@ -1235,7 +1243,14 @@ impl Steward {
         let sock = self.socket().to_string_lossy().into_owned();
         let mut full = vec!["--socket", sock.as_str()];
         full.extend_from_slice(args);
-        steward_cmd(&full, self.dir.path(), &[])
+        let admin = audit_check::admin_command_of_args(args);
+        let before = admin.map(|c| audit_check::lines_for(&self.settings.audit_path, c));
+        let out = steward_cmd(&full, self.dir.path(), &[]);
+        if let (Some(c), Some(n), 0) = (admin, before, out.code) {
+            let answered = Reply::data(&());
+            audit_check::assert_audited(&self.settings.audit_path, c, n, Some(&answered));
+        }
+        out
     }
 
     /// Runs the binary with `args` only (plus the daemon's environment), in the daemon's dir.
@@ -1252,7 +1267,13 @@ impl Steward {
 
     /// One raw request line over a fresh connection.
     pub fn raw_request(&self, line: &str) -> std::io::Result<Reply> {
-        ControlConn::connect(self.socket())?.request(line)
+        let admin = audit_check::admin_command_of_line(line);
+        let before = admin.map(|c| audit_check::lines_for(&self.settings.audit_path, c));
+        let reply = ControlConn::connect(self.socket())?.request(line)?;
+        if let (Some(c), Some(n)) = (admin, before) {
+            audit_check::assert_audited(&self.settings.audit_path, c, n, Some(&reply));
+        }
+        Ok(reply)
     }
 
     pub fn connect(&self) -> ControlConn {
