@@ -20,6 +20,9 @@ pub enum Outcome {
     Error,
     /// Refused by `[control]` access rules; nothing was done.
     Denied,
+    /// A long destructive command began; the line with its outcome follows when it ends, so
+    /// one cut short (steward killed mid-restore) still leaves who started it.
+    Started,
 }
 
 /// One line of the audit log.

@@ -236,7 +236,15 @@ async fn serve_client(stream: UnixStream, d: &Dispatcher) {
 async fn admin(d: &Dispatcher, peer: &Peer, req: Request) -> Reply {
     let started = Instant::now();
     let (name, args) = (req.name(), req.arguments());
-    if let Err(e) = d.audit.ready().await {
+    let ready = if req.announces_start() {
+        let start = Entry::new("client", name, args.clone(), started)
+            .peer(peer.id())
+            .outcome(Outcome::Started, None);
+        d.audit.record(start).await
+    } else {
+        d.audit.ready().await
+    };
+    if let Err(e) = ready {
         tracing::error!(command = name, uid = peer.uid, error = %e, "admin command refused: the audit log cannot be written");
         return Reply::error(format!("{name} refused, nothing was done: {e}"));
     }

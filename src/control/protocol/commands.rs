@@ -77,6 +77,15 @@ impl Request {
         }
     }
 
+    /// Whether the command can destroy data and run long enough to be cut short (a restore
+    /// over a database, a cache clear): its start gets an audit line of its own before it acts.
+    pub fn announces_start(&self) -> bool {
+        matches!(
+            self,
+            Request::BackupRestore { .. } | Request::CacheClear { dry_run: false, .. }
+        )
+    }
+
     /// The request's arguments (its JSON without `cmd`), for the audit log.
     pub fn arguments(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
