@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// `nobody` / `nogroup` on Debian.
@@ -58,15 +57,6 @@ fn as_user(st: &Steward, uid: u32, gid: u32, groups: &[u32], args: &[&str]) -> C
     }
 }
 
-/// The audit log's lines, parsed.
-fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
 /// Waits for an audit line matching `pred`, returns it.
 fn audit_line(
     st: &Steward,
@@ -75,9 +65,12 @@ fn audit_line(
 ) -> serde_json::Value {
     let path = &st.settings.audit_path;
     st.wait_until(std::time::Duration::from_secs(10), what, |_| {
-        audit_lines(path).iter().any(&pred)
+        audit_check::lines(path).iter().any(&pred)
     });
-    audit_lines(path).into_iter().find(|l| pred(l)).unwrap()
+    audit_check::lines(path)
+        .into_iter()
+        .find(|l| pred(l))
+        .unwrap()
 }
 
 fn maintenance_on(st: &Steward) -> bool {
@@ -166,7 +159,7 @@ fn a_reader_gets_status_but_not_admin_commands() {
     assert_eq!(line["peer"]["uid"], NOBODY);
     assert_eq!(line["arguments"]["reason"], "x");
     // Reads by an allowed reader are not audited.
-    assert!(audit_lines(&st.settings.audit_path)
+    assert!(audit_check::lines(&st.settings.audit_path)
         .iter()
         .all(|l| l["command"] != "status"));
     // Root is an admin by default.

@@ -8,14 +8,6 @@ use common::*;
 use std::path::Path;
 use std::time::Duration;
 
-fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
 /// Checks the fields every client entry has.
 fn assert_client_entry(l: &serde_json::Value) {
     let time = l["time"].as_str().expect("time");
@@ -87,7 +79,7 @@ fn every_admin_command_is_audited_with_secrets_masked() {
     assert_eq!(st.ctl(&["status"]).code, 0);
     assert_eq!(st.ctl(&["backup", "list"]).code, 0);
 
-    let lines = audit_lines(&st.settings.audit_path);
+    let lines = audit_check::lines(&st.settings.audit_path);
     let client: Vec<&serde_json::Value> = lines.iter().filter(|l| l["actor"] == "client").collect();
     let got: Vec<(&str, &str)> = client
         .iter()
@@ -191,7 +183,7 @@ fn an_unwritable_audit_log_fails_closed_and_recovers() {
     assert_eq!(send_sighup_and_wait(&st), 2.0);
     let out = st.ctl(&["maintenance", "on"]);
     assert_eq!(out.code, 0, "{out:?}");
-    let lines = audit_lines(&path);
+    let lines = audit_check::lines(&path);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["command"], "maintenance_on");
     assert_eq!(lines[0]["outcome"], "ok");
@@ -254,12 +246,12 @@ fn retention_deletes_are_audited_per_backup() {
         Duration::from_secs(20),
         "the retention delete in the audit log",
         |_| {
-            audit_lines(&path)
+            audit_check::lines(&path)
                 .iter()
                 .any(|l| l["command"] == "backup_delete")
         },
     );
-    let deletes: Vec<serde_json::Value> = audit_lines(&path)
+    let deletes: Vec<serde_json::Value> = audit_check::lines(&path)
         .into_iter()
         .filter(|l| l["command"] == "backup_delete")
         .collect();

@@ -8,6 +8,7 @@
 mod common;
 
 use chrono::{DateTime, Duration as ChronoDuration, Timelike, Utc};
+use common::tmpfs::Tmpfs;
 use common::*;
 use std::collections::BTreeSet;
 use std::fs;
@@ -472,65 +473,6 @@ fn sigkill_mid_backup_leaves_no_backup_and_next_start_records_failure() {
 // ---------------------------------------------------------------------------------------------
 // 3. Full filesystem
 // ---------------------------------------------------------------------------------------------
-
-/// A small tmpfs mounted on a temp dir; unmounted (then removed) on drop, whatever happened.
-struct Tmpfs {
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size`; `None` (with a notice) when not root, a clear panic when root
-    /// and the mount fails.
-    fn mount(size: &str) -> Option<Tmpfs> {
-        if !is_root() {
-            eprintln!(
-                "SKIPPED: mounting a tmpfs needs root; this test runs as root in CI (tests/run.sh)"
-            );
-            return None;
-        }
-        let dir = short_tempdir("stw-full-");
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "running as root but `mount -t tmpfs` failed ({}): {}; this test needs to mount a small tmpfs \
-             (in a container: CAP_SYS_ADMIN)",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some(Tmpfs { dir: Some(dir) })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.as_ref().unwrap().path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        if let Some(dir) = self.dir.take() {
-            let ok = Command::new("umount")
-                .arg(dir.path())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                // Busy (a straggling child): detach it, so nothing stays mounted.
-                let _ = Command::new("umount").arg("-l").arg(dir.path()).status();
-            }
-            drop(dir);
-        }
-    }
-}
 
 /// Backup dir on a full filesystem: a first small backup fits; the next, of a database bigger
 /// than the space, fails with a clear "no space" error, leaves no partial file, records a

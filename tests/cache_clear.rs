@@ -7,8 +7,6 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 use steward::cache::clear::ClearReport;
 
@@ -33,36 +31,6 @@ fn start(pg: &Postgres, redis: &Redis) -> Steward {
         .start()
 }
 
-/// Writes `n` keys `<prefix><i>` (value `v<i>`) with MSETs of 1000 keys over one connection.
-fn fill(redis: &Redis, prefix: &str, n: usize) {
-    let mut s = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
-    let enc = |args: &[String]| {
-        let mut b = format!("*{}\r\n", args.len());
-        for a in args {
-            b.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        b
-    };
-    let mut out = enc(&["AUTH".into(), redis.password.clone()]);
-    let mut commands = 1;
-    for start in (0..n).step_by(1000) {
-        let mut args = vec!["MSET".to_string()];
-        for i in start..(start + 1000).min(n) {
-            args.push(format!("{prefix}{i}"));
-            args.push(format!("v{i}"));
-        }
-        out += &enc(&args);
-        commands += 1;
-    }
-    s.write_all(out.as_bytes()).unwrap();
-    let mut r = BufReader::new(s);
-    for _ in 0..commands {
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        assert_eq!(line, "+OK\r\n", "filling {prefix}");
-    }
-}
-
 /// Exact number of keys matching `pattern` (KEYS inside a script: fine for a test's check).
 fn count(redis: &Redis, pattern: &str) -> u64 {
     let r = redis
@@ -85,9 +53,9 @@ fn dbsize(redis: &Redis) -> Option<u64> {
 /// The other keys every test keeps an eye on: another namespace, keys outside any namespace,
 /// and a key that only looks like the cleared namespace.
 fn fill_others(redis: &Redis) {
-    fill(redis, "cache:sessions:", 1000);
-    fill(redis, "app:", 1000);
-    fill(redis, "cache:analyticsX", 10);
+    redis.fill("cache:sessions:", 1000);
+    redis.fill("app:", 1000);
+    redis.fill("cache:analyticsX", 10);
 }
 
 fn assert_others_intact(redis: &Redis) {
@@ -100,7 +68,7 @@ fn assert_others_intact(redis: &Redis) {
 fn clears_one_namespace_and_spares_the_others() {
     let pg = Postgres::start();
     let redis = Redis::start();
-    fill(&redis, "cache:analytics:", 100_000);
+    redis.fill("cache:analytics:", 100_000);
     fill_others(&redis);
     let st = start(&pg, &redis);
 
@@ -164,7 +132,7 @@ fn clears_one_namespace_and_spares_the_others() {
 fn everything_or_outside_the_namespaces_needs_force() {
     let pg = Postgres::start();
     let redis = Redis::start();
-    fill(&redis, "cache:analytics:", 500);
+    redis.fill("cache:analytics:", 500);
     fill_others(&redis);
     let st = start(&pg, &redis);
     let total = dbsize(&redis);
@@ -234,7 +202,7 @@ fn a_clear_cut_off_by_redis_says_how_far_it_got_and_a_second_run_finishes() {
     const N: u64 = 400_000;
     let pg = Postgres::start();
     let redis = Redis::start();
-    fill(&redis, "cache:analytics:", N as usize);
+    redis.fill("cache:analytics:", N as usize);
     fill_others(&redis);
     let before = dbsize(&redis).unwrap();
     let st = start(&pg, &redis);
@@ -295,7 +263,7 @@ fn redis_killed_in_the_middle_of_a_clear_gives_the_count_so_far() {
     const N: u64 = 400_000;
     let pg = Postgres::start();
     let mut redis = Redis::start();
-    fill(&redis, "cache:analytics:", N as usize);
+    redis.fill("cache:analytics:", N as usize);
     let st = start(&pg, &redis);
 
     let clear = clear_in_background(&st);
@@ -321,8 +289,8 @@ fn redis_killed_in_the_middle_of_a_clear_gives_the_count_so_far() {
 
     // It comes back empty (no persistence): the application writes again, a clear finishes.
     redis.restart();
-    fill(&redis, "cache:analytics:", 1000);
-    fill(&redis, "cache:sessions:", 10);
+    redis.fill("cache:analytics:", 1000);
+    redis.fill("cache:sessions:", 10);
     let again: ClearReport = st
         .ctl(&["cache", "clear", "--namespace", "analytics"])
         .data();

@@ -6,6 +6,7 @@
 mod common;
 
 use common::faults::*;
+use common::tmpfs::Tmpfs;
 use common::*;
 use std::fs;
 use std::io::Write;

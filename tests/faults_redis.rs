@@ -7,8 +7,6 @@ mod common;
 
 use common::faults::*;
 use common::*;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use steward::cache::clear::ClearReport;
@@ -19,36 +17,6 @@ const ANSWER: Duration = Duration::from_secs(30);
 
 fn notice() -> Duration {
     INTERVAL * 2 + TIMEOUT + SLACK
-}
-
-/// Writes `n` keys `<prefix><i>` with MSETs of 1000 keys, pipelined over one connection.
-fn fill(redis: &Redis, prefix: &str, n: usize) {
-    let mut s = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
-    let enc = |args: &[String]| {
-        let mut b = format!("*{}\r\n", args.len());
-        for a in args {
-            b.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        b
-    };
-    let mut out = enc(&["AUTH".into(), redis.password.clone()]);
-    let mut commands = 1;
-    for start in (0..n).step_by(1000) {
-        let mut args = vec!["MSET".to_string()];
-        for i in start..(start + 1000).min(n) {
-            args.push(format!("{prefix}{i}"));
-            args.push(format!("v{i}"));
-        }
-        out += &enc(&args);
-        commands += 1;
-    }
-    s.write_all(out.as_bytes()).unwrap();
-    let mut r = BufReader::new(s);
-    for _ in 0..commands {
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        assert_eq!(line, "+OK\r\n", "filling {prefix}");
-    }
 }
 
 fn dbsize(redis: &Redis) -> Option<u64> {
@@ -112,7 +80,7 @@ fn redis_killed_during_a_cache_clear() {
     let mut redis = Redis::start();
     let root_dir = short_tempdir("stw-fault-rc-");
     let root = root_dir.path().join("backups");
-    fill(&redis, "cache:analytics:", N as usize);
+    redis.fill("cache:analytics:", N as usize);
     let st = start(&pg, &redis, &root, CLEAR_NS);
 
     let clear = in_background(&st, &["cache", "clear", "--namespace", "analytics"]);
@@ -147,8 +115,8 @@ fn redis_killed_during_a_cache_clear() {
 
     // Back (empty: no persistence); the application writes again; the same command finishes.
     redis.restart();
-    fill(&redis, "cache:analytics:", 50_000);
-    fill(&redis, "app:", 10);
+    redis.fill("cache:analytics:", 50_000);
+    redis.fill("app:", 10);
     st.wait_up("redis", true, notice());
     let again: ClearReport = st
         .ctl(&["cache", "clear", "--namespace", "analytics"])

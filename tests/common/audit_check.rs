@@ -32,6 +32,15 @@ pub fn admin_command_of_line(line: &str) -> Option<&'static str> {
         .map(|r| r.name())
 }
 
+/// The audit log's lines, parsed (none when it does not exist); a line that is not JSON fails.
+pub fn lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
 /// Audit lines for `command` in the log at `path` (0 when it does not exist).
 pub fn lines_for(path: &Path, command: &str) -> usize {
     let text = std::fs::read_to_string(path).unwrap_or_default();

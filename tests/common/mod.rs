@@ -10,6 +10,7 @@ pub mod audit_check;
 pub mod faults;
 pub mod peers;
 pub mod tls;
+pub mod tmpfs;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -695,6 +696,36 @@ impl Redis {
             return Ok(String::from_utf8_lossy(&buf).into_owned());
         }
         Ok(line)
+    }
+
+    /// Writes `n` keys `<prefix><i>` (value `v<i>`) with MSETs of 1000 keys over one connection.
+    pub fn fill(&self, prefix: &str, n: usize) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let enc = |args: &[String]| {
+            let mut b = format!("*{}\r\n", args.len());
+            for a in args {
+                b.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+            }
+            b
+        };
+        let mut out = enc(&["AUTH".into(), self.password.clone()]);
+        let mut commands = 1;
+        for start in (0..n).step_by(1000) {
+            let mut args = vec!["MSET".to_string()];
+            for i in start..(start + 1000).min(n) {
+                args.push(format!("{prefix}{i}"));
+                args.push(format!("v{i}"));
+            }
+            out += &enc(&args);
+            commands += 1;
+        }
+        s.write_all(out.as_bytes()).unwrap();
+        let mut r = BufReader::new(s);
+        for _ in 0..commands {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line, "+OK\r\n", "filling {prefix}");
+        }
     }
 
     /// SIGKILL to the server; waits until it is gone.
