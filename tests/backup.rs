@@ -8,6 +8,7 @@
 mod common;
 
 use chrono::{DateTime, Duration as ChronoDuration, Timelike, Utc};
+use common::faults::children_named;
 use common::tmpfs::Tmpfs;
 use common::*;
 use std::collections::BTreeSet;
@@ -146,29 +147,6 @@ fn run_ok(cmd: &mut Command) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
-}
-
-/// Pids of the live children of `parent` whose command name is `comm`.
-fn children_named(parent: u32, comm: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid …; comm may hold spaces, so split at the last ')'.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = &stat[open + 1..close];
-        let ppid = stat[close + 1..].split_whitespace().nth(1);
-        if name == comm && ppid == Some(parent.to_string().as_str()) {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 /// Tables of every kind of value a backup must carry over, sequences, indexes, a view.
