@@ -36,139 +36,35 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
 umask 077
+BENCH_NAME=benches/backup.sh
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 RUNS=${BENCH_BACKUP_RUNS:-3}
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "benches/backup.sh: BENCH_BACKUP_RUNS must be a positive integer" >&2; exit 2; }
+need_positive BENCH_BACKUP_RUNS "$RUNS"
 SCALE=20
 EVENTS=1500000
 DB=bench
 
 export DEBIAN_FRONTEND=noninteractive
-if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
-    export PATH="${HOME:-/root}/.cargo/bin:$PATH"
-fi
-
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'benches/backup.sh: %s\n' "$*" >&2; exit 1; }
+use_rustup_cargo
 
 # --- tools ----------------------------------------------------------------------------------
 
-pg_bindir() {
-    local d
-    d=$(pg_config --bindir 2>/dev/null || true)
-    if [ -n "$d" ] && [ -x "$d/initdb" ]; then
-        printf '%s\n' "$d"
-        return
-    fi
-    d=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
-    [ -n "$d" ] && [ -x "$d/initdb" ] && { printf '%s\n' "$d"; return; }
-    die "PostgreSQL server binaries not found (pg_config --bindir, /usr/lib/postgresql/*/bin); install postgresql"
-}
-PGBIN=$(pg_bindir)
-
-missing=()
-for tool in pigz zstd gzip jq; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    say "installing: ${missing[*]}"
-    bash tests/apt-install.sh "${missing[@]}" || die "could not install ${missing[*]}"
-    for tool in "${missing[@]}"; do
-        command -v "$tool" >/dev/null 2>&1 || die "$tool still missing after apt-get install"
-    done
-fi
+pg_tools
+ensure_tools pigz zstd gzip jq
 for tool in initdb pg_ctl postgres pg_dump psql createdb pgbench; do
     [ -x "$PGBIN/$tool" ] || command -v "$tool" >/dev/null 2>&1 || die "$tool not found (PostgreSQL server and client packages)"
 done
-# Client tools: the server's own, else those on PATH.
-client() { if [ -x "$PGBIN/$1" ]; then printf '%s\n' "$PGBIN/$1"; else command -v "$1"; fi; }
-PG_DUMP=$(client pg_dump) PSQL=$(client psql) CREATEDB=$(client createdb) PGBENCH=$(client pgbench)
+PG_DUMP=$(pg_client pg_dump) PSQL=$(pg_client psql) CREATEDB=$(pg_client createdb) PGBENCH=$(pg_client pgbench)
 
-if [ "$(id -u)" -eq 0 ]; then
-    id postgres >/dev/null 2>&1 || die "running as root but there is no postgres user to run the server as"
-    as_pg=(runuser -u postgres --)
-else
-    as_pg=()
-fi
-
-# --- temp dir, cleanup ----------------------------------------------------------------------
-
-# shellcheck source=benches/ports.sh
-. benches/ports.sh
-
-tmp=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/steward-bench-backup.XXXXXX")
-pgdir=$tmp/pg
-pids=()
-pg_started=0
-cleanup() {
-    local pid alive
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for _ in $(seq 1 100); do
-        alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [ "$alive" -eq 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    if [ "$pg_started" -eq 1 ]; then
-        if ! "${as_pg[@]}" "$PGBIN/pg_ctl" -D "$pgdir/data" -m immediate -w -t 30 stop >/dev/null 2>&1; then
-            pid=$(head -n 1 "$pgdir/data/postmaster.pid" 2>/dev/null || true)
-            if [[ $pid =~ ^[0-9]+$ ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
-        fi
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Interruptible wait of $1 seconds.
-pause() {
-    sleep "$1" &
-    local s=$!
-    pids+=("$s")
-    wait "$s"
-}
-
-# --- steward binary -------------------------------------------------------------------------
-
-if [ -n "${STEWARD_BIN:-}" ]; then
-    [ -x "$STEWARD_BIN" ] || die "STEWARD_BIN=$STEWARD_BIN is not an executable"
-    STEWARD_BIN=$(cd "$(dirname "$STEWARD_BIN")" && pwd)/$(basename "$STEWARD_BIN")
-    say "using $STEWARD_BIN (not building)"
-else
-    say "building steward (release)"
-    cargo build --release --quiet --bin steward
-    STEWARD_BIN="$ROOT/${CARGO_TARGET_DIR:-target}/release/steward"
-    [ -x "$STEWARD_BIN" ] || STEWARD_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/steward"
-    [ -x "$STEWARD_BIN" ] || die "built steward not found under ${CARGO_TARGET_DIR:-target}/release"
-fi
+bench_tmp steward-bench-backup "${BENCH_TMPDIR:-/tmp}"
+steward_binary
 
 # --- throwaway cluster ----------------------------------------------------------------------
 
-pick_port
-PG_PORT=${ports[-1]}
-PG_PASSWORD=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
-mkdir -m 0700 "$pgdir"
-printf '%s\n' "$PG_PASSWORD" >"$pgdir/pwfile"
-if [ "$(id -u)" -eq 0 ]; then
-    chown -R postgres: "$pgdir"
-    chmod 0711 "$tmp" # the postgres user has to reach $pgdir
-fi
-
-say "initdb of a throwaway cluster in $pgdir (port $PG_PORT)"
-"${as_pg[@]}" "$PGBIN/initdb" -D "$pgdir/data" -U postgres -A trust --auth-host=scram-sha-256 \
-    --pwfile="$pgdir/pwfile" -E UTF8 --locale=C --no-sync >"$tmp/initdb.log" 2>&1 ||
-    { cat "$tmp/initdb.log" >&2; die "initdb failed"; }
-rm -f "$pgdir/pwfile"
-"${as_pg[@]}" tee -a "$pgdir/data/postgresql.conf" >/dev/null <<EOF
-
-# benches/backup.sh: a throwaway cluster
-port = $PG_PORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$pgdir'
+pg_create --superuser-password <<EOF
 max_connections = 20
 fsync = off
 synchronous_commit = off
@@ -179,15 +75,11 @@ max_wal_size = 4GB
 checkpoint_timeout = 30min
 autovacuum = off
 EOF
-pg_started=1
-"${as_pg[@]}" "$PGBIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w -t 60 start >/dev/null ||
-    { tail -n 30 "$pgdir/postgres.log" >&2; die "pg_ctl start failed"; }
+pg_start
 
-# The client side of every baseline command: TCP to 127.0.0.1 with the password, exactly the
-# way steward's own pg_dump and psql connect; nothing from the caller's PG* environment.
-pg_scrub=(-u PGHOST -u PGHOSTADDR -u PGPORT -u PGUSER -u PGPASSWORD -u PGDATABASE -u PGSERVICE
-    -u PGSERVICEFILE -u PGPASSFILE -u PGOPTIONS -u PGSSLMODE -u PGCONNECT_TIMEOUT -u PGAPPNAME)
-pg=(env "${pg_scrub[@]}" PGHOST=127.0.0.1 "PGPORT=$PG_PORT" PGUSER=postgres "PGPASSWORD=$PG_PASSWORD")
+# The client side of every baseline command (pg): TCP to 127.0.0.1 with the password, exactly
+# the way steward's own pg_dump and psql connect; nothing from the caller's PG* environment.
+pg_client_env
 sql() { "${pg[@]}" "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
 
 say "building database $DB: pgbench -i -s $SCALE, then $EVENTS rows of bench_events"
@@ -225,14 +117,8 @@ counts_src=$(row_counts "$DB")
 
 # --- steward daemons ------------------------------------------------------------------------
 
-steward_env=(env -u DATABASE_URL -u REDIS_URL -u MONITORING_INTERVAL -u REDIS_MAX_CONNECTIONS
-    -u REDIS_SOCKET_TIMEOUT -u STEWARD_CONFIG -u BACKUP_RETENTION_DAYS -u BACKUP_SCHEDULE_DAILY_HOUR
-    -u BACKUP_SCHEDULE_WEEKLY_DAY -u CACHE_COMPRESSION_THRESHOLD -u ALERT_THRESHOLD_RESPONSE_TIME
-    -u RUST_LOG -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u LISTEN_FDS -u LISTEN_PID
-    "${pg_scrub[@]}")
-while read -r var; do
-    [[ $var == STEWARD_* ]] && steward_env+=(-u "$var")
-done < <(compgen -e)
+steward_env_init
+steward_env+=("${pg_scrub[@]}")
 
 # Redis is not part of this benchmark: steward points at a closed port and reports it down.
 pick_port
@@ -242,7 +128,7 @@ REDIS_PORT=${ports[-1]}
 # records its pid in steward_pid[NAME].
 declare -A steward_pid=()
 start_steward() {
-    local name=$1 compression=$2 level=$3 dir=$tmp/steward-$1 pid deadline
+    local name=$1 compression=$2 level=$3 dir=$tmp/steward-$1
     mkdir -p "$dir"
     pick_port
     cat >"$dir/steward.toml" <<EOF
@@ -258,17 +144,7 @@ interval = "10s"
 timeout = "5s"
 write_read_test = false
 
-[metrics]
-listen = "127.0.0.1:${ports[-1]}"
-
-[control]
-socket = "$dir/ctl.sock"
-
-[state]
-dir = "$dir/state"
-
-[log]
-level = "warn"
+$(steward_toml_local "$dir" "${ports[-1]}" warn)
 
 [backup]
 dir = "$dir/backups"
@@ -280,23 +156,15 @@ level = $level
 daily = ""
 weekly = ""
 EOF
-    (cd "$dir" && exec "${steward_env[@]}" "$STEWARD_BIN" run --config "$dir/steward.toml") \
-        >"$dir/steward.log" 2>&1 &
-    pid=$!
-    pids+=("$pid")
-    steward_pid[$name]=$pid
-    deadline=$((SECONDS + 30))
-    until stw "$name" status >/dev/null 2>&1; do
-        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$dir/steward.log" >&2; die "steward ($name) exited"; }
-        [ "$SECONDS" -lt "$deadline" ] || { tail -n 20 "$dir/steward.log" >&2; die "steward ($name) did not answer on its control socket within 30 s"; }
-        sleep 0.1
-    done
+    spawn_steward "$dir"
+    steward_pid[$name]=$SPAWNED_PID
+    wait_steward "$SPAWNED_PID" "$dir/ctl.sock" "$dir/steward.log" "steward ($name)"
 }
 # stw NAME ARGS…: the steward client against daemon NAME.
 stw() {
     local name=$1
     shift
-    "${steward_env[@]}" "$STEWARD_BIN" --socket "$tmp/steward-$name/ctl.sock" "$@"
+    steward_at "$tmp/steward-$name/ctl.sock" "$@"
 }
 
 say "starting two steward daemons on the cluster: gzip -6 and zstd -3"
@@ -305,7 +173,6 @@ start_steward zstd zstd 3
 
 # --- measuring ------------------------------------------------------------------------------
 
-now() { date +%s.%N; }
 # timed CMD…: runs CMD, sets T to its wall time in seconds.
 T=0
 timed() {
@@ -313,10 +180,8 @@ timed() {
     t0=$(now)
     "$@"
     t1=$(now)
-    T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    T=$(elapsed "$t0" "$t1")
 }
-min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }'; }
-max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 > a + 0) ? b : a }'; }
 size_of() { stat -c %s "$1"; }
 # Before each timed step: nothing left to flush from the one before (the pipelines do not fsync
 # their files, steward does; a restore leaves a lot of dirty pages and WAL behind).
@@ -329,7 +194,7 @@ settle() {
 rss_pid=0 rss_sampler=0
 rss_begin() {
     rss_pid=$1
-    echo 5 >"/proc/$rss_pid/clear_refs" 2>/dev/null || say "warning: cannot reset VmHWM of $rss_pid; its peak since start is reported"
+    reset_hwm "$rss_pid" || say "warning: cannot reset VmHWM of $rss_pid; its peak since start is reported"
     rm -f "$tmp/rss.stop"
     (
         peak=0
@@ -349,7 +214,7 @@ RSS_HWM=0 RSS_SAMPLED=0
 rss_end() {
     touch "$tmp/rss.stop"
     wait "$rss_sampler" || true
-    RSS_HWM=$(awk '/^VmHWM:/ { print $2 }' "/proc/$rss_pid/status")
+    RSS_HWM=$(status_kb "$rss_pid" VmHWM)
     RSS_SAMPLED=$(cat "$tmp/rss.sampled" 2>/dev/null || echo 0)
 }
 

@@ -29,58 +29,24 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
 umask 077
+BENCH_NAME=benches/cache.sh
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 RUNS=${BENCH_CACHE_RUNS:-3}
 KEYS=${BENCH_CACHE_KEYS:-1000000}
 OTHER=1000
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "benches/cache.sh: BENCH_CACHE_RUNS must be a positive integer" >&2; exit 2; }
-[[ $KEYS =~ ^[1-9][0-9]*$ ]] || { echo "benches/cache.sh: BENCH_CACHE_KEYS must be a positive integer" >&2; exit 2; }
+need_positive BENCH_CACHE_RUNS "$RUNS"
+need_positive BENCH_CACHE_KEYS "$KEYS"
 
-if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
-    export PATH="${HOME:-/root}/.cargo/bin:$PATH"
-fi
-
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'benches/cache.sh: %s\n' "$*" >&2; exit 1; }
-
+use_rustup_cargo
 for tool in redis-server redis-cli xargs awk; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found (Debian package redis-server, redis-tools)"
 done
 
-# shellcheck source=benches/ports.sh
-. benches/ports.sh
-
-tmp=$(mktemp -d /tmp/steward-bench-cache.XXXXXX)
-pids=()
-cleanup() {
-    local pid alive
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for _ in $(seq 1 50); do
-        alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [ "$alive" -eq 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [ -n "${STEWARD_BIN:-}" ]; then
-    [ -x "$STEWARD_BIN" ] || die "STEWARD_BIN=$STEWARD_BIN is not an executable"
-    STEWARD_BIN=$(cd "$(dirname "$STEWARD_BIN")" && pwd)/$(basename "$STEWARD_BIN")
-    say "using $STEWARD_BIN (not building)"
-else
-    say "building steward (release)"
-    cargo build --release --quiet --bin steward
-    STEWARD_BIN="$ROOT/${CARGO_TARGET_DIR:-target}/release/steward"
-    [ -x "$STEWARD_BIN" ] || STEWARD_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/steward"
-    [ -x "$STEWARD_BIN" ] || die "built steward not found under ${CARGO_TARGET_DIR:-target}/release"
-fi
+bench_tmp steward-bench-cache
+steward_binary
 
 # --- servers --------------------------------------------------------------------------------
 
@@ -88,16 +54,7 @@ pick_port
 pick_port
 pick_port
 REDIS_PORT=${ports[0]} METRICS_PORT=${ports[1]} PG_PORT=${ports[2]} # nothing listens on PG_PORT
-rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
-
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
-    --dir "$tmp" >"$tmp/redis.log" 2>&1 &
-pids+=("$!")
-deadline=$((SECONDS + 20))
-until [ "$(rcli ping 2>/dev/null)" = PONG ]; do
-    [ "$SECONDS" -lt "$deadline" ] || { tail -n 20 "$tmp/redis.log" >&2; die "redis-server did not answer"; }
-    sleep 0.1
-done
+start_redis "$tmp"
 
 # PostgreSQL is not part of this benchmark: its monitor points at a closed port, rarely.
 cat >"$tmp/steward.toml" <<EOF
@@ -109,24 +66,9 @@ interval = "60s"
 url = "redis://127.0.0.1:$REDIS_PORT/0"
 interval = "60s"
 
-[metrics]
-listen = "127.0.0.1:$METRICS_PORT"
+$(steward_toml_local "$tmp" "$METRICS_PORT" warn)
 
-[control]
-socket = "$tmp/ctl.sock"
-
-[state]
-dir = "$tmp/state"
-
-[log]
-level = "warn"
-
-[backup]
-dir = "$tmp/backups"
-
-[backup.schedule]
-daily = ""
-weekly = ""
+$(steward_toml_no_schedules "$tmp")
 
 [cache]
 pipeline_batch = 100
@@ -141,23 +83,11 @@ name = "sessions"
 prefix = "cache:sessions:"
 ttl = "1h"
 EOF
-steward_env=(env -u DATABASE_URL -u REDIS_URL -u MONITORING_INTERVAL -u REDIS_MAX_CONNECTIONS
-    -u REDIS_SOCKET_TIMEOUT -u STEWARD_CONFIG -u CACHE_COMPRESSION_THRESHOLD -u RUST_LOG
-    -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u LISTEN_FDS -u LISTEN_PID)
-while read -r var; do
-    [[ $var == STEWARD_* ]] && steward_env+=(-u "$var")
-done < <(compgen -e)
-(cd "$tmp" && exec "${steward_env[@]}" "$STEWARD_BIN" run --config "$tmp/steward.toml") \
-    >"$tmp/steward.log" 2>&1 &
-STEWARD_PID=$!
-pids+=("$STEWARD_PID")
-stw() { "${steward_env[@]}" "$STEWARD_BIN" --socket "$tmp/ctl.sock" "$@"; }
-deadline=$((SECONDS + 30))
-until stw status >/dev/null 2>&1; do
-    kill -0 "$STEWARD_PID" 2>/dev/null || { tail -n 20 "$tmp/steward.log" >&2; die "steward exited"; }
-    [ "$SECONDS" -lt "$deadline" ] || { tail -n 20 "$tmp/steward.log" >&2; die "steward did not answer on its control socket within 30 s"; }
-    sleep 0.1
-done
+steward_env_init
+spawn_steward "$tmp"
+STEWARD_PID=$SPAWNED_PID
+stw() { steward_at "$tmp/ctl.sock" "$@"; }
+wait_steward "$STEWARD_PID" "$tmp/ctl.sock" "$tmp/steward.log"
 
 # --- data -----------------------------------------------------------------------------------
 
@@ -190,7 +120,6 @@ check_left() {
     [ "$n" -eq "$OTHER" ] || die "$1 left $n keys, expected the $OTHER of the other namespace"
 }
 
-now() { date +%s.%N; }
 # measure NAME CMD…: runs CMD while `redis-cli --latency` samples Redis from another process;
 # sets T (wall seconds) and LAT (max latency in ms that other client saw). Off a terminal,
 # `redis-cli --latency` prints "min max avg samples" after about a second and exits, so it is
@@ -209,7 +138,7 @@ measure() {
     t1=$(now)
     touch "$tmp/latency-stop"
     wait "$lat_pid" || true
-    T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    T=$(elapsed "$t0" "$t1")
     LAT=$(awk 'NF >= 4 && $2 + 0 > m { m = $2 + 0 } NF >= 4 { seen = 1 } END { if (seen) print m + 0 }' \
         "$tmp/latency-$name")
     [ -n "$LAT" ] || { cat "$tmp/latency-$name" >&2; die "cannot read redis-cli --latency output"; }
@@ -221,7 +150,7 @@ cli_pipeline() {
 steward_clear() {
     stw --json cache clear --namespace analytics >"$tmp/clear.json" ||
         { cat "$tmp/clear.json" >&2; die "steward cache clear failed"; }
-    grep -q "\"deleted\":$KEYS[,}]" "$tmp/clear.json" ||
+    grep -q "\"deleted\":${KEYS}[,}]" "$tmp/clear.json" ||
         { cat "$tmp/clear.json" >&2; die "steward did not report $KEYS keys deleted"; }
 }
 
@@ -233,8 +162,6 @@ lat_idle=$LAT
 say "other client's max latency with Redis idle (1M keys loaded): ${LAT} ms"
 
 best_cli='' best_stw='' lat_cli='' lat_stw='' rounds_cli='' rounds_stw=''
-min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }'; }
-max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 > a + 0) ? b : a }'; }
 for round in $(seq 1 "$RUNS"); do
     say "round $round/$RUNS: redis-cli --scan | xargs -n 1000 redis-cli unlink"
     load

@@ -46,6 +46,9 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
+BENCH_NAME=benches/compare.sh
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIS_URL_=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
@@ -57,42 +60,10 @@ RUN_WARMUP=${BENCH_WARMUP:-1}
 WRK_ARGS=(-t1 -c4 -d5s --latency)
 
 export DEBIAN_FRONTEND=noninteractive
-if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
-    export PATH="${HOME:-/root}/.cargo/bin:$PATH"
-fi
+use_rustup_cargo
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'benches/compare.sh: %s\n' "$*" >&2; exit 1; }
-
-pids=()
-tmp=$(mktemp -d /tmp/steward-bench.XXXXXX)
-cleanup() {
-    local pid i
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for i in $(seq 1 50); do
-        local alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [ "$alive" -eq 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [ -n "${STEWARD_BIN:-}" ]; then
-    [ -x "$STEWARD_BIN" ] || die "STEWARD_BIN=$STEWARD_BIN is not an executable"
-    STEWARD_BIN=$(cd "$(dirname "$STEWARD_BIN")" && pwd)/$(basename "$STEWARD_BIN")
-    say "using $STEWARD_BIN (not building)"
-else
-    say "building steward (release)"
-    cargo build --release --quiet --bin steward
-    STEWARD_BIN="$ROOT/${CARGO_TARGET_DIR:-target}/release/steward"
-    [ -x "$STEWARD_BIN" ] || STEWARD_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/steward"
-    [ -x "$STEWARD_BIN" ] || die "built steward not found under ${CARGO_TARGET_DIR:-target}/release"
-fi
+bench_tmp steward-bench
+steward_binary
 
 # Part 3 (cache clear) runs once part 1's processes are stopped, before part 2.
 run_cache_part() {
@@ -138,13 +109,8 @@ fi
 PG_EXPORTER=prometheus-postgres-exporter
 REDIS_EXPORTER=prometheus-redis-exporter
 
-missing=()
-for tool in "$PG_EXPORTER" "$REDIS_EXPORTER" wrk curl; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
+ensure_tools "$PG_EXPORTER" "$REDIS_EXPORTER" wrk curl
 if [ "${#missing[@]}" -gt 0 ]; then
-    say "installing: ${missing[*]}"
-    bash tests/apt-install.sh "${missing[@]}" || die "could not install ${missing[*]}"
     if [ "$(id -u)" -eq 0 ]; then as_root=(env); else as_root=(sudo -n env); fi
     # If a packaged service got started anyway (an existing policy allowed it), stop it:
     # this script runs its own exporters.
@@ -160,15 +126,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
             "${as_root[@]}" "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
         fi
     done
-    for tool in "${missing[@]}"; do
-        command -v "$tool" >/dev/null 2>&1 || die "$tool still missing after apt-get install"
-    done
 fi
 
 # --- servers --------------------------------------------------------------------------------
 
-# shellcheck source=benches/ports.sh
-. benches/ports.sh
 port_open 5432 || die "no PostgreSQL listening on 127.0.0.1:5432"
 port_open 6379 || die "no Redis listening on 127.0.0.1:6379"
 
@@ -195,31 +156,13 @@ url = "$REDIS_URL_"
 interval = "1s"
 timeout = "800ms"
 
-[metrics]
-listen = "127.0.0.1:$STEWARD_PORT"
-
-[control]
-socket = "$tmp/steward.sock"
-
-[state]
-dir = "$tmp/state"
-
-[log]
-level = "warn"
+$(steward_toml_local "$tmp" "$STEWARD_PORT" warn)
 EOF
 
-# Variables that would override the temporary config.
-unset_env=(-u DATABASE_URL -u REDIS_URL -u MONITORING_INTERVAL -u REDIS_MAX_CONNECTIONS
-    -u REDIS_SOCKET_TIMEOUT -u STEWARD_CONFIG)
-while read -r var; do
-    [[ $var == STEWARD_*__* ]] && unset_env+=(-u "$var")
-done < <(compgen -e)
-
 say "starting steward on 127.0.0.1:$STEWARD_PORT, postgres_exporter on :$PG_EXP_PORT, redis_exporter on :$REDIS_EXP_PORT"
-(cd "$tmp" && exec env "${unset_env[@]}" "$STEWARD_BIN" run --config "$tmp/steward.toml") \
-    >"$tmp/steward.log" 2>&1 &
-STEWARD_PID=$!
-pids+=("$STEWARD_PID")
+steward_env_init
+spawn_steward "$tmp"
+STEWARD_PID=$SPAWNED_PID
 env DATA_SOURCE_NAME="$PG_DSN" "$(command -v "$PG_EXPORTER")" \
     --web.listen-address="127.0.0.1:$PG_EXP_PORT" >"$tmp/postgres_exporter.log" 2>&1 &
 PG_EXP_PID=$!
@@ -291,13 +234,11 @@ done
 wait_for=$((START + RSS_AFTER - SECONDS))
 if [ "$wait_for" -gt 0 ]; then
     say "waiting ${wait_for}s so that each process has run ${RSS_AFTER}s before reading its RSS"
-    sleep "$wait_for" &
-    pids+=("$!")
-    wait "$!" # interruptible, unlike a foreground sleep
+    pause "$wait_for"
 fi
 for i in 0 1 2; do
     kill -0 "${procs[$i]}" 2>/dev/null || die "${names[$i]} exited during the run"
-    rss[i]=$(awk '/^VmRSS:/ {print $2}' "/proc/${procs[$i]}/status") # kB
+    rss[i]=$(status_kb "${procs[$i]}" VmRSS)
 done
 
 pg_exp_version=$("$PG_EXPORTER" --version 2>&1 | head -n 1 || true)

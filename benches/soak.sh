@@ -41,8 +41,10 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
 umask 077
+BENCH_NAME=benches/soak.sh BENCH_DIE_CODE=2
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 SOAK_SECONDS=${SOAK_SECONDS:-600}
 RESTART_EVERY=${SOAK_RESTART_EVERY:-30}
@@ -52,154 +54,39 @@ FD_SLACK=${SOAK_FD_SLACK:-4}
 REDIS_SLACK=${SOAK_REDIS_SLACK:-4}
 BASELINE_AT=60
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'benches/soak.sh: %s\n' "$*" >&2; exit 2; }
-
 for v in SOAK_SECONDS RESTART_EVERY PG_POOL_MAX REDIS_POOL_MAX FD_SLACK REDIS_SLACK; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number (got ${!v:-empty})"
 done
 [ "$SOAK_SECONDS" -ge $((BASELINE_AT + 30)) ] || die "SOAK_SECONDS must be at least $((BASELINE_AT + 30)) (the baseline is taken after ${BASELINE_AT} s)"
 [ "$RESTART_EVERY" -ge 5 ] || die "SOAK_RESTART_EVERY must be at least 5"
-[ "$PG_POOL_MAX" -ge 1 ] && [ "$REDIS_POOL_MAX" -ge 1 ] || die "pool maximums must be at least 1"
+if [ "$PG_POOL_MAX" -lt 1 ] || [ "$REDIS_POOL_MAX" -lt 1 ]; then die "pool maximums must be at least 1"; fi
 
-if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
-    export PATH="${HOME:-/root}/.cargo/bin:$PATH"
-fi
-
-# --- tools ----------------------------------------------------------------------------------
-
-pg_bindir() {
-    local d
-    d=$(pg_config --bindir 2>/dev/null || true)
-    if [ -n "$d" ] && [ -x "$d/initdb" ]; then
-        printf '%s\n' "$d"
-        return
-    fi
-    d=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
-    [ -n "$d" ] && [ -x "$d/initdb" ] && { printf '%s\n' "$d"; return; }
-    die "PostgreSQL server binaries not found (pg_config --bindir, /usr/lib/postgresql/*/bin); install postgresql"
-}
-PGBIN=$(pg_bindir)
+use_rustup_cargo
+pg_tools
 for tool in redis-server redis-cli; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found (Debian packages redis-server, redis-tools)"
 done
-PSQL=$PGBIN/psql
-[ -x "$PSQL" ] || PSQL=$(command -v psql) || die "psql not found"
+PSQL=$(pg_client psql) || die "psql not found"
 
-if [ "$(id -u)" -eq 0 ]; then
-    id postgres >/dev/null 2>&1 || die "running as root but there is no postgres user to run the server as"
-    as_pg=(runuser -u postgres --)
-else
-    as_pg=()
-fi
-
-# --- temp dir, cleanup ----------------------------------------------------------------------
-
-# shellcheck source=benches/ports.sh
-. benches/ports.sh
-
-tmp=$(mktemp -d "${SOAK_TMPDIR:-/tmp}/steward-soak.XXXXXX")
-pgdir=$tmp/pg
-pids=()
-steward_pid=
-redis_pid=
-pg_started=0
-cleanup() {
-    local pid alive
-    for pid in "$steward_pid" "$redis_pid" "${pids[@]}"; do
-        [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
-    done
-    for _ in $(seq 1 100); do
-        alive=0
-        for pid in "$steward_pid" "$redis_pid" "${pids[@]}"; do
-            [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && alive=1
-        done
-        [ "$alive" -eq 0 ] && break
-        sleep 0.1
-    done
-    for pid in "$steward_pid" "$redis_pid" "${pids[@]}"; do
-        [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
-    done
-    if [ "$pg_started" -eq 1 ]; then
-        if ! "${as_pg[@]}" "$PGBIN/pg_ctl" -D "$pgdir/data" -m immediate -w -t 30 stop >/dev/null 2>&1; then
-            pid=$(head -n 1 "$pgdir/data/postmaster.pid" 2>/dev/null || true)
-            if [[ $pid =~ ^[0-9]+$ ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
-        fi
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# --- steward binary -------------------------------------------------------------------------
-
-if [ -n "${STEWARD_BIN:-}" ]; then
-    [ -x "$STEWARD_BIN" ] || die "STEWARD_BIN=$STEWARD_BIN is not an executable"
-    STEWARD_BIN=$(cd "$(dirname "$STEWARD_BIN")" && pwd)/$(basename "$STEWARD_BIN")
-    say "using $STEWARD_BIN (not building)"
-else
-    say "building steward (release)"
-    cargo build --release --quiet --bin steward
-    STEWARD_BIN="$ROOT/${CARGO_TARGET_DIR:-target}/release/steward"
-    [ -x "$STEWARD_BIN" ] || STEWARD_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/steward"
-    [ -x "$STEWARD_BIN" ] || die "built steward not found under ${CARGO_TARGET_DIR:-target}/release"
-fi
+bench_tmp steward-soak "${SOAK_TMPDIR:-/tmp}"
+steward_binary
 
 # --- throwaway PostgreSQL -------------------------------------------------------------------
 
-pick_port
-PG_PORT=${ports[-1]}
-PG_PASSWORD=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
-mkdir -m 0700 "$pgdir"
-if [ "$(id -u)" -eq 0 ]; then
-    chown -R postgres: "$pgdir"
-    chmod 0711 "$tmp" # the postgres user has to reach $pgdir
-fi
-say "initdb of a throwaway cluster in $pgdir (port $PG_PORT)"
-"${as_pg[@]}" "$PGBIN/initdb" -D "$pgdir/data" -U postgres -A trust --auth-host=scram-sha-256 \
-    -E UTF8 --locale=C --no-sync >"$tmp/initdb.log" 2>&1 ||
-    { cat "$tmp/initdb.log" >&2; die "initdb failed"; }
-"${as_pg[@]}" tee -a "$pgdir/data/postgresql.conf" >/dev/null <<EOF
-
-# benches/soak.sh: a throwaway cluster
-port = $PG_PORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$pgdir'
+pg_create --no-superuser-password <<EOF
 max_connections = 40
 fsync = off
 full_page_writes = off
 shared_buffers = 16MB
 EOF
-pg_started=1
-pg_ctl() { "${as_pg[@]}" "$PGBIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w -t 60 "$@" >/dev/null; }
-pg_ctl start || { tail -n 30 "$pgdir/postgres.log" >&2; die "pg_ctl start failed"; }
+pg_start
 # Superuser over the unix socket (trust): only for setup and for reading pg_stat_activity.
 sql() { env -u PGPASSWORD -u PGSERVICE -u PGOPTIONS "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 -h "$pgdir" -p "$PG_PORT" -U postgres -d postgres "$@"; }
 sql -c "CREATE ROLE soak LOGIN PASSWORD '$PG_PASSWORD'" -c "CREATE DATABASE soak OWNER soak"
 
 # --- throwaway Redis ------------------------------------------------------------------------
 
-pick_port
-REDIS_PORT=${ports[-1]}
-rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
-start_redis() {
-    local deadline
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
-        --dir "$tmp" >>"$tmp/redis.log" 2>&1 &
-    redis_pid=$!
-    deadline=$((SECONDS + 20))
-    until [ "$(rcli ping 2>/dev/null)" = PONG ]; do
-        kill -0 "$redis_pid" 2>/dev/null || { tail -n 20 "$tmp/redis.log" >&2; die "redis-server exited"; }
-        [ "$SECONDS" -lt "$deadline" ] || { tail -n 20 "$tmp/redis.log" >&2; die "redis-server did not answer"; }
-        sleep 0.1
-    done
-}
-stop_redis() {
-    kill -TERM "$redis_pid" 2>/dev/null || true
-    wait "$redis_pid" 2>/dev/null || true
-}
-start_redis
+start_redis "$tmp"
 
 # --- steward --------------------------------------------------------------------------------
 
@@ -219,48 +106,20 @@ interval = "1s"
 timeout = "500ms"
 pool_max = $REDIS_POOL_MAX
 
-[metrics]
-listen = "127.0.0.1:$METRICS_PORT"
+$(steward_toml_local "$tmp/steward" "$METRICS_PORT" info)
 
-[control]
-socket = "$tmp/steward/ctl.sock"
-
-[state]
-dir = "$tmp/steward/state"
-
-[log]
-level = "info"
-
-[backup]
-dir = "$tmp/steward/backups"
-
-[backup.schedule]
-daily = ""
-weekly = ""
+$(steward_toml_no_schedules "$tmp/steward")
 EOF
-steward_env=(env -u DATABASE_URL -u REDIS_URL -u MONITORING_INTERVAL -u REDIS_MAX_CONNECTIONS
-    -u REDIS_SOCKET_TIMEOUT -u STEWARD_CONFIG -u BACKUP_RETENTION_DAYS -u BACKUP_SCHEDULE_DAILY_HOUR
-    -u BACKUP_SCHEDULE_WEEKLY_DAY -u CACHE_COMPRESSION_THRESHOLD -u ALERT_THRESHOLD_RESPONSE_TIME
-    -u RUST_LOG -u NOTIFY_SOCKET -u WATCHDOG_USEC -u WATCHDOG_PID -u LISTEN_FDS -u LISTEN_PID)
-while read -r var; do
-    [[ $var == STEWARD_* ]] && steward_env+=(-u "$var")
-done < <(compgen -e)
-stw() { "${steward_env[@]}" "$STEWARD_BIN" --socket "$tmp/steward/ctl.sock" "$@"; }
-
-(cd "$tmp/steward" && exec "${steward_env[@]}" "$STEWARD_BIN" run --config "$tmp/steward/steward.toml") \
-    >"$tmp/steward/steward.log" 2>&1 &
-steward_pid=$!
+steward_env_init
+stw() { steward_at "$tmp/steward/ctl.sock" "$@"; }
+spawn_steward "$tmp/steward"
+steward_pid=$SPAWNED_PID
 t0=$SECONDS
-deadline=$((SECONDS + 30))
-until stw status >/dev/null 2>&1; do
-    kill -0 "$steward_pid" 2>/dev/null || { tail -n 20 "$tmp/steward/steward.log" >&2; die "steward exited at start"; }
-    [ "$SECONDS" -lt "$deadline" ] || { tail -n 20 "$tmp/steward/steward.log" >&2; die "steward did not answer on its control socket within 30 s"; }
-    sleep 0.1
-done
+wait_steward "$steward_pid" "$tmp/steward/ctl.sock" "$tmp/steward/steward.log" steward "exited at start"
 
 # --- sampling -------------------------------------------------------------------------------
 
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$steward_pid/status" 2>/dev/null || echo 0; }
+rss_kb() { status_kb "$steward_pid" VmRSS 2>/dev/null || echo 0; }
 fds() { find "/proc/$steward_pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 # Connections of role soak (only steward uses it); empty while PostgreSQL restarts.
 pg_conns() { sql -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'soak'" 2>/dev/null || true; }
@@ -281,7 +140,7 @@ sleep 3
 snapshot "start"
 pg_max=0 redis_max=0 samples=0 pg_restarts=0 redis_restarts=0 restart_failures=0
 next_restart=$((t0 + RESTART_EVERY))
-base_rss= base_fds=
+base_rss='' base_fds=''
 while [ $((SECONDS - t0)) -lt "$SOAK_SECONDS" ]; do
     kill -0 "$steward_pid" 2>/dev/null || break
     n=$(pg_conns)
@@ -298,7 +157,7 @@ while [ $((SECONDS - t0)) -lt "$SOAK_SECONDS" ]; do
     if [ "$SECONDS" -ge "$next_restart" ]; then
         if pg_ctl -m fast restart; then pg_restarts=$((pg_restarts + 1)); else restart_failures=$((restart_failures + 1)); fi
         stop_redis
-        start_redis
+        start_redis "$tmp"
         redis_restarts=$((redis_restarts + 1))
         next_restart=$((next_restart + RESTART_EVERY))
     fi

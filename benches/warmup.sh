@@ -27,121 +27,40 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
 umask 077
+BENCH_NAME=benches/warmup.sh
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 ROWS=${BENCH_WARMUP_ROWS:-1000000}
-[[ $ROWS =~ ^[1-9][0-9]*$ ]] || { echo "benches/warmup.sh: BENCH_WARMUP_ROWS must be a positive integer" >&2; exit 2; }
+need_positive BENCH_WARMUP_ROWS "$ROWS"
 TARGET=100000
 
-if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
-    export PATH="${HOME:-/root}/.cargo/bin:$PATH"
-fi
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'benches/warmup.sh: %s\n' "$*" >&2; exit 1; }
-
-pg_bindir() {
-    local d
-    d=$(pg_config --bindir 2>/dev/null || true)
-    if [ -n "$d" ] && [ -x "$d/initdb" ]; then printf '%s\n' "$d"; return; fi
-    d=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
-    [ -n "$d" ] && [ -x "$d/initdb" ] && { printf '%s\n' "$d"; return; }
-    die "PostgreSQL server binaries not found (pg_config --bindir, /usr/lib/postgresql/*/bin); install postgresql"
-}
-PGBIN=$(pg_bindir)
-command -v jq >/dev/null 2>&1 || bash tests/apt-install.sh jq || die "could not install jq"
+use_rustup_cargo
+pg_tools
+ensure_tools jq
 command -v redis-server >/dev/null 2>&1 || die "redis-server not found; install redis-server"
-PSQL=$PGBIN/psql
-[ -x "$PSQL" ] || PSQL=$(command -v psql) || die "psql not found"
+PSQL=$(pg_client psql) || die "psql not found"
 
-if [ "$(id -u)" -eq 0 ]; then
-    id postgres >/dev/null 2>&1 || die "running as root but there is no postgres user to run the server as"
-    as_pg=(runuser -u postgres --)
-else
-    as_pg=()
-fi
-
-# shellcheck source=benches/ports.sh
-. benches/ports.sh
-
-tmp=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/steward-bench-warmup.XXXXXX")
-pgdir=$tmp/pg
-pids=()
-pg_started=0
-cleanup() {
-    local pid alive
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for _ in $(seq 1 100); do
-        alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [ "$alive" -eq 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    if [ "$pg_started" -eq 1 ]; then
-        "${as_pg[@]}" "$PGBIN/pg_ctl" -D "$pgdir/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [ -n "${STEWARD_BIN:-}" ]; then
-    [ -x "$STEWARD_BIN" ] || die "STEWARD_BIN=$STEWARD_BIN is not an executable"
-else
-    say "building steward (release)"
-    cargo build --release --quiet --bin steward
-    STEWARD_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/steward"
-    [ -x "$STEWARD_BIN" ] || die "built steward not found under ${CARGO_TARGET_DIR:-target}/release"
-fi
+bench_tmp steward-bench-warmup "${BENCH_TMPDIR:-/tmp}"
+steward_binary
 
 # --- throwaway PostgreSQL and Redis ---------------------------------------------------------
 
-pick_port
-PG_PORT=${ports[-1]}
-PG_PASSWORD=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
-mkdir -m 0700 "$pgdir"
-printf '%s\n' "$PG_PASSWORD" >"$pgdir/pwfile"
-if [ "$(id -u)" -eq 0 ]; then
-    chown -R postgres: "$pgdir"
-    chmod 0711 "$tmp"
-fi
-say "initdb of a throwaway cluster (port $PG_PORT)"
-"${as_pg[@]}" "$PGBIN/initdb" -D "$pgdir/data" -U postgres -A trust --auth-host=scram-sha-256 \
-    --pwfile="$pgdir/pwfile" -E UTF8 --locale=C --no-sync >"$tmp/initdb.log" 2>&1 ||
-    { cat "$tmp/initdb.log" >&2; die "initdb failed"; }
-rm -f "$pgdir/pwfile"
-"${as_pg[@]}" tee -a "$pgdir/data/postgresql.conf" >/dev/null <<EOF
-
-# benches/warmup.sh: a throwaway cluster
-port = $PG_PORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$pgdir'
+pg_create --superuser-password <<EOF
 fsync = off
 synchronous_commit = off
 full_page_writes = off
 shared_buffers = 128MB
 autovacuum = off
 EOF
-pg_started=1
-"${as_pg[@]}" "$PGBIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w -t 60 start >/dev/null ||
-    { tail -n 30 "$pgdir/postgres.log" >&2; die "pg_ctl start failed"; }
-sql() {
-    env -u PGSERVICE -u PGPASSFILE -u PGOPTIONS PGHOST=127.0.0.1 "PGPORT=$PG_PORT" PGUSER=postgres \
-        "PGPASSWORD=$PG_PASSWORD" PGDATABASE=postgres "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$@"
-}
+pg_start
+pg_client_env
+sql() { "${pg[@]}" PGDATABASE=postgres "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
 
-pick_port
-REDIS_PORT=${ports[-1]}
-REDIS_PASSWORD=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+REDIS_PASSWORD=$(random_password)
 mkdir -p "$tmp/redis"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-    --requirepass "$REDIS_PASSWORD" --dir "$tmp/redis" >"$tmp/redis.log" 2>&1 &
-pids+=($!)
-rcli() { REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -p "$REDIS_PORT" "$@"; }
-for _ in $(seq 1 100); do rcli ping >/dev/null 2>&1 && break; sleep 0.1; done
-rcli ping >/dev/null 2>&1 || { cat "$tmp/redis.log" >&2; die "redis-server did not start"; }
+start_redis "$tmp/redis"
 
 say "filling table warm with $ROWS rows"
 sql <<EOF
@@ -176,24 +95,9 @@ url = "redis://:$REDIS_PASSWORD@127.0.0.1:$REDIS_PORT/0"
 interval = "10s"
 write_read_test = false
 
-[metrics]
-listen = "127.0.0.1:${ports[-1]}"
+$(steward_toml_local "$dir" "${ports[-1]}" warn)
 
-[control]
-socket = "$dir/ctl.sock"
-
-[state]
-dir = "$dir/state"
-
-[log]
-level = "warn"
-
-[backup]
-dir = "$dir/backups"
-
-[backup.schedule]
-daily = ""
-weekly = ""
+$(steward_toml_no_schedules "$dir")
 
 [cache]
 compression_threshold = 1024
@@ -209,32 +113,24 @@ compress = true
 [cache.namespace.warmup]
 query = "SELECT id, doc FROM warm"
 EOF
-steward_env=(env -u DATABASE_URL -u REDIS_URL -u REDIS_MAX_CONNECTIONS -u REDIS_SOCKET_TIMEOUT
-    -u STEWARD_CONFIG -u CACHE_COMPRESSION_THRESHOLD -u RUST_LOG -u NOTIFY_SOCKET -u WATCHDOG_USEC)
-while read -r var; do
-    [[ $var == STEWARD_* ]] && steward_env+=(-u "$var")
-done < <(compgen -e)
-(cd "$dir" && exec "${steward_env[@]}" "$STEWARD_BIN" run --config "$dir/steward.toml") \
-    >"$dir/steward.log" 2>&1 &
-steward_pid=$!
-pids+=("$steward_pid")
-ctl() { "${steward_env[@]}" "$STEWARD_BIN" --socket "$dir/ctl.sock" "$@"; }
-for _ in $(seq 1 300); do ctl --json status >/dev/null 2>&1 && break; sleep 0.1; done
-ctl --json status >/dev/null 2>&1 || { tail -n 20 "$dir/steward.log" >&2; die "steward did not answer on its control socket"; }
+steward_env_init
+spawn_steward "$dir"
+steward_pid=$SPAWNED_PID
+ctl() { steward_at "$dir/ctl.sock" "$@"; }
+wait_steward "$steward_pid" "$dir/ctl.sock" "$dir/steward.log"
 
 # --- the warm-up ----------------------------------------------------------------------------
 
-echo 5 >"/proc/$steward_pid/clear_refs" 2>/dev/null || say "warning: cannot reset VmHWM; the peak since start is reported"
-rss_before=$(awk '/^VmRSS:/ { print $2 }' "/proc/$steward_pid/status")
+reset_hwm "$steward_pid" || say "warning: cannot reset VmHWM; the peak since start is reported"
+rss_before=$(status_kb "$steward_pid" VmRSS)
 # CPU seconds (user + system) of a process, from /proc/PID/stat (fields 14 and 15, in ticks).
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"; }
-redis_pid=${pids[0]}
 cpu_steward=$(cpu_of "$steward_pid") cpu_redis=$(cpu_of "$redis_pid")
 say "steward cache warm-up bench ($ROWS rows)"
 start_ns=$(date +%s%N)
 reply=$(ctl --json cache warm-up bench) || { printf '%s\n' "$reply" >&2; die "warm-up failed"; }
 wall=$(awk -v s="$start_ns" -v e="$(date +%s%N)" 'BEGIN { printf "%.2f", (e - s) / 1e9 }')
-hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$steward_pid/status")
+hwm=$(status_kb "$steward_pid" VmHWM)
 cpu_steward=$(awk -v a="$cpu_steward" -v b="$(cpu_of "$steward_pid")" 'BEGIN { printf "%.2f", b - a }')
 cpu_redis=$(awk -v a="$cpu_redis" -v b="$(cpu_of "$redis_pid")" 'BEGIN { printf "%.2f", b - a }')
 r=$(jq -c '.data.namespaces[0]' <<<"$reply")
