@@ -3,7 +3,8 @@
 #
 # 1. Installs what the tests need when it is missing (Debian/Ubuntu, as root or through sudo):
 #    promtool and prometheus (package prometheus), prometheus-alertmanager and amtool
-#    (package prometheus-alertmanager), PostgreSQL server binaries (postgresql) and redis-server.
+#    (package prometheus-alertmanager), PostgreSQL server binaries (postgresql), redis-server, age, zstd, gzip, systemd-analyze,
+#    openssl, curl, setpriv and mount.
 #    `apt-get update` runs once, and only when something has to be installed.
 # 2. cargo fmt --check
 # 3. cargo clippy --all-targets -- -D warnings
@@ -50,6 +51,13 @@ command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 command -v gunzip >/dev/null 2>&1 || missing+=(gzip)
 # The unit-file test runs systemd-analyze verify.
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# The HTTP security tests make certificates with openssl and scrape over TLS with curl; the
+# access tests run clients as another user with setpriv (util-linux) and the full-disk tests
+# mount a tmpfs (mount).
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v mount >/dev/null 2>&1 || missing+=(mount)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing missing packages: ${missing[*]}"
