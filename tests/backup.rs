@@ -8,7 +8,7 @@
 mod common;
 
 use chrono::{DateTime, Duration as ChronoDuration, Timelike, Utc};
-use common::faults::children_named;
+use common::faults::{add_big_table, children_named};
 use common::tmpfs::Tmpfs;
 use common::*;
 use std::collections::BTreeSet;
@@ -247,20 +247,6 @@ fn assert_seeded(fp: &str) {
     );
 }
 
-/// A big table for the tests that need a backup to take a while or a lot of space:
-/// `rows` rows of about 100 bytes of hex text each (compresses about 2:1).
-fn add_big_table(pg: &Postgres, db: &str, rows: u64) {
-    pg.psql(
-        &format!(
-            "CREATE TABLE big (id integer, a text);
-             INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text)
-             FROM generate_series(1, {rows}) g;"
-        ),
-        PG_USER,
-        db,
-    );
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. Round trip
 // ---------------------------------------------------------------------------------------------
@@ -342,7 +328,7 @@ fn sigkill_mid_backup_leaves_no_backup_and_next_start_records_failure() {
     let pg = Postgres::start();
     let redis = Redis::start();
     let t = Instant::now();
-    add_big_table(&pg, PG_DB, KILL_ROWS);
+    add_big_table(&pg, KILL_ROWS);
     eprintln!("big table of {KILL_ROWS} rows made in {:?}", t.elapsed());
     // The password comes in through DATABASE_URL, as in many deployments.
     let mut st = builder(&pg, &redis)
@@ -475,7 +461,7 @@ fn full_filesystem_fails_cleanly_and_older_backups_still_verify() {
 
     let first = create_wait(&st);
     // ~20 000 rows of 100 hex chars: about 1 MB compressed, twice the filesystem.
-    add_big_table(&pg, PG_DB, 20_000);
+    add_big_table(&pg, 20_000);
     let out = st.ctl(&["backup", "create", "--wait"]);
     let err = error_of(&out);
     let lower = err.to_lowercase();

@@ -14,34 +14,21 @@ use std::time::Duration;
 
 const BOUND: Duration = Duration::from_secs(20);
 
-/// One HTTP/1.1 request with `Connection: close` and optional basic auth: (status, lowercased
-/// head, body).
+/// One request with `Connection: close` and optional basic auth: (status, lowercased head, body).
 fn get(
     port: u16,
     path: &str,
     auth: Option<(&str, &str)>,
 ) -> std::io::Result<(u16, String, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(15)))?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if let Some((u, p)) = auth {
+    let header = auth.map(|(u, p)| {
         let enc = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-        req += &format!("Authorization: Basic {enc}\r\n");
-    }
-    req += "\r\n";
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other(format!("no header end in {text:?}")))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
-    Ok((status, head.to_ascii_lowercase(), body.to_string()))
+        format!("Basic {enc}")
+    });
+    let headers: Vec<(&str, &str)> = header
+        .iter()
+        .map(|h| ("Authorization", h.as_str()))
+        .collect();
+    http_with_headers(port, "GET", path, &headers, None)
 }
 
 fn status(port: u16, path: &str, auth: Option<(&str, &str)>) -> u16 {

@@ -871,11 +871,25 @@ pub fn http_full(
     path: &str,
     json: Option<&str>,
 ) -> std::io::Result<(u16, String, String)> {
+    http_with_headers(port, method, path, &[], json)
+}
+
+/// [`http_full`] with extra request headers (`Authorization`, say).
+pub fn http_with_headers(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json: Option<&str>,
+) -> std::io::Result<(u16, String, String)> {
     let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(15)))?;
     s.set_write_timeout(Some(Duration::from_secs(15)))?;
     let mut req =
         format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        req += &format!("{name}: {value}\r\n");
+    }
     if let Some(body) = json {
         req += &format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
