@@ -8,7 +8,7 @@
 mod common;
 
 use chrono::{DateTime, Duration as ChronoDuration, Timelike, Utc};
-use common::faults::{add_big_table, children_named};
+use common::faults::{add_big_table, assert_interrupted, children_named, file_names};
 use common::tmpfs::Tmpfs;
 use common::*;
 use std::collections::BTreeSet;
@@ -101,19 +101,6 @@ fn databases(pg: &Postgres) -> Vec<String> {
         .map(|l| l.trim().to_string())
         .filter(|l| !l.is_empty())
         .collect()
-}
-
-/// Names of the files directly in `dir`, sorted (empty when `dir` does not exist).
-fn file_names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 /// A counter that may not be exported yet reads as 0.
@@ -397,20 +384,7 @@ fn sigkill_mid_backup_leaves_no_backup_and_next_start_records_failure() {
         !all.iter().any(|m| m.is_good()),
         "no good backup may exist after the kill: {all:?}"
     );
-    let failed = all
-        .iter()
-        .find(|m| m.id == id)
-        .unwrap_or_else(|| panic!("the interrupted run {id} is not recorded: {all:?}"));
-    assert_eq!(failed.status, BackupStatus::Failed, "{failed:?}");
-    assert!(
-        failed
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .to_lowercase()
-            .contains("interrupted"),
-        "the failure should say the run was interrupted: {failed:?}"
-    );
+    let failed = assert_interrupted(&all, &id);
     assert!(failed.file.is_none(), "{failed:?}");
     assert_eq!(
         file_names(&dbdir),

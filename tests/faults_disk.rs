@@ -101,12 +101,6 @@ fn full_disk_under_the_backup_dir() {
     fs::remove_file(&ballast_path).unwrap();
     let next = create_good(&st);
     let all = assert_nothing_lost(&st, &root);
-    let good: Vec<&str> = all
-        .iter()
-        .filter(|m| m.is_good())
-        .map(|m| m.id.as_str())
-        .collect();
-    assert_eq!(good.len(), 2, "{all:?}");
-    assert!(good.contains(&first.id.as_str()) && good.contains(&next.id.as_str()));
+    assert_good_are(&all, &[&first.id, &next.id]);
     drop(st);
 }

@@ -171,13 +171,7 @@ fn postgres_stopped_and_killed_during_a_backup() {
 
     let next = create_good(&st);
     let all = assert_nothing_lost(&st, &root);
-    let good: Vec<&str> = all
-        .iter()
-        .filter(|m| m.is_good())
-        .map(|m| m.id.as_str())
-        .collect();
-    assert_eq!(good.len(), 2, "{all:?}");
-    assert!(good.contains(&first.id.as_str()) && good.contains(&next.id.as_str()));
+    assert_good_are(&all, &[&first.id, &next.id]);
     for f in [&stopped, &killed] {
         assert!(
             all.iter().any(|m| m.id == f.id && !m.is_good()),

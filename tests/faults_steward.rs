@@ -12,7 +12,7 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use steward::backup::api::{PruneReply, Started};
-use steward::backup::catalog::{self, BackupMeta, BackupStatus};
+use steward::backup::catalog::{self, BackupMeta};
 use steward::backup::BackupKind;
 
 /// A database of this many big rows takes seconds to dump, so the kill lands mid-dump.
@@ -66,19 +66,7 @@ fn sigkill_of_steward_mid_backup_loses_nothing() {
 
     st.start_again();
     let all = assert_nothing_lost(&st, &root);
-    let failed = all
-        .iter()
-        .find(|m| m.id == id)
-        .unwrap_or_else(|| panic!("the interrupted run {id} is not recorded: {all:?}"));
-    assert_eq!(failed.status, BackupStatus::Failed, "{failed:?}");
-    assert!(
-        failed
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .contains("interrupted"),
-        "{failed:?}"
-    );
+    assert_interrupted(&all, &id);
     assert!(
         all.iter().any(|m| m.id == earlier.id && m.is_good()),
         "the earlier backup is gone: {all:?}"

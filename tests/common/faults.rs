@@ -206,3 +206,34 @@ pub fn children_named(parent: u32, comm: &str) -> Vec<u32> {
     }
     out
 }
+
+/// The entry of run `id`, which a stop of steward interrupted: recorded as failed, saying so.
+pub fn assert_interrupted<'a>(all: &'a [BackupMeta], id: &str) -> &'a BackupMeta {
+    let failed = all
+        .iter()
+        .find(|m| m.id == id)
+        .unwrap_or_else(|| panic!("the interrupted run {id} is not recorded: {all:?}"));
+    assert_eq!(failed.status, BackupStatus::Failed, "{failed:?}");
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("interrupted"),
+        "the failure should say the run was interrupted: {failed:?}"
+    );
+    failed
+}
+
+/// Asserts that the good backups are exactly `ids`, in any order.
+pub fn assert_good_are(all: &[BackupMeta], ids: &[&str]) {
+    let mut good: Vec<&str> = all
+        .iter()
+        .filter(|m| m.is_good())
+        .map(|m| m.id.as_str())
+        .collect();
+    let mut want = ids.to_vec();
+    good.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(good, want, "{all:?}");
+}
