@@ -37,7 +37,7 @@ enum Cmd {
     Write {
         path: PathBuf,
         line: Vec<u8>,
-        reply: Option<oneshot::Sender<std::io::Result<()>>>,
+        reply: oneshot::Sender<std::io::Result<()>>,
     },
     /// Open `path` for appending (creating it) without writing: can an entry be written?
     Probe {
@@ -78,17 +78,9 @@ impl AuditHandle {
     /// admin command is refused before it changes anything when it could not be audited.
     pub async fn ready(&self) -> Result<(), AuditError> {
         let path = self.path();
-        let (reply, rx) = oneshot::channel();
-        let sent = self.tx.send(Cmd::Probe {
-            path: path.clone(),
-            reply,
-        });
-        sent.await.map_err(|_| AuditError::Gone)?;
-        let out = match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(AuditError::Write { path, source }),
-            Err(_) => Err(AuditError::Gone),
-        };
+        let out = self
+            .ask(path.clone(), |reply| Cmd::Probe { path, reply })
+            .await;
         if out.is_err() {
             // An admin command refused for it counts as an entry not written.
             self.count(&out);
@@ -98,24 +90,33 @@ impl AuditHandle {
 
     /// Writes `entry` (secrets masked) and waits until it is on disk.
     pub async fn record(&self, entry: Entry) -> Result<(), AuditError> {
-        let path = self.path();
-        let (reply, rx) = oneshot::channel();
-        let cmd = Cmd::Write {
-            path: path.clone(),
-            line: self.line(entry),
-            reply: Some(reply),
-        };
-        self.tx.send(cmd).await.map_err(|_| AuditError::Gone)?;
-        let out = match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(AuditError::Write { path, source }),
-            Err(_) => Err(AuditError::Gone),
-        };
+        let (path, line) = (self.path(), self.line(entry));
+        let out = self
+            .ask(path.clone(), |reply| Cmd::Write { path, line, reply })
+            .await;
         self.count(&out);
         if let Err(e) = &out {
             tracing::error!(error = %e, "audit entry not written");
         }
         out
+    }
+
+    /// Sends the command `make` builds to the writer and waits for its answer about `path`.
+    async fn ask(
+        &self,
+        path: PathBuf,
+        make: impl FnOnce(oneshot::Sender<std::io::Result<()>>) -> Cmd,
+    ) -> Result<(), AuditError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| AuditError::Gone)?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(AuditError::Write { path, source }),
+            Err(_) => Err(AuditError::Gone),
+        }
     }
 
     /// Writes `entry` without waiting, for actions already taken (logged if it fails).
@@ -170,10 +171,7 @@ impl Writer {
         while let Some(cmd) = rx.blocking_recv() {
             match cmd {
                 Cmd::Write { path, line, reply } => {
-                    let out = self.append(&path, &line);
-                    if let Some(reply) = reply {
-                        let _ = reply.send(out);
-                    }
+                    let _ = reply.send(self.append(&path, &line));
                 }
                 Cmd::Probe { path, reply } => {
                     let out = self.file(&path).map(|_| ());
