@@ -385,8 +385,8 @@ fn default_timeouts(cfg: &mut Config, raw: &Map<String, Value>) {
 
 #[path = "secret_file.rs"]
 mod secret_file;
-pub(crate) use secret_file::read_secret_file;
 use secret_file::read_secret_files;
+pub(crate) use secret_file::{read_secret_file, read_secret_quietly};
 
 #[cfg(test)]
 #[path = "load_tests.rs"]

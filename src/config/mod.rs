@@ -17,6 +17,7 @@ pub use backup::{
 };
 pub use cache::{CacheConfig, Codec, NamespaceConfig, WarmupConfig, EVICTION_POLICIES};
 pub use control::{group_id, ControlConfig};
+pub(crate) use load::read_secret_quietly;
 pub use load::{load, resolve_path, LoadError};
 pub use metrics::{BcryptHash, MetricsConfig};
 pub use validate::Problem;

@@ -33,7 +33,17 @@ pub(super) fn read_secret_files(cfg: &mut Config, problems: &mut Vec<Problem>) {
 /// when its mode lets group or others read it; every `*_file` secret goes through here, at
 /// start and on each reload, so an exposed file is reported every time it is read.
 pub(crate) fn read_secret_file(key: &str, path: &Path) -> Result<String, Problem> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_secret_quietly(key, path)?;
+    if let Some(warning) = exposure_warning(key, path) {
+        tracing::warn!(key, file = %path.display(), "{warning}");
+    }
+    Ok(text)
+}
+
+/// [`read_secret_file`] without the exposure warning, for a second read of a file that
+/// validation has just read (and warned about), such as building the HTTP guards.
+pub(crate) fn read_secret_quietly(key: &str, path: &Path) -> Result<String, Problem> {
+    std::fs::read_to_string(path).map_err(|e| {
         Problem::new(
             key,
             format!(
@@ -41,11 +51,7 @@ pub(crate) fn read_secret_file(key: &str, path: &Path) -> Result<String, Problem
                 path.display()
             ),
         )
-    })?;
-    if let Some(warning) = exposure_warning(key, path) {
-        tracing::warn!(key, file = %path.display(), "{warning}");
-    }
-    Ok(text)
+    })
 }
 
 /// The warning for a secret file that group or others can read, naming the file, its mode

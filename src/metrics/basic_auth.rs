@@ -28,18 +28,13 @@ impl Users {
     /// Reads the inline table and the users file (without the exposure warning, which the
     /// config validation gives once per load).
     pub fn from_config(m: &MetricsConfig) -> Result<Users, Vec<Problem>> {
-        let text = match &m.basic_auth_users_file {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-                vec![Problem::new(
-                    "metrics.basic_auth_users_file",
-                    format!(
-                        "cannot read {}: {e} (the file must exist and be readable by steward's user)",
-                        path.display()
-                    ),
-                )]
-            })?),
-            None => None,
-        };
+        let key = "metrics.basic_auth_users_file";
+        let text = m
+            .basic_auth_users_file
+            .as_deref()
+            .map(|path| crate::config::read_secret_quietly(key, path))
+            .transpose()
+            .map_err(|p| vec![p])?;
         Users::parse(m, text.as_deref())
     }
 
