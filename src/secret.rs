@@ -204,7 +204,12 @@ fn conninfo_secrets(s: &str) -> Vec<String> {
             let form = url::form_urlencoded::parse(pair.as_bytes())
                 .next()
                 .map(|(_, v)| v.into_owned());
-            [form, percent_decode(p)]
+            // `%XX` decoded, a `+` left a `+` (as in a URL's userinfo).
+            let plain = percent_encoding::percent_decode_str(p)
+                .decode_utf8()
+                .ok()
+                .map(|c| c.into_owned());
+            [form, plain]
         })
         .flatten()
         .collect();
@@ -233,32 +238,6 @@ fn dsn_unquote(v: &str) -> String {
         }
     }
     out
-}
-
-/// `%XX` sequences decoded (a `+` stays a `+`, as in a URL's userinfo); `None` when that
-/// gives no valid UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Replaces every known secret value in free text, and redacts any connection URL in it.
