@@ -224,7 +224,7 @@ fn validate_encryption(e: &EncryptionConfig, out: &mut Vec<super::Problem>) {
     if let Some(path) = &e.identity_file {
         // Read through the loader's secret-file reader: a group- or world-readable identity
         // gets the same warning as any other secret file.
-        match super::load::read_secret_file("backup.encryption.identity_file", path) {
+        match super::secret_file::read_secret_file("backup.encryption.identity_file", path) {
             Err(problem) => out.push(problem),
             Ok(text) => {
                 if parse_identities(&text).is_empty() {

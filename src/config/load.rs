@@ -1,5 +1,6 @@
 //! Loading: file → legacy environment variables → `STEWARD_<SECTION>__<KEY>` → secret files → validation.
 
+use super::secret_file::read_secret_files;
 use super::validate::{validate, Problem};
 use super::Config;
 use crate::secret::{Scrubber, SecretUrl};
@@ -110,7 +111,7 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
     // Secret files are read here and in validation; their warnings must show even before
     // logging is set up.
     let log = cfg.log.clone();
-    secret_file::with_warnings_shown(&log, || {
+    super::secret_file::with_warnings_shown(&log, || {
         read_secret_files(&mut cfg, &mut problems);
         default_timeouts(&mut cfg, &raw);
         problems.extend(validate(&cfg));
@@ -383,11 +384,5 @@ fn default_timeouts(cfg: &mut Config, raw: &Map<String, Value>) {
     }
 }
 
-#[path = "secret_file.rs"]
-mod secret_file;
-use secret_file::read_secret_files;
-pub(crate) use secret_file::{read_secret_file, read_secret_quietly};
-
 #[cfg(test)]
-#[path = "load_tests.rs"]
 mod tests;

@@ -126,7 +126,7 @@ pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
     match (&m.tls_cert, &m.tls_key) {
         (Some(cert), Some(key)) => {
             // Read once through the secret-file path for its exposure warning.
-            if let Err(p) = super::load::read_secret_file("metrics.tls_key", key) {
+            if let Err(p) = super::secret_file::read_secret_file("metrics.tls_key", key) {
                 out.push(p);
             } else if let Err(e) = crate::metrics::tls::load(cert, key) {
                 out.push(Problem::new(e.key(), e.to_string()));
@@ -143,10 +143,12 @@ pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
         (None, None) => {}
     }
     let file = match &m.basic_auth_users_file {
-        Some(path) => match super::load::read_secret_file("metrics.basic_auth_users_file", path) {
-            Ok(text) => Some(text),
-            Err(p) => return out.push(p),
-        },
+        Some(path) => {
+            match super::secret_file::read_secret_file("metrics.basic_auth_users_file", path) {
+                Ok(text) => Some(text),
+                Err(p) => return out.push(p),
+            }
+        }
         None => None,
     };
     if let Err(problems) = crate::metrics::basic_auth::Users::parse(m, file.as_deref()) {

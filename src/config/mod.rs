@@ -7,6 +7,7 @@ mod cache;
 mod control;
 mod load;
 mod metrics;
+mod secret_file;
 mod validate;
 
 pub use alerts::{AlertmanagerConfig, AlertsConfig, Rule, Severity};
@@ -17,9 +18,9 @@ pub use backup::{
 };
 pub use cache::{CacheConfig, Codec, NamespaceConfig, WarmupConfig, EVICTION_POLICIES};
 pub use control::{group_id, ControlConfig};
-pub(crate) use load::read_secret_quietly;
 pub use load::{load, resolve_path, LoadError};
 pub use metrics::{BcryptHash, MetricsConfig};
+pub(crate) use secret_file::read_secret_quietly;
 pub use validate::Problem;
 
 use crate::secret::{Scrubber, SecretUrl};

@@ -1,6 +1,6 @@
 //! Tests of config loading: files, environment, secret files and their problems.
 
-use super::secret_file::exposure_warning;
+use super::super::secret_file::{exposure_warning, read_secret_file};
 use super::*;
 use std::io::Write;
 
