@@ -630,8 +630,8 @@ fn restore_over_existing_database_needs_force_and_takes_pre_restore_backup() {
     let out = st.ctl(&["backup", "restore", &b.id, "--target-db", PG_DB]);
     let err = error_of(&out);
     assert!(
-        err.contains("--force") && err.contains("not empty"),
-        "the refusal should say the database is not empty and how to proceed: {err}"
+        err.contains("--force") && err.contains("exists"),
+        "the refusal should say the database exists and how to proceed: {err}"
     );
     assert_eq!(
         fingerprint(&pg, PG_DB),

@@ -176,6 +176,7 @@ impl Setup {
             tmp_path: PathBuf::from(format!("{}.tmp", final_path.display())),
             final_path,
             progress: Arc::new(AtomicU64::new(0)),
+            lock_wait_timeout: Duration::from_secs(60),
         }
     }
 

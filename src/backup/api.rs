@@ -93,6 +93,9 @@ pub struct RestoreSummary {
     pub rows: i64,
     pub bytes: u64,
     pub duration_seconds: f64,
+    /// WARNING lines psql or pg_restore printed (they do not fail a restore).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Reply to `backup verify`.
@@ -114,6 +117,9 @@ pub struct RestoreReply {
     pub replaced: bool,
     #[serde(default)]
     pub pre_restore_backup: Option<String>,
+    /// Sessions on the replaced database that steward ended before its pre-restore backup.
+    #[serde(default)]
+    pub sessions_ended: u64,
     pub summary: RestoreSummary,
 }
 

@@ -34,6 +34,26 @@ impl BackupHandle {
     ) -> Result<(Started, oneshot::Receiver<BackupMeta>), BackupError> {
         self.ask(|reply| Cmd::Create {
             database,
+            source: None,
+            kind,
+            label,
+            reply,
+        })
+        .await?
+    }
+
+    /// Starts a backup of the database now called `source`, catalogued under `database`: the
+    /// pre-restore backup of a database that `restore --force` has renamed aside.
+    pub(super) async fn create_from(
+        &self,
+        database: String,
+        source: String,
+        kind: BackupKind,
+        label: Option<String>,
+    ) -> Result<(Started, oneshot::Receiver<BackupMeta>), BackupError> {
+        self.ask(|reply| Cmd::Create {
+            database,
+            source: Some(source),
             kind,
             label,
             reply,

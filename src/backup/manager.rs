@@ -42,6 +42,8 @@ pub enum BackupError {
 pub(super) enum Cmd {
     Create {
         database: String,
+        /// The database to dump when it is not `database` (see `BackupHandle::create_from`).
+        source: Option<String>,
         kind: BackupKind,
         label: Option<String>,
         reply: oneshot::Sender<Result<(Started, oneshot::Receiver<BackupMeta>), BackupError>>,
@@ -154,6 +156,22 @@ impl Manager {
                 .inc();
         }
         self.refresh_metrics();
+        // Restores cut short by a stop are finished or rolled back, and scratch databases of
+        // dead runs dropped, as soon as PostgreSQL answers.
+        let config = self.config.clone();
+        let cancel = self.cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                let cfg = config.borrow().clone();
+                if super::restore_flow::repair_and_log(&cfg).await {
+                    return;
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+                }
+            }
+        });
         // Free space and the catalog change behind steward's back too (other writers, deletions).
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         tick.tick().await;
@@ -172,11 +190,12 @@ impl Manager {
         match cmd {
             Cmd::Create {
                 database,
+                source,
                 kind,
                 label,
                 reply,
             } => {
-                let _ = reply.send(self.create(database, kind, label));
+                let _ = reply.send(self.create(database, source, kind, label));
             }
             Cmd::List { database, reply } => {
                 let root = self.cfg().backup.dir.clone();
@@ -268,6 +287,7 @@ impl Manager {
     fn create(
         &mut self,
         database: String,
+        source: Option<String>,
         kind: BackupKind,
         label: Option<String>,
     ) -> Result<(Started, oneshot::Receiver<BackupMeta>), BackupError> {
@@ -295,6 +315,7 @@ impl Manager {
         let run = super::run::BackupRun {
             id: id.clone(),
             database: database.clone(),
+            source,
             kind,
             label,
             started,

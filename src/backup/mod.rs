@@ -17,9 +17,11 @@ mod restore_flow;
 mod restore_stream;
 pub mod retention;
 mod run;
+mod scratch;
 pub mod schedule;
 pub mod scheduler;
 mod status;
+mod swap;
 
 pub use manager::{start, BackupError, BackupHandle};
 pub use status::free_bytes;

@@ -37,6 +37,9 @@ pub struct DumpJob {
     pub final_path: PathBuf,
     /// Bytes read from pg_dump so far, for progress display.
     pub progress: Arc<AtomicU64>,
+    /// pg_dump's `--lock-wait-timeout`: a table locked by someone else fails the dump after
+    /// this long (naming the table) instead of waiting forever.
+    pub lock_wait_timeout: std::time::Duration,
 }
 
 /// What a successful dump produced.
@@ -139,7 +142,10 @@ pub async fn dump(job: DumpJob, cancel: CancellationToken) -> Result<DumpOutput,
     };
 
     let mut cmd = tokio::process::Command::new(&job.pg_dump);
-    cmd.arg("--no-password");
+    cmd.arg("--no-password").arg(format!(
+        "--lock-wait-timeout={}",
+        job.lock_wait_timeout.as_millis().max(1)
+    ));
     match job.format {
         DumpFormat::Plain => cmd.arg("-Fp"),
         DumpFormat::Custom => cmd.args(["-Fc", "-Z0"]),

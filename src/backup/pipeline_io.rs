@@ -141,10 +141,32 @@ pub(super) async fn capture_stderr<R: AsyncRead + Unpin>(mut r: R) -> String {
 
 /// True for a line of libpq/psql/pg_dump output that reports an error (not a warning/notice).
 pub(super) fn is_error_line(line: &str) -> bool {
-    let lower = line.to_ascii_lowercase();
-    ["error:", "fatal:", "panic:"]
-        .iter()
-        .any(|k| lower.contains(k))
+    matches!(severity(line), Some("ERROR" | "FATAL" | "PANIC"))
+}
+
+/// The severity of a line of PostgreSQL's tools (`psql:<stdin>:5: WARNING:  …`, `pg_dump:
+/// error: …`), upper-cased: the first severity tag on the line decides, so a warning whose text
+/// says "error:" is a warning.
+pub(super) fn severity(line: &str) -> Option<&'static str> {
+    const TAGS: [&str; 9] = [
+        "ERROR", "FATAL", "PANIC", "WARNING", "NOTICE", "INFO", "LOG", "DETAIL", "HINT",
+    ];
+    let mut best: Option<(usize, &'static str)> = None;
+    for tag in TAGS {
+        let lower = tag.to_ascii_lowercase();
+        for needle in [format!("{tag}:"), format!("{lower}:")] {
+            let found = line.match_indices(&needle).find(|(i, _)| {
+                // A tag starts the line or follows a space or a colon ("psql:x:5: ERROR:").
+                *i == 0 || matches!(line.as_bytes()[i - 1], b' ' | b':' | b'\t')
+            });
+            if let Some((i, _)) = found {
+                if best.is_none_or(|(b, _)| i < b) {
+                    best = Some((i, tag));
+                }
+            }
+        }
+    }
+    best.map(|(_, tag)| tag)
 }
 
 /// The first error in a child's stderr with its DETAIL/HINT/LINE/CONTEXT lines, or, when no
@@ -224,6 +246,19 @@ mod tests {
             "pg_dump: warning: errors ignored on table error_log"
         ));
         assert!(is_error_line("pg_dump: error: connection failed"));
+        // A warning raised by a trigger whose text says "error:" is a warning.
+        assert!(!is_error_line(
+            "psql:<stdin>:88: WARNING:  sensor error: reading out of range"
+        ));
+        assert_eq!(
+            severity("psql:<stdin>:88: WARNING:  sensor error: x"),
+            Some("WARNING")
+        );
+        assert!(is_error_line(
+            "psql:<stdin>:12: ERROR:  relation \"x\" does not exist"
+        ));
+        assert!(is_error_line("FATAL:  terminating connection"));
+        assert_eq!(severity("nothing here"), None);
     }
 
     #[tokio::test]

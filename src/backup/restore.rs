@@ -100,7 +100,14 @@ pub struct RestoreOutput {
     pub bytes_fed: u64,
     /// Bytes of the backup file read.
     pub stored_bytes_read: u64,
+    /// WARNING lines the tool printed (a warning does not fail a restore), at most
+    /// [`MAX_WARNINGS`], scrubbed of secrets.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
+
+/// Most warning lines a restore reports.
+pub const MAX_WARNINGS: usize = 20;
 
 /// Why a restore failed. Messages are meant for users and never hold the password.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +141,8 @@ pub enum RestoreError {
 /// Streams the backup into `target`'s database (which must exist): plain dumps through `psql`
 /// in one transaction with `ON_ERROR_STOP`, custom archives through `pg_restore
 /// --single-transaction --exit-on-error --no-owner`. `tool` is psql or pg_restore accordingly.
-/// `progress` counts file bytes read. On a corrupt stream, an error or cancellation the child is
+/// `progress` counts file bytes read. Success is the tool's exit status; its warnings are
+/// returned. On a corrupt stream, an error or cancellation the child is
 /// killed before its input ends, so its transaction never commits.
 pub async fn restore(
     b: &StoredBackup,
@@ -286,8 +294,9 @@ pub async fn restore(
         source,
     })?;
     let stderr_text = stderr.await.unwrap_or_default();
-    let failed = !status.success() || stderr_text.lines().any(io_util::is_error_line);
-    if failed || !complete {
+    // The tool's exit status decides (psql runs with ON_ERROR_STOP, pg_restore with
+    // --exit-on-error): a WARNING whose text says "error:" is not a failure.
+    if !status.success() || !complete {
         let error = match io_util::first_error(&stderr_text) {
             m if !m.trim().is_empty() => m,
             _ if !complete => format!("{tool_name} stopped reading its input"),
@@ -299,9 +308,16 @@ pub async fn restore(
             error: scrub.scrub(&error),
         });
     }
+    let warnings = stderr_text
+        .lines()
+        .filter(|l| io_util::severity(l) == Some("WARNING"))
+        .take(MAX_WARNINGS)
+        .map(|l| scrub.scrub(l.trim_end()))
+        .collect();
     Ok(RestoreOutput {
         bytes_fed,
         stored_bytes_read: raw_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        warnings,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Verify and restore as the commands run them: look the ID up in the catalog, verify first,
-//! then restore into a new database, or replace an existing one only with `--force` and after
-//! a pre-restore backup of it.
+//! then restore into a scratch database of steward's own and put it under the target's name
+//! only once complete — a new name, or with `--force` in place of an existing database after
+//! fencing it and taking a pre-restore backup (journalled: see `swap`).
 
 use super::api::{Check, RestoreReply, RestoreSummary, VerifyReply};
 use super::catalog::BackupMeta;
@@ -8,7 +9,8 @@ use super::manager::BackupError;
 use super::pgconn::PgTarget;
 use super::restore;
 use super::restore_checks::{check, identities, lookup, quick_check, stored};
-use super::run::pg_error;
+use super::scratch::{pg_failed, Owned, Run};
+use super::swap::{self, Journal, Phase, Replaced};
 use super::{BackupKind, Ctx};
 use std::time::Instant;
 
@@ -27,13 +29,7 @@ pub(super) async fn verify(
         restore_test: None,
     };
     if ok && restore_test {
-        let scratch = format!("steward_verify_{}", &id[id.len() - 4..]);
-        let result = restore_into_new(ctx, &meta, &scratch).await;
-        let admin = admin(ctx).await?;
-        let _ = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {}", ident(&scratch)))
-            .await;
-        match result {
+        match restore_test_run(ctx, &meta).await {
             Ok(summary) => reply.restore_test = Some(summary),
             Err(e) => {
                 reply.ok = false;
@@ -55,6 +51,18 @@ pub(super) async fn verify(
     Ok(reply)
 }
 
+/// Restores into a scratch database of this run's and drops it again (only it: by its oid and
+/// marker). A crash leaves it marked, and the next start drops it.
+async fn restore_test_run(ctx: &Ctx, meta: &BackupMeta) -> Result<RestoreSummary, BackupError> {
+    let run = Run::start(ctx, "").await?;
+    let scratch = run.create(ctx, "verify").await?;
+    let out = fill(ctx, meta, &scratch).await;
+    if let Err(e) = run.drop_own(ctx, &scratch).await {
+        tracing::warn!(database = %scratch.name, error = %e, "cannot drop the restore test's scratch database; the next start drops it");
+    }
+    out
+}
+
 /// `backup restore ID [--target-db NAME] [--force]`.
 pub(super) async fn restore(
     ctx: &Ctx,
@@ -71,7 +79,7 @@ pub(super) async fn restore(
         .inc();
     match &out {
         Ok(r) => {
-            tracing::info!(id = %id, target = %r.target, tables = r.summary.tables, rows = r.summary.rows, "backup restored")
+            tracing::info!(id = %id, target = %r.target, tables = r.summary.tables, rows = r.summary.rows, sessions_ended = r.sessions_ended, "backup restored")
         }
         Err(e) => tracing::warn!(id = %id, error = %e, "restore failed"),
     }
@@ -86,7 +94,7 @@ async fn restore_inner(
 ) -> Result<RestoreReply, BackupError> {
     let meta = lookup(ctx, id, "restored")?;
     // The hash proves the file is the one written; the stream inside is checked as it is
-    // restored, into a database that is dropped if anything goes wrong.
+    // restored, into a scratch database that is dropped if anything goes wrong.
     let (ok, checks) = quick_check(ctx, &meta).await?;
     if !ok {
         let detail = checks
@@ -112,73 +120,106 @@ async fn restore_inner(
             "{target:?} cannot be a restore target: use letters, digits, '_', '-' and '.'"
         )));
     }
-    let admin = admin(ctx).await?;
-    let exists = admin
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
-        .await
-        .map_err(|e| pg_failed(ctx, "cannot look up the target database", &e))?
-        .is_some();
-    if !exists {
-        let summary = restore_into_new(ctx, &meta, &target).await?;
-        return Ok(RestoreReply {
-            id: id.into(),
-            target,
-            replaced: false,
-            pre_restore_backup: None,
-            summary,
-        });
-    }
-    let objects = user_objects(ctx, &target).await?;
-    if objects > 0 && !force {
+    if matches!(target.as_str(), "template0" | "template1") {
         return Err(BackupError::Refused(format!(
-            "database {target:?} exists and is not empty ({objects} tables, views or sequences); pass --force to replace it (a pre-restore backup of it is taken first), or restore into a new database with --target-db"
+            "{target:?} is a template database PostgreSQL needs; steward never restores into it"
         )));
     }
-    // Until this function returns, the application sees maintenance mode (steward:maintenance).
-    let _maintenance = ctx
-        .maintenance
-        .hold_for_restore(format!("restore of {id} into {target}"))
-        .await
-        .map_err(|e| {
-            BackupError::Refused(format!(
-                "cannot turn maintenance mode on for the restore ({e}); nothing was restored"
-            ))
-        })?;
-    let pre = if objects > 0 {
-        Some(pre_restore_backup(ctx, &target).await?)
-    } else {
-        None
+    // A run cut short on this target is repaired first; if it cannot be, nothing starts.
+    repair_pending(ctx).await;
+    if let Some(why) = swap::pending_for(&ctx.config.state.dir, &target) {
+        return Err(BackupError::Refused(format!(
+            "{why}; steward repairs it when PostgreSQL is reachable — see the log, then try again"
+        )));
+    }
+    let run = Run::start(ctx, &target).await?;
+    let existing = run.info(ctx, &target).await?;
+    if let Some(db) = &existing {
+        if db.is_template {
+            return Err(BackupError::Refused(format!(
+                "{target:?} is a template database; steward never restores into one"
+            )));
+        }
+        if !force {
+            return Err(BackupError::Refused(format!(
+                "database {target:?} exists; pass --force to replace it (its sessions are ended, new connections refused until the swap, and a pre-restore backup of it is taken first), or restore into a new database with --target-db"
+            )));
+        }
+    }
+    // While a database is replaced, the application sees maintenance mode.
+    let _maintenance = match existing {
+        Some(_) => Some(
+            ctx.maintenance
+                .hold_for_restore(format!("restore of {id} into {target}"))
+                .await
+                .map_err(|e| {
+                    BackupError::Refused(format!(
+                        "cannot turn maintenance mode on for the restore ({e}); nothing was restored"
+                    ))
+                })?,
+        ),
+        None => None,
     };
-    // Restore beside the target, then swap: a failed restore leaves the target as it was.
-    let scratch: String = format!("{}_steward_new", &target[..target.len().min(45)]);
-    let _ = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {}", ident(&scratch)))
-        .await;
-    let summary = restore_into_new(ctx, &meta, &scratch).await?;
-    let swap_failed = |e| {
-        pg_failed(
-            ctx,
-            &format!("restored into {scratch:?} but could not swap it in for {target:?}"),
-            &e,
-        )
-    };
-    admin
-        .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", ident(&target)))
-        .await
-        .map_err(swap_failed)?;
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} RENAME TO {}",
-            ident(&scratch),
-            ident(&target)
-        ))
-        .await
-        .map_err(swap_failed)?;
-    Ok(RestoreReply {
-        id: id.into(),
+    let mut journal = Journal {
+        run: run.id.clone(),
+        backup_id: id.into(),
         target: target.clone(),
-        replaced: true,
+        replaced: existing.as_ref().map(|db| Replaced {
+            oid: db.oid,
+            allow_connections: db.allow_connections,
+        }),
+        scratch: format!("steward_restore_{}", run.id),
+        scratch_oid: None,
+        scratch_marker: super::scratch::marker(&run.id, "restore"),
+        phase: Phase::Restoring,
+        started_at: chrono::Utc::now(),
+    };
+    journal.save(ctx)?;
+    let out = replace(ctx, &run, &meta, &mut journal).await;
+    match &out {
+        Ok(_) => journal.finish(ctx),
+        Err(_) => settle_now(ctx, &run, &journal).await,
+    }
+    out
+}
+
+/// The steps after the journal exists; on error the caller settles the journal.
+async fn replace(
+    ctx: &Ctx,
+    run: &Run,
+    meta: &BackupMeta,
+    journal: &mut Journal,
+) -> Result<RestoreReply, BackupError> {
+    let scratch = run.create(ctx, "restore").await?;
+    journal.scratch = scratch.name.clone();
+    journal.scratch_oid = Some(scratch.oid);
+    journal.save(ctx)?;
+    let summary = fill(ctx, meta, &scratch).await?;
+    swap::pause_point("restored").await;
+    let target = journal.target.clone();
+    let (mut sessions_ended, mut pre) = (0, None);
+    if journal.replaced.is_some() {
+        journal.phase = Phase::Fenced;
+        journal.save(ctx)?;
+        let (ended, aside) = swap::fence(ctx, run, &target).await?;
+        sessions_ended = ended;
+        swap::pause_point("fenced").await;
+        pre = Some(pre_restore_backup(ctx, run, &target, &aside).await?);
+    }
+    journal.phase = Phase::Swapping;
+    journal.save(ctx)?;
+    swap::pause_point("swapping").await;
+    swap::rename_in(ctx, run, &scratch, &target).await?;
+    journal.phase = Phase::Swapped;
+    journal.save(ctx)?;
+    swap::pause_point("swapped").await;
+    swap::drop_replaced(ctx, run, journal).await?;
+    Ok(RestoreReply {
+        id: journal.backup_id.clone(),
+        target: target.clone(),
+        replaced: journal.replaced.is_some(),
         pre_restore_backup: pre,
+        sessions_ended,
         summary: RestoreSummary {
             database: target,
             ..summary
@@ -186,29 +227,49 @@ async fn restore_inner(
     })
 }
 
-/// Creates `name`, restores into it, counts what arrived; drops it again if the restore fails.
-async fn restore_into_new(
-    ctx: &Ctx,
-    meta: &BackupMeta,
-    name: &str,
-) -> Result<RestoreSummary, BackupError> {
+/// Finishes or rolls back a run that failed part-way, on a fresh session (the run's own may
+/// be the one that broke); if that fails too, the journal stays for the next attempt.
+async fn settle_now(ctx: &Ctx, run: &Run, journal: &Journal) {
+    let fresh = super::scratch::admin(ctx, &journal.target).await;
+    let c = match &fresh {
+        Ok(c) => c,
+        Err(_) => &run.admin,
+    };
+    match swap::settle(c, journal).await {
+        Ok(outcome) => {
+            tracing::warn!(run = %journal.run, target = %journal.target, outcome = %outcome, "restore did not complete");
+            journal.finish(ctx);
+        }
+        Err(e) => tracing::error!(run = %journal.run, target = %journal.target, error = %ctx.scrubber.scrub(&e), "restore did not complete and could not be settled; steward retries at its next start and before the next restore"),
+    }
+}
+
+/// Repairs interrupted runs and drops dead runs' scratch databases, logging what it did.
+pub(super) async fn repair_pending(ctx: &Ctx) {
+    repair_and_log(&ctx.config).await;
+}
+
+/// [`repair_pending`] with only a config (the manager's start-up); true when nothing is left.
+pub(super) async fn repair_and_log(cfg: &crate::config::Config) -> bool {
+    let (done, dropped, problems) = swap::repair_all(cfg).await;
+    for r in &done {
+        tracing::warn!(run = %r.run, target = %r.target, outcome = %r.outcome, "repaired a restore that was cut short");
+    }
+    for name in &dropped {
+        tracing::warn!(database = %name, "dropped a scratch database left by a run of steward that did not finish");
+    }
+    for p in &problems {
+        tracing::error!(problem = %p, "interrupted restore not repaired");
+    }
+    problems.is_empty()
+}
+
+/// Restores the backup into `scratch` (created and marked by this run) and counts what arrived.
+async fn fill(ctx: &Ctx, meta: &BackupMeta, scratch: &Owned) -> Result<RestoreSummary, BackupError> {
     // Progress now counts this restore's reading of the file, not the check before it.
     ctx.progress.store(0, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
-    let admin = admin(ctx).await?;
-    admin
-        .batch_execute(&format!(
-            "CREATE DATABASE {} TEMPLATE template0",
-            ident(name)
-        ))
-        .await
-        .map_err(|e| {
-            pg_failed(
-                ctx,
-                &format!("cannot create database {name:?} (steward's role needs CREATEDB)"),
-                &e,
-            )
-        })?;
+    let name = &scratch.name;
     let target = PgTarget::new(&ctx.config.postgres.url, Some(name))
         .map_err(|e| BackupError::Failed(e.to_string()))?;
     let tool_name = match meta.format {
@@ -232,37 +293,45 @@ async fn restore_into_new(
     let b = stored(ctx, meta)?;
     let ids = identities(ctx)?;
     let cancel = ctx.cancel.clone();
-    match restore::restore(&b, &ids, &tool, &target, ctx.progress.clone(), cancel).await {
-        Ok(out) => {
-            let (tables, rows) = count(ctx, &target).await?;
-            Ok(RestoreSummary {
-                database: name.into(),
-                tables,
-                rows,
-                bytes: out.bytes_fed,
-                duration_seconds: started.elapsed().as_secs_f64(),
-            })
-        }
-        Err(e) => {
-            let _ = admin
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    ident(name)
-                ))
-                .await;
-            Err(BackupError::Failed(format!(
-                "restore into {name:?} failed, nothing was kept: {}",
+    let out = restore::restore(&b, &ids, &tool, &target, ctx.progress.clone(), cancel)
+        .await
+        .map_err(|e| {
+            BackupError::Failed(format!(
+                "restore failed, nothing was kept: {}",
                 ctx.scrubber.scrub(&e.to_string())
-            )))
-        }
-    }
+            ))
+        })?;
+    let (tables, rows) = count(ctx, &target).await?;
+    Ok(RestoreSummary {
+        database: name.clone(),
+        tables,
+        rows,
+        bytes: out.bytes_fed,
+        duration_seconds: started.elapsed().as_secs_f64(),
+        warnings: out.warnings,
+    })
 }
 
-async fn pre_restore_backup(ctx: &Ctx, target: &str) -> Result<String, BackupError> {
+/// Backs up the fenced target (renamed aside to `aside`, where no application connects),
+/// catalogued under the target's own name.
+async fn pre_restore_backup(
+    ctx: &Ctx,
+    run: &Run,
+    target: &str,
+    aside: &str,
+) -> Result<String, BackupError> {
+    run.admin
+        .batch_execute(&format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+        super::scratch::ident(aside)
+    ))
+    .await
+    .map_err(|e| pg_failed(ctx, "cannot open the fenced database to pg_dump", &e))?;
     let (started, done) = ctx
         .handle
-        .create(
+        .create_from(
             target.into(),
+            aside.into(),
             BackupKind::PreRestore,
             Some("before restore".into()),
         )
@@ -270,43 +339,11 @@ async fn pre_restore_backup(ctx: &Ctx, target: &str) -> Result<String, BackupErr
     let meta = done.await.map_err(|_| BackupError::Gone)?;
     if !meta.is_good() {
         return Err(BackupError::Refused(format!(
-            "the pre-restore backup of {target:?} failed ({}); nothing was restored",
+            "the pre-restore backup of {target:?} failed ({}); nothing was replaced",
             meta.error.unwrap_or_default()
         )));
     }
     Ok(started.id)
-}
-
-/// A connection for CREATE/DROP/ALTER DATABASE: to the `postgres` maintenance database, so
-/// that the database being replaced is not the one connected to; else to the URL's database.
-async fn admin(ctx: &Ctx) -> Result<tokio_postgres::Client, BackupError> {
-    let t = PgTarget::new(&ctx.config.postgres.url, None)
-        .map_err(|e| BackupError::Failed(e.to_string()))?;
-    if let Ok(c) = t.with_database("postgres").connect().await {
-        return Ok(c);
-    }
-    t.connect()
-        .await
-        .map_err(|e| pg_failed(ctx, "cannot connect to PostgreSQL", &e))
-}
-
-async fn user_objects(ctx: &Ctx, db: &str) -> Result<i64, BackupError> {
-    let t = PgTarget::new(&ctx.config.postgres.url, Some(db))
-        .map_err(|e| BackupError::Failed(e.to_string()))?;
-    let c = t
-        .connect()
-        .await
-        .map_err(|e| pg_failed(ctx, &format!("cannot connect to {db:?}"), &e))?;
-    let row = c
-        .query_one(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind IN ('r','p','v','m','S','f')
-               AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg_toast%'",
-            &[],
-        )
-        .await
-        .map_err(|e| pg_failed(ctx, &format!("cannot inspect {db:?}"), &e))?;
-    Ok(row.get(0))
 }
 
 /// Tables and exact row count of a database's user tables.
@@ -324,13 +361,4 @@ async fn count(ctx: &Ctx, target: &PgTarget) -> Result<(i64, i64), BackupError> 
         .await
         .map_err(|e| pg_failed(ctx, "cannot count the restored rows", &e))?;
     Ok((row.get(0), row.get(1)))
-}
-
-fn pg_failed(ctx: &Ctx, what: &str, e: &tokio_postgres::Error) -> BackupError {
-    BackupError::Failed(ctx.scrubber.scrub(&format!("{what}: {}", pg_error(e))))
-}
-
-/// A quoted identifier (names were checked to hold no quote).
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

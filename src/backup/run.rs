@@ -16,6 +16,9 @@ const LOCK_CLASS: i32 = 0x5354;
 pub(super) struct BackupRun {
     pub id: String,
     pub database: String,
+    /// The database pg_dump connects to when it is not `database` (a database renamed aside
+    /// by `restore --force`, backed up under its own name).
+    pub source: Option<String>,
     pub kind: BackupKind,
     pub label: Option<String>,
     pub started: DateTime<Utc>,
@@ -99,8 +102,8 @@ impl BackupRun {
     async fn dump(&self, ctx: &Ctx, meta: &mut BackupMeta) -> Result<(), String> {
         let cfg = &ctx.config;
         let b = &cfg.backup;
-        let target =
-            PgTarget::new(&cfg.postgres.url, Some(&self.database)).map_err(|e| e.to_string())?;
+        let source = self.source.as_deref().unwrap_or(&self.database);
+        let target = PgTarget::new(&cfg.postgres.url, Some(source)).map_err(|e| e.to_string())?;
         let connect = tokio::time::timeout(
             cfg.postgres.timeout.max(Duration::from_secs(5)),
             target.connect(),
@@ -171,6 +174,7 @@ impl BackupRun {
             tmp_path: dir.join(format!("{name}.tmp")),
             final_path: dir.join(&name),
             progress: ctx.progress.clone(),
+            lock_wait_timeout: b.lock_timeout,
         };
         let out = pipeline::dump(job, ctx.cancel.clone())
             .await

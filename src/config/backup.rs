@@ -58,6 +58,11 @@ pub struct BackupConfig {
     /// How long manual and pre-restore backups are kept; unset keeps them until deleted by hand.
     #[serde(with = "humantime_serde")]
     pub manual_retention: Option<Duration>,
+    /// Longest wait for a lock: pg_dump's `--lock-wait-timeout`, the `lock_timeout` of
+    /// restores and of the swap of `restore --force`, and the wait for a replaced database's
+    /// sessions to end. On timeout the work stops and the database is left as it was.
+    #[serde(with = "humantime_serde")]
+    pub lock_timeout: Duration,
     pub schedule: ScheduleConfig,
     pub encryption: EncryptionConfig,
 }
@@ -75,6 +80,7 @@ impl Default for BackupConfig {
             weekly_retention_weeks: 4,
             min_keep: 1,
             manual_retention: None,
+            lock_timeout: Duration::from_secs(60),
             schedule: ScheduleConfig::default(),
             encryption: EncryptionConfig::default(),
         }
@@ -159,6 +165,12 @@ pub(super) fn validate(b: &BackupConfig, out: &mut Vec<super::Problem>) {
         out.push(Problem::new(
             "backup.manual_retention",
             "must be greater than zero, or left out to keep manual backups",
+        ));
+    }
+    if b.lock_timeout < Duration::from_millis(1) {
+        out.push(Problem::new(
+            "backup.lock_timeout",
+            "must be at least 1ms (a zero would wait for locks forever)",
         ));
     }
     if let Some(p) = b.pg_dump_path.as_ref().filter(|p| !p.is_file()) {

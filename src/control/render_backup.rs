@@ -159,8 +159,13 @@ fn verify(v: &VerifyReply) -> String {
             r.rows,
             duration(r.duration_seconds)
         );
+        out += &warnings(&r.warnings);
     }
     out
+}
+
+fn warnings(w: &[String]) -> String {
+    w.iter().map(|l| format!("  warning: {l}\n")).collect()
 }
 
 fn restore(r: &RestoreReply) -> String {
@@ -174,12 +179,19 @@ fn restore(r: &RestoreReply) -> String {
         bytes(r.summary.bytes as f64),
         duration(r.summary.duration_seconds)
     );
+    if r.replaced {
+        out += &format!(
+            "{} sessions on {} were ended before the swap\n",
+            r.sessions_ended, r.target
+        );
+    }
     if let Some(p) = &r.pre_restore_backup {
         out += &format!(
             "the previous content of {} is in pre-restore backup {p}\n",
             r.target
         );
     }
+    out += &warnings(&r.summary.warnings);
     out
 }
 
