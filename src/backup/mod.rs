@@ -17,9 +17,9 @@ mod restore_flow;
 mod restore_stream;
 pub mod retention;
 mod run;
-mod scratch;
 pub mod schedule;
 pub mod scheduler;
+mod scratch;
 mod status;
 mod swap;
 

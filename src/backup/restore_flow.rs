@@ -240,7 +240,9 @@ async fn settle_now(ctx: &Ctx, run: &Run, journal: &Journal) {
             tracing::warn!(run = %journal.run, target = %journal.target, outcome = %outcome, "restore did not complete");
             journal.finish(ctx);
         }
-        Err(e) => tracing::error!(run = %journal.run, target = %journal.target, error = %ctx.scrubber.scrub(&e), "restore did not complete and could not be settled; steward retries at its next start and before the next restore"),
+        Err(e) => {
+            tracing::error!(run = %journal.run, target = %journal.target, error = %ctx.scrubber.scrub(&e), "restore did not complete and could not be settled; steward retries at its next start and before the next restore")
+        }
     }
 }
 
@@ -265,7 +267,11 @@ pub(super) async fn repair_and_log(cfg: &crate::config::Config) -> bool {
 }
 
 /// Restores the backup into `scratch` (created and marked by this run) and counts what arrived.
-async fn fill(ctx: &Ctx, meta: &BackupMeta, scratch: &Owned) -> Result<RestoreSummary, BackupError> {
+async fn fill(
+    ctx: &Ctx,
+    meta: &BackupMeta,
+    scratch: &Owned,
+) -> Result<RestoreSummary, BackupError> {
     // Progress now counts this restore's reading of the file, not the check before it.
     ctx.progress.store(0, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
@@ -322,11 +328,11 @@ async fn pre_restore_backup(
 ) -> Result<String, BackupError> {
     run.admin
         .batch_execute(&format!(
-        "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-        super::scratch::ident(aside)
-    ))
-    .await
-    .map_err(|e| pg_failed(ctx, "cannot open the fenced database to pg_dump", &e))?;
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            super::scratch::ident(aside)
+        ))
+        .await
+        .map_err(|e| pg_failed(ctx, "cannot open the fenced database to pg_dump", &e))?;
     let (started, done) = ctx
         .handle
         .create_from(

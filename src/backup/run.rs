@@ -178,13 +178,26 @@ impl BackupRun {
         };
         let out = pipeline::dump(job, ctx.cancel.clone())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| lock_wait_hint(&e.to_string(), b.lock_timeout))?;
         meta.file = Some(name);
         meta.dump_bytes = out.dump_bytes;
         meta.stored_bytes = out.stored_bytes;
         meta.sha256 = Some(out.sha256);
         drop(client);
         Ok(())
+    }
+}
+
+/// pg_dump reports a lock it waited for in vain as a statement timeout on its `LOCK TABLE`:
+/// say so in words, with the setting that bounded the wait.
+fn lock_wait_hint(error: &str, limit: Duration) -> String {
+    if error.contains("LOCK TABLE") && error.contains("timeout") {
+        format!(
+            "{error}\n(another session held a lock on that table longer than backup.lock_timeout, {}; nothing was written)",
+            humantime::format_duration(limit)
+        )
+    } else {
+        error.to_string()
     }
 }
 

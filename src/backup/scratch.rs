@@ -121,9 +121,7 @@ impl Run {
                 Err(e) => {
                     return Err(pg_failed(
                         ctx,
-                        &format!(
-                            "cannot create database {name:?} (steward's role needs CREATEDB)"
-                        ),
+                        &format!("cannot create database {name:?} (steward's role needs CREATEDB)"),
                         &e,
                     ))
                 }
@@ -154,7 +152,13 @@ impl Run {
     pub async fn drop_own(&self, ctx: &Ctx, db: &Owned) -> Result<bool, BackupError> {
         drop_if_marked(&self.admin, db.oid, &db.marker)
             .await
-            .map_err(|e| pg_failed(ctx, &format!("cannot drop scratch database {:?}", db.name), &e))
+            .map_err(|e| {
+                pg_failed(
+                    ctx,
+                    &format!("cannot drop scratch database {:?}", db.name),
+                    &e,
+                )
+            })
     }
 
     /// `pg_database`'s row for `name`, if it exists.
@@ -277,10 +281,7 @@ pub(super) async fn admin(ctx: &Ctx, avoid: &str) -> Result<Client, BackupError>
 }
 
 /// [`admin`] without a job context (the start-up repair); the error is scrubbed.
-pub(super) async fn admin_for(
-    cfg: &crate::config::Config,
-    avoid: &str,
-) -> Result<Client, String> {
+pub(super) async fn admin_for(cfg: &crate::config::Config, avoid: &str) -> Result<Client, String> {
     let t = PgTarget::new(&cfg.postgres.url, None).map_err(|e| e.to_string())?;
     let own = t.database.clone();
     let mut last = String::from("no database other than the target to connect to");

@@ -91,10 +91,16 @@ impl Journal {
             return Err(format!("run id {:?} is not one steward writes", self.run));
         }
         if !crate::config::is_database_dir_name(&self.target) {
-            return Err(format!("target {:?} is not a valid database name", self.target));
+            return Err(format!(
+                "target {:?} is not a valid database name",
+                self.target
+            ));
         }
         if !self.scratch.starts_with("steward_") || !self.scratch.contains(&self.run) {
-            return Err(format!("scratch name {:?} is not one steward picks", self.scratch));
+            return Err(format!(
+                "scratch name {:?} is not one steward picks",
+                self.scratch
+            ));
         }
         if scratch::marker_run(&self.scratch_marker) != Some(self.run.as_str()) {
             return Err("its marker does not name its run".into());
@@ -167,7 +173,9 @@ pub(super) async fn repair_all(
         Ok(c) => c,
         Err(e) => {
             if !journals.is_empty() {
-                problems.push(format!("cannot connect to PostgreSQL to repair an interrupted restore: {e}"));
+                problems.push(format!(
+                    "cannot connect to PostgreSQL to repair an interrupted restore: {e}"
+                ));
             }
             return (done, dropped, problems);
         }
@@ -176,7 +184,10 @@ pub(super) async fn repair_all(
         let j = match j {
             Ok(j) => j,
             Err(e) => {
-                problems.push(format!("restore journal {} left alone: {e}", path.display()));
+                problems.push(format!(
+                    "restore journal {} left alone: {e}",
+                    path.display()
+                ));
                 continue;
             }
         };
@@ -368,7 +379,8 @@ pub(super) async fn fence(
         let rows = c
             .query(
                 "SELECT pid, coalesce(usename, ''), coalesce(application_name, ''), coalesce(state, '') FROM pg_stat_activity
-                 WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+                 WHERE datname = $1 AND pid <> pg_backend_pid()
+                   AND coalesce(backend_type, 'client backend') = 'client backend'",
                 &[&target],
             )
             .await
@@ -401,7 +413,10 @@ pub(super) async fn fence(
         }
         for r in &rows {
             let pid: i32 = r.get(0);
-            match c.query_one("SELECT pg_terminate_backend($1)", &[&pid]).await {
+            match c
+                .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+                .await
+            {
                 Ok(row) if row.get::<_, bool>(0) => {
                     ended.insert(pid);
                 }
@@ -461,7 +476,10 @@ pub(super) async fn rename_in(
     let failed = |e: tokio_postgres::Error| {
         scratch::pg_failed(
             ctx,
-            &format!("restored into {:?} but could not rename it to {target:?}", s.name),
+            &format!(
+                "restored into {:?} but could not rename it to {target:?}",
+                s.name
+            ),
             &e,
         )
     };

@@ -442,6 +442,31 @@ impl Postgres {
         )
     }
 
+    /// psql on the server's socket as `user` on `db`, without a command yet: for sessions a
+    /// test keeps open or commands allowed to fail.
+    pub fn psql_cmd(&self, user: &str, db: &str) -> Command {
+        let mut cmd = self.cmd("psql");
+        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-U", user, "-d", db]);
+        cmd
+    }
+
+    /// Like [`Postgres::psql`], but a failure is returned (stderr) instead of panicking.
+    pub fn try_psql(&self, sql: &str, user: &str, db: &str) -> Result<String, String> {
+        let out = self
+            .psql_cmd(user, db)
+            .args(["-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     fn start_server(&self) -> Result<(), String> {
         let out = self
             .cmd("pg_ctl")
@@ -1420,6 +1445,11 @@ impl Steward {
             status.is_some()
         });
         status
+    }
+
+    /// Drops an environment variable given with the builder's `env`, for the next start.
+    pub fn remove_env(&mut self, k: &str) {
+        self.env.retain(|(key, _)| key != k);
     }
 
     /// Replaces the config file (for reload tests).
