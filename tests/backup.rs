@@ -896,6 +896,7 @@ fn write_fixture(root: &Path, entries: &[Entry], now: DateTime<Utc>) -> Vec<Back
                 pg_dump_version: Some("17.0".into()),
                 server_version: Some("17.0".into()),
                 steward_version: "0.1.0".into(),
+                verified_at: None,
                 checksum: String::new(),
             };
             catalog::commit(root, &mut meta).unwrap();

@@ -1,4 +1,5 @@
-//! The backup rules: BackupFailed (the newest backup of a kind failed), BackupStale (the
+//! The backup rules: BackupFailed (the newest backup of a kind failed), BackupDamaged (a
+//! backup in the catalog failed its verify or its metadata its checksum), BackupStale (the
 //! dead-man's switch: no good backup within its period plus grace) and BackupStorageLow.
 
 use super::rules::{Facts, Key, Observation, Unit};
@@ -64,6 +65,38 @@ pub fn failed(rule: &Rule, f: &Facts) -> Observation {
         "the newest backup of every database and kind is good".into()
     } else {
         failures.join("; ")
+    };
+    o
+}
+
+/// BackupDamaged: some backup in the catalog is damaged; deleting it (or a verify that now
+/// passes) resolves it.
+pub fn damaged(rule: &Rule, f: &Facts) -> Observation {
+    let mut o = blank("BackupDamaged", rule, "a backup is damaged");
+    let Some(b) = &f.backups else {
+        o.note = Some("the backup catalog has not been read yet".into());
+        return o;
+    };
+    let damaged: Vec<String> = b
+        .metas
+        .iter()
+        .filter(|m| m.status == BackupStatus::Damaged)
+        .map(|m| {
+            format!(
+                "{} backup {} is damaged: {}",
+                m.database,
+                m.id,
+                m.error.as_deref().unwrap_or("no reason recorded")
+            )
+        })
+        .collect();
+    o.value = Some(damaged.len() as f64);
+    o.threshold = Some(0.0);
+    o.active = !damaged.is_empty();
+    o.description = if damaged.is_empty() {
+        "no damaged backup in the catalog".into()
+    } else {
+        damaged.join("; ")
     };
     o
 }

@@ -123,6 +123,7 @@ pub fn evaluate(cfg: &AlertsConfig, f: &Facts) -> Vec<Observation> {
     out.push(redis_memory(&cfg.redis_memory_high, f.redis.as_deref()));
     out.push(hit_ratio(&cfg.cache_hit_ratio_low, f));
     out.push(super::backup_rules::failed(&cfg.backup_failed, f));
+    out.push(super::backup_rules::damaged(&cfg.backup_damaged, f));
     out.push(super::backup_rules::stale(&cfg.backup_stale, f));
     out.push(super::backup_rules::storage_low(&cfg.backup_storage_low, f));
     out.push(task_restarting(&cfg.task_restarting, f));

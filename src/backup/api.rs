@@ -51,6 +51,9 @@ pub struct DatabaseStatus {
     pub last_good: Vec<LastGood>,
     #[serde(default)]
     pub last_failure: Option<BackupMeta>,
+    /// Damaged backups of this database (never counted as good).
+    #[serde(default)]
+    pub damaged: usize,
     pub good_backups: usize,
     pub stored_bytes: u64,
 }

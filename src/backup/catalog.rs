@@ -45,6 +45,13 @@ pub enum BackupStatus {
     Failed,
     /// In progress (only in the marker written at start).
     Running,
+    /// Written complete, but a later verify (or restore's check) found it does not match its
+    /// metadata, or its metadata fails its own checksum: never a good backup, never kept as
+    /// one, never restored; `BackupDamaged` fires while one is in the catalog.
+    Damaged,
+    /// Not taken because another steward instance was backing up the same database at that
+    /// moment: never committed to the catalog, never an alert.
+    Skipped,
 }
 
 /// How the file is encrypted.
@@ -90,6 +97,9 @@ pub struct BackupMeta {
     #[serde(default)]
     pub server_version: Option<String>,
     pub steward_version: String,
+    /// When `verify` last checked it (its result is the status: good or damaged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<DateTime<Utc>>,
     /// SHA-256 of this JSON written with an empty checksum.
     #[serde(default)]
     pub checksum: String,
@@ -119,10 +129,16 @@ impl BackupMeta {
     }
 }
 
-#[cfg(test)]
 impl BackupMeta {
-    /// A metadata record for tests: started now, nothing written, unsealed.
-    pub(crate) fn sample(id: &str, database: &str, kind: BackupKind, status: BackupStatus) -> Self {
+    /// A record with nothing written: the base of a damaged entry for metadata that cannot be
+    /// read (and of test records).
+    pub(crate) fn placeholder(
+        id: &str,
+        database: &str,
+        kind: BackupKind,
+        status: BackupStatus,
+        started_at: DateTime<Utc>,
+    ) -> Self {
         BackupMeta {
             id: id.into(),
             database: database.into(),
@@ -130,7 +146,7 @@ impl BackupMeta {
             label: None,
             status,
             error: None,
-            started_at: Utc::now(),
+            started_at,
             finished_at: None,
             duration_seconds: 0.0,
             file: None,
@@ -144,8 +160,17 @@ impl BackupMeta {
             pg_dump_version: None,
             server_version: None,
             steward_version: crate::VERSION.into(),
+            verified_at: None,
             checksum: String::new(),
         }
+    }
+}
+
+#[cfg(test)]
+impl BackupMeta {
+    /// A metadata record for tests: started now, nothing written, unsealed.
+    pub(crate) fn sample(id: &str, database: &str, kind: BackupKind, status: BackupStatus) -> Self {
+        Self::placeholder(id, database, kind, status, Utc::now())
     }
 }
 
@@ -244,6 +269,11 @@ pub fn commit(root: &Path, meta: &mut BackupMeta) -> Result<(), CatalogError> {
     Ok(())
 }
 
+/// Removes the running marker of a run that recorded nothing (it was skipped).
+pub fn unmark_running(root: &Path, meta: &BackupMeta) {
+    let _ = fs::remove_file(marker_path(root, meta));
+}
+
 /// Records that a backup started, so a crash leaves a trace the next start turns into a failure.
 pub fn mark_running(root: &Path, meta: &BackupMeta) -> Result<(), CatalogError> {
     ensure_dir(&db_dir(root, &meta.database))?;
@@ -289,10 +319,28 @@ fn read_meta(path: &Path, id: &str) -> Result<BackupMeta, CatalogError> {
     if meta.id != id {
         return Err(corrupt(format!("it names ID {:?}", meta.id)));
     }
+    check_names(path, &meta).map_err(corrupt)?;
     if !meta.checksum_ok() {
         return Err(corrupt("its checksum does not match its content".into()));
     }
     Ok(meta)
+}
+
+/// Names read from a metadata or marker file are data, not paths: the database must be a
+/// valid name and the one of the directory the file is in, before any path is built from it.
+fn check_names(path: &Path, meta: &BackupMeta) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str());
+    if !crate::config::is_database_dir_name(&meta.database) || dir != Some(meta.database.as_str()) {
+        return Err(format!(
+            "it names database {:?}, not the directory it is in ({})",
+            meta.database.chars().take(80).collect::<String>(),
+            dir.unwrap_or("?")
+        ));
+    }
+    validate_id(&meta.id).map_err(|e| e.to_string())
 }
 
 /// Looks an ID up; only well-formed IDs are looked for, and only inside the catalog.
@@ -352,7 +400,9 @@ fn deleting_path(root: &Path, meta: &BackupMeta) -> PathBuf {
     db_dir(root, &meta.database).join(format!("{}.deleting.json", meta.id))
 }
 
+mod listing;
 mod sweep;
+pub use listing::{listing, record_verify};
 pub use sweep::sweep;
 
 #[cfg(test)]

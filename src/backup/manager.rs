@@ -200,7 +200,7 @@ impl Manager {
             Cmd::List { database, reply } => {
                 let root = self.cfg().backup.dir.clone();
                 tokio::spawn(async move {
-                    let all = tokio::task::spawn_blocking(move || catalog::load_all(&root).0)
+                    let all = tokio::task::spawn_blocking(move || catalog::listing(&root))
                         .await
                         .unwrap_or_default();
                     let _ = reply.send(Ok(all
@@ -342,7 +342,11 @@ impl Manager {
                 .running
                 .with_label_values(&[&meta.database])
                 .set(0);
-            let result = if meta.is_good() { "success" } else { "failure" };
+            let result = match meta.status {
+                catalog::BackupStatus::Good => "success",
+                catalog::BackupStatus::Skipped => "skipped",
+                _ => "failure",
+            };
             self.metrics
                 .backup
                 .total

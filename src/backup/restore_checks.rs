@@ -10,7 +10,9 @@ use super::Ctx;
 
 pub(super) fn lookup(ctx: &Ctx, id: &str, action: &'static str) -> Result<BackupMeta, BackupError> {
     let meta = catalog::find(&ctx.config.backup.dir, id)?;
-    if !meta.is_good() {
+    // A damaged backup may be verified again (say, once its identity file is back).
+    let verifiable = action == "verified" && meta.status == catalog::BackupStatus::Damaged;
+    if !meta.is_good() && !verifiable {
         return Err(BackupError::NotGood {
             id: id.into(),
             status: format!("{:?}", meta.status).to_lowercase(),
@@ -18,6 +20,25 @@ pub(super) fn lookup(ctx: &Ctx, id: &str, action: &'static str) -> Result<Backup
         });
     }
     Ok(meta)
+}
+
+/// Records a verify's outcome in the catalog: failed checks make the backup `damaged`.
+pub(super) fn record(ctx: &Ctx, id: &str, checks: &[Check]) {
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    let problems = (!failed.is_empty()).then(|| format!("verify failed: {}", failed.join("; ")));
+    match catalog::record_verify(&ctx.config.backup.dir, id, problems) {
+        Ok(m) if m.status == catalog::BackupStatus::Damaged => {
+            tracing::error!(id = %id, database = %m.database, problem = m.error.as_deref().unwrap_or(""), "backup is damaged")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(id = %id, error = %e, "cannot record the verify result in the catalog")
+        }
+    }
 }
 
 pub(super) fn stored(ctx: &Ctx, meta: &BackupMeta) -> Result<StoredBackup, BackupError> {

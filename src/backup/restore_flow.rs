@@ -8,11 +8,14 @@ use super::catalog::BackupMeta;
 use super::manager::BackupError;
 use super::pgconn::PgTarget;
 use super::restore;
-use super::restore_checks::{check, identities, lookup, quick_check, stored};
+use super::restore_checks::{check, identities, lookup, quick_check, record, stored};
 use super::scratch::{pg_failed, Owned, Run};
 use super::swap::{self, Journal, Phase, Replaced};
 use super::{BackupKind, Ctx};
 use std::time::Instant;
+
+/// How an error from psql or pg_restore starts.
+const RESTORE_FAILED: &str = "restore failed";
 
 /// `backup verify ID [--restore-test]`.
 pub(super) async fn verify(
@@ -22,6 +25,7 @@ pub(super) async fn verify(
 ) -> Result<VerifyReply, BackupError> {
     let meta = lookup(ctx, id, "verified")?;
     let (ok, checks) = check(ctx, &meta).await?;
+    record(ctx, id, &checks);
     let mut reply = VerifyReply {
         id: id.into(),
         ok,
@@ -33,11 +37,17 @@ pub(super) async fn verify(
             Ok(summary) => reply.restore_test = Some(summary),
             Err(e) => {
                 reply.ok = false;
+                // The backup itself is damaged when psql/pg_restore refused its content; not
+                // when steward could not create or reach a scratch database.
+                let content = matches!(&e, BackupError::Failed(m) if m.starts_with(RESTORE_FAILED));
                 reply.checks.push(Check {
                     name: "restore test".into(),
                     ok: false,
                     detail: e.to_string(),
                 });
+                if content {
+                    record(ctx, id, &reply.checks);
+                }
             }
         }
     }
@@ -97,6 +107,7 @@ async fn restore_inner(
     // restored, into a scratch database that is dropped if anything goes wrong.
     let (ok, checks) = quick_check(ctx, &meta).await?;
     if !ok {
+        record(ctx, id, &checks);
         let detail = checks
             .iter()
             .filter(|c| !c.ok)
@@ -303,7 +314,7 @@ async fn fill(
         .await
         .map_err(|e| {
             BackupError::Failed(format!(
-                "restore failed, nothing was kept: {}",
+                "{RESTORE_FAILED}, nothing was kept: {}",
                 ctx.scrubber.scrub(&e.to_string())
             ))
         })?;

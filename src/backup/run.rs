@@ -53,13 +53,26 @@ impl BackupRun {
             pg_dump_version: None,
             server_version: None,
             steward_version: crate::VERSION.into(),
+            verified_at: None,
             checksum: String::new(),
         };
         tracing::info!(id = %self.id, database = %self.database, kind = %self.kind, "backup started");
         let root = b.dir.clone();
         let outcome = match catalog::mark_running(&root, &meta) {
             Ok(()) => self.dump(ctx, &mut meta).await,
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(DumpFail::Failed(e.to_string())),
+        };
+        let outcome = match outcome {
+            Err(DumpFail::Skipped(why)) => {
+                catalog::unmark_running(&root, &meta);
+                meta.status = BackupStatus::Skipped;
+                meta.error = Some(why);
+                meta.finished_at = Some(Utc::now());
+                tracing::info!(id = %meta.id, database = %meta.database, kind = %meta.kind, reason = meta.error.as_deref().unwrap_or(""), "backup skipped");
+                return meta;
+            }
+            Err(DumpFail::Failed(e)) => Err(e),
+            Ok(()) => Ok(()),
         };
         let finished = Utc::now();
         meta.finished_at = Some(finished);
@@ -99,7 +112,7 @@ impl BackupRun {
         meta
     }
 
-    async fn dump(&self, ctx: &Ctx, meta: &mut BackupMeta) -> Result<(), String> {
+    async fn dump(&self, ctx: &Ctx, meta: &mut BackupMeta) -> Result<(), DumpFail> {
         let cfg = &ctx.config;
         let b = &cfg.backup;
         let source = self.source.as_deref().unwrap_or(&self.database);
@@ -115,13 +128,13 @@ impl BackupRun {
                     "cannot connect to database {:?}: {}",
                     self.database,
                     pg_error(&e)
-                ))
+                )
+                .into())
             }
             Err(_) => {
-                return Err(format!(
-                    "cannot connect to database {:?}: timed out",
-                    self.database
-                ))
+                return Err(
+                    format!("cannot connect to database {:?}: timed out", self.database).into(),
+                )
             }
         };
         let row = client
@@ -135,7 +148,7 @@ impl BackupRun {
         let server_version: String = row.get(1);
         let server_num: i32 = row.get(2);
         if !locked {
-            return Err(format!("another steward instance is backing up database {:?} (advisory lock held); not starting a second one", self.database));
+            return Err(DumpFail::Skipped(format!("another steward instance is backing up database {:?} right now (its advisory lock is held); this run was skipped", self.database)));
         }
         meta.server_version = Some(server_version.clone());
         let server_major = (server_num / 10000) as u32;
@@ -150,7 +163,8 @@ impl BackupRun {
             return Err(format!(
                 "pg_dump {dump_version} ({}) is older than the server ({server_version}); pg_dump must be at least version {server_major}: install postgresql-client-{server_major} or set backup.pg_dump_path",
                 pg_dump.display()
-            ));
+            )
+            .into());
         }
         let recipients = b
             .encryption
@@ -185,6 +199,18 @@ impl BackupRun {
         meta.sha256 = Some(out.sha256);
         drop(client);
         Ok(())
+    }
+}
+
+/// Why a run produced no backup: a failure (recorded, alerted) or another instance's turn.
+enum DumpFail {
+    Failed(String),
+    Skipped(String),
+}
+
+impl From<String> for DumpFail {
+    fn from(e: String) -> Self {
+        DumpFail::Failed(e)
     }
 }
 

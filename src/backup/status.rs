@@ -62,7 +62,8 @@ pub(super) fn build(
     next: &[(BackupKind, DateTime<Utc>)],
 ) -> StatusReply {
     let root = &cfg.backup.dir;
-    let (all, problems) = catalog::load_all(root);
+    let (_, problems) = catalog::load_all(root);
+    let all = catalog::listing(root);
     let s = summarize(&all);
     let now = Utc::now();
     let databases = s
@@ -86,6 +87,10 @@ pub(super) fn build(
                 })
                 .collect(),
             last_failure: failure.clone(),
+            damaged: all
+                .iter()
+                .filter(|m| &m.database == db && m.status == catalog::BackupStatus::Damaged)
+                .count(),
             good_backups: *good,
             stored_bytes: *bytes,
         })
@@ -110,9 +115,17 @@ pub(super) fn build(
 
 /// Sets the catalog gauges and the newest good backup's gauges from the catalog on disk.
 pub(super) fn refresh_metrics(cfg: &Config, metrics: &Metrics) {
-    let (all, _) = catalog::load_all(&cfg.backup.dir);
+    let all = catalog::listing(&cfg.backup.dir);
     let s = summarize(&all);
     let b = &metrics.backup;
+    b.damaged.reset();
+    for db in s.per_db.keys() {
+        let n = all
+            .iter()
+            .filter(|m| &m.database == db && m.status == catalog::BackupStatus::Damaged)
+            .count();
+        b.damaged.with_label_values(&[db.as_str()]).set(n as i64);
+    }
     b.catalog_backups.reset();
     b.catalog_bytes.reset();
     for (db, (good, bytes, _)) in &s.per_db {

@@ -135,6 +135,7 @@ alert_rules! {
     cache_hit_ratio_low: "CacheHitRatioLow", [severity, threshold, min_lookups_per_second];
     write_read_test_failed: "WriteReadTestFailed", [severity];
     backup_failed: "BackupFailed", [severity];
+    backup_damaged: "BackupDamaged", [severity];
     backup_stale: "BackupStale", [severity, grace, max_age];
     backup_storage_low: "BackupStorageLow", [severity, threshold];
     task_restarting: "TaskRestarting", [severity, threshold, window];
@@ -199,6 +200,7 @@ impl Default for AlertsConfig {
             cache_hit_ratio_low: hit_ratio,
             write_read_test_failed: Rule::base(60, Critical),
             backup_failed: Rule::base(0, Critical),
+            backup_damaged: Rule::base(0, Critical),
             backup_stale: stale,
             backup_storage_low: Rule::base(0, Warning).threshold(2.0),
             task_restarting: restarting,

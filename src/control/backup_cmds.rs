@@ -63,7 +63,11 @@ async fn create(
     for done in waits {
         metas.push(done.await.map_err(|_| BackupError::Gone)?);
     }
-    match metas.iter().find(|m| !m.is_good()) {
+    // A run skipped because another instance was backing up the database is not a failure.
+    let skipped = |m: &&crate::backup::catalog::BackupMeta| {
+        m.status == crate::backup::catalog::BackupStatus::Skipped
+    };
+    match metas.iter().filter(|m| !skipped(m)).find(|m| !m.is_good()) {
         Some(failed) => Ok(Reply {
             ok: false,
             error: Some(format!(

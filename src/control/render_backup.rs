@@ -105,7 +105,7 @@ fn status(s: &StatusReply) -> String {
             rows.push(vec![
                 d.database.clone(),
                 f.kind.to_string(),
-                format!("{} FAILED", f.id),
+                format!("{} {}", f.id, format!("{:?}", f.status).to_uppercase()),
                 "".into(),
                 f.error.clone().unwrap_or_default(),
             ]);
@@ -113,6 +113,12 @@ fn status(s: &StatusReply) -> String {
     }
     if rows.len() > 1 {
         out += &table(&rows);
+        for d in s.databases.iter().filter(|d| d.damaged > 0) {
+            out += &format!(
+                "{}: {} damaged backup(s) — never used as good; `steward backup list` says why\n",
+                d.database, d.damaged
+            );
+        }
     } else {
         out += "no backups yet\n";
     }

@@ -14,6 +14,8 @@ pub struct BackupMetrics {
     pub running: IntGaugeVec,
     pub catalog_backups: IntGaugeVec,
     pub catalog_bytes: IntGaugeVec,
+    /// Damaged entries in the catalog (failed a verify, or metadata that fails its checksum).
+    pub damaged: IntGaugeVec,
     pub next_run: GaugeVec,
     pub restores: IntCounterVec,
     pub dir_free: IntGauge,
@@ -44,7 +46,7 @@ impl BackupMetrics {
             )?,
             total: r.counter(
                 "steward_backups_total",
-                "Backups finished, by result (success or failure).",
+                "Backups finished, by result (success, failure, or skipped: another steward instance was backing up the database).",
                 &["database", "kind", "result"],
             )?,
             running: r.int_vec(
@@ -60,6 +62,11 @@ impl BackupMetrics {
             catalog_bytes: r.int_vec(
                 "steward_backup_catalog_bytes",
                 "Stored bytes of the good backups in the catalog.",
+                &["database"],
+            )?,
+            damaged: r.int_vec(
+                "steward_backup_damaged",
+                "Damaged backups in the catalog: a verify found the file does not match its metadata, or the metadata fails its own checksum.",
                 &["database"],
             )?,
             next_run: r.float_vec(

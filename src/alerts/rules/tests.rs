@@ -60,7 +60,7 @@ fn meta(db: &str, kind: BackupKind, status: BackupStatus, finished: f64, size: u
 #[test]
 fn every_instance_is_listed_and_a_healthy_world_fires_nothing() {
     let obs = evaluate(&AlertsConfig::default(), &facts());
-    assert_eq!(obs.len(), 15);
+    assert_eq!(obs.len(), 16);
     assert!(obs.iter().all(|o| !o.active), "{obs:?}");
 }
 
@@ -204,6 +204,37 @@ fn backup_failed_looks_at_the_newest_of_each_database_and_kind() {
         !find(
             &evaluate(&AlertsConfig::default(), &f),
             "BackupFailed",
+            "backup"
+        )
+        .active
+    );
+}
+
+#[test]
+fn backup_damaged_fires_while_a_damaged_backup_is_in_the_catalog() {
+    use BackupStatus::{Damaged, Good};
+    let mut f = facts();
+    let catalog = |metas: Vec<BackupMeta>| BackupFacts {
+        metas,
+        free_bytes: Some(1 << 40),
+        databases: vec!["app".into()],
+        periods: vec![],
+    };
+    // An older damaged backup fires even when newer good ones exist, and it does not count
+    // as a failed run.
+    f.backups = Some(catalog(vec![
+        meta("app", BackupKind::Daily, Good, NOW, 5),
+        meta("app", BackupKind::Daily, Damaged, NOW - 10.0, 5),
+    ]));
+    let obs = evaluate(&AlertsConfig::default(), &f);
+    let o = find(&obs, "BackupDamaged", "backup");
+    assert!(o.active && o.value == Some(1.0), "{o:?}");
+    assert!(!find(&obs, "BackupFailed", "backup").active);
+    f.backups = Some(catalog(vec![meta("app", BackupKind::Daily, Good, NOW, 5)]));
+    assert!(
+        !find(
+            &evaluate(&AlertsConfig::default(), &f),
+            "BackupDamaged",
             "backup"
         )
         .active

@@ -3,8 +3,8 @@
 //! steward's own naming are removed. Files steward did not name are never touched.
 
 use super::{
-    commit, data_file_name, db_dir, finish_delete, meta_path, read_meta, validate_id, BackupMeta,
-    BackupStatus,
+    check_names, commit, data_file_name, db_dir, finish_delete, meta_path, read_meta, validate_id,
+    BackupMeta, BackupStatus,
 };
 use std::fs;
 use std::path::Path;
@@ -24,7 +24,7 @@ pub fn sweep(root: &Path) -> Vec<BackupMeta> {
             let name = f.file_name().to_string_lossy().into_owned();
             if let Some(id) = name.strip_suffix(".running.json") {
                 if validate_id(id).is_ok() {
-                    if let Some(m) = fail_interrupted(root, &f.path()) {
+                    if let Some(m) = fail_interrupted(root, &f.path(), id) {
                         failed.push(m);
                     }
                 }
@@ -42,9 +42,23 @@ pub fn sweep(root: &Path) -> Vec<BackupMeta> {
     failed
 }
 
-fn fail_interrupted(root: &Path, marker: &Path) -> Option<BackupMeta> {
+fn fail_interrupted(root: &Path, marker: &Path, id: &str) -> Option<BackupMeta> {
     let text = fs::read_to_string(marker).ok()?;
     let mut meta: BackupMeta = serde_json::from_str(&text).ok()?;
+    // Nothing in the marker becomes a path before it is checked like a configured name.
+    if let Err(why) = (meta.id == id)
+        .then_some(())
+        .ok_or_else(|| {
+            format!(
+                "it names ID {:?}",
+                meta.id.chars().take(80).collect::<String>()
+            )
+        })
+        .and_then(|()| check_names(marker, &meta))
+    {
+        tracing::warn!(marker = %marker.display(), problem = %why, "running marker left alone: it cannot be trusted");
+        return None;
+    }
     // Killed after the commit but before the marker was removed: the backup is complete and
     // recorded; only the marker is left over.
     if read_meta(&meta_path(root, &meta), &meta.id).is_ok() {

@@ -1,0 +1,83 @@
+//! The catalog as users see it: `backup list` with damaged entries for metadata that cannot
+//! be trusted, and the result of a verify recorded in a backup's metadata.
+
+use super::{
+    find, load_all, meta_path, validate_id, write_json, BackupMeta, BackupStatus, CatalogError,
+};
+use crate::backup::BackupKind;
+use chrono::{DateTime, Utc};
+use std::fs;
+use std::path::Path;
+
+/// What `backup list` shows: the catalog plus, as `damaged` entries, metadata files that fail
+/// their own checks (altered, unreadable) — listed, not dropped.
+pub fn listing(root: &Path) -> Vec<BackupMeta> {
+    let (mut all, problems) = load_all(root);
+    for p in problems {
+        if let CatalogError::Corrupt { path, reason } = &p {
+            if let Some(m) = damaged_entry(path, reason) {
+                all.push(m);
+            }
+        }
+    }
+    all.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+    all
+}
+
+/// A damaged entry for a metadata file that cannot be trusted: what it says where it still
+/// parses, else what its name and directory say; its data file is never named from it.
+fn damaged_entry(path: &Path, reason: &str) -> Option<BackupMeta> {
+    let id = path.file_name()?.to_str()?.strip_suffix(".json")?;
+    validate_id(id).ok()?;
+    let database = path.parent()?.file_name()?.to_str()?;
+    if !crate::config::is_database_dir_name(database) {
+        return None;
+    }
+    let (started_at, kind) = parse_id(id)?;
+    let parsed = fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<BackupMeta>(&t).ok())
+        .filter(|m| m.id == id && m.database == database);
+    let mut m = parsed.unwrap_or_else(|| {
+        BackupMeta::placeholder(id, database, kind, BackupStatus::Damaged, started_at)
+    });
+    m.status = BackupStatus::Damaged;
+    m.error = Some(format!("its metadata cannot be trusted: {reason}"));
+    m.file = None;
+    Some(m)
+}
+
+/// The start time and kind an ID carries.
+fn parse_id(id: &str) -> Option<(DateTime<Utc>, BackupKind)> {
+    let stamp = chrono::NaiveDateTime::parse_from_str(id.get(..16)?, "%Y%m%dT%H%M%SZ").ok()?;
+    let kind_word = id.get(17..)?.rsplit_once('-')?.0;
+    let kind = BackupKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == kind_word)?;
+    Some((stamp.and_utc(), kind))
+}
+
+/// Records what a verify (or a restore's check) found: `problems` marks the backup damaged;
+/// none marks it verified now (a damaged one that now checks out is good again).
+pub fn record_verify(
+    root: &Path,
+    id: &str,
+    problems: Option<String>,
+) -> Result<BackupMeta, CatalogError> {
+    let mut meta = find(root, id)?;
+    match problems {
+        Some(p) => {
+            meta.status = BackupStatus::Damaged;
+            meta.error = Some(p);
+        }
+        None if meta.status == BackupStatus::Damaged => {
+            meta.status = BackupStatus::Good;
+            meta.error = None;
+        }
+        None => {}
+    }
+    meta.verified_at = Some(Utc::now());
+    meta.seal();
+    write_json(&meta_path(root, &meta), &meta)?;
+    Ok(meta)
+}
