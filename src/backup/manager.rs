@@ -356,8 +356,9 @@ impl Manager {
                 // Retention runs after each good backup.
                 self.prune(false, None);
             }
-            self.refresh_metrics();
         }
+        // A verify or restore may have marked a backup damaged.
+        self.refresh_metrics();
     }
 
     /// Runs retention as a job of its own; `reply` is the requester's, if any.

@@ -12,6 +12,12 @@ pub(super) fn lookup(ctx: &Ctx, id: &str, action: &'static str) -> Result<Backup
     let meta = catalog::find(&ctx.config.backup.dir, id)?;
     // A damaged backup may be verified again (say, once its identity file is back).
     let verifiable = action == "verified" && meta.status == catalog::BackupStatus::Damaged;
+    if meta.status == catalog::BackupStatus::Damaged && !verifiable {
+        return Err(BackupError::VerifyFailed {
+            id: id.into(),
+            detail: meta.error.unwrap_or_else(|| "it is damaged".into()),
+        });
+    }
     if !meta.is_good() && !verifiable {
         return Err(BackupError::NotGood {
             id: id.into(),
