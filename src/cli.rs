@@ -173,6 +173,14 @@ pub(crate) enum BackupCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Delete one backup, or a failed or damaged entry (audited)
+    Delete {
+        /// A backup ID from `steward backup list`
+        id: String,
+        /// Also delete the newest intact backup of its database
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -253,6 +261,10 @@ fn backup_request(cmd: &BackupCmd) -> Request {
             force: *force,
         },
         BackupCmd::Prune { dry_run } => Request::BackupPrune { dry_run: *dry_run },
+        BackupCmd::Delete { id, force } => Request::BackupDelete {
+            id: id.clone(),
+            force: *force,
+        },
     }
 }
 

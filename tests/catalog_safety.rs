@@ -211,3 +211,75 @@ fn a_forged_running_marker_never_becomes_a_path() {
     assert!(marker.exists(), "the forged marker was acted on");
     assert_eq!(list(&st).len(), 1);
 }
+
+/// Item 14: a backup of a database that does not exist is refused before anything is
+/// recorded; a failed entry (and its BackupFailed) goes with `backup delete`; the newest intact
+/// backup goes only with `--force`; an entry with untrustworthy metadata can be deleted too.
+#[test]
+fn failed_entries_can_be_dealt_with() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let st = start(&pg, &redis, dir.path(), "");
+    let err = error_of(&st.ctl(&["backup", "create", "--database", "nosuchdb", "--wait"]));
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(list(&st).is_empty(), "{:?}", list(&st));
+    assert!(!dir.path().join("nosuchdb").exists());
+
+    let older = create_good(&st);
+    pg.stop();
+    let out = st.ctl(&["backup", "create", "--wait"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    pg.start_again();
+    let failed = list(&st)
+        .into_iter()
+        .find(|m| m.status == BackupStatus::Failed)
+        .expect("a failed entry");
+    st.wait_until(JOB, "BackupFailed to fire", |st| {
+        alert_active(st, "BackupFailed") == Some(1.0)
+    });
+    let out = st.ctl(&["backup", "delete", &failed.id]);
+    assert_eq!(out.code, 0, "{out:?}");
+    st.wait_until(JOB, "BackupFailed to resolve", |st| {
+        alert_active(st, "BackupFailed") == Some(0.0)
+    });
+
+    let newest = create_good(&st);
+    let err = error_of(&st.ctl(&["backup", "delete", &newest.id]));
+    assert!(
+        err.contains("newest intact") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(st.ctl(&["backup", "delete", &older.id]).code, 0);
+    let human = st.ctl_human(&["backup", "delete", &newest.id, "--force"]);
+    assert_eq!(human.code, 0, "{human:?}");
+    assert!(
+        human.stdout.contains(&format!("deleted {}", newest.id)),
+        "{human:?}"
+    );
+    assert!(list(&st).is_empty());
+    assert_eq!(
+        std::fs::read_dir(catalog::db_dir(dir.path(), PG_DB))
+            .unwrap()
+            .count(),
+        0,
+        "files left behind"
+    );
+
+    // Metadata that cannot be trusted: listed as damaged, and deletable by its ID.
+    let b = create_good(&st);
+    let meta = catalog::db_dir(dir.path(), PG_DB).join(format!("{}.json", b.id));
+    fs::write(&meta, "{ not json").unwrap();
+    let listed = list(&st);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].status, BackupStatus::Damaged, "{listed:?}");
+    assert_eq!(st.ctl(&["backup", "delete", &b.id]).code, 0);
+    assert!(list(&st).is_empty());
+    assert_eq!(
+        std::fs::read_dir(catalog::db_dir(dir.path(), PG_DB))
+            .unwrap()
+            .count(),
+        0,
+        "files left behind"
+    );
+}

@@ -1,6 +1,6 @@
 //! The cloneable handle to the backup actor: one method per request, each answered on a oneshot.
 
-use super::api::{JobInfo, PruneReply, RestoreReply, Started, StatusReply, VerifyReply};
+use super::api::{JobInfo, PruneReply, Pruned, RestoreReply, Started, StatusReply, VerifyReply};
 use super::catalog::BackupMeta;
 use super::manager::{BackupError, Cmd};
 use super::BackupKind;
@@ -100,6 +100,12 @@ impl BackupHandle {
     /// Applies retention now (or shows what it would delete).
     pub async fn prune(&self, dry_run: bool) -> Result<PruneReply, BackupError> {
         self.ask(|reply| Cmd::Prune { dry_run, reply }).await?
+    }
+
+    /// Deletes one backup or failed/damaged entry; the newest intact backup of its database
+    /// only with `force`.
+    pub async fn delete(&self, id: String, force: bool) -> Result<Pruned, BackupError> {
+        self.ask(|reply| Cmd::Delete { id, force, reply }).await?
     }
 
     /// Jobs in progress.

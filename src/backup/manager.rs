@@ -70,6 +70,11 @@ pub(super) enum Cmd {
         dry_run: bool,
         reply: oneshot::Sender<Result<PruneReply, BackupError>>,
     },
+    Delete {
+        id: String,
+        force: bool,
+        reply: oneshot::Sender<Result<super::api::Pruned, BackupError>>,
+    },
     Jobs {
         reply: oneshot::Sender<Vec<JobInfo>>,
     },
@@ -260,6 +265,21 @@ impl Manager {
                 });
             }
             Cmd::Prune { dry_run, reply } => self.prune(dry_run, Some(reply)),
+            Cmd::Delete { id, force, reply } => {
+                let root = self.cfg().backup.dir.clone();
+                let tx = self.handle.tx.clone();
+                tokio::spawn(async move {
+                    let out = tokio::task::spawn_blocking(move || {
+                        super::prune::delete_one(&root, &id, force)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(BackupError::Failed(e.to_string())));
+                    if out.is_ok() {
+                        let _ = tx.send(Cmd::Pruned).await;
+                    }
+                    let _ = reply.send(out);
+                });
+            }
             Cmd::Jobs { reply } => {
                 let _ = reply.send(self.job_infos());
             }

@@ -26,6 +26,16 @@ mod swap;
 pub use manager::{start, BackupError, BackupHandle};
 pub use status::free_bytes;
 
+/// Whether `database` exists on the server of `postgres.url`: `Err` (scrubbed) when the
+/// server cannot be asked. `backup create` asks before it records anything.
+pub async fn database_exists(cfg: &Config, database: &str) -> Result<bool, String> {
+    let c = scratch::admin_for(cfg, "").await?;
+    scratch::info_by_name(&c, database)
+        .await
+        .map(|i| i.is_some())
+        .map_err(|e| cfg.scrubber().scrub(&run::pg_error(&e)))
+}
+
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::secret::Scrubber;

@@ -63,3 +63,50 @@ pub(super) async fn audit(
         let _ = audit.record(entry).await;
     }
 }
+
+/// `backup delete ID [--force]`: one backup, failed or damaged entry out of the catalog (the
+/// same crash-safe deletion as retention). The newest intact backup of its database goes only
+/// with `force`; an entry whose metadata cannot be trusted is removed by its ID's file names.
+pub(super) fn delete_one(
+    root: &std::path::Path,
+    id: &str,
+    force: bool,
+) -> Result<Pruned, BackupError> {
+    let meta = match catalog::find(root, id) {
+        Ok(m) => m,
+        Err(catalog::CatalogError::Corrupt { .. }) => {
+            let m = catalog::delete_untrusted(root, id)?;
+            tracing::warn!(id = %id, database = %m.database, "damaged entry deleted by request");
+            return Ok(pruned(
+                &m,
+                "deleted by request (its metadata could not be trusted)",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if meta.is_good() && !force {
+        let newest = catalog::load_all(root)
+            .0
+            .into_iter()
+            .find(|m| m.database == meta.database && m.is_good());
+        if newest.is_some_and(|n| n.id == meta.id) {
+            return Err(BackupError::Refused(format!(
+                "backup {id} is the newest intact backup of database {:?}; pass --force to delete it anyway",
+                meta.database
+            )));
+        }
+    }
+    catalog::delete(root, &meta)?;
+    tracing::info!(id = %id, database = %meta.database, status = ?meta.status, "backup deleted by request");
+    Ok(pruned(&meta, "deleted by request"))
+}
+
+fn pruned(m: &catalog::BackupMeta, reason: &str) -> Pruned {
+    Pruned {
+        id: m.id.clone(),
+        database: m.database.clone(),
+        kind: m.kind,
+        reason: reason.into(),
+        stored_bytes: m.stored_bytes,
+    }
+}

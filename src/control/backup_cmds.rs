@@ -32,6 +32,7 @@ pub(super) async fn handle(
             .await
             .map(|v| Reply::data(&v)),
         Request::BackupPrune { dry_run } => b.prune(dry_run).await.map(|v| Reply::data(&v)),
+        Request::BackupDelete { id, force } => b.delete(id, force).await.map(|v| Reply::data(&v)),
         Request::BackupJobs => b.jobs().await.map(|v| Reply::data(&v)),
         _ => Ok(Reply::error("not a backup request")),
     };
@@ -49,6 +50,19 @@ async fn create(
         Some(db) => vec![db],
         None => scheduler::databases(&config.borrow()),
     };
+    let cfg = config.borrow().clone();
+    for db in dbs
+        .iter()
+        .filter(|d| crate::config::is_database_dir_name(d))
+    {
+        // A name that is not a database would leave a failed entry and an alert nothing clears;
+        // an unreachable server is a real failure, recorded by the run.
+        if let Ok(false) = crate::backup::database_exists(&cfg, db).await {
+            return Err(BackupError::Refused(format!(
+                "database {db:?} does not exist on the server; nothing was started or recorded (check --database or backup.databases)"
+            )));
+        }
+    }
     let mut started = Vec::new();
     let mut waits = Vec::new();
     for db in dbs {

@@ -120,6 +120,13 @@ pub enum Request {
         #[serde(default)]
         dry_run: bool,
     },
+    /// Delete one backup or failed/damaged entry; the newest intact backup of a database only
+    /// with `force`.
+    BackupDelete {
+        id: String,
+        #[serde(default)]
+        force: bool,
+    },
     /// Backup, verify and restore jobs in progress, with their byte counts.
     BackupJobs,
     /// Turn maintenance mode on (or change the current one's reason and end).
@@ -174,6 +181,7 @@ pub const COMMANDS: &[&str] = &[
     "backup_verify",
     "backup_restore",
     "backup_prune",
+    "backup_delete",
     "backup_jobs",
     "maintenance_on",
     "maintenance_off",

@@ -2,7 +2,9 @@
 
 use super::protocol::{Reply, Request};
 use super::render::{bytes, duration, table};
-use crate::backup::api::{JobInfo, PruneReply, RestoreReply, Started, StatusReply, VerifyReply};
+use crate::backup::api::{
+    JobInfo, PruneReply, Pruned, RestoreReply, Started, StatusReply, VerifyReply,
+};
 use crate::backup::catalog::{BackupMeta, BackupStatus};
 use chrono::Utc;
 use serde::de::DeserializeOwned;
@@ -23,6 +25,15 @@ pub fn render(req: &Request, reply: &Reply) -> Option<String> {
         Request::BackupVerify { .. } => parse::<VerifyReply>(reply).map(|v| verify(&v)),
         Request::BackupRestore { .. } => parse::<RestoreReply>(reply).map(|r| restore(&r)),
         Request::BackupPrune { .. } => parse::<PruneReply>(reply).map(|p| prune(&p)),
+        Request::BackupDelete { .. } => parse::<Pruned>(reply).map(|p| {
+            format!(
+                "deleted {} ({} {}, {})\n",
+                p.id,
+                p.database,
+                p.kind,
+                bytes(p.stored_bytes as f64)
+            )
+        }),
         Request::BackupJobs => parse::<Vec<JobInfo>>(reply).map(|j| jobs(&j)),
         _ => None,
     }

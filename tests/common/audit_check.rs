@@ -17,6 +17,7 @@ pub fn admin_command_of_args(args: &[&str]) -> Option<&'static str> {
         ("backup", "verify") => "backup_verify",
         ("backup", "restore") => "backup_restore",
         ("backup", "prune") => "backup_prune",
+        ("backup", "delete") => "backup_delete",
         ("cache", "clear") => "cache_clear",
         ("cache", "warm-up") => "cache_warm_up",
         _ => return None,

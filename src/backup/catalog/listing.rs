@@ -2,9 +2,11 @@
 //! be trusted, and the result of a verify recorded in a backup's metadata.
 
 use super::{
-    find, load_all, meta_path, validate_id, write_json, BackupMeta, BackupStatus, CatalogError,
+    data_file_name, find, load_all, meta_path, sync_dir, validate_id, write_json, BackupMeta,
+    BackupStatus, CatalogError,
 };
 use crate::backup::BackupKind;
+use crate::config::{Compression, DumpFormat};
 use chrono::{DateTime, Utc};
 use std::fs;
 use std::path::Path;
@@ -80,4 +82,35 @@ pub fn record_verify(
     meta.seal();
     write_json(&meta_path(root, &meta), &meta)?;
     Ok(meta)
+}
+
+/// Removes an entry whose metadata cannot be trusted: its `<id>.json` and any data file of the
+/// names steward gives that ID, in the directory holding it; nothing else.
+pub fn delete_untrusted(root: &Path, id: &str) -> Result<BackupMeta, CatalogError> {
+    validate_id(id)?;
+    let dir = fs::read_dir(root)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|d| d.join(format!("{id}.json")).is_file())
+        .ok_or_else(|| CatalogError::Unknown(id.into()))?;
+    let json = dir.join(format!("{id}.json"));
+    let entry = damaged_entry(&json, "deleted").ok_or_else(|| CatalogError::Unknown(id.into()))?;
+    for format in [DumpFormat::Plain, DumpFormat::Custom] {
+        for compression in [Compression::Gzip, Compression::Zstd] {
+            for encrypted in [false, true] {
+                let _ =
+                    fs::remove_file(dir.join(data_file_name(id, format, compression, encrypted)));
+            }
+        }
+    }
+    fs::remove_file(&json).map_err(|e| CatalogError::Io {
+        what: "delete",
+        path: json.clone(),
+        source: e,
+    })?;
+    sync_dir(&dir)?;
+    Ok(entry)
 }

@@ -34,6 +34,7 @@ impl Request {
             Request::BackupVerify { .. } => "backup_verify",
             Request::BackupRestore { .. } => "backup_restore",
             Request::BackupPrune { .. } => "backup_prune",
+            Request::BackupDelete { .. } => "backup_delete",
             Request::BackupJobs => "backup_jobs",
             Request::MaintenanceOn { .. } => "maintenance_on",
             Request::MaintenanceOff => "maintenance_off",
@@ -70,6 +71,7 @@ impl Request {
             | Request::BackupVerify { .. }
             | Request::BackupRestore { .. }
             | Request::BackupPrune { .. }
+            | Request::BackupDelete { .. }
             | Request::MaintenanceOn { .. }
             | Request::MaintenanceOff
             | Request::CacheClear { .. }
@@ -82,7 +84,9 @@ impl Request {
     pub fn announces_start(&self) -> bool {
         matches!(
             self,
-            Request::BackupRestore { .. } | Request::CacheClear { dry_run: false, .. }
+            Request::BackupRestore { .. }
+                | Request::BackupDelete { .. }
+                | Request::CacheClear { dry_run: false, .. }
         )
     }
 
@@ -137,6 +141,10 @@ mod tests {
                 force: false,
             },
             Request::BackupPrune { dry_run: true },
+            Request::BackupDelete {
+                id: id(),
+                force: false,
+            },
             Request::BackupJobs,
             Request::MaintenanceOn {
                 reason: None,
@@ -183,6 +191,7 @@ mod tests {
                 "backup_verify",
                 "backup_restore",
                 "backup_prune",
+                "backup_delete",
                 "maintenance_on",
                 "maintenance_off",
                 "cache_clear",
