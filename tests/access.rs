@@ -221,3 +221,40 @@ fn socket_mode_and_group_are_set() {
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.all().contains("control.group"), "{out:?}");
 }
+
+/// Issue 11 item 9: a reader flooding the socket with refused admin requests (each with a
+/// long argument) adds a bounded number of short lines to the audit log; the rest are counted
+/// in `steward_audit_denied_suppressed_total`.
+#[test]
+fn a_flood_of_refused_requests_is_bounded_in_the_audit_log() {
+    let st = start(&format!("allow_uids = [0, {NOBODY}]\nadmin_uids = [0]\n"));
+    let reason = "x".repeat(60_000);
+    for _ in 0..40 {
+        let out = as_user(
+            &st,
+            NOBODY,
+            NOBODY,
+            &[],
+            &["maintenance", "on", "--reason", &reason],
+        );
+        assert_ne!(out.code, 0, "{out:?}");
+    }
+    let path = &st.settings.audit_path;
+    let denied: Vec<serde_json::Value> = audit_check::lines(path)
+        .into_iter()
+        .filter(|l| l["outcome"] == "denied")
+        .collect();
+    assert!(
+        (1..=20).contains(&denied.len()),
+        "{} denied lines for 40 refused requests",
+        denied.len()
+    );
+    let size = std::fs::metadata(path).unwrap().len();
+    assert!(size < 64 * 1024, "the audit log grew to {size} bytes");
+    assert!(denied
+        .iter()
+        .all(|l| l["arguments"].to_string().len() < 1200));
+    let suppressed = st.metric("steward_audit_denied_suppressed_total", &[]);
+    assert_eq!(suppressed, Some(40.0 - denied.len() as f64));
+    assert!(!maintenance_on(&st));
+}

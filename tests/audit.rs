@@ -316,3 +316,93 @@ fn client_words_map_to_the_protocol_admin_commands() {
         assert_eq!(audit_check::admin_command_of_args(args), None);
     }
 }
+
+/// Issue 11 item 9: on a full filesystem under the audit log, `backup prune` deletes nothing
+/// (its lines could not be written first) and admin commands are refused, though the file
+/// still opens for appending; once there is room, both work and are recorded.
+#[test]
+fn a_full_filesystem_under_the_audit_log_stops_destructive_actions() {
+    use steward::backup::catalog::{self, BackupMeta};
+    use steward::backup::BackupKind;
+    let Some(fs) = common::tmpfs::Tmpfs::mount("256k") else {
+        return;
+    };
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let backups = tempfile::tempdir().unwrap();
+    let audit = fs.path().join("audit.log");
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| {
+            s.audit_path = audit.clone();
+            s.backup = common::faults::backup_section(
+                backups.path(),
+                "min_keep = 0\nmanual_retention = \"1d\"",
+            );
+        })
+        .start();
+    let real = common::faults::create_good(&st);
+    // Two older manual backups that retention may delete.
+    let dir = catalog::db_dir(backups.path(), PG_DB);
+    let data = std::fs::read(dir.join(real.file.as_deref().unwrap())).unwrap();
+    let mut old_ids = Vec::new();
+    for days in [3, 4] {
+        let started = chrono::Utc::now() - chrono::Duration::days(days);
+        let mut m: BackupMeta = real.clone();
+        m.id = catalog::new_id(started, BackupKind::Manual);
+        m.started_at = started;
+        m.finished_at = Some(started);
+        let name = catalog::data_file_name(&m.id, m.format, m.compression, false);
+        std::fs::write(dir.join(&name), &data).unwrap();
+        m.file = Some(name);
+        catalog::commit(backups.path(), &mut m).unwrap();
+        old_ids.push(m.id);
+    }
+    // Fill the filesystem.
+    let filler = fs.path().join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=4k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    assert!(std::fs::OpenOptions::new()
+        .append(true)
+        .open(&audit)
+        .is_ok());
+    // Room reserved for the log earlier is used up by admin commands, each of which the
+    // harness checks left its line; then the next is refused.
+    let mut refused = None;
+    for _ in 0..2000 {
+        let out = st.ctl(&["maintenance", "on", "--reason", &"r".repeat(450)]);
+        if out.code != 0 {
+            refused = Some(out);
+            break;
+        }
+    }
+    let refused = refused.expect("admin commands kept running on a full filesystem");
+    assert!(refused.all().contains("audit"), "{refused:?}");
+    let before = audit_check::lines(&audit).len();
+
+    let out = st.ctl(&["backup", "prune"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.all().contains("audit"), "{out:?}");
+    let listed: Vec<BackupMeta> = st.ctl(&["backup", "list"]).data();
+    for id in &old_ids {
+        assert!(listed.iter().any(|m| &m.id == id), "{id} deleted unaudited");
+    }
+    let out = st.ctl(&["maintenance", "off"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert_eq!(audit_check::lines(&audit).len(), before);
+
+    std::fs::remove_file(&filler).unwrap();
+    let p: steward::backup::api::PruneReply = st.ctl(&["backup", "prune"]).data();
+    assert_eq!(p.deleted.len(), 2, "{p:?}");
+    let lines = audit_check::lines(&audit);
+    for id in &old_ids {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["command"] == "backup_delete" && l["arguments"]["id"] == id.as_str()),
+            "no audit line for the deletion of {id}"
+        );
+    }
+}

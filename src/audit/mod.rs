@@ -4,6 +4,7 @@
 //! closed when their entry cannot be written.
 
 mod entry;
+mod limit;
 
 pub use entry::{Entry, Outcome, PeerId};
 
@@ -52,6 +53,7 @@ pub struct AuditHandle {
     tx: mpsc::Sender<Cmd>,
     config: watch::Receiver<Arc<Config>>,
     metrics: Arc<Metrics>,
+    denied: Arc<limit::DenyLimiter>,
 }
 
 /// Starts the writer thread (plain file I/O, off the async runtime); it ends when the last
@@ -66,6 +68,7 @@ pub fn start(config: watch::Receiver<Arc<Config>>, metrics: Arc<Metrics>) -> Aud
         tx,
         config,
         metrics,
+        denied: Arc::default(),
     }
 }
 
@@ -74,8 +77,9 @@ impl AuditHandle {
         self.config.borrow().audit.path.clone()
     }
 
-    /// Checks that an entry can be written now (the file opens for appending), so that an
-    /// admin command is refused before it changes anything when it could not be audited.
+    /// Checks that an entry can be written now (the file opens for appending and there is room
+    /// for it on disk), so that an admin command is refused before it changes anything when it
+    /// could not be audited.
     pub async fn ready(&self) -> Result<(), AuditError> {
         let path = self.path();
         let out = self
@@ -99,6 +103,35 @@ impl AuditHandle {
             tracing::error!(error = %e, "audit entry not written");
         }
         out
+    }
+
+    /// Writes the line of a refused request: its arguments cut to 1 KiB, at most a few lines
+    /// per peer uid a minute (the rest counted, then summed up in one line).
+    pub async fn record_denied(&self, mut entry: Entry, uid: u32) {
+        match self.denied.admit(uid, std::time::Instant::now()) {
+            limit::Verdict::Suppress => {
+                self.metrics.audit.denied_suppressed.inc();
+            }
+            limit::Verdict::Write { suppressed_before } => {
+                if suppressed_before > 0 {
+                    let args = serde_json::json!({
+                        "uid": uid,
+                        "suppressed": suppressed_before,
+                        "window_seconds": limit::WINDOW.as_secs(),
+                    });
+                    let summary = Entry::new(
+                        "control",
+                        "denied_suppressed",
+                        args,
+                        std::time::Instant::now(),
+                    )
+                    .outcome(Outcome::Denied, None);
+                    let _ = self.record(summary).await;
+                }
+                entry.arguments = limit::cap_arguments(entry.arguments);
+                let _ = self.record(entry).await;
+            }
+        }
     }
 
     /// Sends the command `make` builds to the writer and waits for its answer about `path`.
@@ -174,7 +207,7 @@ impl Writer {
                     let _ = reply.send(self.append(&path, &line));
                 }
                 Cmd::Probe { path, reply } => {
-                    let out = self.file(&path).map(|_| ());
+                    let out = self.file(&path).and_then(|f| reserve(f));
                     if out.is_err() {
                         self.open = None;
                     }
@@ -211,6 +244,28 @@ impl Writer {
             Some(o) => Ok(&mut o.file),
             None => Err(std::io::Error::other("audit log not open")),
         }
+    }
+}
+
+/// Room an entry needs, reserved by the readiness probe.
+const RESERVE: i64 = 64 * 1024;
+
+/// Proves there is room for the next entries: reserves [`RESERVE`] bytes past the end of the
+/// file without changing its size (`fallocate` with `FALLOC_FL_KEEP_SIZE`), which fails on a
+/// full filesystem or quota where merely opening the file succeeds. A filesystem that cannot
+/// preallocate is taken at its word (the write itself still fails closed).
+fn reserve(file: &mut File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let end = file.metadata()?.len() as i64;
+    // SAFETY: fallocate on a file descriptor we own; no memory is passed.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, end, RESERVE) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(()),
+        _ => Err(e),
     }
 }
 

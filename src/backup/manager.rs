@@ -391,16 +391,12 @@ impl Manager {
         let tx = self.handle.tx.clone();
         let audit = self.audit.clone();
         tokio::spawn(async move {
-            let started = std::time::Instant::now();
             let out = match (dry_run, audit.ready().await) {
                 (false, Err(e)) => Err(BackupError::Failed(format!(
                     "retention deleted nothing: {e}"
                 ))),
-                _ => super::prune::run(&ctx, dry_run).await,
+                _ => super::prune::run(&ctx, dry_run, &audit, reply.is_some()).await,
             };
-            if let (Ok(r), false) = (&out, dry_run) {
-                super::prune::audit(&audit, r, reply.is_some(), started).await;
-            }
             if let (Err(e), None) = (&out, &reply) {
                 tracing::warn!(error = %e, "retention after backup failed");
             }

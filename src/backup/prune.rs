@@ -8,60 +8,91 @@ use super::retention::{self, Candidate, Policy};
 use super::Ctx;
 use chrono::Utc;
 
-/// Runs retention now; with `dry_run`, only reports.
-pub(super) async fn run(ctx: &Ctx, dry_run: bool) -> Result<PruneReply, BackupError> {
+/// Runs retention now; with `dry_run`, only reports. Each deletion's audit line is written
+/// and flushed before the deletion; when it cannot be, retention stops there (what was
+/// deleted before is reported in the error).
+pub(super) async fn run(
+    ctx: &Ctx,
+    dry_run: bool,
+    audit: &crate::audit::AuditHandle,
+    on_request: bool,
+) -> Result<PruneReply, BackupError> {
+    let started = std::time::Instant::now();
     let cfg = ctx.config.clone();
-    let metrics = ctx.metrics.clone();
-    tokio::task::spawn_blocking(move || {
-        let root = &cfg.backup.dir;
-        let (all, _) = catalog::load_all(root);
+    let (all, decisions) = tokio::task::spawn_blocking(move || {
+        let (all, _) = catalog::load_all(&cfg.backup.dir);
         let candidates: Vec<Candidate> = all
             .iter()
-            .map(|m| Candidate { id: m.id.clone(), database: m.database.clone(), kind: m.kind, good: m.is_good(), started_at: m.started_at })
+            .map(|m| Candidate {
+                id: m.id.clone(),
+                database: m.database.clone(),
+                kind: m.kind,
+                good: m.is_good(),
+                started_at: m.started_at,
+            })
             .collect();
-        let decisions = retention::select(&candidates, &Policy::from_config(&cfg.backup), Utc::now());
-        let mut deleted = Vec::new();
-        for d in &decisions {
-            let Some(meta) = all.iter().find(|m| m.id == d.id) else { continue };
-            if !dry_run {
-                if let Err(e) = catalog::delete(root, meta) {
-                    tracing::warn!(id = %meta.id, error = %e, "retention could not delete a backup");
-                    continue;
-                }
-                metrics.backup.prune_deleted.with_label_values(&[&meta.database, meta.kind.as_str()]).inc();
-                tracing::info!(id = %meta.id, database = %meta.database, reason = %d.reason, "backup deleted by retention");
-            }
-            deleted.push(Pruned { id: meta.id.clone(), database: meta.database.clone(), kind: meta.kind, reason: d.reason.clone(), stored_bytes: meta.stored_bytes });
-        }
-        if !dry_run {
-            metrics.backup.last_prune.set(crate::unix_now());
-        }
-        Ok(PruneReply { dry_run, kept: all.len() - deleted.len(), deleted })
+        let decisions =
+            retention::select(&candidates, &Policy::from_config(&cfg.backup), Utc::now());
+        (all, decisions)
     })
     .await
-    .map_err(|e| BackupError::Failed(format!("retention stopped: {e}")))?
+    .map_err(|e| BackupError::Failed(format!("retention stopped: {e}")))?;
+    let root = ctx.config.backup.dir.clone();
+    let mut deleted = Vec::new();
+    for d in &decisions {
+        let Some(meta) = all.iter().find(|m| m.id == d.id) else {
+            continue;
+        };
+        let p = pruned(meta, &d.reason);
+        if !dry_run {
+            if let Err(e) = audit.record(entry(&p, on_request, started)).await {
+                return Err(BackupError::Failed(format!(
+                    "retention stopped before deleting {} ({} deleted before it): {e}",
+                    p.id,
+                    deleted.len()
+                )));
+            }
+            let (root, m) = (root.clone(), meta.clone());
+            let out = tokio::task::spawn_blocking(move || catalog::delete(&root, &m))
+                .await
+                .map_err(|e| BackupError::Failed(format!("retention stopped: {e}")))?;
+            if let Err(e) = out {
+                tracing::warn!(id = %meta.id, error = %e, "retention could not delete a backup");
+                let failed = entry(&p, on_request, started)
+                    .outcome(crate::audit::Outcome::Error, Some(e.to_string()));
+                let _ = audit.record(failed).await;
+                continue;
+            }
+            ctx.metrics
+                .backup
+                .prune_deleted
+                .with_label_values(&[&meta.database, meta.kind.as_str()])
+                .inc();
+            tracing::info!(id = %meta.id, database = %meta.database, reason = %d.reason, "backup deleted by retention");
+        }
+        deleted.push(p);
+    }
+    if !dry_run {
+        ctx.metrics.backup.last_prune.set(crate::unix_now());
+    }
+    Ok(PruneReply {
+        dry_run,
+        kept: all.len() - deleted.len(),
+        deleted,
+    })
 }
 
-/// Records each backup retention deleted, one audit line per backup.
-pub(super) async fn audit(
-    audit: &crate::audit::AuditHandle,
-    reply: &PruneReply,
-    on_request: bool,
-    started: std::time::Instant,
-) {
-    for p in &reply.deleted {
-        let args = serde_json::json!({
-            "id": p.id,
-            "database": p.database,
-            "kind": p.kind,
-            "reason": p.reason,
-            "stored_bytes": p.stored_bytes,
-            "trigger": if on_request { "backup_prune" } else { "after_backup" },
-        });
-        let entry = crate::audit::Entry::new("backup.retention", "backup_delete", args, started);
-        // The deletion has happened; a failure to record it is logged and counted.
-        let _ = audit.record(entry).await;
-    }
+/// The audit line of one retention deletion.
+fn entry(p: &Pruned, on_request: bool, started: std::time::Instant) -> crate::audit::Entry {
+    let args = serde_json::json!({
+        "id": p.id,
+        "database": p.database,
+        "kind": p.kind,
+        "reason": p.reason,
+        "stored_bytes": p.stored_bytes,
+        "trigger": if on_request { "backup_prune" } else { "after_backup" },
+    });
+    crate::audit::Entry::new("backup.retention", "backup_delete", args, started)
 }
 
 /// `backup delete ID [--force]`: one backup, failed or damaged entry out of the catalog (the

@@ -49,6 +49,12 @@ impl PolicyEnforcer {
         true
     }
 
+    /// Forgets that the current mismatch was tried (its attempt was held back), so the next
+    /// tick tries it.
+    pub fn forget(&mut self) {
+        self.tried_on = None;
+    }
+
     /// Records and logs an attempt's result (`Err` holds Redis' answer, secrets removed).
     pub fn record(&mut self, actual: &str, expected: &str, result: Result<(), String>) {
         self.outcome = Some(match result {

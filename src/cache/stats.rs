@@ -233,7 +233,22 @@ impl Stats {
             }
         }
         if !expire.is_empty() {
-            if let Err(e) = self.audit.ready().await {
+            // The intent is on disk before any key changes; if it cannot be, nothing changes.
+            let mut planned = vec![0u64; self.cfg.cache.namespaces.len()];
+            for (i, _, _) in &expire {
+                planned[*i] += 1;
+            }
+            let counts: Vec<(String, u64)> = (self.cfg.cache.namespaces.iter())
+                .zip(planned)
+                .map(|(n, c)| (n.name.clone(), c))
+                .collect();
+            let intent = crate::audit::Entry::ttl_enforced(&counts, 0.0)
+                .map(|e| e.outcome(crate::audit::Outcome::Started, None));
+            let written = match intent {
+                Some(e) => self.audit.record(e).await,
+                None => Ok(()),
+            };
+            if let Err(e) = written {
                 // Changing keys unaudited is not allowed: leave them for a later pass.
                 tracing::warn!(error = %e, keys = expire.len(), "enforce_ttl skipped: the audit log cannot be written");
                 expire.clear();
@@ -375,14 +390,16 @@ impl Stats {
             return;
         };
         let started = Instant::now();
-        if actual != expected {
-            if let Err(e) = self.audit.ready().await {
-                // Tried again at the next tick, once the change can be recorded.
-                tracing::debug!(error = %e, "CONFIG SET maxmemory-policy held back");
-                return;
-            }
-        }
         if !self.policy.should_try(&actual, &expected) {
+            return;
+        }
+        // The intent is on disk before Redis is changed; if it cannot be, nothing changes.
+        let intent = crate::audit::Entry::config_set(&expected, &actual, &Ok(()), started)
+            .outcome(crate::audit::Outcome::Started, None);
+        if let Err(e) = self.audit.record(intent).await {
+            // Tried again at the next tick, once the change can be recorded.
+            tracing::debug!(error = %e, "CONFIG SET maxmemory-policy held back");
+            self.policy.forget();
             return;
         }
         let result = match self.connection().await {

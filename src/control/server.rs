@@ -280,8 +280,8 @@ async fn deny(d: &Dispatcher, peer: &Peer, req: Option<&Request>, msg: &str) {
     let entry = Entry::new("client", name, args, Instant::now())
         .peer(peer.id())
         .outcome(Outcome::Denied, Some(msg.to_string()));
-    // A failure is logged and counted by the writer; the peer is refused either way.
-    let _ = d.audit.record(entry).await;
+    // Bounded per uid; a failure is logged and counted by the writer; refused either way.
+    d.audit.record_denied(entry, peer.uid).await;
 }
 
 /// Writes one reply line; false when the client is gone or stuck.

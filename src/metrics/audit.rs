@@ -2,12 +2,14 @@
 //! refused), so an alert can catch an audit log that stopped working.
 
 use super::{MetricsError, Reg};
-use prometheus::IntCounterVec;
+use prometheus::{IntCounter, IntCounterVec};
 
 /// Every audit metric handle.
 pub struct AuditMetrics {
     /// Entries appended, by `result` (`ok`, `error`).
     pub writes: IntCounterVec,
+    /// Refused-request lines left out by the per-uid rate limit.
+    pub denied_suppressed: IntCounter,
 }
 
 impl AuditMetrics {
@@ -21,6 +23,14 @@ impl AuditMetrics {
         for result in ["ok", "error"] {
             writes.with_label_values(&[result]);
         }
-        Ok(Self { writes })
+        let denied_suppressed = r.counter0(
+            "steward_audit_denied_suppressed_total",
+            "Refused control requests left out of the audit log by its per-uid rate limit (a \
+             summary line counts them when the uid's next window opens).",
+        )?;
+        Ok(Self {
+            writes,
+            denied_suppressed,
+        })
     }
 }
