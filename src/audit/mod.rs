@@ -207,7 +207,7 @@ impl Writer {
                     let _ = reply.send(self.append(&path, &line));
                 }
                 Cmd::Probe { path, reply } => {
-                    let out = self.file(&path).and_then(|f| reserve(f));
+                    let out = self.file(&path).and_then(reserve);
                     if out.is_err() {
                         self.open = None;
                     }
