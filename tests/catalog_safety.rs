@@ -283,3 +283,50 @@ fn failed_entries_can_be_dealt_with() {
         "files left behind"
     );
 }
+
+/// Item 11: a backup dir that is a file, or on a read-only filesystem, fails `backup create`
+/// clearly, shows in `backup status` and `/health` (which stays 200: the services are up),
+/// sets `steward_backup_dir_usable 0` and fires BackupFailed.
+#[test]
+fn an_unusable_backup_dir_is_visible() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let top = tempfile::tempdir().unwrap();
+    let file = top.path().join("not-a-dir");
+    fs::write(&file, "").unwrap();
+    let ro = common::tmpfs::Tmpfs::mount("1m");
+    let mut dirs = vec![(file.clone(), "not a directory")];
+    if let Some(fs_) = &ro {
+        fs::create_dir(fs_.path().join("backups")).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(fs_.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        dirs.push((fs_.path().join("backups"), "not writable"));
+    }
+    for (dir, why) in dirs {
+        let st = start(&pg, &redis, &dir, "");
+        let err = error_of(&st.ctl(&["backup", "create", "--wait"]));
+        assert!(err.contains(why) && err.contains("backup.dir"), "{err}");
+        let status: BackupStatusReply = st.ctl(&["backup", "status"]).data();
+        let p = status.dir_problem.clone().unwrap_or_default();
+        assert!(p.contains(why), "{status:?}");
+        let human = st.ctl_human(&["backup", "status"]);
+        assert!(human.stdout.contains("BACKUPS CANNOT BE WRITTEN"), "{human:?}");
+        st.wait_until(JOB, "BackupFailed to fire", |st| {
+            alert_active(st, "BackupFailed") == Some(1.0)
+        });
+        assert_eq!(st.metric("steward_backup_dir_usable", &[]), Some(0.0));
+        st.wait_up("postgres", true, JOB);
+        st.wait_up("redis", true, JOB);
+        let (code, body) = st.http_get("/health");
+        assert_eq!(code, 200, "{body}");
+        let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            h["backup_dir_problem"].as_str().unwrap_or("").contains(why),
+            "{h}"
+        );
+    }
+}

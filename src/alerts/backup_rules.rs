@@ -45,19 +45,22 @@ pub fn failed(rule: &Rule, f: &Facts) -> Observation {
             .entry((m.database.as_str(), m.kind.as_str()))
             .or_insert(m);
     }
-    let failures: Vec<String> = newest
-        .values()
-        .filter(|m| m.status == BackupStatus::Failed)
-        .map(|m| {
-            format!(
-                "{} {} backup {} failed: {}",
-                m.database,
-                m.kind,
-                m.id,
-                m.error.as_deref().unwrap_or("no reason recorded")
-            )
-        })
-        .collect();
+    let mut failures: Vec<String> = b.dir_problem.iter().cloned().collect();
+    failures.extend(
+        newest
+            .values()
+            .filter(|m| m.status == BackupStatus::Failed)
+            .map(|m| {
+                format!(
+                    "{} {} backup {} failed: {}",
+                    m.database,
+                    m.kind,
+                    m.id,
+                    m.error.as_deref().unwrap_or("no reason recorded")
+                )
+            })
+            .collect::<Vec<String>>(),
+    );
     o.value = Some(failures.len() as f64);
     o.threshold = Some(0.0);
     o.active = !failures.is_empty();

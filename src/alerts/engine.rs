@@ -154,10 +154,14 @@ impl Engine {
             return;
         };
         let dir = cfg.backup.dir.clone();
-        let free = tokio::task::spawn_blocking(move || crate::backup::free_bytes(&dir))
-            .await
-            .ok()
-            .flatten();
+        let (free, dir_problem) = tokio::task::spawn_blocking(move || {
+            (
+                crate::backup::free_bytes(&dir),
+                crate::backup::dir_problem(&dir),
+            )
+        })
+        .await
+        .unwrap_or_default();
         let periods = Schedules::from_config(&cfg.backup.schedule)
             .map(|s| {
                 s.iter()
@@ -168,6 +172,7 @@ impl Engine {
         self.facts.backups = Some(BackupFacts {
             metas,
             free_bytes: free,
+            dir_problem,
             databases: crate::backup::scheduler::databases(&cfg),
             periods,
         });

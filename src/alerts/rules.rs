@@ -23,6 +23,8 @@ pub struct BackupFacts {
     pub metas: Vec<BackupMeta>,
     /// Free bytes where backups are written.
     pub free_bytes: Option<u64>,
+    /// Why the backup directory cannot be used (BackupFailed fires: every backup would fail).
+    pub dir_problem: Option<String>,
     /// The databases the schedules cover.
     pub databases: Vec<String>,
     /// Each scheduled kind and its period in seconds.

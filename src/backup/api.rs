@@ -69,6 +69,9 @@ pub struct NextRun {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReply {
     pub dir: String,
+    /// Why `dir` cannot hold backups (a file, a read-only filesystem), when it cannot.
+    #[serde(default)]
+    pub dir_problem: Option<String>,
     #[serde(default)]
     pub free_bytes: Option<u64>,
     pub databases: Vec<DatabaseStatus>,

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod catalog;
+mod dir_check;
 mod handle;
 mod manager;
 pub mod pgconn;
@@ -23,6 +24,7 @@ mod scratch;
 mod status;
 mod swap;
 
+pub use dir_check::dir_problem;
 pub use manager::{start, BackupError, BackupHandle};
 pub use status::free_bytes;
 

@@ -96,6 +96,7 @@ pub(super) fn build(
         })
         .collect::<Vec<_>>();
     StatusReply {
+        dir_problem: super::dir_problem(root),
         dir: root.display().to_string(),
         free_bytes: free_bytes(root),
         total_backups: databases.iter().map(|d| d.good_backups).sum(),
@@ -151,5 +152,10 @@ pub(super) fn refresh_metrics(cfg: &Config, metrics: &Metrics) {
     }
     if let Some(free) = free_bytes(&cfg.backup.dir) {
         b.dir_free.set(free as i64);
+    }
+    let problem = super::dir_problem(&cfg.backup.dir);
+    b.dir_usable.set(i64::from(problem.is_none()));
+    if let Ok(mut p) = b.dir_problem.write() {
+        *p = problem;
     }
 }

@@ -51,6 +51,16 @@ async fn create(
         None => scheduler::databases(&config.borrow()),
     };
     let cfg = config.borrow().clone();
+    let dir = cfg.backup.dir.clone();
+    if let Some(why) = tokio::task::spawn_blocking(move || crate::backup::dir_problem(&dir))
+        .await
+        .ok()
+        .flatten()
+    {
+        return Err(BackupError::Refused(format!(
+            "{why}; no backup was started"
+        )));
+    }
     for db in dbs
         .iter()
         .filter(|d| crate::config::is_database_dir_name(d))

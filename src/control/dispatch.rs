@@ -41,7 +41,11 @@ impl Dispatcher {
     pub async fn handle(&self, req: Request) -> Reply {
         match req {
             Request::Status => self.status().await,
-            Request::Health { service } => Reply::data(&self.board.health_of(service)),
+            Request::Health { service } => {
+                let mut h = self.board.health_of(service);
+                h.backup_dir_problem = self.metrics.backup.dir_problem();
+                Reply::data(&h)
+            }
             Request::Check { service } => self.check(service).await,
             Request::Tasks => match self.supervisor.list().await {
                 Ok(t) => Reply::data(&t),
@@ -132,6 +136,7 @@ impl Dispatcher {
         Reply::data(&HealthReply {
             healthy: services.iter().all(ServiceReport::up),
             services,
+            backup_dir_problem: self.metrics.backup.dir_problem(),
         })
     }
 

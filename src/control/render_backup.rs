@@ -99,6 +99,9 @@ fn status(s: &StatusReply) -> String {
         bytes(s.total_bytes as f64),
         s.free_bytes.map_or("unknown".into(), |f| bytes(f as f64))
     );
+    if let Some(p) = &s.dir_problem {
+        out += &format!("BACKUPS CANNOT BE WRITTEN: {p}\n\n");
+    }
     let mut rows = vec![["DATABASE", "KIND", "LAST GOOD", "AGE", "SIZE"]
         .map(String::from)
         .to_vec()];

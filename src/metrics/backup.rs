@@ -19,6 +19,11 @@ pub struct BackupMetrics {
     pub next_run: GaugeVec,
     pub restores: IntCounterVec,
     pub dir_free: IntGauge,
+    /// 1 when the backup directory can be used, 0 when not (see `dir_problem`).
+    pub dir_usable: IntGauge,
+    /// Why the backup directory cannot be used, as last found by the backup manager; `/health`
+    /// shows it (it is state, not a sample: text has no place in a label).
+    pub dir_problem: std::sync::RwLock<Option<String>>,
     pub verifies: IntCounterVec,
     pub prune_deleted: IntCounterVec,
     pub last_prune: Gauge,
@@ -27,6 +32,11 @@ pub struct BackupMetrics {
 }
 
 impl BackupMetrics {
+    /// Why the backup directory cannot be used, as last found.
+    pub fn dir_problem(&self) -> Option<String> {
+        self.dir_problem.read().ok().and_then(|p| p.clone())
+    }
+
     pub(super) fn new(r: &Reg) -> Result<Self, MetricsError> {
         let m = Self {
             last_success: r.float_vec(
@@ -83,6 +93,11 @@ impl BackupMetrics {
                 "steward_backup_dir_free_bytes",
                 "Free bytes on the backup directory's filesystem.",
             )?,
+            dir_usable: r.int(
+                "steward_backup_dir_usable",
+                "1 when the backup directory is a directory steward can write in (or create), 0 when not: backups then fail.",
+            )?,
+            dir_problem: std::sync::RwLock::new(None),
             verifies: r.counter(
                 "steward_backup_verifications_total",
                 "Verifications, by result.",

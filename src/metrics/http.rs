@@ -233,7 +233,8 @@ fn route(state: &HttpState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             r
         }
         "/health" => {
-            let h = state.board.health();
+            let mut h = state.board.health();
+            h.backup_dir_problem = state.metrics.backup.dir_problem();
             let code = if h.healthy {
                 StatusCode::OK
             } else {

@@ -98,6 +98,7 @@ impl Board {
         HealthReply {
             healthy: services.iter().all(ServiceReport::up),
             services,
+            backup_dir_problem: None,
         }
     }
 

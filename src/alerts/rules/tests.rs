@@ -174,6 +174,7 @@ fn backup_failed_looks_at_the_newest_of_each_database_and_kind() {
     let catalog = |metas: Vec<BackupMeta>| BackupFacts {
         metas,
         free_bytes: Some(1 << 40),
+        dir_problem: None,
         databases: vec!["app".into()],
         periods: vec![],
     };
@@ -217,6 +218,7 @@ fn backup_damaged_fires_while_a_damaged_backup_is_in_the_catalog() {
     let catalog = |metas: Vec<BackupMeta>| BackupFacts {
         metas,
         free_bytes: Some(1 << 40),
+        dir_problem: None,
         databases: vec!["app".into()],
         periods: vec![],
     };
@@ -265,6 +267,7 @@ fn backup_stale_follows_the_schedules_or_max_age() {
     f.backups = Some(BackupFacts {
         metas,
         free_bytes: None,
+        dir_problem: None,
         databases: vec!["app".into(), "other".into()],
         periods: vec![(BackupKind::Daily, day), (BackupKind::Weekly, 7.0 * day)],
     });
@@ -306,6 +309,7 @@ fn storage_low_compares_free_space_with_the_last_backup() {
             1000,
         )],
         free_bytes: Some(free),
+        dir_problem: None,
         databases: vec!["app".into()],
         periods: vec![],
     };

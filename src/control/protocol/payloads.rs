@@ -139,6 +139,10 @@ impl ServiceReport {
 pub struct HealthReply {
     pub healthy: bool,
     pub services: Vec<ServiceReport>,
+    /// Why the backup directory cannot be used, when it cannot (it does not make steward
+    /// unhealthy: the services are what `healthy` is about).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_dir_problem: Option<String>,
 }
 
 /// A supervised task's state.
