@@ -163,7 +163,8 @@ pub(crate) enum BackupCmd {
         /// Database to restore into [default: <db>_restored_<timestamp>]
         #[arg(long, value_name = "NAME")]
         target_db: Option<String>,
-        /// Replace an existing non-empty database (a pre-restore backup of it is taken first)
+        /// Replace an existing database: ends every session on it, refuses new connections
+        /// until the swap, and takes a pre-restore backup of it first
         #[arg(long)]
         force: bool,
     },

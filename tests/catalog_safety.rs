@@ -314,7 +314,10 @@ fn an_unusable_backup_dir_is_visible() {
         let p = status.dir_problem.clone().unwrap_or_default();
         assert!(p.contains(why), "{status:?}");
         let human = st.ctl_human(&["backup", "status"]);
-        assert!(human.stdout.contains("BACKUPS CANNOT BE WRITTEN"), "{human:?}");
+        assert!(
+            human.stdout.contains("BACKUPS CANNOT BE WRITTEN"),
+            "{human:?}"
+        );
         st.wait_until(JOB, "BackupFailed to fire", |st| {
             alert_active(st, "BackupFailed") == Some(1.0)
         });
