@@ -162,14 +162,16 @@ impl Manager {
         }
         self.refresh_metrics();
         // Restores cut short by a stop are finished or rolled back, and scratch databases of
-        // dead runs dropped, as soon as PostgreSQL answers.
+        // dead runs dropped, as soon as PostgreSQL answers; later, a restore that could not be
+        // settled when it failed (PostgreSQL gone at that moment) is repaired once it is back.
         let config = self.config.clone();
         let cancel = self.cancel.clone();
         tokio::spawn(async move {
+            let mut clean = false;
             loop {
                 let cfg = config.borrow().clone();
-                if super::restore_flow::repair_and_log(&cfg).await {
-                    return;
+                if !clean || super::swap::any_pending(&cfg.state.dir) {
+                    clean = super::restore_flow::repair_and_log(&cfg).await;
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return,

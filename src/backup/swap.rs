@@ -139,6 +139,12 @@ fn pending(state_dir: &Path) -> Vec<(PathBuf, Result<Journal, String>)> {
     out
 }
 
+/// Whether a valid journal is waiting for repair (one that fails its checks was reported
+/// once and is left alone).
+pub(super) fn any_pending(state_dir: &Path) -> bool {
+    pending(state_dir).iter().any(|(_, j)| j.is_ok())
+}
+
 /// Whether an unfinished run's journal names `target` (a new restore into it must wait).
 pub(super) fn pending_for(state_dir: &Path, target: &str) -> Option<String> {
     pending(state_dir)
