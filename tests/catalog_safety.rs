@@ -129,20 +129,12 @@ fn another_instances_turn_is_a_skip_not_a_failure() {
     let redis = Redis::start();
     let dir = tempfile::tempdir().unwrap();
     let st = start(&pg, &redis, dir.path(), "");
-    let mut other = pg.psql_cmd(PG_USER, PG_DB);
-    let mut other = other
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
     // What a second steward does before its backup (the lock class is "ST").
-    writeln!(
-        other.stdin.as_mut().unwrap(),
-        "SELECT pg_advisory_lock(21332, hashtext(current_database()));"
-    )
-    .unwrap();
+    let mut other = pg.session(
+        PG_USER,
+        PG_DB,
+        "SELECT pg_advisory_lock(21332, hashtext(current_database()));",
+    );
     wait_until(JOB, "the other instance's lock", || {
         pg.psql_as_postgres("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
             .trim()

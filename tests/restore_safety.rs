@@ -10,12 +10,12 @@ mod common;
 
 use common::faults::{backup_section, create_good, error_of, list};
 use common::*;
-use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use steward::backup::api::{RestoreReply, VerifyReply};
+use steward::backup::catalog::BackupMeta;
 use steward::backup::BackupKind;
 
 const JOB: Duration = Duration::from_secs(90);
@@ -86,6 +86,18 @@ fn version(pg: &Postgres, db: &str) -> String {
         .to_string()
 }
 
+/// The common start: a server whose application database holds `version`, a daemon with
+/// `extra` lines in `[backup]`, and a good backup of that content.
+fn seeded(version: &str, extra: &str) -> (Postgres, Redis, Steward, BackupMeta) {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    grant_createdb(&pg);
+    set_version(&pg, version);
+    let st = builder(&pg, &redis, extra).start();
+    let b = create_good(&st);
+    (pg, redis, st, b)
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// Item 1: user databases under the names steward used to pick (`steward_verify_<last 4 of
@@ -93,12 +105,7 @@ fn version(pg: &Postgres, db: &str) -> String {
 /// `--force` restore leave no database of steward's behind.
 #[test]
 fn user_databases_under_old_scratch_names_survive() {
-    let pg = Postgres::start();
-    let redis = Redis::start();
-    grant_createdb(&pg);
-    set_version(&pg, "one");
-    let st = builder(&pg, &redis, "").start();
-    let b = create_good(&st);
+    let (pg, _redis, st, b) = seeded("one", "");
     let verify_name = format!("steward_verify_{}", &b.id[b.id.len() - 4..]);
     let new_name = format!("{PG_DB}_steward_new");
     for name in [&verify_name, &new_name] {
@@ -132,12 +139,7 @@ fn user_databases_under_old_scratch_names_survive() {
 /// and template1 are refused even with `--force`; `postgres` needs `--force`.
 #[test]
 fn every_existing_database_needs_force_and_templates_never() {
-    let pg = Postgres::start();
-    let redis = Redis::start();
-    grant_createdb(&pg);
-    set_version(&pg, "one");
-    let st = builder(&pg, &redis, "").start();
-    let b = create_good(&st);
+    let (pg, _redis, st, b) = seeded("one", "");
     pg.psql_as_postgres(&format!("CREATE DATABASE fnonly OWNER {PG_USER}"));
     pg.psql(
         "CREATE FUNCTION precious() RETURNS int LANGUAGE sql AS 'SELECT 42'; CREATE TYPE mood AS ENUM ('ok');",
@@ -298,14 +300,7 @@ fn force_restore_loses_no_acknowledged_write() {
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::<i64>::new()));
     // One session held open the whole time, as an application's pool would.
-    let mut idle = pg.psql_cmd(PG_USER, PG_DB);
-    let mut idle = idle
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(idle.stdin.as_mut().unwrap(), "SELECT 1;").unwrap();
+    let mut idle = pg.session(PG_USER, PG_DB, "SELECT 1;");
     let writer = {
         let (pg, stop, acked) = (pg.clone(), stop.clone(), acked.clone());
         std::thread::spawn(move || {
@@ -363,25 +358,13 @@ fn force_restore_loses_no_acknowledged_write() {
 /// takes connections and maintenance is off again. A backup behind the lock fails naming it.
 #[test]
 fn a_lock_steward_cannot_break_bounds_the_wait() {
-    let pg = Postgres::start();
-    let redis = Redis::start();
-    grant_createdb(&pg);
-    set_version(&pg, "backup");
-    let st = builder(&pg, &redis, "lock_timeout = \"2s\"").start();
-    let b = create_good(&st);
+    let (pg, _redis, st, b) = seeded("backup", "lock_timeout = \"2s\"");
     set_version(&pg, "current");
-    let mut holder = pg.psql_cmd("postgres", PG_DB);
-    let mut holder = holder
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(
-        holder.stdin.as_mut().unwrap(),
-        "BEGIN; LOCK TABLE version IN ACCESS EXCLUSIVE MODE; SELECT 'locked';"
-    )
-    .unwrap();
+    let mut holder = pg.session(
+        "postgres",
+        PG_DB,
+        "BEGIN; LOCK TABLE version IN ACCESS EXCLUSIVE MODE; SELECT 'locked';",
+    );
     wait_until(JOB, "the lock to be held", || {
         pg.psql_as_postgres("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation IS NOT NULL AND granted")
             .trim()

@@ -459,6 +459,20 @@ impl Postgres {
         cmd
     }
 
+    /// A psql session kept open as `user` on `db` that has run `sql` (sent, not awaited):
+    /// a lock holder, an idle pool connection. Kill it to end the session.
+    pub fn session(&self, user: &str, db: &str, sql: &str) -> std::process::Child {
+        let mut child = self
+            .psql_cmd(user, db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn psql");
+        writeln!(child.stdin.as_mut().unwrap(), "{sql}").expect("write to psql");
+        child
+    }
+
     /// Like [`Postgres::psql`], but a failure is returned (stderr) instead of panicking.
     pub fn try_psql(&self, sql: &str, user: &str, db: &str) -> Result<String, String> {
         let out = self
