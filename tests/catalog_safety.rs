@@ -25,6 +25,13 @@ fn start(pg: &Postgres, redis: &Redis, dir: &std::path::Path, extra: &str) -> St
         .start()
 }
 
+/// Nothing listed, and no file left in the database's directory.
+fn assert_catalog_empty(st: &Steward, root: &std::path::Path) {
+    assert!(list(st).is_empty(), "{:?}", list(st));
+    let left = common::faults::file_names(&catalog::db_dir(root, PG_DB));
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
 fn alert_active(st: &Steward, alert: &str) -> Option<f64> {
     st.metric(
         "steward_alert_active",
@@ -249,14 +256,7 @@ fn failed_entries_can_be_dealt_with() {
         human.stdout.contains(&format!("deleted {}", newest.id)),
         "{human:?}"
     );
-    assert!(list(&st).is_empty());
-    assert_eq!(
-        std::fs::read_dir(catalog::db_dir(dir.path(), PG_DB))
-            .unwrap()
-            .count(),
-        0,
-        "files left behind"
-    );
+    assert_catalog_empty(&st, dir.path());
 
     // Metadata that cannot be trusted: listed as damaged, and deletable by its ID.
     let b = create_good(&st);
@@ -266,14 +266,7 @@ fn failed_entries_can_be_dealt_with() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].status, BackupStatus::Damaged, "{listed:?}");
     assert_eq!(st.ctl(&["backup", "delete", &b.id]).code, 0);
-    assert!(list(&st).is_empty());
-    assert_eq!(
-        std::fs::read_dir(catalog::db_dir(dir.path(), PG_DB))
-            .unwrap()
-            .count(),
-        0,
-        "files left behind"
-    );
+    assert_catalog_empty(&st, dir.path());
 }
 
 /// Item 11: a backup dir that is a file, or on a read-only filesystem, fails `backup create`

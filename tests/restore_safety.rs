@@ -69,6 +69,17 @@ fn spawn_ctl(st: &Steward, args: &[&str]) -> Child {
         .expect("spawn steward client")
 }
 
+/// `kill -9` of a daemon paused at a step (and of its waiting client), then a start without
+/// the pause.
+fn kill_and_restart(st: &mut Steward, mut client: Child) {
+    st.signal(libc::SIGKILL);
+    assert!(st.wait_exit(Duration::from_secs(10)).is_some());
+    let _ = client.kill();
+    let _ = client.wait();
+    st.remove_env("STEWARD_TEST_PAUSE_AT");
+    st.start_again();
+}
+
 /// Seeds the application database with a marker row that says which version it holds.
 fn set_version(pg: &Postgres, v: &str) {
     pg.psql(
@@ -191,19 +202,14 @@ fn kill_at_each_step_of_a_force_restore_is_repaired_at_start() {
             .with(|s| s.backup = backups.clone())
             .env("STEWARD_TEST_PAUSE_AT", step)
             .start();
-        let mut client = spawn_ctl(
+        let client = spawn_ctl(
             &st,
             &["backup", "restore", &b.id, "--target-db", PG_DB, "--force"],
         );
         st.wait_until(JOB, &format!("the restore to reach {step}"), |st| {
             st.log().contains("test pause point")
         });
-        st.signal(libc::SIGKILL);
-        assert!(st.wait_exit(Duration::from_secs(10)).is_some());
-        let _ = client.kill();
-        let _ = client.wait();
-        st.remove_env("STEWARD_TEST_PAUSE_AT");
-        st.start_again();
+        kill_and_restart(&mut st, client);
         st.wait_until(JOB, "the interrupted restore to be repaired", |st| {
             st.log().contains("repaired a restore that was cut short")
         });
@@ -245,18 +251,13 @@ fn kill_during_a_restore_into_a_new_database_leaves_nothing_that_looks_complete(
         .env("STEWARD_TEST_PAUSE_AT", "restored")
         .start();
     let b = create_good(&st);
-    let mut client = spawn_ctl(&st, &["backup", "restore", &b.id, "--target-db", "fresh"]);
+    let client = spawn_ctl(&st, &["backup", "restore", &b.id, "--target-db", "fresh"]);
     st.wait_until(JOB, "the restore to fill its scratch database", |st| {
         st.log().contains("test pause point")
     });
     assert!(!exists(&pg, "fresh"));
     assert_eq!(leftovers(&pg).len(), 1, "{:?}", databases(&pg));
-    st.signal(libc::SIGKILL);
-    assert!(st.wait_exit(Duration::from_secs(10)).is_some());
-    let _ = client.kill();
-    let _ = client.wait();
-    st.remove_env("STEWARD_TEST_PAUSE_AT");
-    st.start_again();
+    kill_and_restart(&mut st, client);
     st.wait_until(JOB, "the leftover to be dropped", |_| {
         leftovers(&pg).is_empty()
     });

@@ -48,6 +48,15 @@ pub(super) fn is_run_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// The `n`th name steward tries for a database of its own: `steward_<purpose>_<run>`, then
+/// with `_2`, `_3`… (a database already under a name is never taken over).
+pub(super) fn numbered(purpose: &str, run: &str, n: u32) -> String {
+    match n {
+        1 => format!("steward_{purpose}_{run}"),
+        n => format!("steward_{purpose}_{run}_{n}"),
+    }
+}
+
 /// A database as `pg_database` describes it.
 #[derive(Debug, Clone)]
 pub(super) struct DbInfo {
@@ -101,10 +110,7 @@ impl Run {
     pub async fn create(&self, ctx: &Ctx, purpose: &str) -> Result<Owned, BackupError> {
         let marker = marker(&self.id, purpose);
         for n in 1..=8 {
-            let name = match n {
-                1 => format!("steward_{purpose}_{}", self.id),
-                n => format!("steward_{purpose}_{}_{n}", self.id),
-            };
+            let name = numbered(purpose, &self.id, n);
             let created = self
                 .admin
                 .batch_execute(&format!(

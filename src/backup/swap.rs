@@ -439,10 +439,7 @@ pub(super) async fn fence(
 /// Renames `target` to `steward_aside_<run>` (another suffix when that name is taken).
 async fn rename_aside(ctx: &Ctx, run: &Run, target: &str) -> Result<String, BackupError> {
     for n in 1..=8 {
-        let aside = match n {
-            1 => format!("steward_aside_{}", run.id),
-            n => format!("steward_aside_{}_{n}", run.id),
-        };
+        let aside = scratch::numbered("aside", &run.id, n);
         let r = run
             .admin
             .batch_execute(&format!(

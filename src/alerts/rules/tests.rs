@@ -167,17 +167,21 @@ fn hit_ratio_is_judged_only_with_enough_traffic() {
     assert!(judge(0.1, None).note.is_some());
 }
 
-#[test]
-fn backup_failed_looks_at_the_newest_of_each_database_and_kind() {
-    use BackupStatus::{Failed, Good, Running};
-    let mut f = facts();
-    let catalog = |metas: Vec<BackupMeta>| BackupFacts {
+/// The catalog of one database, plenty of room, no schedules.
+fn catalog(metas: Vec<BackupMeta>) -> BackupFacts {
+    BackupFacts {
         metas,
         free_bytes: Some(1 << 40),
         dir_problem: None,
         databases: vec!["app".into()],
         periods: vec![],
-    };
+    }
+}
+
+#[test]
+fn backup_failed_looks_at_the_newest_of_each_database_and_kind() {
+    use BackupStatus::{Failed, Good, Running};
+    let mut f = facts();
     // Newest first: a failed manual after a good one fires; a good daily after a failed one
     // does not; a running entry is ignored.
     f.backups = Some(catalog(vec![
@@ -215,13 +219,6 @@ fn backup_failed_looks_at_the_newest_of_each_database_and_kind() {
 fn backup_damaged_fires_while_a_damaged_backup_is_in_the_catalog() {
     use BackupStatus::{Damaged, Good};
     let mut f = facts();
-    let catalog = |metas: Vec<BackupMeta>| BackupFacts {
-        metas,
-        free_bytes: Some(1 << 40),
-        dir_problem: None,
-        databases: vec!["app".into()],
-        periods: vec![],
-    };
     // An older damaged backup fires even when newer good ones exist, and it does not count
     // as a failed run.
     f.backups = Some(catalog(vec![
