@@ -2,10 +2,60 @@
 
 use super::api::{JobInfo, PruneReply, Pruned, RestoreReply, Started, StatusReply, VerifyReply};
 use super::catalog::BackupMeta;
-use super::manager::{BackupError, Cmd};
+use super::error::BackupError;
 use super::BackupKind;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
+
+/// A request to the backup actor, each with the oneshot its answer goes back on.
+pub(super) enum Cmd {
+    Create {
+        database: String,
+        /// The database to dump when it is not `database` (see `BackupHandle::create_from`).
+        source: Option<String>,
+        kind: BackupKind,
+        label: Option<String>,
+        reply: oneshot::Sender<Result<(Started, oneshot::Receiver<BackupMeta>), BackupError>>,
+    },
+    List {
+        database: Option<String>,
+        reply: oneshot::Sender<Result<Vec<BackupMeta>, BackupError>>,
+    },
+    Status {
+        reply: oneshot::Sender<StatusReply>,
+    },
+    Verify {
+        id: String,
+        restore_test: bool,
+        reply: oneshot::Sender<Result<VerifyReply, BackupError>>,
+    },
+    Restore {
+        id: String,
+        target: Option<String>,
+        force: bool,
+        reply: oneshot::Sender<Result<RestoreReply, BackupError>>,
+    },
+    Prune {
+        dry_run: bool,
+        reply: oneshot::Sender<Result<PruneReply, BackupError>>,
+    },
+    Delete {
+        id: String,
+        force: bool,
+        reply: oneshot::Sender<Result<super::api::Pruned, BackupError>>,
+    },
+    Jobs {
+        reply: oneshot::Sender<Vec<JobInfo>>,
+    },
+    NextRuns(Vec<(BackupKind, DateTime<Utc>)>),
+    /// A job finished; `backup` carries the metadata when it was a backup.
+    Done {
+        job: String,
+        backup: Option<Box<BackupMeta>>,
+    },
+    /// Retention deleted backups: the catalog gauges need refreshing.
+    Pruned,
+}
 
 /// The cloneable way to ask for backups.
 #[derive(Clone)]

@@ -1,9 +1,11 @@
 //! The backup actor: owns what is running (one backup per database), starts backups, verify,
 //! restore and retention as jobs, and keeps the backup metrics in step with the catalog.
 
-use super::api::{JobInfo, JobKind, PruneReply, RestoreReply, Started, StatusReply, VerifyReply};
-use super::catalog::{self, BackupMeta, CatalogError};
+use super::api::{JobInfo, JobKind, PruneReply, Started};
+use super::catalog::{self, BackupMeta};
+use super::error::BackupError;
 pub use super::handle::BackupHandle;
+use super::handle::Cmd;
 use super::BackupKind;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -13,80 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-
-/// Why a backup command could not be carried out; every message says what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum BackupError {
-    #[error("a backup of database {database:?} is already running ({id}); wait for it (`steward backup status`)")]
-    AlreadyRunning { database: String, id: String },
-    #[error("{0:?} cannot be backed up: database names for backups may hold letters, digits, '_', '-' and '.'")]
-    BadDatabase(String),
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    #[error("backup {id} is {status}, not a good backup; only good backups can be {action}")]
-    NotGood {
-        id: String,
-        status: String,
-        action: &'static str,
-    },
-    #[error("{0}")]
-    Refused(String),
-    #[error("backup {id} failed verification ({detail}); nothing was restored")]
-    VerifyFailed { id: String, detail: String },
-    #[error("{0}")]
-    Failed(String),
-    #[error("the backup manager has stopped (steward is shutting down)")]
-    Gone,
-}
-
-pub(super) enum Cmd {
-    Create {
-        database: String,
-        /// The database to dump when it is not `database` (see `BackupHandle::create_from`).
-        source: Option<String>,
-        kind: BackupKind,
-        label: Option<String>,
-        reply: oneshot::Sender<Result<(Started, oneshot::Receiver<BackupMeta>), BackupError>>,
-    },
-    List {
-        database: Option<String>,
-        reply: oneshot::Sender<Result<Vec<BackupMeta>, BackupError>>,
-    },
-    Status {
-        reply: oneshot::Sender<StatusReply>,
-    },
-    Verify {
-        id: String,
-        restore_test: bool,
-        reply: oneshot::Sender<Result<VerifyReply, BackupError>>,
-    },
-    Restore {
-        id: String,
-        target: Option<String>,
-        force: bool,
-        reply: oneshot::Sender<Result<RestoreReply, BackupError>>,
-    },
-    Prune {
-        dry_run: bool,
-        reply: oneshot::Sender<Result<PruneReply, BackupError>>,
-    },
-    Delete {
-        id: String,
-        force: bool,
-        reply: oneshot::Sender<Result<super::api::Pruned, BackupError>>,
-    },
-    Jobs {
-        reply: oneshot::Sender<Vec<JobInfo>>,
-    },
-    NextRuns(Vec<(BackupKind, DateTime<Utc>)>),
-    /// A job finished; `backup` carries the metadata when it was a backup.
-    Done {
-        job: String,
-        backup: Option<Box<BackupMeta>>,
-    },
-    /// Retention deleted backups: the catalog gauges need refreshing.
-    Pruned,
-}
 
 struct Job {
     info: JobInfo,

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod catalog;
 mod dir_check;
+mod error;
 mod handle;
 mod manager;
 pub mod pgconn;
@@ -25,7 +26,8 @@ mod status;
 mod swap;
 
 pub use dir_check::dir_problem;
-pub use manager::{start, BackupError, BackupHandle};
+pub use error::BackupError;
+pub use manager::{start, BackupHandle};
 pub use status::free_bytes;
 
 /// Whether `database` exists on the server of `postgres.url`: `Err` (scrubbed) when the

@@ -3,7 +3,7 @@
 
 use super::api::{PruneReply, Pruned};
 use super::catalog;
-use super::manager::BackupError;
+use super::error::BackupError;
 use super::retention::{self, Candidate, Policy};
 use super::Ctx;
 use chrono::Utc;

@@ -4,7 +4,7 @@
 
 use super::api::Check;
 use super::catalog::{self, BackupMeta};
-use super::manager::BackupError;
+use super::error::BackupError;
 use super::restore::{self, StoredBackup};
 use super::Ctx;
 

@@ -5,7 +5,7 @@
 
 use super::api::{Check, RestoreReply, RestoreSummary, VerifyReply};
 use super::catalog::BackupMeta;
-use super::manager::BackupError;
+use super::error::BackupError;
 use super::pgconn::PgTarget;
 use super::restore;
 use super::restore_checks::{check, identities, lookup, quick_check, record, stored};

@@ -3,7 +3,7 @@
 //! a run lock that tells a live run from a crashed one. steward drops only databases that
 //! carry the marker of a run of its own that is no longer alive.
 
-use super::manager::BackupError;
+use super::error::BackupError;
 use super::pgconn::PgTarget;
 use super::run::pg_error;
 use super::Ctx;

@@ -6,7 +6,7 @@
 //! restore: finished when the restored database already holds the name, rolled back
 //! otherwise. The replaced database is found by its oid, which a rename does not change.
 
-use super::manager::BackupError;
+use super::error::BackupError;
 use super::scratch::{self, ident, info_by_name, info_by_oid, DbInfo, Owned, Run};
 use super::Ctx;
 use chrono::{DateTime, Utc};
