@@ -98,7 +98,7 @@ impl Manager {
             let mut clean = false;
             loop {
                 let cfg = config.borrow().clone();
-                if !clean || super::swap::any_pending(&cfg.state.dir) {
+                if !clean || super::journal::any_pending(&cfg.state.dir) {
                     clean = super::restore_flow::repair_and_log(&cfg).await;
                 }
                 tokio::select! {

@@ -6,11 +6,12 @@
 use super::api::{Check, RestoreReply, RestoreSummary, VerifyReply};
 use super::catalog::BackupMeta;
 use super::error::BackupError;
+use super::journal::{self, Journal, Phase, Replaced};
 use super::pgconn::PgTarget;
 use super::restore;
 use super::restore_checks::{check, identities, lookup, quick_check, record, stored};
 use super::scratch::{pg_failed, Owned, Run};
-use super::swap::{self, Journal, Phase, Replaced};
+use super::swap;
 use super::{BackupKind, Ctx};
 use std::time::Instant;
 
@@ -138,7 +139,7 @@ async fn restore_inner(
     }
     // A run cut short on this target is repaired first; if it cannot be, nothing starts.
     repair_pending(ctx).await;
-    if let Some(why) = swap::pending_for(&ctx.config.state.dir, &target) {
+    if let Some(why) = journal::pending_for(&ctx.config.state.dir, &target) {
         return Err(BackupError::Refused(format!(
             "{why}; steward repairs it when PostgreSQL is reachable — see the log, then try again"
         )));
@@ -246,7 +247,7 @@ async fn settle_now(ctx: &Ctx, run: &Run, journal: &Journal) {
         Ok(c) => c,
         Err(_) => &run.admin,
     };
-    match swap::settle(c, journal).await {
+    match journal::settle(c, journal).await {
         Ok(outcome) => {
             tracing::warn!(run = %journal.run, target = %journal.target, outcome = %outcome, "restore did not complete");
             journal.finish(ctx);
@@ -264,7 +265,7 @@ pub(super) async fn repair_pending(ctx: &Ctx) {
 
 /// [`repair_pending`] with only a config (the manager's start-up); true when nothing is left.
 pub(super) async fn repair_and_log(cfg: &crate::config::Config) -> bool {
-    let (done, dropped, problems) = swap::repair_all(cfg).await;
+    let (done, dropped, problems) = journal::repair_all(cfg).await;
     for r in &done {
         tracing::warn!(run = %r.run, target = %r.target, outcome = %r.outcome, "repaired a restore that was cut short");
     }

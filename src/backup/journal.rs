@@ -1,0 +1,360 @@
+//! The journal of a restore that puts a database under a user's name, and the repair of one
+//! cut short. Each step of `swap` is written to `<state.dir>/restores/<run>.json` before it is
+//! taken; a run cut short (a crash, a lost connection, a PostgreSQL restart) is repaired at the
+//! next start, before the next restore, or as soon as PostgreSQL is back: finished when the
+//! restored database already holds the name, rolled back otherwise. The replaced database is
+//! found by its oid, which a rename does not change.
+
+use super::error::BackupError;
+use super::scratch::{self, ident, info_by_name, info_by_oid, DbInfo};
+use super::Ctx;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tokio_postgres::Client;
+
+/// The database a `--force` restore replaces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Replaced {
+    pub oid: u32,
+    /// `datallowconn` before steward fenced it, put back on a roll-back.
+    pub allow_connections: bool,
+}
+
+/// How far a run got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum Phase {
+    /// Restoring into the scratch database; the target is untouched.
+    Restoring,
+    /// The target takes no connections, and may be renamed aside.
+    Fenced,
+    /// The scratch database is being renamed to the target.
+    Swapping,
+    /// The restored database holds the name; the old one may still need dropping.
+    Swapped,
+}
+
+/// One restore's journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Journal {
+    pub run: String,
+    pub backup_id: String,
+    pub target: String,
+    pub replaced: Option<Replaced>,
+    /// The scratch database: the name planned, its oid once created, its marker.
+    pub scratch: String,
+    pub scratch_oid: Option<u32>,
+    pub scratch_marker: String,
+    pub phase: Phase,
+    pub started_at: DateTime<Utc>,
+}
+
+fn journal_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("restores")
+}
+
+impl Journal {
+    /// Writes the journal durably (fsynced file and directory) before the step it announces.
+    pub fn save(&self, ctx: &Ctx) -> Result<(), BackupError> {
+        let dir = journal_dir(&ctx.config.state.dir);
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+            crate::durable::write_atomic(&dir.join(format!("{}.json", self.run)), &json)
+        };
+        write().map_err(|e| {
+            BackupError::Failed(format!(
+                "cannot write the restore journal in {} ({e}); nothing was changed — fix state.dir",
+                dir.display()
+            ))
+        })
+    }
+
+    fn remove(&self, state_dir: &Path) {
+        let path = journal_dir(state_dir).join(format!("{}.json", self.run));
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a finished restore journal");
+        }
+    }
+
+    /// Ends a run that got through: the journal goes.
+    pub fn finish(&self, ctx: &Ctx) {
+        self.remove(&ctx.config.state.dir);
+    }
+
+    /// The checks a journal read back from disk must pass before any name in it is used.
+    fn validate(&self, file_stem: &str) -> Result<(), String> {
+        if !scratch::is_run_id(&self.run) || self.run != file_stem {
+            return Err(format!("run id {:?} is not one steward writes", self.run));
+        }
+        if !crate::config::is_database_dir_name(&self.target) {
+            return Err(format!(
+                "target {:?} is not a valid database name",
+                self.target
+            ));
+        }
+        if !self.scratch.starts_with("steward_") || !self.scratch.contains(&self.run) {
+            return Err(format!(
+                "scratch name {:?} is not one steward picks",
+                self.scratch
+            ));
+        }
+        if scratch::marker_run(&self.scratch_marker) != Some(self.run.as_str()) {
+            return Err("its marker does not name its run".into());
+        }
+        Ok(())
+    }
+}
+
+/// Journals left by runs that did not finish, each with its path; a file that cannot be read
+/// or fails the checks is reported and left alone.
+fn pending(state_dir: &Path) -> Vec<(PathBuf, Result<Journal, String>)> {
+    let Ok(entries) = std::fs::read_dir(journal_dir(state_dir)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        let Some(stem) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        if !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let parsed = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Journal>(&b).map_err(|e| e.to_string()))
+            .and_then(|j| j.validate(&stem).map(|()| j));
+        out.push((path, parsed));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Whether a valid journal is waiting for repair (one that fails its checks was reported
+/// once and is left alone).
+pub(super) fn any_pending(state_dir: &Path) -> bool {
+    pending(state_dir).iter().any(|(_, j)| j.is_ok())
+}
+
+/// Whether an unfinished run's journal names `target` (a new restore into it must wait).
+pub(super) fn pending_for(state_dir: &Path, target: &str) -> Option<String> {
+    pending(state_dir)
+        .into_iter()
+        .find_map(|(path, j)| match j {
+            Ok(j) if j.target == target => Some(format!(
+                "a restore of {} into {target:?} (run {}) was cut short and is not repaired yet ({})",
+                j.backup_id,
+                j.run,
+                path.display()
+            )),
+            _ => None,
+        })
+}
+
+/// What the repair of one run did, for the log.
+pub(super) struct Repaired {
+    pub run: String,
+    pub target: String,
+    pub outcome: String,
+}
+
+/// Repairs every run cut short whose run lock is free (a live run, here or in another
+/// steward, holds its lock), then drops marked scratch databases of dead runs. Errors are
+/// returned as sentences; the journals they concern stay for the next attempt.
+pub(super) async fn repair_all(
+    cfg: &crate::config::Config,
+) -> (Vec<Repaired>, Vec<String>, Vec<String>) {
+    let (mut done, mut dropped, mut problems) = (Vec::new(), Vec::new(), Vec::new());
+    let journals = pending(&cfg.state.dir);
+    let c = match scratch::admin_for(cfg, "").await {
+        Ok(c) => c,
+        Err(e) => {
+            if !journals.is_empty() {
+                problems.push(format!(
+                    "cannot connect to PostgreSQL to repair an interrupted restore: {e}"
+                ));
+            }
+            return (done, dropped, problems);
+        }
+    };
+    for (path, j) in journals {
+        let j = match j {
+            Ok(j) => j,
+            Err(e) => {
+                problems.push(format!(
+                    "restore journal {} left alone: {e}",
+                    path.display()
+                ));
+                continue;
+            }
+        };
+        match repair_one(&c, &j).await {
+            Ok(Some(outcome)) => {
+                j.remove(&cfg.state.dir);
+                done.push(Repaired {
+                    run: j.run.clone(),
+                    target: j.target.clone(),
+                    outcome,
+                });
+            }
+            Ok(None) => {} // live run
+            Err(e) => problems.push(cfg.scrubber().scrub(&format!(
+                "cannot repair the interrupted restore of {} into {:?} (run {}): {e}",
+                j.backup_id, j.target, j.run
+            ))),
+        }
+    }
+    match scratch::sweep(&c).await {
+        Ok(names) => dropped = names,
+        Err(e) => problems.push(format!(
+            "cannot look for leftover scratch databases: {}",
+            super::run::pg_error(&e)
+        )),
+    }
+    (done, dropped, problems)
+}
+
+/// Repairs one run if it is dead: `Some(what was done)`, `None` when it is alive.
+async fn repair_one(c: &Client, j: &Journal) -> Result<Option<String>, String> {
+    let pg = |e: tokio_postgres::Error| super::run::pg_error(&e);
+    if !scratch::try_run_lock(c, &j.run).await.map_err(pg)? {
+        return Ok(None);
+    }
+    let out = settle(c, j).await;
+    scratch::unlock_run(c, &j.run).await.map_err(pg)?;
+    out.map(Some)
+}
+
+/// Finishes or rolls back `j` on `c`, and says which.
+pub(super) async fn settle(c: &Client, j: &Journal) -> Result<String, String> {
+    let pg = |e: tokio_postgres::Error| super::run::pg_error(&e);
+    let scratch = match j.scratch_oid {
+        Some(oid) => info_by_oid(c, oid).await.map_err(pg)?,
+        None => None,
+    };
+    if let Some(s) = scratch.filter(|s| s.name == j.target) {
+        roll_forward(c, j, &s).await.map_err(pg)?;
+        return Ok(format!(
+            "finished: {:?} holds backup {}; the database it replaced was dropped (a pre-restore backup of it is in the catalog)",
+            j.target, j.backup_id
+        ));
+    }
+    roll_back(c, j).await
+}
+
+async fn roll_forward(c: &Client, j: &Journal, s: &DbInfo) -> Result<(), tokio_postgres::Error> {
+    if s.comment.as_deref() == Some(j.scratch_marker.as_str()) {
+        c.batch_execute(&format!("COMMENT ON DATABASE {} IS NULL", ident(&s.name)))
+            .await?;
+    }
+    if let Some(r) = &j.replaced {
+        if let Some(old) = info_by_oid(c, r.oid).await?.filter(|o| o.name != j.target) {
+            c.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", ident(&old.name)))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts the replaced database back under its name, open to connections as it was, and drops
+/// the scratch database (by the oid and marker in the journal).
+pub(super) async fn roll_back(c: &Client, j: &Journal) -> Result<String, String> {
+    let pg = |e: tokio_postgres::Error| super::run::pg_error(&e);
+    let mut said = Vec::new();
+    if let Some(r) = &j.replaced {
+        let Some(old) = info_by_oid(c, r.oid).await.map_err(pg)? else {
+            return Err(format!(
+                "the database {:?} had (oid {}) is gone; restore it from its newest backup",
+                j.target, r.oid
+            ));
+        };
+        if old.name != j.target {
+            if info_by_name(c, &j.target).await.map_err(pg)?.is_some() {
+                return Err(format!(
+                    "another database now holds the name {:?}; the replaced one is kept as {:?}: rename it back by hand",
+                    j.target, old.name
+                ));
+            }
+            c.batch_execute(&format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                ident(&old.name),
+                ident(&j.target)
+            ))
+            .await
+            .map_err(pg)?;
+            said.push(format!("{:?} renamed back from {:?}", j.target, old.name));
+        }
+        if old.allow_connections != r.allow_connections || old.name != j.target {
+            c.batch_execute(&format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS {}",
+                ident(&j.target),
+                r.allow_connections
+            ))
+            .await
+            .map_err(pg)?;
+        }
+    }
+    let dropped = drop_scratch(c, j).await.map_err(pg)?;
+    if let Some(name) = dropped {
+        said.push(format!("scratch database {name:?} dropped"));
+    }
+    Ok(format!(
+        "rolled back: {:?} is as it was before the restore{}",
+        j.target,
+        if said.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", said.join(", "))
+        }
+    ))
+}
+
+/// Drops the run's scratch database: by oid while it carries the marker, or carries none
+/// under its planned name (the marker is cleared just before the rename to the target); when
+/// the oid was never recorded, by the marker alone.
+async fn drop_scratch(c: &Client, j: &Journal) -> Result<Option<String>, tokio_postgres::Error> {
+    let found = match j.scratch_oid {
+        Some(oid) => info_by_oid(c, oid).await?,
+        None => c
+            .query_opt(
+                "SELECT oid FROM pg_database WHERE shobj_description(oid, 'pg_database') = $1",
+                &[&j.scratch_marker],
+            )
+            .await?
+            .map(|r| r.get::<_, u32>(0))
+            .map(|oid| DbInfo {
+                oid,
+                name: String::new(),
+                allow_connections: true,
+                is_template: false,
+                comment: None,
+            }),
+    };
+    let Some(found) = found else {
+        if j.scratch_oid.is_none() && info_by_name(c, &j.scratch).await?.is_some() {
+            tracing::warn!(database = %j.scratch, run = %j.run, "a database of the run's scratch name exists without steward's marker; left alone (drop it yourself if it is not yours)");
+        }
+        return Ok(None);
+    };
+    let Some(db) = info_by_oid(c, found.oid).await? else {
+        return Ok(None);
+    };
+    let ours = db.name != j.target
+        && match db.comment.as_deref() {
+            Some(m) => m == j.scratch_marker,
+            None => j.scratch_oid == Some(db.oid) && db.name == j.scratch,
+        };
+    if !ours {
+        return Ok(None);
+    }
+    c.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", ident(&db.name)))
+        .await?;
+    Ok(Some(db.name))
+}
