@@ -281,8 +281,10 @@ fn postgres_or_redis_down_is_one_line_and_the_daemon_carries_on() {
     assert!(e.starts_with("cannot reach Redis"), "{e}");
     assert!(!out.all().contains(&redis_password));
     assert_eq!(st2.ctl(&["status"]).code, 0, "the daemon still answers");
-    let t = st2.task("cache.warmup");
-    assert_eq!(t.state, TaskState::Running, "{t:?}");
+    // The supervisor starts tasks on its own schedule: poll for the state as well.
+    st2.wait_until(SLACK, "cache.warmup to be running", |st| {
+        st.task("cache.warmup").state == TaskState::Running
+    });
 }
 
 #[test]
@@ -307,7 +309,9 @@ warmup = { query = "SELECT name, on_off FROM flags", schedule = "* * * * *" }
     let st = Steward::builder(&pg, &redis)
         .with(|s| s.backup += &cache_toml(extra))
         .start();
-    assert_eq!(st.task("cache.warmup").state, TaskState::Running);
+    st.wait_until(SLACK, "cache.warmup to be running", |st| {
+        st.task("cache.warmup").state == TaskState::Running
+    });
     // Every minute, on the minute: within a minute and some slack.
     st.wait_until(
         Duration::from_secs(60) + SLACK * 5,
@@ -326,7 +330,10 @@ warmup = { query = "SELECT name, on_off FROM flags", schedule = "* * * * *" }
         redis.command(&["EXISTS", "cache:analytics:1"]).unwrap(),
         ":0"
     );
-    assert!(st.log().contains("cache warm-up done"));
+    // The log line follows the last SET: poll for it too.
+    st.wait_until(SLACK, "the log line of the scheduled warm-up", |st| {
+        st.log().contains("cache warm-up done")
+    });
 
     // Without a name: every namespace with a warm-up query, in config order.
     let reply: WarmupReply = st.ctl(&["cache", "warm-up"]).data();
