@@ -1,7 +1,9 @@
 //! `steward cache warm-up`: a namespace filled from a real PostgreSQL table into a real Redis —
 //! keys, TTLs, compression (checked with the `gunzip` CLI too), rejected rows, the reply's
 //! counts — and its failures: unknown names, bad queries, PostgreSQL or Redis down, with the
-//! daemon carrying on. Also the scheduled warm-up (`warmup.schedule`).
+//! daemon carrying on. Also the scheduled warm-up (`warmup.schedule`), and what keeps a
+//! warm-up harmless: it never writes to PostgreSQL (one statement, read-only transaction,
+//! `cache.warmup_timeout`) and never holds a row over `cache.max_value_bytes`.
 
 mod common;
 
@@ -19,11 +21,17 @@ const PREFIX: &str = "cache:analytics:";
 /// `[cache]` with the analytics namespace (json, compressed, 30m) warmed from `items`, plus
 /// the extra namespaces given.
 fn cache_toml(extra: &str) -> String {
+    cache_toml_with("", extra)
+}
+
+/// [`cache_toml`] with extra `[cache]` keys.
+fn cache_toml_with(cache_keys: &str, extra: &str) -> String {
     format!(
         r#"
 [cache]
 compression_threshold = {THRESHOLD}
 pipeline_batch = 100
+{cache_keys}
 
 [[cache.namespace]]
 name = "analytics"
@@ -281,10 +289,8 @@ fn postgres_or_redis_down_is_one_line_and_the_daemon_carries_on() {
     assert!(e.starts_with("cannot reach Redis"), "{e}");
     assert!(!out.all().contains(&redis_password));
     assert_eq!(st2.ctl(&["status"]).code, 0, "the daemon still answers");
-    // The supervisor starts tasks on its own schedule: poll for the state as well.
-    st2.wait_until(SLACK, "cache.warmup to be running", |st| {
-        st.task("cache.warmup").state == TaskState::Running
-    });
+    let t = st2.task("cache.warmup");
+    assert_eq!(t.state, TaskState::Running, "{t:?}");
 }
 
 #[test]
@@ -309,9 +315,7 @@ warmup = { query = "SELECT name, on_off FROM flags", schedule = "* * * * *" }
     let st = Steward::builder(&pg, &redis)
         .with(|s| s.backup += &cache_toml(extra))
         .start();
-    st.wait_until(SLACK, "cache.warmup to be running", |st| {
-        st.task("cache.warmup").state == TaskState::Running
-    });
+    assert_eq!(st.task("cache.warmup").state, TaskState::Running);
     // Every minute, on the minute: within a minute and some slack.
     st.wait_until(
         Duration::from_secs(60) + SLACK * 5,
@@ -343,5 +347,226 @@ warmup = { query = "SELECT name, on_off FROM flags", schedule = "* * * * *" }
     assert_eq!(
         redis.command(&["GET", "cache:analytics:1"]).unwrap(),
         "{\"a\":1}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A warm-up never writes to PostgreSQL
+// ---------------------------------------------------------------------------------------------
+
+/// A namespace `evil` (the third, index 2) warmed up with `query`.
+fn evil_namespace(query: &str) -> String {
+    format!(
+        "\n[[cache.namespace]]\nname = \"evil\"\nprefix = \"cache:evil:\"\nttl = \"1m\"\n\
+         warmup = {{ query = {} }}\n",
+        serde_json::to_string(query).unwrap()
+    )
+}
+
+/// Runs the warm-up of `query` against tables `t` (3 rows) and `victim` (1 row) owned by the
+/// user steward connects as, so that nothing but steward stops it from writing; returns the
+/// error after checking that both tables are intact and no key was written.
+fn refused(query: &str, setup: &str) -> String {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql(
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c');
+             CREATE TABLE victim (id int);
+             INSERT INTO victim VALUES (42);
+             {setup}"
+        ),
+        PG_USER,
+        PG_DB,
+    );
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.backup += &cache_toml(&evil_namespace(query)))
+        .start();
+    let out = st.ctl(&["cache", "warm-up", "evil"]);
+    let e = error_of(&out);
+    assert!(
+        e.starts_with(
+            "cache.namespace[2] (evil).warmup.query must be one read-only SELECT-like statement"
+        ),
+        "{e}"
+    );
+    assert!(!out.all().contains(&pg.password), "{e}");
+    let rows = |table: &str| pg.psql(&format!("SELECT count(*) FROM {table}"), PG_USER, PG_DB);
+    assert_eq!(rows("t").trim(), "3", "the rows of t are still there ({e})");
+    assert_eq!(rows("victim").trim(), "1", "victim is still there ({e})");
+    assert_eq!(redis.command(&["KEYS", "cache:evil:*"]).unwrap(), "*0");
+    e
+}
+
+#[test]
+fn drop_table_is_not_run() {
+    let e = refused("DROP TABLE victim", "");
+    assert!(
+        e.contains("it returns no columns, so it was not run"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_second_statement_is_refused_by_postgresql() {
+    let e = refused("SELECT 'k', 'v'; DELETE FROM t", "");
+    assert!(
+        e.contains(
+            "PostgreSQL refused it: cannot insert multiple commands into a prepared statement"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn delete_returning_is_refused_by_the_read_only_transaction() {
+    let e = refused("DELETE FROM t RETURNING id, v", "");
+    assert!(
+        e.contains("the warm-up's read-only transaction refused it: cannot execute")
+            && e.contains("in a read-only transaction (25006)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_data_modifying_with_is_refused() {
+    let e = refused(
+        "WITH d AS (DELETE FROM t RETURNING id) SELECT id, id FROM d",
+        "",
+    );
+    assert!(
+        e.contains("PostgreSQL refused it: WITH clause containing a data-modifying statement"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_function_that_writes_is_refused_by_the_read_only_transaction() {
+    let e = refused(
+        "SELECT 'k', wipe()",
+        "CREATE FUNCTION wipe() RETURNS text LANGUAGE sql AS
+           'DELETE FROM t; DROP TABLE victim; SELECT ''gone''';",
+    );
+    assert!(
+        e.contains("cannot execute DELETE in a read-only transaction (25006)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_query_longer_than_warmup_timeout_is_cancelled() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql(
+        "CREATE TABLE items (id int, doc text); INSERT INTO items VALUES (1, '{}');",
+        PG_USER,
+        PG_DB,
+    );
+    let slow = r#"
+[[cache.namespace]]
+name = "slow"
+prefix = "cache:slow:"
+ttl = "1m"
+warmup = { query = "SELECT id, doc FROM items, pg_sleep(120)" }
+"#;
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.backup += &cache_toml_with("warmup_timeout = \"1s\"", slow))
+        .start();
+    let e = error_of(&st.ctl(&["cache", "warm-up", "slow"]));
+    assert!(
+        e.contains("the warm-up query of namespace \"slow\" was cancelled: canceling statement due to statement timeout")
+            && e.contains("cache.warmup_timeout (1s)"),
+        "{e}"
+    );
+    assert_eq!(redis.command(&["EXISTS", "cache:slow:1"]).unwrap(), ":0");
+    // Only that query was cut off: another namespace's warm-up runs.
+    let reply: WarmupReply = st.ctl(&["cache", "warm-up", "analytics"]).data();
+    assert_eq!(reply.namespaces[0].keys_written, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Oversized rows
+// ---------------------------------------------------------------------------------------------
+
+/// Peak resident memory of a process, in bytes (`VmHWM` in /proc/PID/status).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb * 1024
+}
+
+#[test]
+fn a_row_over_max_value_bytes_is_rejected_without_reaching_steward() {
+    const VALUE: u64 = 300 * 1024 * 1024;
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c');",
+        PG_USER,
+        PG_DB,
+    );
+    let query = format!(
+        "SELECT id::text, v FROM t WHERE id = 1
+         UNION ALL SELECT 'big', repeat('x', {VALUE})
+         UNION ALL SELECT repeat('k', 2 * 1024 * 1024), 'v'
+         UNION ALL (SELECT id::text, v FROM t WHERE id > 1 ORDER BY id)"
+    );
+    let big = format!(
+        "\n[[cache.namespace]]\nname = \"big\"\nprefix = \"cache:big:\"\nttl = \"1m\"\n\
+         warmup = {{ query = {} }}\n",
+        serde_json::to_string(&query).unwrap()
+    );
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.backup += &cache_toml_with("max_value_bytes = 1048576", &big))
+        .start();
+    let reply: WarmupReply = st.ctl(&["cache", "warm-up", "big"]).data();
+    let r = &reply.namespaces[0];
+    assert_eq!(
+        (r.rows_read, r.keys_written, r.rows_rejected),
+        (5, 3, 2),
+        "{r:?}"
+    );
+    assert_eq!(r.rejected[0].row, 2);
+    assert_eq!(r.rejected[0].suffix.as_deref(), Some("big"));
+    assert!(
+        r.rejected[0].reason.contains(&format!(
+            "the value (column 2) is {VALUE} bytes, more than cache.max_value_bytes (1048576)"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(
+        (r.rejected[1].row, r.rejected[1].suffix.as_deref()),
+        (3, None)
+    );
+    assert!(
+        r.rejected[1]
+            .reason
+            .contains("the key suffix (column 1) is 2097152 bytes"),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.bytes_before, 3,
+        "only the three small values were written"
+    );
+    for (id, v) in [("1", "a"), ("2", "b"), ("3", "c")] {
+        assert_eq!(
+            redis.command(&["GET", &format!("cache:big:{id}")]).unwrap(),
+            v
+        );
+    }
+    assert_eq!(redis.command(&["EXISTS", "cache:big:big"]).unwrap(), ":0");
+    // The value never came to steward: its peak memory stays far below the value's size.
+    let peak = peak_rss(st.pid());
+    assert!(
+        peak < 200 * 1024 * 1024,
+        "steward's peak RSS was {} MiB for a {} MiB value",
+        peak >> 20,
+        VALUE >> 20
     );
 }

@@ -11,6 +11,7 @@ pub mod stats;
 pub mod tally;
 pub mod warmup;
 mod warmup_read;
+mod warmup_sql;
 pub mod warmup_task;
 mod warmup_write;
 

@@ -35,6 +35,14 @@ pub enum WarmupError {
     Query { namespace: String, message: String },
     #[error("the warm-up query of namespace {namespace:?} returns {got} column(s); it must return two: the key suffix, then the value")]
     Columns { namespace: String, got: usize },
+    #[error("{key} must be one read-only SELECT-like statement (SELECT, VALUES, TABLE) returning the key suffix and the value; {message}")]
+    NotSelect { key: String, message: String },
+    #[error("the warm-up query of namespace {namespace:?} was cancelled: {message}; a warm-up query may run for cache.warmup_timeout ({limit}), its rows streaming included: make it faster or raise cache.warmup_timeout")]
+    Cancelled {
+        namespace: String,
+        message: String,
+        limit: String,
+    },
     #[error("{source} (already warmed up: {done})")]
     After {
         done: String,
@@ -56,7 +64,8 @@ pub struct WarmupReport {
     pub rows_read: u64,
     /// Keys SET in Redis (rows read minus rows rejected).
     pub keys_written: u64,
-    /// Rows not written: NULL or empty suffix, NULL value, or a value the codec refused.
+    /// Rows not written: NULL or empty suffix, NULL value, a value the codec refused, or a
+    /// suffix or value over `cache.max_value_bytes`.
     pub rows_rejected: u64,
     /// The first rejected rows with the reason, so the operator can fix them.
     #[serde(default)]
@@ -145,8 +154,14 @@ pub async fn namespace(
     // Redis first: no point in reading PostgreSQL when nothing can be written.
     let redis = conn::connect(cfg).await?;
     let pg = pg_connect(cfg).await?;
+    let index = cfg.cache.namespaces.iter().position(|n| n.name == ns.name);
     let plan = Plan {
         namespace: ns.name.clone(),
+        key: format!(
+            "cache.namespace[{}] ({}).warmup.query",
+            index.unwrap_or_default(),
+            ns.name
+        ),
         prefix: ns.prefix.clone(),
         codec: ns.codec,
         compress: Compress {
@@ -155,6 +170,8 @@ pub async fn namespace(
         },
         ttl_ms: ns.ttl.as_millis().max(1) as u64,
         batch: cfg.cache.pipeline_batch.max(1),
+        max_bytes: cfg.cache.max_value_bytes,
+        timeout: cfg.cache.warmup_timeout,
     };
     let (tx, rx) = mpsc::channel(BUILT_AHEAD);
     let scrubber = cfg.scrubber();
