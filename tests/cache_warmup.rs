@@ -3,7 +3,8 @@
 //! counts — and its failures: unknown names, bad queries, PostgreSQL or Redis down, with the
 //! daemon carrying on. Also the scheduled warm-up (`warmup.schedule`), and what keeps a
 //! warm-up harmless: it never writes to PostgreSQL (one statement, read-only transaction,
-//! `cache.warmup_timeout`) and never holds a row over `cache.max_value_bytes`.
+//! `cache.warmup_timeout`), never holds a row over `cache.max_value_bytes`, and reports exactly
+//! the keys Redis took.
 
 mod common;
 
@@ -486,7 +487,7 @@ warmup = { query = "SELECT id, doc FROM items, pg_sleep(120)" }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Oversized rows
+// Oversized rows, exact counts
 // ---------------------------------------------------------------------------------------------
 
 /// Peak resident memory of a process, in bytes (`VmHWM` in /proc/PID/status).
@@ -569,4 +570,60 @@ fn a_row_over_max_value_bytes_is_rejected_without_reaching_steward() {
         peak >> 20,
         VALUE >> 20
     );
+}
+
+/// A number from `INFO memory` (e.g. `used_memory`).
+fn redis_info(redis: &Redis, field: &str) -> u64 {
+    let info = redis.command(&["INFO", "memory"]).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in INFO memory"))
+}
+
+#[test]
+fn the_report_counts_exactly_the_keys_redis_took() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    // Redis refuses SETs once its memory is full: it fills in the middle of a pipeline, with
+    // more pipelines on their way.
+    let limit = redis_info(&redis, "used_memory") + 4 * 1024 * 1024;
+    assert_eq!(
+        redis
+            .command(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+            .unwrap(),
+        "+OK"
+    );
+    let limit = limit.to_string();
+    assert_eq!(
+        redis
+            .command(&["CONFIG", "SET", "maxmemory", &limit])
+            .unwrap(),
+        "+OK"
+    );
+    let fat = r#"
+[[cache.namespace]]
+name = "fat"
+prefix = "cache:fat:"
+ttl = "10m"
+warmup = { query = "SELECT i, repeat('x', 20000) FROM generate_series(1, 3000) i" }
+"#;
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.backup += &cache_toml(fat))
+        .start();
+    let e = error_of(&st.ctl(&["cache", "warm-up", "fat"]));
+    assert!(e.contains("OOM"), "{e}");
+    let written: u64 = e
+        .split_once("stopped after ")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {e:?}"));
+    let keys: u64 = redis
+        .command(&["KEYS", "cache:fat:*"])
+        .unwrap()
+        .trim_start_matches('*')
+        .parse()
+        .unwrap();
+    assert!(keys > 0 && keys < 3000, "{keys} keys");
+    assert_eq!(written, keys, "the report says what Redis holds: {e}");
 }

@@ -62,7 +62,7 @@ pub struct WarmupReport {
     pub namespace: String,
     /// Rows the query returned.
     pub rows_read: u64,
-    /// Keys SET in Redis (rows read minus rows rejected).
+    /// SETs Redis confirmed (rows read minus rows rejected; a suffix returned twice is two).
     pub keys_written: u64,
     /// Rows not written: NULL or empty suffix, NULL value, a value the codec refused, or a
     /// suffix or value over `cache.max_value_bytes`.
