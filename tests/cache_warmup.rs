@@ -3,8 +3,8 @@
 //! counts — and its failures: unknown names, bad queries, PostgreSQL or Redis down, with the
 //! daemon carrying on. Also the scheduled warm-up (`warmup.schedule`), and what keeps a
 //! warm-up harmless: it never writes to PostgreSQL (one statement, read-only transaction,
-//! `cache.warmup_timeout`), never holds a row over `cache.max_value_bytes`, and reports exactly
-//! the keys Redis took.
+//! `cache.warmup_timeout`), never holds a row over `cache.max_value_bytes`, reports exactly the
+//! keys Redis took, and never runs twice at once for one namespace.
 
 mod common;
 
@@ -95,6 +95,20 @@ fn gunzip_cli(data: &[u8]) -> Vec<u8> {
 fn gunzip_lib(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     std::io::copy(&mut flate2::read::GzDecoder::new(data), &mut out).unwrap();
+    out
+}
+
+/// `steward cache warm-up …`, asked again (for a bounded time) while a scheduled warm-up of
+/// the same namespace is running and refuses it.
+fn warm_up_when_free(st: &Steward, args: &[&str]) -> CmdOutput {
+    let mut out = st.ctl(args);
+    st.wait_until(SLACK * 5, "the running warm-up to finish", |st| {
+        let busy = out.code == 1 && out.all().contains("is already running");
+        if busy {
+            out = st.ctl(args);
+        }
+        !busy
+    });
     out
 }
 
@@ -340,8 +354,9 @@ warmup = { query = "SELECT name, on_off FROM flags", schedule = "* * * * *" }
         st.log().contains("cache warm-up done")
     });
 
-    // Without a name: every namespace with a warm-up query, in config order.
-    let reply: WarmupReply = st.ctl(&["cache", "warm-up"]).data();
+    // Without a name: every namespace with a warm-up query, in config order (once the next
+    // scheduled warm-up of flags, if it is running now, is done).
+    let reply: WarmupReply = warm_up_when_free(&st, &["cache", "warm-up"]).data();
     let names: Vec<&str> = reply.namespaces.iter().map(|r| &*r.namespace).collect();
     assert_eq!(names, ["analytics", "flags"]);
     assert_eq!(reply.namespaces[0].keys_written, 2);
@@ -626,4 +641,71 @@ warmup = { query = "SELECT i, repeat('x', 20000) FROM generate_series(1, 3000) i
         .unwrap();
     assert!(keys > 0 && keys < 3000, "{keys} keys");
     assert_eq!(written, keys, "the report says what Redis holds: {e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// One warm-up per namespace at a time
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn two_warm_ups_of_one_namespace_never_run_at_once() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    create_items(&pg);
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.backup += &cache_toml(""))
+        .start();
+    std::thread::scope(|scope| {
+        // The first warm-up waits for the table, so it is certainly still running below.
+        // (Held inside the scope: a failed assertion releases it before the threads are
+        // joined.)
+        let mut lock = TableLock::hold(&pg, "items");
+        let first = scope.spawn(|| st.ctl(&["cache", "warm-up", "analytics"]));
+        st.wait_until(SLACK * 5, "the first warm-up to wait for the lock", |_| {
+            pg.psql_as_postgres(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+            )
+            .trim()
+                == "1"
+        });
+        for args in [
+            &["cache", "warm-up", "analytics"][..],
+            &["cache", "warm-up"],
+        ] {
+            // Refused at once; a second warm-up that waited for the table would time out here.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let st = &st;
+            scope.spawn(move || tx.send(st.ctl(args)));
+            let out = rx
+                .recv_timeout(SLACK * 5)
+                .unwrap_or_else(|_| panic!("{args:?} was not refused: it runs alongside"));
+            let e = error_of(&out);
+            assert!(
+                e.contains("a warm-up of namespace \"analytics\" is already running (started by a `steward cache warm-up` request"),
+                "{e}"
+            );
+        }
+        // The schedule skips it too: every minute, while the first one still waits.
+        let mut s = st.settings.clone();
+        s.backup = s
+            .backup
+            .replace("ORDER BY id\"", "ORDER BY id\"\nschedule = \"* * * * *\"");
+        st.write_config(&s.render());
+        assert_eq!(st.ctl(&["reload"]).code, 0);
+        st.wait_until(
+            Duration::from_secs(60) + SLACK * 5,
+            "the scheduled warm-up to be skipped",
+            |st| {
+                st.log_lines_with("scheduled cache warm-up skipped")
+                    .iter()
+                    .any(|l| l.contains("already running"))
+            },
+        );
+        lock.release();
+        let reply: WarmupReply = first.join().unwrap().data();
+        assert_eq!(reply.namespaces[0].keys_written, 10_000);
+    });
+    // Done, it frees the namespace.
+    let reply: WarmupReply = warm_up_when_free(&st, &["cache", "warm-up", "analytics"]).data();
+    assert_eq!(reply.namespaces[0].keys_written, 10_000);
 }

@@ -6,12 +6,13 @@
 //! size. This module picks the namespaces, opens the connections and reports.
 
 use super::codec::Compress;
+pub use super::warmup_jobs::{Origin, WarmupJobs};
 use super::warmup_read::{read, Plan};
 use super::{conn, CacheError};
 use crate::config::{Config, NamespaceConfig};
 use crate::metrics::Metrics;
 use serde::{Deserialize, Serialize};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -42,6 +43,12 @@ pub enum WarmupError {
         namespace: String,
         message: String,
         limit: String,
+    },
+    #[error("a warm-up of namespace {namespace:?} is already running (started by {origin} {running_for} ago); two warm-ups of one namespace never run at once: wait for it to finish")]
+    Busy {
+        namespace: String,
+        origin: Origin,
+        running_for: String,
     },
     #[error("{source} (already warmed up: {done})")]
     After {
@@ -98,10 +105,12 @@ pub struct WarmupReply {
 }
 
 /// Warms up `name`, or every namespace that has a warm-up query when `None`, one after the
-/// other. Stops at the first failure, naming the namespaces already done.
+/// other, as asked by a control request. Stops at the first failure (a namespace being warmed
+/// up already is one), naming the namespaces already done.
 pub async fn warm_up(
     cfg: &Config,
     metrics: &Metrics,
+    jobs: &WarmupJobs,
     name: Option<&str>,
 ) -> Result<WarmupReply, WarmupError> {
     let targets: Vec<&NamespaceConfig> = match name {
@@ -127,7 +136,7 @@ pub async fn warm_up(
     }
     let mut reply = WarmupReply::default();
     for ns in targets {
-        match namespace(cfg, metrics, ns).await {
+        match namespace(cfg, metrics, jobs, ns, Origin::Request).await {
             Ok(report) => reply.namespaces.push(report),
             Err(e) if reply.namespaces.is_empty() => return Err(e),
             Err(e) => {
@@ -140,16 +149,27 @@ pub async fn warm_up(
     Ok(reply)
 }
 
-/// Warms up one namespace (it must have a warm-up query); logs and times the result.
+/// Warms up one namespace (it must have a warm-up query) unless it is being warmed up already;
+/// logs and times the result.
 pub async fn namespace(
     cfg: &Config,
     metrics: &Metrics,
+    jobs: &WarmupJobs,
     ns: &NamespaceConfig,
+    origin: Origin,
 ) -> Result<WarmupReport, WarmupError> {
     let query = match &ns.warmup {
         Some(w) => w.query.clone(),
         None => return Err(WarmupError::NoQuery(ns.name.clone())),
     };
+    let _claim = jobs
+        .claim(&ns.name, origin)
+        .map_err(|b| WarmupError::Busy {
+            namespace: ns.name.clone(),
+            origin: b.origin,
+            running_for: humantime::format_duration(Duration::from_secs(b.running_for.as_secs()))
+                .to_string(),
+        })?;
     let started = Instant::now();
     // Redis first: no point in reading PostgreSQL when nothing can be written.
     let redis = conn::connect(cfg).await?;
