@@ -110,12 +110,16 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         )
         .await?;
     }
+    // Shared by the schedule and the control requests: one warm-up per namespace at a time.
+    let warmups = crate::cache::warmup::WarmupJobs::default();
     {
         // Scheduled warm-ups; it follows config changes itself, so reload needs no restart.
-        let (rx, m) = (cfg_rx.clone(), metrics.clone());
+        let (rx, m, jobs) = (cfg_rx.clone(), metrics.clone(), warmups.clone());
         sup.spawn(
             "cache.warmup",
-            factory(move |token| crate::cache::warmup_task::run(rx.clone(), m.clone(), token)),
+            factory(move |token| {
+                crate::cache::warmup_task::run(rx.clone(), m.clone(), jobs.clone(), token)
+            }),
         )
         .await?;
     }
@@ -170,6 +174,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         maintenance: maintenance.clone(),
         alerts,
         cache_clears: Default::default(),
+        cache_warmups: warmups,
         cache_stats,
         metrics: metrics.clone(),
         audit,

@@ -1,7 +1,10 @@
 //! `steward cache warm-up`: a namespace filled from a real PostgreSQL table into a real Redis —
 //! keys, TTLs, compression (checked with the `gunzip` CLI too), rejected rows, the reply's
 //! counts — and its failures: unknown names, bad queries, PostgreSQL or Redis down, with the
-//! daemon carrying on. Also the scheduled warm-up (`warmup.schedule`).
+//! daemon carrying on. Also the scheduled warm-up (`warmup.schedule`), and what keeps a
+//! warm-up harmless: it never writes to PostgreSQL (one statement, read-only transaction,
+//! `cache.warmup_timeout`), never holds a row over `cache.max_value_bytes`, reports exactly the
+//! keys Redis took, and never runs twice at once for one namespace.
 
 mod common;
 
@@ -19,11 +22,17 @@ const PREFIX: &str = "cache:analytics:";
 /// `[cache]` with the analytics namespace (json, compressed, 30m) warmed from `items`, plus
 /// the extra namespaces given.
 fn cache_toml(extra: &str) -> String {
+    cache_toml_with("", extra)
+}
+
+/// [`cache_toml`] with extra `[cache]` keys.
+fn cache_toml_with(cache_keys: &str, extra: &str) -> String {
     format!(
         r#"
 [cache]
 compression_threshold = {THRESHOLD}
 pipeline_batch = 100
+{cache_keys}
 
 [[cache.namespace]]
 name = "analytics"
@@ -86,6 +95,20 @@ fn gunzip_cli(data: &[u8]) -> Vec<u8> {
 fn gunzip_lib(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     std::io::copy(&mut flate2::read::GzDecoder::new(data), &mut out).unwrap();
+    out
+}
+
+/// `steward cache warm-up …`, asked again (for a bounded time) while a scheduled warm-up of
+/// the same namespace is running and refuses it.
+fn warm_up_when_free(st: &Steward, args: &[&str]) -> CmdOutput {
+    let mut out = st.ctl(args);
+    st.wait_until(SLACK * 5, "the running warm-up to finish", |st| {
+        let busy = out.code == 1 && out.all().contains("is already running");
+        if busy {
+            out = st.ctl(args);
+        }
+        !busy
+    });
     out
 }
 
@@ -326,10 +349,14 @@ warmup = { query = "SELECT name, on_off FROM flags", schedule = "* * * * *" }
         redis.command(&["EXISTS", "cache:analytics:1"]).unwrap(),
         ":0"
     );
-    assert!(st.log().contains("cache warm-up done"));
+    // The log line follows the last SET: poll for it too.
+    st.wait_until(SLACK, "the log line of the scheduled warm-up", |st| {
+        st.log().contains("cache warm-up done")
+    });
 
-    // Without a name: every namespace with a warm-up query, in config order.
-    let reply: WarmupReply = st.ctl(&["cache", "warm-up"]).data();
+    // Without a name: every namespace with a warm-up query, in config order (once the next
+    // scheduled warm-up of flags, if it is running now, is done).
+    let reply: WarmupReply = warm_up_when_free(&st, &["cache", "warm-up"]).data();
     let names: Vec<&str> = reply.namespaces.iter().map(|r| &*r.namespace).collect();
     assert_eq!(names, ["analytics", "flags"]);
     assert_eq!(reply.namespaces[0].keys_written, 2);
@@ -337,4 +364,348 @@ warmup = { query = "SELECT name, on_off FROM flags", schedule = "* * * * *" }
         redis.command(&["GET", "cache:analytics:1"]).unwrap(),
         "{\"a\":1}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A warm-up never writes to PostgreSQL
+// ---------------------------------------------------------------------------------------------
+
+/// A namespace `evil` (the third, index 2) warmed up with `query`.
+fn evil_namespace(query: &str) -> String {
+    format!(
+        "\n[[cache.namespace]]\nname = \"evil\"\nprefix = \"cache:evil:\"\nttl = \"1m\"\n\
+         warmup = {{ query = {} }}\n",
+        serde_json::to_string(query).unwrap()
+    )
+}
+
+/// Runs the warm-up of `query` against tables `t` (3 rows) and `victim` (1 row) owned by the
+/// user steward connects as, so that nothing but steward stops it from writing; returns the
+/// error after checking that both tables are intact and no key was written.
+fn refused(query: &str, setup: &str) -> String {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql(
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c');
+             CREATE TABLE victim (id int);
+             INSERT INTO victim VALUES (42);
+             {setup}"
+        ),
+        PG_USER,
+        PG_DB,
+    );
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.backup += &cache_toml(&evil_namespace(query)))
+        .start();
+    let out = st.ctl(&["cache", "warm-up", "evil"]);
+    let e = error_of(&out);
+    assert!(
+        e.starts_with(
+            "cache.namespace[2] (evil).warmup.query must be one read-only SELECT-like statement"
+        ),
+        "{e}"
+    );
+    assert!(!out.all().contains(&pg.password), "{e}");
+    let rows = |table: &str| pg.psql(&format!("SELECT count(*) FROM {table}"), PG_USER, PG_DB);
+    assert_eq!(rows("t").trim(), "3", "the rows of t are still there ({e})");
+    assert_eq!(rows("victim").trim(), "1", "victim is still there ({e})");
+    assert_eq!(redis.command(&["KEYS", "cache:evil:*"]).unwrap(), "*0");
+    e
+}
+
+#[test]
+fn drop_table_is_not_run() {
+    let e = refused("DROP TABLE victim", "");
+    assert!(
+        e.contains("it returns no columns, so it was not run"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_second_statement_is_refused_by_postgresql() {
+    let e = refused("SELECT 'k', 'v'; DELETE FROM t", "");
+    assert!(
+        e.contains(
+            "PostgreSQL refused it: cannot insert multiple commands into a prepared statement"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn delete_returning_is_refused_by_the_read_only_transaction() {
+    let e = refused("DELETE FROM t RETURNING id, v", "");
+    assert!(
+        e.contains("the warm-up's read-only transaction refused it: cannot execute")
+            && e.contains("in a read-only transaction (25006)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_data_modifying_with_is_refused() {
+    let e = refused(
+        "WITH d AS (DELETE FROM t RETURNING id) SELECT id, id FROM d",
+        "",
+    );
+    assert!(
+        e.contains("PostgreSQL refused it: WITH clause containing a data-modifying statement"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_function_that_writes_is_refused_by_the_read_only_transaction() {
+    let e = refused(
+        "SELECT 'k', wipe()",
+        "CREATE FUNCTION wipe() RETURNS text LANGUAGE sql AS
+           'DELETE FROM t; DROP TABLE victim; SELECT ''gone''';",
+    );
+    assert!(
+        e.contains("cannot execute DELETE in a read-only transaction (25006)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_query_longer_than_warmup_timeout_is_cancelled() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql(
+        "CREATE TABLE items (id int, doc text); INSERT INTO items VALUES (1, '{}');",
+        PG_USER,
+        PG_DB,
+    );
+    let slow = r#"
+[[cache.namespace]]
+name = "slow"
+prefix = "cache:slow:"
+ttl = "1m"
+warmup = { query = "SELECT id, doc FROM items, pg_sleep(120)" }
+"#;
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.backup += &cache_toml_with("warmup_timeout = \"1s\"", slow))
+        .start();
+    let e = error_of(&st.ctl(&["cache", "warm-up", "slow"]));
+    assert!(
+        e.contains("the warm-up query of namespace \"slow\" was cancelled: canceling statement due to statement timeout")
+            && e.contains("cache.warmup_timeout (1s)"),
+        "{e}"
+    );
+    assert_eq!(redis.command(&["EXISTS", "cache:slow:1"]).unwrap(), ":0");
+    // Only that query was cut off: another namespace's warm-up runs.
+    let reply: WarmupReply = st.ctl(&["cache", "warm-up", "analytics"]).data();
+    assert_eq!(reply.namespaces[0].keys_written, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Oversized rows, exact counts
+// ---------------------------------------------------------------------------------------------
+
+/// Peak resident memory of a process, in bytes (`VmHWM` in /proc/PID/status).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb * 1024
+}
+
+#[test]
+fn a_row_over_max_value_bytes_is_rejected_without_reaching_steward() {
+    const VALUE: u64 = 300 * 1024 * 1024;
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c');",
+        PG_USER,
+        PG_DB,
+    );
+    let query = format!(
+        "SELECT id::text, v FROM t WHERE id = 1
+         UNION ALL SELECT 'big', repeat('x', {VALUE})
+         UNION ALL SELECT repeat('k', 2 * 1024 * 1024), 'v'
+         UNION ALL (SELECT id::text, v FROM t WHERE id > 1 ORDER BY id)"
+    );
+    let big = format!(
+        "\n[[cache.namespace]]\nname = \"big\"\nprefix = \"cache:big:\"\nttl = \"1m\"\n\
+         warmup = {{ query = {} }}\n",
+        serde_json::to_string(&query).unwrap()
+    );
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.backup += &cache_toml_with("max_value_bytes = 1048576", &big))
+        .start();
+    let reply: WarmupReply = st.ctl(&["cache", "warm-up", "big"]).data();
+    let r = &reply.namespaces[0];
+    assert_eq!(
+        (r.rows_read, r.keys_written, r.rows_rejected),
+        (5, 3, 2),
+        "{r:?}"
+    );
+    assert_eq!(r.rejected[0].row, 2);
+    assert_eq!(r.rejected[0].suffix.as_deref(), Some("big"));
+    assert!(
+        r.rejected[0].reason.contains(&format!(
+            "the value (column 2) is {VALUE} bytes, more than cache.max_value_bytes (1048576)"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(
+        (r.rejected[1].row, r.rejected[1].suffix.as_deref()),
+        (3, None)
+    );
+    assert!(
+        r.rejected[1]
+            .reason
+            .contains("the key suffix (column 1) is 2097152 bytes"),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.bytes_before, 3,
+        "only the three small values were written"
+    );
+    for (id, v) in [("1", "a"), ("2", "b"), ("3", "c")] {
+        assert_eq!(
+            redis.command(&["GET", &format!("cache:big:{id}")]).unwrap(),
+            v
+        );
+    }
+    assert_eq!(redis.command(&["EXISTS", "cache:big:big"]).unwrap(), ":0");
+    // The value never came to steward: its peak memory stays far below the value's size.
+    let peak = peak_rss(st.pid());
+    assert!(
+        peak < 200 * 1024 * 1024,
+        "steward's peak RSS was {} MiB for a {} MiB value",
+        peak >> 20,
+        VALUE >> 20
+    );
+}
+
+/// A number from `INFO memory` (e.g. `used_memory`).
+fn redis_info(redis: &Redis, field: &str) -> u64 {
+    let info = redis.command(&["INFO", "memory"]).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in INFO memory"))
+}
+
+#[test]
+fn the_report_counts_exactly_the_keys_redis_took() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    // Redis refuses SETs once its memory is full: it fills in the middle of a pipeline, with
+    // more pipelines on their way.
+    let limit = redis_info(&redis, "used_memory") + 4 * 1024 * 1024;
+    assert_eq!(
+        redis
+            .command(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+            .unwrap(),
+        "+OK"
+    );
+    let limit = limit.to_string();
+    assert_eq!(
+        redis
+            .command(&["CONFIG", "SET", "maxmemory", &limit])
+            .unwrap(),
+        "+OK"
+    );
+    let fat = r#"
+[[cache.namespace]]
+name = "fat"
+prefix = "cache:fat:"
+ttl = "10m"
+warmup = { query = "SELECT i, repeat('x', 20000) FROM generate_series(1, 3000) i" }
+"#;
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.backup += &cache_toml(fat))
+        .start();
+    let e = error_of(&st.ctl(&["cache", "warm-up", "fat"]));
+    assert!(e.contains("OOM"), "{e}");
+    let written: u64 = e
+        .split_once("stopped after ")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {e:?}"));
+    let keys: u64 = redis
+        .command(&["KEYS", "cache:fat:*"])
+        .unwrap()
+        .trim_start_matches('*')
+        .parse()
+        .unwrap();
+    assert!(keys > 0 && keys < 3000, "{keys} keys");
+    assert_eq!(written, keys, "the report says what Redis holds: {e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// One warm-up per namespace at a time
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn two_warm_ups_of_one_namespace_never_run_at_once() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    create_items(&pg);
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.backup += &cache_toml(""))
+        .start();
+    std::thread::scope(|scope| {
+        // The first warm-up waits for the table, so it is certainly still running below.
+        // (Held inside the scope: a failed assertion releases it before the threads are
+        // joined.)
+        let mut lock = TableLock::hold(&pg, "items");
+        let first = scope.spawn(|| st.ctl(&["cache", "warm-up", "analytics"]));
+        st.wait_until(SLACK * 5, "the first warm-up to wait for the lock", |_| {
+            pg.psql_as_postgres(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+            )
+            .trim()
+                == "1"
+        });
+        for args in [
+            &["cache", "warm-up", "analytics"][..],
+            &["cache", "warm-up"],
+        ] {
+            // Refused at once; a second warm-up that waited for the table would time out here.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let st = &st;
+            scope.spawn(move || tx.send(st.ctl(args)));
+            let out = rx
+                .recv_timeout(SLACK * 5)
+                .unwrap_or_else(|_| panic!("{args:?} was not refused: it runs alongside"));
+            let e = error_of(&out);
+            assert!(
+                e.contains("a warm-up of namespace \"analytics\" is already running (started by a `steward cache warm-up` request"),
+                "{e}"
+            );
+        }
+        // The schedule skips it too: every minute, while the first one still waits.
+        let mut s = st.settings.clone();
+        s.backup = s
+            .backup
+            .replace("ORDER BY id\"", "ORDER BY id\"\nschedule = \"* * * * *\"");
+        st.write_config(&s.render());
+        assert_eq!(st.ctl(&["reload"]).code, 0);
+        st.wait_until(
+            Duration::from_secs(60) + SLACK * 5,
+            "the scheduled warm-up to be skipped",
+            |st| {
+                st.log_lines_with("scheduled cache warm-up skipped")
+                    .iter()
+                    .any(|l| l.contains("already running"))
+            },
+        );
+        lock.release();
+        let reply: WarmupReply = first.join().unwrap().data();
+        assert_eq!(reply.namespaces[0].keys_written, 10_000);
+    });
+    // Done, it frees the namespace.
+    let reply: WarmupReply = warm_up_when_free(&st, &["cache", "warm-up", "analytics"]).data();
+    assert_eq!(reply.namespaces[0].keys_written, 10_000);
 }

@@ -10,7 +10,9 @@ pub mod report;
 pub mod stats;
 pub mod tally;
 pub mod warmup;
+mod warmup_jobs;
 mod warmup_read;
+mod warmup_sql;
 pub mod warmup_task;
 mod warmup_write;
 

@@ -6,12 +6,13 @@
 //! size. This module picks the namespaces, opens the connections and reports.
 
 use super::codec::Compress;
+pub use super::warmup_jobs::{Origin, WarmupJobs};
 use super::warmup_read::{read, Plan};
 use super::{conn, CacheError};
 use crate::config::{Config, NamespaceConfig};
 use crate::metrics::Metrics;
 use serde::{Deserialize, Serialize};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -35,6 +36,20 @@ pub enum WarmupError {
     Query { namespace: String, message: String },
     #[error("the warm-up query of namespace {namespace:?} returns {got} column(s); it must return two: the key suffix, then the value")]
     Columns { namespace: String, got: usize },
+    #[error("{key} must be one read-only SELECT-like statement (SELECT, VALUES, TABLE) returning the key suffix and the value; {message}")]
+    NotSelect { key: String, message: String },
+    #[error("the warm-up query of namespace {namespace:?} was cancelled: {message}; a warm-up query may run for cache.warmup_timeout ({limit}), its rows streaming included: make it faster or raise cache.warmup_timeout")]
+    Cancelled {
+        namespace: String,
+        message: String,
+        limit: String,
+    },
+    #[error("a warm-up of namespace {namespace:?} is already running (started by {origin} {running_for} ago); two warm-ups of one namespace never run at once: wait for it to finish")]
+    Busy {
+        namespace: String,
+        origin: Origin,
+        running_for: String,
+    },
     #[error("{source} (already warmed up: {done})")]
     After {
         done: String,
@@ -54,9 +69,10 @@ pub struct WarmupReport {
     pub namespace: String,
     /// Rows the query returned.
     pub rows_read: u64,
-    /// Keys SET in Redis (rows read minus rows rejected).
+    /// SETs Redis confirmed (rows read minus rows rejected; a suffix returned twice is two).
     pub keys_written: u64,
-    /// Rows not written: NULL or empty suffix, NULL value, or a value the codec refused.
+    /// Rows not written: NULL or empty suffix, NULL value, a value the codec refused, or a
+    /// suffix or value over `cache.max_value_bytes`.
     pub rows_rejected: u64,
     /// The first rejected rows with the reason, so the operator can fix them.
     #[serde(default)]
@@ -89,10 +105,12 @@ pub struct WarmupReply {
 }
 
 /// Warms up `name`, or every namespace that has a warm-up query when `None`, one after the
-/// other. Stops at the first failure, naming the namespaces already done.
+/// other, as asked by a control request. Stops at the first failure (a namespace being warmed
+/// up already is one), naming the namespaces already done.
 pub async fn warm_up(
     cfg: &Config,
     metrics: &Metrics,
+    jobs: &WarmupJobs,
     name: Option<&str>,
 ) -> Result<WarmupReply, WarmupError> {
     let targets: Vec<&NamespaceConfig> = match name {
@@ -118,7 +136,7 @@ pub async fn warm_up(
     }
     let mut reply = WarmupReply::default();
     for ns in targets {
-        match namespace(cfg, metrics, ns).await {
+        match namespace(cfg, metrics, jobs, ns, Origin::Request).await {
             Ok(report) => reply.namespaces.push(report),
             Err(e) if reply.namespaces.is_empty() => return Err(e),
             Err(e) => {
@@ -131,22 +149,39 @@ pub async fn warm_up(
     Ok(reply)
 }
 
-/// Warms up one namespace (it must have a warm-up query); logs and times the result.
+/// Warms up one namespace (it must have a warm-up query) unless it is being warmed up already;
+/// logs and times the result.
 pub async fn namespace(
     cfg: &Config,
     metrics: &Metrics,
+    jobs: &WarmupJobs,
     ns: &NamespaceConfig,
+    origin: Origin,
 ) -> Result<WarmupReport, WarmupError> {
     let query = match &ns.warmup {
         Some(w) => w.query.clone(),
         None => return Err(WarmupError::NoQuery(ns.name.clone())),
     };
+    let _claim = jobs
+        .claim(&ns.name, origin)
+        .map_err(|b| WarmupError::Busy {
+            namespace: ns.name.clone(),
+            origin: b.origin,
+            running_for: humantime::format_duration(Duration::from_secs(b.running_for.as_secs()))
+                .to_string(),
+        })?;
     let started = Instant::now();
     // Redis first: no point in reading PostgreSQL when nothing can be written.
     let redis = conn::connect(cfg).await?;
     let pg = pg_connect(cfg).await?;
+    let index = cfg.cache.namespaces.iter().position(|n| n.name == ns.name);
     let plan = Plan {
         namespace: ns.name.clone(),
+        key: format!(
+            "cache.namespace[{}] ({}).warmup.query",
+            index.unwrap_or_default(),
+            ns.name
+        ),
         prefix: ns.prefix.clone(),
         codec: ns.codec,
         compress: Compress {
@@ -155,6 +190,8 @@ pub async fn namespace(
         },
         ttl_ms: ns.ttl.as_millis().max(1) as u64,
         batch: cfg.cache.pipeline_batch.max(1),
+        max_bytes: cfg.cache.max_value_bytes,
+        timeout: cfg.cache.warmup_timeout,
     };
     let (tx, rx) = mpsc::channel(BUILT_AHEAD);
     let scrubber = cfg.scrubber();

@@ -2,9 +2,10 @@
 //! `warmup.schedule` (a 5-field cron expression, read in UTC, so there are no daylight-saving
 //! gaps to handle). It follows the config: a reload that changes the schedules takes effect at
 //! once, without a restart. A failed warm-up is logged and tried again at its next time; the
-//! task itself keeps running.
+//! task itself keeps running. A namespace still being warmed up by a `steward cache warm-up`
+//! request when its time comes is skipped until its next time, with a log line.
 
-use super::warmup;
+use super::warmup::{self, Origin, WarmupError, WarmupJobs};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::supervisor::TaskResult;
@@ -51,6 +52,7 @@ fn next_due(list: &[(String, Cron)], now: DateTime<Utc>) -> Option<(DateTime<Utc
 pub async fn run(
     mut config: watch::Receiver<Arc<Config>>,
     metrics: Arc<Metrics>,
+    jobs: WarmupJobs,
     cancel: CancellationToken,
 ) -> TaskResult {
     'config: loop {
@@ -84,8 +86,14 @@ pub async fn run(
                 };
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
-                    out = warmup::namespace(&cfg, &metrics, ns) => if let Err(e) = out {
-                        tracing::warn!(namespace = %name, error = %e, "scheduled cache warm-up failed; it runs again at its next scheduled time");
+                    out = warmup::namespace(&cfg, &metrics, &jobs, ns, Origin::Schedule) => match out {
+                        Ok(_) => {}
+                        Err(e @ WarmupError::Busy { .. }) => {
+                            tracing::info!(namespace = %name, reason = %e, "scheduled cache warm-up skipped; it runs again at its next scheduled time");
+                        }
+                        Err(e) => {
+                            tracing::warn!(namespace = %name, error = %e, "scheduled cache warm-up failed; it runs again at its next scheduled time");
+                        }
                     },
                 }
             }

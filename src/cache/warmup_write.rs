@@ -3,6 +3,10 @@
 //! overlap instead of adding up — and still in the order they were built, so when the query
 //! returns a key suffix twice the later row wins, as it would one SET at a time.
 //!
+//! The keys written are the SETs Redis confirmed: each SET's reply is read, so a pipeline that
+//! Redis refused part of (out of memory, say) counts what it did write, and after a failure
+//! the pipelines already sent are still counted before the warm-up stops.
+//!
 //! Order: each pipeline is polled once as soon as it is taken, which puts it on the
 //! connection's request queue (a FIFO channel) before the next one is taken; Redis answers a
 //! connection's requests in order. A pipeline that failed on a timeout or a lost connection is
@@ -25,75 +29,101 @@ use tokio::sync::mpsc;
 /// failure leaves little to redo.
 const WINDOW: usize = 4;
 
-type Sent = Pin<Box<dyn Future<Output = (redis::RedisResult<()>, u64)> + Send>>;
+/// One pipeline's outcome: the SETs Redis confirmed, and why the others failed.
+type Outcome = (u64, Option<redis::RedisError>);
+
+type Sent = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// Sends the pipelines from `rx` to Redis until the reader is done; returns the keys written.
-/// An error from the reader or from Redis ends it, saying how many keys were written.
+/// An error from the reader or from Redis ends it, saying how many keys were written: every
+/// SET Redis confirmed, in the pipelines already on their way too, and no other.
 pub(super) async fn write(
     cfg: &Config,
     redis: redis::aio::MultiplexedConnection,
     mut rx: mpsc::Receiver<Result<Batch, WarmupError>>,
     namespace: &str,
 ) -> Result<u64, WarmupError> {
-    let mut written = 0u64;
+    let mut tally = Tally::default();
     let mut window: FuturesOrdered<Sent> = FuturesOrdered::new();
-    let done = |out: (redis::RedisResult<()>, u64), written: &mut u64| match out {
-        (Ok(()), n) => {
-            *written += n;
-            Ok(())
-        }
-        (Err(e), _) => Err(stopped(
-            namespace,
-            *written,
-            conn::failed(cfg, "SET", &e).to_string(),
-        )),
-    };
-    loop {
-        let item = if window.len() < WINDOW {
-            tokio::select! {
-                item = rx.recv() => item,
-                Some(out) = window.next(), if !window.is_empty() => {
-                    done(out, &mut written)?;
-                    continue;
-                }
+    while tally.redis.is_none() {
+        let item = tokio::select! {
+            item = rx.recv(), if window.len() < WINDOW => item,
+            Some(out) = window.next(), if !window.is_empty() => {
+                tally.add(out);
+                continue;
             }
-        } else {
-            let out = window.next().await.expect("the window is full");
-            done(out, &mut written)?;
-            continue;
         };
         match item {
             None => break,
             Some(Err(e)) => {
-                // Count what was already on its way before reporting.
-                while let Some(out) = window.next().await {
-                    done(out, &mut written)?;
-                }
-                return Err(match written {
-                    0 => e,
-                    n => stopped(namespace, n, e.to_string()),
-                });
+                tally.reader = Some(e);
+                break;
             }
             Some(Ok(batch)) => window.push_back(send(redis.clone(), batch).await),
         }
     }
+    // What is on its way is written (or not) whatever happens now: count it.
     while let Some(out) = window.next().await {
-        done(out, &mut written)?;
+        tally.add(out);
     }
-    Ok(written)
+    tally.finish(cfg, namespace)
+}
+
+/// What the pipelines came to so far.
+#[derive(Default)]
+struct Tally {
+    written: u64,
+    /// The first Redis error: no pipeline is sent after it.
+    redis: Option<redis::RedisError>,
+    /// The reader's error, which ended the rows.
+    reader: Option<WarmupError>,
+}
+
+impl Tally {
+    fn add(&mut self, (ok, err): Outcome) {
+        self.written += ok;
+        if self.redis.is_none() {
+            self.redis = err;
+        }
+    }
+
+    /// A Redis failure first (it stopped the writing), then the reader's.
+    fn finish(self, cfg: &Config, namespace: &str) -> Result<u64, WarmupError> {
+        let reason = match (self.redis, self.reader) {
+            (Some(e), _) => conn::failed(cfg, "SET", &e).to_string(),
+            (None, Some(e)) if self.written == 0 => return Err(e),
+            (None, Some(e)) => e.to_string(),
+            (None, None) => return Ok(self.written),
+        };
+        Err(stopped(namespace, self.written, reason))
+    }
+}
+
+/// The confirmed SETs of a pipeline's replies and its first failed one.
+fn outcome(replies: redis::RedisResult<Vec<redis::RedisResult<redis::Value>>>) -> Outcome {
+    match replies {
+        Err(e) => (0, Some(e)),
+        Ok(replies) => {
+            let ok = replies.iter().filter(|r| r.is_ok()).count() as u64;
+            (ok, replies.into_iter().find_map(Result::err))
+        }
+    }
 }
 
 /// Starts sending one pipeline: polls it once, so it is queued on the connection now, and
 /// returns the rest of it (its reply) as a future.
-async fn send(redis: redis::aio::MultiplexedConnection, (pipe, n): Batch) -> Sent {
+async fn send(redis: redis::aio::MultiplexedConnection, (mut pipe, _): Batch) -> Sent {
+    // One reply per SET, failed ones included, so that a pipeline Redis refused part of
+    // counts the SETs it did carry out.
+    pipe.ignore_errors();
     let request = async move {
         let pipe = &pipe;
-        let out = conn::retry_idempotent(|| {
+        let replies = conn::retry_idempotent(|| {
             let mut c = redis.clone();
-            async move { pipe.query_async::<()>(&mut c).await }
+            async move { pipe.query_async(&mut c).await }
         })
         .await;
-        (out, n)
+        outcome(replies)
     };
     // MaybeDone keeps the output if this first poll already finishes it (e.g. a closed
     // connection fails at once), and may be polled again afterwards.
@@ -110,4 +140,56 @@ async fn send(redis: redis::aio::MultiplexedConnection, (pipe, n): Batch) -> Sen
             .take_output()
             .expect("the output is taken once")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
+
+    fn oom() -> RedisError {
+        RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "OOM"))
+    }
+
+    #[test]
+    fn a_partly_refused_pipeline_counts_what_redis_confirmed() {
+        let replies = vec![
+            Ok(Value::Okay),
+            Ok(Value::Okay),
+            Err(oom()),
+            Ok(Value::Okay),
+        ];
+        let (ok, err) = outcome(Ok(replies));
+        assert_eq!(ok, 3);
+        assert!(err.unwrap().to_string().contains("OOM"));
+        let (ok, err) = outcome(Err(oom()));
+        assert_eq!((ok, err.is_some()), (0, true));
+    }
+
+    #[test]
+    fn the_report_names_redis_first_then_the_reader() {
+        let cfg = Config::default();
+        let reader = || WarmupError::NothingToWarm;
+        let t = Tally {
+            written: 0,
+            redis: None,
+            reader: Some(reader()),
+        };
+        assert!(matches!(
+            t.finish(&cfg, "n"),
+            Err(WarmupError::NothingToWarm)
+        ));
+        let t = Tally {
+            written: 5,
+            redis: Some(oom()),
+            reader: Some(reader()),
+        };
+        match t.finish(&cfg, "n") {
+            Err(WarmupError::Stopped {
+                written, reason, ..
+            }) => assert!(written == 5 && reason.contains("OOM"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(Tally::default().finish(&cfg, "n").unwrap(), 0);
+    }
 }

@@ -49,6 +49,20 @@ pub struct NamespaceConfig {
     pub warmup: Option<WarmupConfig>,
 }
 
+/// Default `cache.warmup_timeout`: long enough for a big table, short enough to notice.
+pub const DEFAULT_WARMUP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Default `cache.max_value_bytes` (16 MiB): far above a typical cached value, far below what
+/// would strain steward's memory.
+pub const DEFAULT_MAX_VALUE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Upper bound of `cache.max_value_bytes`: Redis' own limit on a string (512 MiB).
+pub const MAX_VALUE_BYTES_LIMIT: u64 = 512 * 1024 * 1024;
+
+/// Upper bound of `cache.warmup_timeout`: PostgreSQL's `statement_timeout` is an `int` of
+/// milliseconds (about 24.8 days).
+const WARMUP_TIMEOUT_LIMIT: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// `[cache]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -65,6 +79,14 @@ pub struct CacheConfig {
     pub expect_eviction_policy: Option<String>,
     /// Set `expect_eviction_policy` with CONFIG SET when Redis differs (and allows it).
     pub enforce_eviction_policy: bool,
+    /// How long one warm-up query may run, streaming its rows included (PostgreSQL's
+    /// `statement_timeout` on the warm-up's read-only transaction), so a runaway query cannot
+    /// hold a connection and a snapshot for ever.
+    #[serde(with = "humantime_serde")]
+    pub warmup_timeout: Duration,
+    /// Largest key suffix or value a warm-up writes; PostgreSQL measures each row first, so a
+    /// larger one is rejected without ever reaching steward's memory.
+    pub max_value_bytes: u64,
     #[serde(rename = "namespace")]
     pub namespaces: Vec<NamespaceConfig>,
 }
@@ -77,6 +99,8 @@ impl Default for CacheConfig {
             scan_budget: Duration::from_millis(50),
             expect_eviction_policy: None,
             enforce_eviction_policy: false,
+            warmup_timeout: DEFAULT_WARMUP_TIMEOUT,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             namespaces: Vec::new(),
         }
     }
@@ -118,6 +142,20 @@ pub(super) fn validate(c: &CacheConfig, out: &mut Vec<Problem>) {
         out.push(Problem::new(
             "cache.scan_budget",
             "must be greater than zero (e.g. \"50ms\")",
+        ));
+    }
+    if c.warmup_timeout < Duration::from_millis(1) || c.warmup_timeout > WARMUP_TIMEOUT_LIMIT {
+        out.push(Problem::new(
+            "cache.warmup_timeout",
+            "must be between 1ms and 24 days (e.g. \"5m\")",
+        ));
+    }
+    if c.max_value_bytes == 0 || c.max_value_bytes > MAX_VALUE_BYTES_LIMIT {
+        out.push(Problem::new(
+            "cache.max_value_bytes",
+            format!(
+                "must be between 1 and {MAX_VALUE_BYTES_LIMIT} (512 MiB, Redis' limit on a value)"
+            ),
         ));
     }
     match &c.expect_eviction_policy {
@@ -277,6 +315,38 @@ mod tests {
         };
         assert!(problems(&c)[0].contains("needs cache.expect_eviction_policy"));
         assert!(problems(&CacheConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn warm_up_limits_are_named_and_default_sensibly() {
+        let d = CacheConfig::default();
+        assert_eq!(d.warmup_timeout, Duration::from_secs(300));
+        assert_eq!(d.max_value_bytes, 16_777_216);
+        let parsed: CacheConfig =
+            toml::from_str("warmup_timeout = \"90s\"\nmax_value_bytes = 1048576").unwrap();
+        assert_eq!(parsed.warmup_timeout, Duration::from_secs(90));
+        assert_eq!(parsed.max_value_bytes, 1_048_576);
+        for (timeout, bytes) in [
+            (Duration::ZERO, 0),
+            (Duration::from_micros(500), MAX_VALUE_BYTES_LIMIT + 1),
+            (Duration::from_secs(25 * 24 * 3600), 0),
+        ] {
+            let c = CacheConfig {
+                warmup_timeout: timeout,
+                max_value_bytes: bytes,
+                ..CacheConfig::default()
+            };
+            let p = problems(&c);
+            assert_eq!(p.len(), 2, "{p:?}");
+            assert!(p[0].contains("cache.warmup_timeout"), "{p:?}");
+            assert!(p[1].contains("cache.max_value_bytes"), "{p:?}");
+        }
+        let edge = CacheConfig {
+            warmup_timeout: Duration::from_millis(1),
+            max_value_bytes: MAX_VALUE_BYTES_LIMIT,
+            ..CacheConfig::default()
+        };
+        assert!(problems(&edge).is_empty());
     }
 
     #[test]

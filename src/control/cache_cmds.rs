@@ -86,14 +86,16 @@ pub(super) async fn stats(h: &crate::cache::stats::StatsHandle) -> Reply {
 // --- cache warm-up --------------------------------------------------------------------------
 
 /// `cache_warm_up`: fills the named namespace, or each one with a warm-up query, from
-/// PostgreSQL; replies when done. A failure is one line saying how far it got.
+/// PostgreSQL; replies when done. A failure is one line saying how far it got; a namespace
+/// being warmed up already is refused, naming that warm-up.
 pub(super) async fn warm_up(
     config: &watch::Receiver<Arc<Config>>,
     metrics: &crate::metrics::Metrics,
+    jobs: &crate::cache::warmup::WarmupJobs,
     namespace: Option<String>,
 ) -> Reply {
     let cfg = config.borrow().clone();
-    match crate::cache::warmup::warm_up(&cfg, metrics, namespace.as_deref()).await {
+    match crate::cache::warmup::warm_up(&cfg, metrics, jobs, namespace.as_deref()).await {
         Ok(r) => Reply::data(&r),
         Err(e) => {
             tracing::warn!(namespace = ?namespace, error = %e, "cache warm-up failed");

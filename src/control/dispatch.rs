@@ -25,6 +25,8 @@ pub struct Dispatcher {
     pub alerts: crate::alerts::AlertHandle,
     /// The cache clears running now (their progress, for `cache_clear_jobs`).
     pub cache_clears: crate::cache::clear::ClearJobs,
+    /// The warm-ups running now, shared with the `cache.warmup` task.
+    pub cache_warmups: crate::cache::warmup::WarmupJobs,
     /// The `cache.stats` task, for `cache_stats`.
     pub cache_stats: crate::cache::stats::StatsHandle,
     /// Metric handles, for the duration of the cache operations run on request.
@@ -95,7 +97,8 @@ impl Dispatcher {
             Request::CacheClearJobs => super::cache_cmds::clear_jobs(&self.cache_clears),
             Request::CacheStats => super::cache_cmds::stats(&self.cache_stats).await,
             Request::CacheWarmUp { namespace } => {
-                super::cache_cmds::warm_up(&self.config, &self.metrics, namespace).await
+                let (cfg, m, jobs) = (&self.config, &self.metrics, &self.cache_warmups);
+                super::cache_cmds::warm_up(cfg, m, jobs, namespace).await
             }
             other => super::backup_cmds::handle(&self.backup, &self.config, other).await,
         }
