@@ -206,8 +206,11 @@ pub(super) async fn repair_all(
             }
             Ok(None) => {} // live run
             Err(e) => problems.push(cfg.scrubber().scrub(&format!(
-                "cannot repair the interrupted restore of {} into {:?} (run {}): {e}",
-                j.backup_id, j.target, j.run
+                "cannot repair the interrupted restore of {} into {:?} (run {}, journal {}): {e}",
+                j.backup_id,
+                j.target,
+                j.run,
+                path.display()
             ))),
         }
     }
@@ -255,7 +258,10 @@ async fn roll_forward(c: &Client, j: &Journal, s: &DbInfo) -> Result<(), tokio_p
             .await?;
     }
     if let Some(r) = &j.replaced {
-        if let Some(old) = info_by_oid(c, r.oid).await?.filter(|o| o.name != j.target) {
+        // Only a database under this run's aside name: a journal's oids are not proof enough
+        // (a forged or stale journal, an oid reused by a new cluster).
+        let old = info_by_oid(c, r.oid).await?;
+        if let Some(old) = old.filter(|o| scratch::is_numbered(&o.name, "aside", &j.run)) {
             c.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", ident(&old.name)))
                 .await?;
         }
@@ -268,13 +274,31 @@ async fn roll_forward(c: &Client, j: &Journal, s: &DbInfo) -> Result<(), tokio_p
 pub(super) async fn roll_back(c: &Client, j: &Journal) -> Result<String, String> {
     let pg = |e: tokio_postgres::Error| super::run::pg_error(&e);
     let mut said = Vec::new();
-    if let Some(r) = &j.replaced {
-        let Some(old) = info_by_oid(c, r.oid).await.map_err(pg)? else {
-            return Err(format!(
-                "the database {:?} had (oid {}) is gone; restore it from its newest backup",
-                j.target, r.oid
+    // steward drops the replaced database only after the restored one holds the name (a
+    // roll-forward); gone before that, someone else dropped it, and there is nothing to put
+    // back.
+    let replaced = match &j.replaced {
+        Some(r) => info_by_oid(c, r.oid).await.map_err(pg)?.map(|old| (r, old)),
+        None => None,
+    };
+    if let (Some(r), None) = (&j.replaced, &replaced) {
+        said.push(format!(
+            "the database {:?} had when the restore started (oid {}) was dropped by someone else meanwhile",
+            j.target, r.oid
+        ));
+    }
+    let replaced = replaced.filter(|(r, old)| {
+        let ours = old.name == j.target || scratch::is_numbered(&old.name, "aside", &j.run);
+        if !ours {
+            // Renamed by someone else (or a journal that is not this cluster's): not touched.
+            said.push(format!(
+                "the database with the replaced one's oid ({}) is now {:?}, not steward's aside name; left alone",
+                r.oid, old.name
             ));
-        };
+        }
+        ours
+    });
+    if let Some((r, old)) = replaced {
         if old.name != j.target {
             if info_by_name(c, &j.target).await.map_err(pg)?.is_some() {
                 return Err(format!(

@@ -95,10 +95,13 @@ impl Manager {
         let config = self.config.clone();
         let cancel = self.cancel.clone();
         tokio::spawn(async move {
-            let mut clean = false;
+            // Every 10 s while something is pending; every 5 minutes anyway, for a restore
+            // test's scratch database whose drop failed.
+            let (mut clean, mut ticks) = (false, 0u32);
             loop {
                 let cfg = config.borrow().clone();
-                if !clean || super::journal::any_pending(&cfg.state.dir) {
+                ticks = ticks.wrapping_add(1);
+                if !clean || ticks % 30 == 0 || super::journal::any_pending(&cfg.state.dir) {
                     clean = super::restore_flow::repair_and_log(&cfg).await;
                 }
                 tokio::select! {

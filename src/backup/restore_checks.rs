@@ -28,13 +28,25 @@ pub(super) fn lookup(ctx: &Ctx, id: &str, action: &'static str) -> Result<Backup
     Ok(meta)
 }
 
-/// Records a verify's outcome in the catalog: failed checks make the backup `damaged`.
+/// The checks whose failure proves the stored bytes are not the ones written: the file's
+/// SHA-256 and size against the metadata, and the metadata's own checksum. Anything else a
+/// verify can trip on (a read error, a wrong identity file, a restore test cut short or
+/// refused by the server) says nothing certain about the backup and never marks it damaged —
+/// a damaged backup is one retention may delete.
+const DAMAGE_CHECKS: [&str; 3] = ["metadata checksum", "sha256", "size"];
+
+/// Records a verify's outcome in the catalog: a failed [`DAMAGE_CHECKS`] check makes the
+/// backup `damaged`; all checks passing records when it was verified.
 pub(super) fn record(ctx: &Ctx, id: &str, checks: &[Check]) {
     let failed: Vec<String> = checks
         .iter()
-        .filter(|c| !c.ok)
+        .filter(|c| !c.ok && DAMAGE_CHECKS.contains(&c.name.as_str()))
         .map(|c| format!("{}: {}", c.name, c.detail))
         .collect();
+    if failed.is_empty() && checks.iter().any(|c| !c.ok) {
+        // Inconclusive: reported in the reply, nothing recorded.
+        return;
+    }
     let problems = (!failed.is_empty()).then(|| format!("verify failed: {}", failed.join("; ")));
     match catalog::record_verify(&ctx.config.backup.dir, id, problems) {
         Ok(m) if m.status == catalog::BackupStatus::Damaged => {

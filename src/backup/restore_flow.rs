@@ -15,9 +15,6 @@ use super::swap;
 use super::{BackupKind, Ctx};
 use std::time::Instant;
 
-/// How an error from psql or pg_restore starts.
-const RESTORE_FAILED: &str = "restore failed";
-
 /// `backup verify ID [--restore-test]`.
 pub(super) async fn verify(
     ctx: &Ctx,
@@ -37,18 +34,14 @@ pub(super) async fn verify(
         match restore_test_run(ctx, &meta).await {
             Ok(summary) => reply.restore_test = Some(summary),
             Err(e) => {
+                // Reported, never recorded as damage: a restore test fails for reasons that
+                // are not the backup's (a lost connection, a stop, a privilege).
                 reply.ok = false;
-                // The backup itself is damaged when psql/pg_restore refused its content; not
-                // when steward could not create or reach a scratch database.
-                let content = matches!(&e, BackupError::Failed(m) if m.starts_with(RESTORE_FAILED));
                 reply.checks.push(Check {
                     name: "restore test".into(),
                     ok: false,
                     detail: e.to_string(),
                 });
-                if content {
-                    record(ctx, id, &reply.checks);
-                }
             }
         }
     }
@@ -145,6 +138,11 @@ async fn restore_inner(
         )));
     }
     let run = Run::start(ctx, &target).await?;
+    if !run.claim_target(ctx, &target).await? {
+        return Err(BackupError::Refused(format!(
+            "another restore into {target:?} is running (in this or another steward on the same server); wait for it to end"
+        )));
+    }
     let existing = run.info(ctx, &target).await?;
     if let Some(db) = &existing {
         if db.is_template {
@@ -213,7 +211,8 @@ async fn replace(
     if journal.replaced.is_some() {
         journal.phase = Phase::Fenced;
         journal.save(ctx)?;
-        let (ended, aside) = swap::fence(ctx, run, &target).await?;
+        let oid = journal.replaced.as_ref().map_or(0, |r| r.oid);
+        let (ended, aside) = swap::fence(ctx, run, &target, oid).await?;
         sessions_ended = ended;
         swap::pause_point("fenced").await;
         pre = Some(pre_restore_backup(ctx, run, &target, &aside).await?);
@@ -315,7 +314,7 @@ async fn fill(
         .await
         .map_err(|e| {
             BackupError::Failed(format!(
-                "{RESTORE_FAILED}, nothing was kept: {}",
+                "restore failed, nothing was kept: {}",
                 ctx.scrubber.scrub(&e.to_string())
             ))
         })?;

@@ -13,6 +13,8 @@ use tokio_postgres::Client;
 /// Advisory-lock class of restore runs ("SU"); the key is `hashtext(run id)`. A run holds its
 /// lock on its admin session for as long as it lives, so a crashed run's lock is free.
 const RUN_LOCK_CLASS: i32 = 0x5355;
+/// Advisory-lock class of restore targets ("SV"); the key is `hashtext(target)`.
+const TARGET_LOCK_CLASS: i32 = 0x5356;
 /// How every marker comment starts.
 const MARKER_PREFIX: &str = "steward:scratch run=";
 
@@ -57,6 +59,11 @@ pub(super) fn numbered(purpose: &str, run: &str, n: u32) -> String {
     }
 }
 
+/// Whether `name` is one of the names [`numbered`] gives for `purpose` in `run`.
+pub(super) fn is_numbered(name: &str, purpose: &str, run: &str) -> bool {
+    (1..=8).any(|n| numbered(purpose, run, n) == name)
+}
+
 /// A database as `pg_database` describes it.
 #[derive(Debug, Clone)]
 pub(super) struct DbInfo {
@@ -95,6 +102,14 @@ impl Run {
             ))
             .await
             .map_err(|e| pg_failed(ctx, "cannot set up the admin session", &e))?;
+        // The run lock lives as long as this session: no server-side idle limit may end it
+        // (idle_session_timeout exists from PostgreSQL 14 on; older servers refuse the name).
+        for setting in [
+            "idle_session_timeout",
+            "idle_in_transaction_session_timeout",
+        ] {
+            let _ = admin.batch_execute(&format!("SET {setting} = 0")).await;
+        }
         admin
             .execute(
                 "SELECT pg_advisory_lock($1, hashtext($2))",
@@ -103,6 +118,19 @@ impl Run {
             .await
             .map_err(|e| pg_failed(ctx, "cannot take the restore run lock", &e))?;
         Ok(Run { id, admin })
+    }
+
+    /// Takes the lock that lets one restore at a time (in any steward on this server) put a
+    /// database under `target`; false when another holds it.
+    pub async fn claim_target(&self, ctx: &Ctx, target: &str) -> Result<bool, BackupError> {
+        self.admin
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                &[&TARGET_LOCK_CLASS, &target],
+            )
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| pg_failed(ctx, "cannot take the restore target lock", &e))
     }
 
     /// Creates a database of a name no one has (`steward_<purpose>_<run>`, then `_2`, `_3`…

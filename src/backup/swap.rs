@@ -16,9 +16,11 @@ pub(super) async fn fence(
     ctx: &Ctx,
     run: &Run,
     target: &str,
+    oid: u32,
 ) -> Result<(u64, String), BackupError> {
     let c = &run.admin;
     let failed = |what: &str, e: tokio_postgres::Error| scratch::pg_failed(ctx, what, &e);
+    same_database(ctx, run, target, oid).await?;
     c.batch_execute(&format!(
         "ALTER DATABASE {} ALLOW_CONNECTIONS false",
         ident(target)
@@ -80,8 +82,38 @@ pub(super) async fn fence(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    same_database(ctx, run, target, oid).await?;
     let aside = rename_aside(ctx, run, target).await?;
+    // What was renamed must be the database the journal names; else put it back and stop.
+    let renamed = info_by_oid(c, oid)
+        .await
+        .map_err(|e| failed("cannot look up the renamed database", e))?;
+    if renamed.is_none_or(|r| r.name != aside) {
+        let _ = c
+            .batch_execute(&format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                ident(&aside),
+                ident(target)
+            ))
+            .await;
+        return Err(replaced_meanwhile(target));
+    }
     Ok((ended.len() as u64, aside))
+}
+
+/// Fails when `target` is no longer the database (by `oid`) this run set out to replace: it
+/// was dropped and created again during the restore.
+async fn same_database(ctx: &Ctx, run: &Run, target: &str, oid: u32) -> Result<(), BackupError> {
+    match run.info(ctx, target).await? {
+        Some(db) if db.oid == oid => Ok(()),
+        _ => Err(replaced_meanwhile(target)),
+    }
+}
+
+fn replaced_meanwhile(target: &str) -> BackupError {
+    BackupError::Failed(format!(
+        "database {target:?} was dropped or created again while the backup was being restored; nothing was replaced — run the restore again"
+    ))
 }
 
 /// Renames `target` to `steward_aside_<run>` (another suffix when that name is taken).
@@ -153,7 +185,7 @@ pub(super) async fn drop_replaced(ctx: &Ctx, run: &Run, j: &Journal) -> Result<(
     let old = info_by_oid(c, r.oid)
         .await
         .map_err(|e| scratch::pg_failed(ctx, "cannot look up the replaced database", &e))?;
-    if let Some(old) = old.filter(|o| o.name != j.target) {
+    if let Some(old) = old.filter(|o| scratch::is_numbered(&o.name, "aside", &j.run)) {
         c.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", ident(&old.name)))
             .await
             .map_err(|e| {
