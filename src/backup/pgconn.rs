@@ -96,12 +96,13 @@ impl PgTarget {
         t
     }
 
-    /// Sets the connection variables on a child, clearing any inherited `PG*` ones first.
+    /// Gives a child [`minimal_env`] plus the connection variables (the password as
+    /// `PGPASSWORD`; without one, a `PGPASSFILE` steward itself was given).
     pub fn apply(&self, cmd: &mut tokio::process::Command) {
-        for (k, _) in std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)))
-        {
-            if k.starts_with("PG") {
-                cmd.env_remove(&k);
+        minimal_env(cmd.as_std_mut());
+        if self.password.is_none() {
+            if let Some(f) = std::env::var_os("PGPASSFILE") {
+                cmd.env("PGPASSFILE", f);
             }
         }
         for (k, v) in &self.vars {
@@ -124,6 +125,24 @@ impl PgTarget {
     /// The literal password, so error text can be scrubbed of it.
     pub fn secrets(&self) -> Vec<String> {
         self.password.iter().cloned().collect()
+    }
+}
+
+/// Variables a child keeps from steward's environment: where programs are, the locale and
+/// the time zone. Everything else — `DATABASE_URL`, `REDIS_URL`, any other secret steward
+/// was started with — never reaches a child (`/proc/<pid>/environ` is readable by its user).
+const KEPT: [&str; 4] = ["PATH", "TZ", "LANG", "LANGUAGE"];
+
+/// Starts a child from an empty environment plus [`KEPT`] and the `LC_*` variables.
+pub fn minimal_env(cmd: &mut std::process::Command) {
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        let keep = k
+            .to_str()
+            .is_some_and(|k| KEPT.contains(&k) || k.starts_with("LC_"));
+        if keep {
+            cmd.env(k, v);
+        }
     }
 }
 

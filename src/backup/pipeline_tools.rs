@@ -10,6 +10,7 @@ const DEBIAN_ROOT: &str = "/usr/lib/postgresql";
 /// `pg_dump --version` → (major, version), e.g. `(15, "15.19")`.
 pub async fn pg_dump_version(pg_dump: &Path) -> Result<(u32, String), DumpError> {
     let mut cmd = tokio::process::Command::new(pg_dump);
+    super::pgconn::minimal_env(cmd.as_std_mut());
     cmd.arg("--version")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -131,7 +132,9 @@ fn versioned_tools(root: &Path, name: &str) -> Vec<((u32, u32), PathBuf)> {
 }
 
 fn pg_config_bindir() -> Option<PathBuf> {
-    let out = std::process::Command::new("pg_config")
+    let mut cmd = std::process::Command::new("pg_config");
+    super::pgconn::minimal_env(&mut cmd);
+    let out = cmd
         .arg("--bindir")
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
