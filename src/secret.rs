@@ -270,8 +270,38 @@ impl Scrubber {
     }
 }
 
-/// Redacts the password of every `scheme://user:pass@` URL and every `password=` pair in text.
+/// Redacts the password of every `scheme://user:pass@` URL and every `password=` pair in
+/// text, and every age secret key (`AGE-SECRET-KEY-1…`, in either case).
 pub fn scrub_urls(text: &str) -> String {
+    mask_age_keys(&scrub_url_words(text))
+}
+
+/// How an age secret key starts (bech32: the rest is letters and digits of one case).
+const AGE_KEY_PREFIX: &str = "AGE-SECRET-KEY-";
+
+/// Masks everything after [`AGE_KEY_PREFIX`] (matched in any case) up to the next character
+/// that is not a letter or digit.
+pub fn mask_age_keys(text: &str) -> String {
+    let upper = text.to_ascii_uppercase();
+    if !upper.contains(AGE_KEY_PREFIX) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    while let Some(found) = upper[rest..].find(AGE_KEY_PREFIX) {
+        let start = rest + found + AGE_KEY_PREFIX.len();
+        out.push_str(&text[rest..start]);
+        let len = text[start..]
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(text.len() - start);
+        out.push_str(MASK);
+        rest = start + len;
+    }
+    out.push_str(&text[rest..]);
+    out
+}
+
+fn scrub_url_words(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for (i, word) in text.split(' ').enumerate() {
         if i > 0 {
@@ -295,6 +325,29 @@ pub fn scrub_urls(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod age_key_tests {
+    use super::*;
+
+    #[test]
+    fn age_secret_keys_are_masked_wherever_they_appear() {
+        let key = "AGE-SECRET-KEY-1QQPQQQSQQQQZQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQSQ2KJY6N";
+        let text = format!(
+            "recipients = [\"{key}\"] is not an age public key; {}",
+            key.to_lowercase()
+        );
+        let out = scrub_urls(&text);
+        assert!(
+            !out.contains("QQPQ") && !out.to_lowercase().contains("qqpq"),
+            "{out}"
+        );
+        assert_eq!(out.matches("AGE-SECRET-KEY-***").count(), 1, "{out}");
+        assert_eq!(out.matches("age-secret-key-***").count(), 1, "{out}");
+        assert_eq!(scrub_urls("no key here"), "no key here");
+        assert_eq!(mask_age_keys("AGE-SECRET-KEY-"), "AGE-SECRET-KEY-***");
+    }
 }
 
 #[cfg(test)]

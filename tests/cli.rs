@@ -372,3 +372,16 @@ fn unknown_command_is_a_usage_error() {
     assert_ne!(out.code, 0, "{out:?}");
     assert!(!out.stderr.is_empty(), "{out:?}");
 }
+
+/// Issue 12 item 2: an age secret key put among the recipients is never echoed; the error
+/// says what it is and where it belongs.
+#[test]
+fn an_age_secret_key_among_recipients_is_not_echoed() {
+    let body = "QQPQQQSQQQQZQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQSQ2KJY6N";
+    let out = assert_rejected(
+        &format!("[backup.encryption]\nrecipients = [\"AGE-SECRET-KEY-1{body}\"]\n"),
+        "backup.encryption.recipients",
+    );
+    assert!(!out.all().contains(body), "{out:?}");
+    assert!(out.stderr.contains("identity_file"), "{out:?}");
+}

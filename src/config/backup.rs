@@ -229,7 +229,14 @@ fn validate_encryption(e: &EncryptionConfig, out: &mut Vec<super::Problem>) {
         if age::x25519::Recipient::from_str(r).is_err() {
             out.push(Problem::new(
                 "backup.encryption.recipients",
-                format!("{r:?} is not an age public key (age1…); create one with `age-keygen`"),
+                if r.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
+                    "holds an age secret key (AGE-SECRET-KEY-1…, not shown): recipients take public keys (age1…); the secret key belongs in backup.encryption.identity_file — and since it was written into the config, consider it exposed and make a new one".to_string()
+                } else {
+                    format!(
+                        "{:?} is not an age public key (age1…); create one with `age-keygen`",
+                        crate::secret::mask_age_keys(r)
+                    )
+                },
             ));
         }
     }
