@@ -6,6 +6,9 @@ use crate::config::Config;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// Longest backup label, in characters.
+const MAX_LABEL: usize = 200;
+
 /// Answers a backup request (anything else gets an error reply).
 pub(super) async fn handle(
     b: &BackupHandle,
@@ -51,6 +54,14 @@ async fn create(
         None => scheduler::databases(&config.borrow()),
     };
     let cfg = config.borrow().clone();
+    // A label is free text an operator types: bounded, and scrubbed before it is stored.
+    if let Some(l) = label.as_ref().filter(|l| l.chars().count() > MAX_LABEL) {
+        return Err(BackupError::Refused(format!(
+            "the label is {} characters long; keep it to {MAX_LABEL}",
+            l.chars().count()
+        )));
+    }
+    let label = label.map(|l| cfg.scrubber().scrub(&l));
     let dir = cfg.backup.dir.clone();
     if let Some(why) = tokio::task::spawn_blocking(move || crate::backup::dir_problem(&dir))
         .await

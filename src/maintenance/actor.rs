@@ -155,8 +155,11 @@ impl Actor {
         let now = crate::unix_now();
         let mut next = self.p.stored.clone();
         let since = next.current.as_ref().map_or(now, |m| m.since);
+        // What an operator types is stored and shown (state file, Redis key, replies, log)
+        // only after the same scrubbing as logs.
+        let scrubber = self.p.config.borrow().scrubber();
         next.current = Some(Maintenance {
-            reason,
+            reason: reason.map(|r| scrubber.scrub(&r)),
             since,
             until: duration.map(|d| now + d.as_secs_f64()),
             by: Origin::Operator,
