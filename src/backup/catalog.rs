@@ -402,7 +402,7 @@ fn deleting_path(root: &Path, meta: &BackupMeta) -> PathBuf {
 
 mod listing;
 mod sweep;
-pub use listing::{delete_untrusted, listing, record_verify};
+pub use listing::{delete_untrusted, listing, listing_with_problems, record_verify};
 pub use sweep::sweep;
 
 #[cfg(test)]

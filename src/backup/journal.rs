@@ -83,6 +83,22 @@ impl Journal {
         self.remove(&ctx.config.state.dir);
     }
 
+    /// Drops the replaced database once the restored one holds the name: found by its oid,
+    /// and only while it is under this run's aside name (a journal's oids alone are not proof
+    /// enough: a forged or stale journal, an oid reused by a new cluster). Returns its name.
+    pub async fn drop_aside(&self, c: &Client) -> Result<Option<String>, tokio_postgres::Error> {
+        let Some(r) = &self.replaced else {
+            return Ok(None);
+        };
+        let old = info_by_oid(c, r.oid).await?;
+        let Some(old) = old.filter(|o| scratch::is_numbered(&o.name, "aside", &self.run)) else {
+            return Ok(None);
+        };
+        c.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", ident(&old.name)))
+            .await?;
+        Ok(Some(old.name))
+    }
+
     /// The checks a journal read back from disk must pass before any name in it is used.
     fn validate(&self, file_stem: &str) -> Result<(), String> {
         if !scratch::is_run_id(&self.run) || self.run != file_stem {
@@ -257,16 +273,7 @@ async fn roll_forward(c: &Client, j: &Journal, s: &DbInfo) -> Result<(), tokio_p
         c.batch_execute(&format!("COMMENT ON DATABASE {} IS NULL", ident(&s.name)))
             .await?;
     }
-    if let Some(r) = &j.replaced {
-        // Only a database under this run's aside name: a journal's oids are not proof enough
-        // (a forged or stale journal, an oid reused by a new cluster).
-        let old = info_by_oid(c, r.oid).await?;
-        if let Some(old) = old.filter(|o| scratch::is_numbered(&o.name, "aside", &j.run)) {
-            c.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", ident(&old.name)))
-                .await?;
-        }
-    }
-    Ok(())
+    j.drop_aside(c).await.map(|_| ())
 }
 
 /// Puts the replaced database back under its name, open to connections as it was, and drops
@@ -344,30 +351,24 @@ pub(super) async fn roll_back(c: &Client, j: &Journal) -> Result<String, String>
 /// under its planned name (the marker is cleared just before the rename to the target); when
 /// the oid was never recorded, by the marker alone.
 async fn drop_scratch(c: &Client, j: &Journal) -> Result<Option<String>, tokio_postgres::Error> {
-    let found = match j.scratch_oid {
-        Some(oid) => info_by_oid(c, oid).await?,
+    let oid = match j.scratch_oid {
+        Some(oid) => Some(oid),
         None => c
             .query_opt(
                 "SELECT oid FROM pg_database WHERE shobj_description(oid, 'pg_database') = $1",
                 &[&j.scratch_marker],
             )
             .await?
-            .map(|r| r.get::<_, u32>(0))
-            .map(|oid| DbInfo {
-                oid,
-                name: String::new(),
-                allow_connections: true,
-                is_template: false,
-                comment: None,
-            }),
+            .map(|r| r.get::<_, u32>(0)),
     };
-    let Some(found) = found else {
+    let db = match oid {
+        Some(oid) => info_by_oid(c, oid).await?,
+        None => None,
+    };
+    let Some(db) = db else {
         if j.scratch_oid.is_none() && info_by_name(c, &j.scratch).await?.is_some() {
             tracing::warn!(database = %j.scratch, run = %j.run, "a database of the run's scratch name exists without steward's marker; left alone (drop it yourself if it is not yours)");
         }
-        return Ok(None);
-    };
-    let Some(db) = info_by_oid(c, found.oid).await? else {
         return Ok(None);
     };
     let ours = db.name != j.target

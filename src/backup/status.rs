@@ -30,17 +30,23 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
-/// The newest good backup per (database, kind), and per-database totals.
+/// The newest good backup per (database, kind), per-database totals, and damaged backups
+/// per database.
 struct Summary {
     newest: BTreeMap<(String, BackupKind), BackupMeta>,
     per_db: BTreeMap<String, (usize, u64, Option<BackupMeta>)>,
+    damaged: BTreeMap<String, usize>,
 }
 
 fn summarize(all: &[BackupMeta]) -> Summary {
     let mut newest: BTreeMap<(String, BackupKind), BackupMeta> = BTreeMap::new();
     let mut per_db: BTreeMap<String, (usize, u64, Option<BackupMeta>)> = BTreeMap::new();
+    let mut damaged: BTreeMap<String, usize> = BTreeMap::new();
     // `all` is newest first, so the first seen of each key is the newest.
     for m in all {
+        if m.status == catalog::BackupStatus::Damaged {
+            *damaged.entry(m.database.clone()).or_default() += 1;
+        }
         let e = per_db.entry(m.database.clone()).or_default();
         if m.is_good() {
             e.0 += 1;
@@ -52,7 +58,11 @@ fn summarize(all: &[BackupMeta]) -> Summary {
             e.2 = Some(m.clone());
         }
     }
-    Summary { newest, per_db }
+    Summary {
+        newest,
+        per_db,
+        damaged,
+    }
 }
 
 /// The reply to `backup status`.
@@ -62,8 +72,7 @@ pub(super) fn build(
     next: &[(BackupKind, DateTime<Utc>)],
 ) -> StatusReply {
     let root = &cfg.backup.dir;
-    let (_, problems) = catalog::load_all(root);
-    let all = catalog::listing(root);
+    let (all, problems) = catalog::listing_with_problems(root);
     let s = summarize(&all);
     let now = Utc::now();
     let databases = s
@@ -87,10 +96,7 @@ pub(super) fn build(
                 })
                 .collect(),
             last_failure: failure.clone(),
-            damaged: all
-                .iter()
-                .filter(|m| &m.database == db && m.status == catalog::BackupStatus::Damaged)
-                .count(),
+            damaged: s.damaged.get(db).copied().unwrap_or(0),
             good_backups: *good,
             stored_bytes: *bytes,
         })
@@ -121,10 +127,7 @@ pub(super) fn refresh_metrics(cfg: &Config, metrics: &Metrics) {
     let b = &metrics.backup;
     b.damaged.reset();
     for db in s.per_db.keys() {
-        let n = all
-            .iter()
-            .filter(|m| &m.database == db && m.status == catalog::BackupStatus::Damaged)
-            .count();
+        let n = s.damaged.get(db).copied().unwrap_or(0);
         b.damaged.with_label_values(&[db.as_str()]).set(n as i64);
     }
     b.catalog_backups.reset();

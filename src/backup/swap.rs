@@ -180,23 +180,13 @@ pub(super) async fn rename_in(
 
 /// Drops the replaced database (now under its aside name, found by oid).
 pub(super) async fn drop_replaced(ctx: &Ctx, run: &Run, j: &Journal) -> Result<(), BackupError> {
-    let Some(r) = &j.replaced else { return Ok(()) };
-    let c = &run.admin;
-    let old = info_by_oid(c, r.oid)
-        .await
-        .map_err(|e| scratch::pg_failed(ctx, "cannot look up the replaced database", &e))?;
-    if let Some(old) = old.filter(|o| scratch::is_numbered(&o.name, "aside", &j.run)) {
-        c.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", ident(&old.name)))
-            .await
-            .map_err(|e| {
-                scratch::pg_failed(
-                    ctx,
-                    &format!("the restore is in place, but the replaced database {:?} could not be dropped", old.name),
-                    &e,
-                )
-            })?;
-    }
-    Ok(())
+    j.drop_aside(&run.admin).await.map(|_| ()).map_err(|e| {
+        scratch::pg_failed(
+            ctx,
+            "the restore is in place, but the replaced database could not be dropped",
+            &e,
+        )
+    })
 }
 
 /// Environment variable naming a step at which a restore stops for good (tests kill steward

@@ -14,16 +14,22 @@ use std::path::Path;
 /// What `backup list` shows: the catalog plus, as `damaged` entries, metadata files that fail
 /// their own checks (altered, unreadable) — listed, not dropped.
 pub fn listing(root: &Path) -> Vec<BackupMeta> {
+    listing_with_problems(root).0
+}
+
+/// [`listing`] plus the metadata files that could not be trusted, from one read of the
+/// catalog (`backup status` shows both).
+pub fn listing_with_problems(root: &Path) -> (Vec<BackupMeta>, Vec<CatalogError>) {
     let (mut all, problems) = load_all(root);
-    for p in problems {
-        if let CatalogError::Corrupt { path, reason } = &p {
+    for p in &problems {
+        if let CatalogError::Corrupt { path, reason } = p {
             if let Some(m) = damaged_entry(path, reason) {
                 all.push(m);
             }
         }
     }
     all.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
-    all
+    (all, problems)
 }
 
 /// A damaged entry for a metadata file that cannot be trusted: what it says where it still
