@@ -178,7 +178,7 @@ async fn restore_inner(
             oid: db.oid,
             allow_connections: db.allow_connections,
         }),
-        scratch: format!("steward_restore_{}", run.id),
+        scratch: super::scratch::numbered("restore", &run.id, 1),
         scratch_oid: None,
         scratch_marker: super::scratch::marker(&run.id, "restore"),
         phase: Phase::Restoring,
@@ -208,10 +208,9 @@ async fn replace(
     swap::pause_point("restored").await;
     let target = journal.target.clone();
     let (mut sessions_ended, mut pre) = (0, None);
-    if journal.replaced.is_some() {
+    if let Some(oid) = journal.replaced.as_ref().map(|r| r.oid) {
         journal.phase = Phase::Fenced;
         journal.save(ctx)?;
-        let oid = journal.replaced.as_ref().map_or(0, |r| r.oid);
         let (ended, aside) = swap::fence(ctx, run, &target, oid).await?;
         sessions_ended = ended;
         swap::pause_point("fenced").await;
