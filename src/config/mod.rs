@@ -6,6 +6,7 @@ mod backup;
 mod cache;
 mod control;
 mod load;
+pub mod regular_file;
 mod metrics;
 mod secret_file;
 mod validate;
