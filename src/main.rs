@@ -12,7 +12,14 @@ use std::time::Duration;
 use steward::control::protocol::{Reply, Request};
 use steward::control::{client, render};
 fn main() -> ExitCode {
+    // A client writing into a closed pipe (`steward backup list | head -1`) ends quietly, as
+    // `cat` would, instead of panicking; the daemon keeps ignoring SIGPIPE (its sockets report
+    // a gone peer as an error).
+    set_sigpipe(libc::SIG_DFL);
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Run) {
+        set_sigpipe(libc::SIG_IGN);
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     let result = match &cli.command {
         Command::Run => run_daemon(&cli, env),
@@ -25,6 +32,13 @@ fn main() -> ExitCode {
             eprintln!("steward: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+fn set_sigpipe(action: libc::sighandler_t) {
+    // SAFETY: changes one signal's disposition before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, action);
     }
 }
 

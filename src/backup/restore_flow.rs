@@ -132,15 +132,16 @@ async fn restore_inner(
     }
     // A run cut short on this target is repaired first; if it cannot be, nothing starts.
     repair_pending(ctx).await;
-    if let Some(why) = journal::pending_for(&ctx.config.state.dir, &target) {
-        return Err(BackupError::Refused(format!(
-            "{why}; steward repairs it when PostgreSQL is reachable — see the log, then try again"
-        )));
-    }
     let run = Run::start(ctx, &target).await?;
     if !run.claim_target(ctx, &target).await? {
         return Err(BackupError::Refused(format!(
             "another restore into {target:?} is running (in this or another steward on the same server); wait for it to end"
+        )));
+    }
+    // Checked once the target is ours: a live run's journal is not one cut short.
+    if let Some(why) = journal::pending_for(&ctx.config.state.dir, &target) {
+        return Err(BackupError::Refused(format!(
+            "{why}; steward repairs it when PostgreSQL is reachable — see the log, then try again"
         )));
     }
     let existing = run.info(ctx, &target).await?;
