@@ -1,7 +1,7 @@
 //! The shipped Grafana dashboard and provisioning files: the dashboard is importable as it is
 //! (fixed uid, a datasource variable that every panel and query goes through, unique panel ids,
 //! no overlapping panels), every query is valid PromQL (checked by promtool) over metric names
-//! steward registers, and the provisioning files agree with the dashboard and the README.
+//! steward registers, and the provisioning files agree with the dashboard and docs/deployment.md.
 
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 const DASHBOARD: &str = "grafana/dashboards/steward.json";
 const DATASOURCE_YML: &str = "grafana/provisioning/datasources/steward.yml";
 const PROVIDER_YML: &str = "grafana/provisioning/dashboards/steward.yml";
-/// Where the provider reads dashboards from; the README and the provider must agree.
+/// Where the provider reads dashboards from; docs/deployment.md and the provider must agree.
 const DASHBOARD_DIR: &str = "/var/lib/grafana/dashboards/steward";
 const UID: &str = "steward-overview";
 const DS_UID: &str = "${datasource}";
@@ -395,10 +395,10 @@ fn provisioning_files_agree_with_the_dashboard_and_the_readme() {
         assert!(prov.contains(needed), "{PROVIDER_YML} lacks {needed:?}");
     }
 
-    let readme = read("README.md");
+    let readme = read("docs/deployment.md");
     let start = readme
         .find("\n## Grafana")
-        .expect("README has a Grafana section");
+        .expect("docs/deployment.md has a Grafana section");
     let section = &readme[start + 1..];
     let section = &section[..section[1..].find("\n## ").map_or(section.len(), |e| e + 1)];
     for needed in [
@@ -412,7 +412,7 @@ fn provisioning_files_agree_with_the_dashboard_and_the_readme() {
     ] {
         assert!(
             section.contains(needed),
-            "the README's Grafana section does not mention {needed:?}"
+            "the Grafana section of docs/deployment.md does not mention {needed:?}"
         );
     }
 }

@@ -107,10 +107,10 @@ fn sighup_reports_reloading_then_ready() {
 }
 
 const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/steward.service");
-/// Where the README installs the binary and the config (the unit's ExecStart names both).
+/// Where docs/deployment.md installs the binary and the config (the unit's ExecStart names both).
 const BIN_PATH: &str = "/usr/local/bin/steward";
 const CONFIG_PATH: &str = "/etc/steward/steward.toml";
-/// The backup directory the README creates and the unit makes writable.
+/// The backup directory docs/deployment.md creates and the unit makes writable.
 const BACKUP_DIR: &str = "/var/backups/steward";
 
 /// `(section, key, value)` for every assignment of a unit file, in order (comments, blank
@@ -293,16 +293,17 @@ fn shipped_unit_has_every_required_directive() {
     assert!(!unit_problems(&widened).is_empty());
 }
 
-/// The README's install walk-through matches the unit: same binary and config paths, the
+/// The install walk-through (docs/deployment.md) matches the unit: same binary and config paths, the
 /// unit's user, the backup directory the unit makes writable (owned by that user), and the
 /// systemctl/journalctl steps from enable to reload.
 #[test]
 fn readme_install_section_matches_the_unit() {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deployment.md"))
+            .unwrap();
     let start = readme
         .find("\n## systemd")
-        .expect("README has a systemd section");
+        .expect("docs/deployment.md has a systemd section");
     let section = &readme[start + 1..];
     let section = &section[..section[1..].find("\n## ").map_or(section.len(), |e| e + 1)];
     for needed in [
@@ -325,7 +326,7 @@ fn readme_install_section_matches_the_unit() {
     ] {
         assert!(
             section.contains(needed),
-            "the README's systemd section lacks {needed:?}"
+            "the systemd section of docs/deployment.md lacks {needed:?}"
         );
     }
 }

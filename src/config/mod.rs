@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The metrics port when none is configured; documented in the README.
+/// The metrics port when none is configured; documented in docs/configuration.md.
 pub const DEFAULT_METRICS_PORT: u16 = 9732;
 
 /// The whole effective configuration, shared as `Arc<Config>` through a `watch` channel.
