@@ -397,6 +397,12 @@ impl Postgres {
         self.dir.path()
     }
 
+    /// The server's client programs (psql, createdb, pg_restore), for scripts run as a user
+    /// would run them.
+    pub fn bindir(&self) -> &Path {
+        &self.bindir
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
