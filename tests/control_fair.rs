@@ -65,9 +65,7 @@ fn connect_as(path: &Path, uid: u32, gid: u32, n: usize) -> Vec<UnixStream> {
             assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
         }
         (0..n)
-            .map(|i| {
-                UnixStream::connect(&path).unwrap_or_else(|e| panic!("connection {i}: {e}"))
-            })
+            .map(|i| UnixStream::connect(&path).unwrap_or_else(|e| panic!("connection {i}: {e}")))
             .collect()
     })
     .join()
@@ -160,7 +158,11 @@ fn a_reader_flood_is_capped_and_root_is_still_answered() {
 
     // Every connection past the cap gets its one-line reason and is closed.
     let mut seen = vec![Seen::default(); FLOOD];
-    let refused = |seen: &[Seen]| seen.iter().filter(|s| s.closed && !s.bytes.is_empty()).count();
+    let refused = |seen: &[Seen]| {
+        seen.iter()
+            .filter(|s| s.closed && !s.bytes.is_empty())
+            .count()
+    };
     let ok = poll(BOUND, || {
         drain(&readers, &mut seen);
         refused(&seen) >= FLOOD - CAP
@@ -186,8 +188,12 @@ fn a_reader_flood_is_capped_and_root_is_still_answered() {
     }
 
     // While the flood holds its connections, root's admin command is answered.
-    let out = ctl_within(&st, &["maintenance", "on", "--reason", "flood"])
-        .unwrap_or_else(|| panic!("root got no answer within {BOUND:?} while a reader flooded the socket\n--- log\n{}", tail(&st.log(), 30)));
+    let out = ctl_within(&st, &["maintenance", "on", "--reason", "flood"]).unwrap_or_else(|| {
+        panic!(
+            "root got no answer within {BOUND:?} while a reader flooded the socket\n--- log\n{}",
+            tail(&st.log(), 30)
+        )
+    });
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(ctl_within(&st, &["maintenance", "off"]).unwrap().code, 0);
 
@@ -195,7 +201,10 @@ fn a_reader_flood_is_capped_and_root_is_still_answered() {
     drain(&readers, &mut seen);
     let held = seen.iter().filter(|s| !s.closed).count();
     assert_eq!(held, CAP, "connections held by the reader");
-    assert!(seen.iter().filter(|s| !s.closed).all(|s| s.bytes.is_empty()));
+    assert!(seen
+        .iter()
+        .filter(|s| !s.closed)
+        .all(|s| s.bytes.is_empty()));
 
     // A thousand refusals leave a few lines in the audit log and the daemon log, not one each.
     let denied = audit_check::lines(&st.settings.audit_path)
@@ -279,7 +288,10 @@ fn connections_without_a_request_are_closed_at_their_deadline() {
     let started = Instant::now();
     closed_within(&silent, "a silent connection");
     closed_within(&blank, "a connection sending only empty lines");
-    closed_within(&used, "a connection idle after its request, sending empty lines");
+    closed_within(
+        &used,
+        "a connection idle after its request, sending empty lines",
+    );
     eprintln!("closed after {:?}", started.elapsed());
     drop((blank_alive, used_alive));
 

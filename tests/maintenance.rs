@@ -346,13 +346,19 @@ fn for_is_bounded_to_thirty_days() {
         let out = st.ctl(&["maintenance", "on", "--for", arg]);
         assert_eq!(out.code, 1, "{arg}: {out:?}");
         let e = out.reply().error.unwrap_or_default();
-        assert!(e.contains("--for") && e.contains("at most 30 days"), "{arg}: {e}");
+        assert!(
+            e.contains("--for") && e.contains("at most 30 days"),
+            "{arg}: {e}"
+        );
     }
     for secs in ["2592001", "1.8e19", "1e300"] {
         let line = format!(r#"{{"cmd":"maintenance_on","for_seconds":{secs}}}"#);
         let r = st.raw_request(&line).unwrap();
         let e = r.error.unwrap_or_default();
-        assert!(!r.ok && e.contains("for_seconds") && e.contains("30 days"), "{secs}: {e}");
+        assert!(
+            !r.ok && e.contains("for_seconds") && e.contains("30 days"),
+            "{secs}: {e}"
+        );
     }
     assert!(!status(&st).on, "nothing was turned on");
     assert_eq!(st.ctl(&["maintenance", "on", "--for", "30d"]).code, 0);

@@ -207,7 +207,9 @@ fn the_control_task_cannot_be_paused_and_answers_its_restart() {
     );
     let audited = audit_check::lines(&st.settings.audit_path)
         .into_iter()
-        .any(|l| l["command"] == "task" && l["outcome"] == "error" && l["arguments"]["action"] == "pause");
+        .any(|l| {
+            l["command"] == "task" && l["outcome"] == "error" && l["arguments"]["action"] == "pause"
+        });
     assert!(audited, "the refused pause is in the audit log");
     assert_eq!(st.task("control").state, TaskState::Running);
     assert_eq!(st.ctl(&["status"]).code, 0, "the socket still serves");
@@ -229,8 +231,10 @@ fn the_control_task_cannot_be_paused_and_answers_its_restart() {
     );
     for action in ["resume", "restart"] {
         assert_eq!(st.ctl(&["task", action, "control"]).code, 0, "{action}");
-        st.wait_until(Duration::from_secs(10) + SLACK, "the socket to answer", |st| {
-            st.raw_request(r#"{"cmd":"status"}"#).is_ok_and(|r| r.ok)
-        });
+        st.wait_until(
+            Duration::from_secs(10) + SLACK,
+            "the socket to answer",
+            |st| st.raw_request(r#"{"cmd":"status"}"#).is_ok_and(|r| r.ok),
+        );
     }
 }

@@ -161,7 +161,11 @@ fn check_connections(c: &ControlConfig, out: &mut Vec<Problem>) {
         ));
     }
     for (key, d, default) in [
-        ("control.first_request_timeout", c.first_request_timeout, "5s"),
+        (
+            "control.first_request_timeout",
+            c.first_request_timeout,
+            "5s",
+        ),
         ("control.idle_timeout", c.idle_timeout, "30s"),
     ] {
         if d < Duration::from_millis(100) || d > MAX_CONNECTION_TIMEOUT {
@@ -207,13 +211,22 @@ mod tests {
     #[test]
     fn connection_cap_and_deadlines_are_bounded() {
         let p = problems(|c| c.max_connections_per_uid = 0);
-        assert!(p.len() == 1 && p[0].contains("control.max_connections_per_uid"), "{p:?}");
+        assert!(
+            p.len() == 1 && p[0].contains("control.max_connections_per_uid"),
+            "{p:?}"
+        );
         let p = problems(|c| c.max_connections_per_uid = 5000);
         assert!(p.len() == 1 && p[0].contains("1 to 1024"), "{p:?}");
         let p = problems(|c| c.first_request_timeout = Duration::ZERO);
-        assert!(p.len() == 1 && p[0].contains("control.first_request_timeout"), "{p:?}");
+        assert!(
+            p.len() == 1 && p[0].contains("control.first_request_timeout"),
+            "{p:?}"
+        );
         let p = problems(|c| c.idle_timeout = Duration::from_secs(86_400));
-        assert!(p.len() == 1 && p[0].contains("control.idle_timeout"), "{p:?}");
+        assert!(
+            p.len() == 1 && p[0].contains("control.idle_timeout"),
+            "{p:?}"
+        );
     }
 
     #[test]

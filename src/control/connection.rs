@@ -53,7 +53,10 @@ pub async fn serve(stream: UnixStream, a: Admitted, d: &Dispatcher) {
     loop {
         let next = match tokio::time::timeout_at(deadline, lines.next()).await {
             Err(_) => {
-                tracing::debug!(uid = peer.uid, "control connection closed: no request before its deadline");
+                tracing::debug!(
+                    uid = peer.uid,
+                    "control connection closed: no request before its deadline"
+                );
                 return;
             }
             Ok(Err(_)) | Ok(Ok(Line::Eof)) => return,

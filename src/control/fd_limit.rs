@@ -2,8 +2,8 @@
 //! bound, so that the connection caps, not running out of files, decide who is refused.
 
 /// The soft limit now, if it can be read.
-pub fn current() -> Option<u64> {
-    read().map(|r| r.rlim_cur as u64)
+pub fn current() -> Option<libc::rlim_t> {
+    read().map(|r| r.rlim_cur)
 }
 
 /// Raises the soft limit to the hard limit, if it is lower; says how it went in the log.
@@ -41,6 +41,6 @@ mod tests {
         raise();
         let r = read().unwrap();
         assert_eq!(r.rlim_cur, r.rlim_max);
-        assert_eq!(current(), Some(r.rlim_cur as u64));
+        assert_eq!(current(), Some(r.rlim_cur));
     }
 }

@@ -1,25 +1,24 @@
 //! The `maintenance_*` requests: handed to the maintenance actor, answered with its status.
 
 use super::protocol::{Reply, Request};
-use crate::maintenance::{MaintenanceError, MaintenanceHandle};
 use crate::maintenance::MAX_DURATION;
+use crate::maintenance::{MaintenanceError, MaintenanceHandle};
 use std::time::Duration;
 
 /// Answers a maintenance request (anything else gets an error reply).
 pub(super) async fn handle(m: &MaintenanceHandle, req: Request) -> Reply {
-    let out =
-        match req {
-            Request::MaintenanceOn {
-                reason,
-                for_seconds,
-            } => match for_seconds.map(duration).transpose() {
-                Ok(d) => m.on(reason, d).await,
-                Err(msg) => return Reply::error(msg),
-            },
-            Request::MaintenanceOff => m.off().await,
-            Request::MaintenanceStatus => m.status().await,
-            _ => return Reply::error("not a maintenance request"),
-        };
+    let out = match req {
+        Request::MaintenanceOn {
+            reason,
+            for_seconds,
+        } => match for_seconds.map(duration).transpose() {
+            Ok(d) => m.on(reason, d).await,
+            Err(msg) => return Reply::error(msg),
+        },
+        Request::MaintenanceOff => m.off().await,
+        Request::MaintenanceStatus => m.status().await,
+        _ => return Reply::error("not a maintenance request"),
+    };
     out.map(|s| Reply::data(&s))
         .unwrap_or_else(|e: MaintenanceError| Reply::error(e.to_string()))
 }

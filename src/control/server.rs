@@ -192,8 +192,7 @@ impl ControlServer {
         };
         let cfg = self.dispatcher.config.borrow().control.clone();
         let level = Policy::current(&cfg).level(&peer);
-        let slot = match slots.take(peer.uid, level == Level::Admin, cfg.max_connections_per_uid)
-        {
+        let slot = match slots.take(peer.uid, level == Level::Admin, cfg.max_connections_per_uid) {
             Ok(slot) => slot,
             Err(refusal) => return self.refuse(stream, peer, refusal, refusals),
         };
@@ -238,6 +237,6 @@ fn write_now(stream: UnixStream, reply: &Reply) {
 /// How many connections to serve: [`MAX_CONNECTIONS`], or fewer when the file limit would
 /// run out first (with room left for steward's other files).
 fn capacity() -> usize {
-    let files = fd_limit::current().unwrap_or(MAX_CONNECTIONS as u64 + 256);
+    let files = fd_limit::current().unwrap_or(MAX_CONNECTIONS as libc::rlim_t + 256);
     (files.saturating_sub(256) as usize).clamp(64, MAX_CONNECTIONS)
 }

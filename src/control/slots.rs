@@ -163,7 +163,10 @@ mod tests {
         assert!(msg.contains("uid 1000") && msg.contains("max_connections_per_uid = 3"));
         assert!(s.take(1001, false, 3).is_ok(), "other uids are not held up");
         drop(held);
-        assert!(s.take(1000, false, 3).is_ok(), "freed when the connections end");
+        assert!(
+            s.take(1000, false, 3).is_ok(),
+            "freed when the connections end"
+        );
     }
 
     #[test]
@@ -180,10 +183,7 @@ mod tests {
         for _ in 0..ADMIN_RESERVE {
             held.push(s.take(0, true, 1).unwrap());
         }
-        assert_eq!(
-            s.take(0, true, 1).err(),
-            Some(Refusal::Full { limit: 200 })
-        );
+        assert_eq!(s.take(0, true, 1).err(), Some(Refusal::Full { limit: 200 }));
         held.pop();
         assert!(s.take(0, true, 1).is_ok(), "admins are not capped per uid");
     }
