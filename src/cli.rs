@@ -188,7 +188,7 @@ pub(crate) enum BackupCmd {
 pub(crate) enum TaskCmd {
     /// Stop the task and start it again
     Restart { name: String },
-    /// Stop the task until resumed
+    /// Stop the task until resumed (not `control`, which serves these commands)
     Pause { name: String },
     /// Start a paused task again
     Resume { name: String },

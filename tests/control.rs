@@ -265,3 +265,21 @@ fn http_keeps_serving_with_services_down() {
     // Both have finished a first check (a failed one), so steward is ready.
     assert_eq!(st.http_get("/-/ready").0, 200);
 }
+
+/// `history --since` reaches back at most 366 days; longer, negative or absurd values (which
+/// once went straight into the arithmetic) are refused with the option and the bound named.
+#[test]
+fn history_since_is_bounded() {
+    let st = Steward::builder_without_services().start();
+    let out = st.ctl(&["history", "postgres", "--since", "400d"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let e = out.reply().error.unwrap_or_default();
+    assert!(e.contains("--since") && e.contains("366 days"), "{e}");
+    for secs in ["1e300", "-5"] {
+        let line = format!(r#"{{"cmd":"history","service":"redis","since_seconds":{secs}}}"#);
+        let r = st.raw_request(&line).unwrap();
+        let e = r.error.unwrap_or_default();
+        assert!(!r.ok && e.contains("since_seconds"), "{secs}: {e}");
+    }
+    assert_eq!(st.ctl(&["history", "postgres", "--since", "1h"]).code, 0);
+}

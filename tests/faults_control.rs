@@ -1,7 +1,8 @@
 //! Fault injection, control socket: a thousand clients at once, request lines of 10 MB, and
 //! clients that connect and go quiet (or stall half-way through a line). Every client gets an
 //! answer or a clean refusal within a bound, the daemon keeps serving the others throughout,
-//! and silent connections are closed after the idle bound (30 s, src/control/server.rs).
+//! and silent connections are closed at their deadline (`[control] first_request_timeout`,
+//! 5 s by default).
 
 mod common;
 
@@ -15,8 +16,8 @@ use std::time::{Duration, Instant};
 
 /// The longest a client may wait for its answer (or refusal).
 const ANSWER: Duration = Duration::from_secs(30);
-/// The daemon's idle bound for a silent client, plus slack.
-const IDLE_BOUND: Duration = Duration::from_secs(30 + 15);
+/// The daemon's deadline for a silent client (5 s), plus generous slack.
+const IDLE_BOUND: Duration = Duration::from_secs(5 + 40);
 
 /// Makes sure this process (and the daemon it starts) may open `n` files.
 fn raise_fd_limit(n: u64) {
@@ -104,7 +105,10 @@ fn a_thousand_concurrent_clients() {
 
 #[test]
 fn oversized_request_lines() {
-    let st = Steward::builder_without_services().start();
+    // `big` takes its time over its first line: keep the first-request deadline out of the way.
+    let st = Steward::builder_without_services()
+        .with(|s| s.control_extra = "first_request_timeout = \"1h\"\n".into())
+        .start();
     let ten_mb = vec![b'x'; 10 * 1024 * 1024];
 
     // A 10 MB line, then a good request on the same connection: an error, then the answer;
@@ -209,10 +213,13 @@ fn half_open_connections() {
     for _ in 0..5 {
         assert_serves_others(&st);
     }
-    assert!(
-        silent.iter().chain(&stalled).all(still_open),
-        "closed before the idle bound"
-    );
+    // Only checked well inside the 5 s deadline, so a slow machine cannot fail it.
+    if started.elapsed() < Duration::from_secs(3) {
+        assert!(
+            silent.iter().chain(&stalled).all(still_open),
+            "closed before the deadline"
+        );
+    }
 
     for s in silent.iter_mut().chain(stalled.iter_mut()) {
         wait_closed(s, started);

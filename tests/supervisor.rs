@@ -190,3 +190,51 @@ fn tasks_can_be_paused_and_resumed_repeatedly() {
     assert_eq!(info.tasks.paused, 0);
     assert_eq!(info.tasks.running, st.tasks().len());
 }
+
+/// The control task serves the socket the requests come through: pausing it would close the
+/// socket for good, so it is refused (audited, with the reason); a restart is answered first,
+/// then carried out, and the socket comes back.
+#[test]
+fn the_control_task_cannot_be_paused_and_answers_its_restart() {
+    let st = Steward::builder_without_services().start();
+    // `ctl` also checks that each `task` action left its audit line.
+    let out = st.ctl(&["task", "pause", "control"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    let e = out.reply().error.unwrap_or_default();
+    assert!(
+        e.contains("cannot be paused") && e.contains("task restart control"),
+        "{e}"
+    );
+    let audited = audit_check::lines(&st.settings.audit_path)
+        .into_iter()
+        .any(|l| {
+            l["command"] == "task" && l["outcome"] == "error" && l["arguments"]["action"] == "pause"
+        });
+    assert!(audited, "the refused pause is in the audit log");
+    assert_eq!(st.task("control").state, TaskState::Running);
+    assert_eq!(st.ctl(&["status"]).code, 0, "the socket still serves");
+
+    let before = st.task("control").started_at;
+    let out = st.ctl(&["task", "restart", "control"]);
+    assert_eq!(out.code, 0, "the restart is answered: {out:?}");
+    assert!(out.reply().ok);
+    st.wait_until(
+        Duration::from_secs(10) + SLACK,
+        "the control task to run again after its restart, with a new socket",
+        |st| {
+            st.raw_request(r#"{"cmd":"tasks"}"#)
+                .ok()
+                .and_then(|r| serde_json::from_value::<Vec<TaskInfo>>(r.data).ok())
+                .and_then(|t| t.into_iter().find(|t| t.name == "control"))
+                .is_some_and(|t| t.state == TaskState::Running && t.started_at != before)
+        },
+    );
+    for action in ["resume", "restart"] {
+        assert_eq!(st.ctl(&["task", action, "control"]).code, 0, "{action}");
+        st.wait_until(
+            Duration::from_secs(10) + SLACK,
+            "the socket to answer",
+            |st| st.raw_request(r#"{"cmd":"status"}"#).is_ok_and(|r| r.ok),
+        );
+    }
+}

@@ -3,6 +3,14 @@
 use super::{Config, Problem};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// Most connections a uid that is not an admin may hold at once, when not configured.
+pub const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 32;
+/// Highest `max_connections_per_uid` accepted (the socket serves 1024 connections at most).
+pub const MAX_CONNECTIONS_PER_UID: usize = 1024;
+/// Longest `first_request_timeout` and `idle_timeout` accepted.
+pub const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// `[control]`: the Unix socket the `steward` client talks to, and who may use it.
 ///
@@ -25,6 +33,15 @@ pub struct ControlConfig {
     pub admin_uids: Option<Vec<u32>>,
     /// Groups (primary or supplementary) allowed every command.
     pub admin_gids: Vec<u32>,
+    /// Connections one uid that is not an admin may hold at once; more are refused, so that
+    /// one local user cannot take every slot (admins are not counted against it).
+    pub max_connections_per_uid: usize,
+    /// How long a new connection has to send its first request; empty lines do not count.
+    #[serde(with = "humantime_serde")]
+    pub first_request_timeout: Duration,
+    /// How long a connection may wait between a reply and its next request.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for ControlConfig {
@@ -37,6 +54,9 @@ impl Default for ControlConfig {
             allow_gids: Vec::new(),
             admin_uids: None,
             admin_gids: Vec::new(),
+            max_connections_per_uid: DEFAULT_MAX_CONNECTIONS_PER_UID,
+            first_request_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -84,6 +104,7 @@ pub fn group_id(group: &str) -> Option<u32> {
 }
 
 pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
+    check_connections(&c.control, out);
     let sock = c.control.socket.as_os_str();
     if sock.is_empty() {
         out.push(Problem::new(
@@ -128,6 +149,37 @@ pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
     }
 }
 
+/// The connection cap and deadlines: each within its bounds.
+fn check_connections(c: &ControlConfig, out: &mut Vec<Problem>) {
+    if !(1..=MAX_CONNECTIONS_PER_UID).contains(&c.max_connections_per_uid) {
+        out.push(Problem::new(
+            "control.max_connections_per_uid",
+            format!(
+                "is {}; give a number from 1 to {MAX_CONNECTIONS_PER_UID} (default {DEFAULT_MAX_CONNECTIONS_PER_UID})",
+                c.max_connections_per_uid
+            ),
+        ));
+    }
+    for (key, d, default) in [
+        (
+            "control.first_request_timeout",
+            c.first_request_timeout,
+            "5s",
+        ),
+        ("control.idle_timeout", c.idle_timeout, "30s"),
+    ] {
+        if d < Duration::from_millis(100) || d > MAX_CONNECTION_TIMEOUT {
+            out.push(Problem::new(
+                key,
+                format!(
+                    "is {}; give a duration from 100ms to 1h (default {default})",
+                    humantime::format_duration(d)
+                ),
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +206,27 @@ mod tests {
         let p = problems(|c| c.group = Some("no-such-group-here".into()));
         assert!(p.len() == 1 && p[0].contains("control.group"), "{p:?}");
         assert!(problems(|c| c.group = Some("root".into())).is_empty());
+    }
+
+    #[test]
+    fn connection_cap_and_deadlines_are_bounded() {
+        let p = problems(|c| c.max_connections_per_uid = 0);
+        assert!(
+            p.len() == 1 && p[0].contains("control.max_connections_per_uid"),
+            "{p:?}"
+        );
+        let p = problems(|c| c.max_connections_per_uid = 5000);
+        assert!(p.len() == 1 && p[0].contains("1 to 1024"), "{p:?}");
+        let p = problems(|c| c.first_request_timeout = Duration::ZERO);
+        assert!(
+            p.len() == 1 && p[0].contains("control.first_request_timeout"),
+            "{p:?}"
+        );
+        let p = problems(|c| c.idle_timeout = Duration::from_secs(86_400));
+        assert!(
+            p.len() == 1 && p[0].contains("control.idle_timeout"),
+            "{p:?}"
+        );
     }
 
     #[test]

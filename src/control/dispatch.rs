@@ -1,7 +1,9 @@
 //! Turns a parsed request into a reply, using the supervisor, the monitors, the board and reload.
 
+use super::connection::CONTROL_TASK;
 use super::protocol::{
-    HealthReply, InfoReply, Reply, Request, Service, ServiceReport, StatusReply, TaskSummary,
+    HealthReply, InfoReply, Reply, Request, Service, ServiceReport, StatusReply, TaskAction,
+    TaskSummary,
 };
 use crate::config::Config;
 use crate::monitor::{Board, MonitorHandle};
@@ -12,6 +14,27 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// Longest `history --since` accepted (history is kept in memory for far less).
+pub const MAX_HISTORY_SINCE: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Where a history starts, Unix seconds: `since_seconds` back from now (everything when
+/// absent), a finite number from zero to [`MAX_HISTORY_SINCE`].
+fn history_from(since_seconds: Option<f64>) -> Result<f64, String> {
+    let Some(s) = since_seconds else {
+        return Ok(0.0);
+    };
+    if !s.is_finite() || s < 0.0 {
+        return Err("history --since (since_seconds) must be a positive number of seconds, e.g. 3600 for the last hour".into());
+    }
+    if s > MAX_HISTORY_SINCE.as_secs_f64() {
+        return Err(format!(
+            "history --since (since_seconds) is {s} seconds; it can reach back at most 366 days \
+             (--since 366d, since_seconds 31622400); leave it out for everything kept"
+        ));
+    }
+    Ok(crate::unix_now() - s)
+}
 
 /// Everything a request may read or act on.
 pub struct Dispatcher {
@@ -53,10 +76,7 @@ impl Dispatcher {
                 Ok(t) => Reply::data(&t),
                 Err(e) => Reply::error(e.to_string()),
             },
-            Request::Task { action, name } => match self.supervisor.act(&name, action).await {
-                Ok(t) => Reply::data(&t),
-                Err(e) => Reply::error(e.to_string()),
-            },
+            Request::Task { action, name } => self.task(action, &name).await,
             Request::Reload => match self.reload.reload().await {
                 Ok(r) => Reply::data(&r),
                 Err(e) => Reply::error(e.to_string()),
@@ -70,7 +90,10 @@ impl Dispatcher {
                 service,
                 since_seconds,
             } => {
-                let from = since_seconds.map_or(0.0, |s| crate::unix_now() - s.max(0.0));
+                let from = match history_from(since_seconds) {
+                    Ok(from) => from,
+                    Err(msg) => return Reply::error(msg),
+                };
                 let entries = self.board.history(service, from);
                 let summary = crate::monitor::history::summarize(&entries);
                 Reply::data(&super::protocol::HistoryReply {
@@ -101,6 +124,34 @@ impl Dispatcher {
                 super::cache_cmds::warm_up(cfg, m, jobs, namespace).await
             }
             other => super::backup_cmds::handle(&self.backup, &self.config, other).await,
+        }
+    }
+
+    /// Restarts, pauses or resumes a task; the control task itself cannot be paused (that
+    /// would close the socket, and with it the only way to resume it).
+    async fn task(&self, action: TaskAction, name: &str) -> Reply {
+        if action == TaskAction::Pause && name == CONTROL_TASK {
+            return Reply::error(format!(
+                "the {CONTROL_TASK:?} task cannot be paused: it serves this socket, and once paused \
+                 nothing could resume it; to re-create the socket use `steward task restart \
+                 {CONTROL_TASK}`, to stop steward send it SIGTERM"
+            ));
+        }
+        match self.supervisor.act(name, action).await {
+            Ok(t) => Reply::data(&t),
+            Err(e) => Reply::error(e.to_string()),
+        }
+    }
+
+    /// The answer to `task restart control`, given before the restart (which closes every
+    /// connection, the asking one too): the task as it is now.
+    pub async fn control_restart_reply(&self) -> Reply {
+        match self.supervisor.list().await {
+            Ok(tasks) => match tasks.into_iter().find(|t| t.name == CONTROL_TASK) {
+                Some(t) => Reply::data(&t),
+                None => Reply::error(format!("no task named {CONTROL_TASK:?} is registered")),
+            },
+            Err(e) => Reply::error(e.to_string()),
         }
     }
 
@@ -167,5 +218,24 @@ impl Dispatcher {
             last_reload_ok: reload.ok,
             last_reload_error: reload.error,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_since_is_bounded() {
+        assert_eq!(history_from(None), Ok(0.0));
+        let from = history_from(Some(3600.0)).unwrap();
+        assert!((crate::unix_now() - 3600.0 - from).abs() < 60.0);
+        for huge in [31_622_401.0, 1.8e19, f64::MAX] {
+            let e = history_from(Some(huge)).unwrap_err();
+            assert!(e.contains("--since") && e.contains("366 days"), "{e}");
+        }
+        for bad in [-1.0, f64::NAN, f64::NEG_INFINITY] {
+            assert!(history_from(Some(bad)).unwrap_err().contains("positive"));
+        }
     }
 }

@@ -1,31 +1,25 @@
-//! The control socket server: binds the Unix socket with its mode and group, checks each
-//! peer's credentials against `[control]`'s lists, reads NDJSON requests with a line bound,
-//! answers each (admin commands only once their audit entry can be written, and with the entry
-//! on disk before the reply), and re-creates the socket if someone removes it.
+//! The control socket server: binds the Unix socket with its mode and group, accepts
+//! connections and admits each by its peer's credentials into a slot (capped per uid for
+//! non-admins, some kept for admins) or refuses it with the reason, hands admitted ones to
+//! [`connection`], and re-creates the socket if someone removes it.
 
-use super::access::{self, Level, Peer, Policy};
+use super::access::{Level, Peer, Policy};
+use super::connection::{self, Admitted};
 use super::dispatch::Dispatcher;
-use super::lines::{BoundedLines, Line};
-use super::protocol::{parse_request, Access, Reply, Request, MAX_LINE};
-use crate::audit::{Entry, Outcome};
+use super::fd_limit;
+use super::protocol::Reply;
+use super::slots::{Refusal, RefusalLog, Slots, MAX_CONNECTIONS};
 use crate::config::ControlConfig;
 use crate::supervisor::{TaskError, TaskResult};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// How long a client may stay silent before its connection is closed (half-open clients).
-const IDLE: Duration = Duration::from_secs(30);
-/// Clients served at once; more wait in the listen backlog.
-const MAX_CLIENTS: usize = 1024;
-/// How long a refused peer has to send the request it came for (recorded in the audit log).
-const REFUSED_READ: Duration = Duration::from_secs(2);
+/// How long the accept loop pauses after a failed accept (such as running out of files).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Why the socket could not be set up or kept.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +61,7 @@ impl Bound {
 /// the socket its mode and group before it appears under its name (bind to a temporary name,
 /// chmod, chown, rename).
 pub fn bind(cfg: &ControlConfig) -> Result<Bound, ControlError> {
+    fd_limit::raise();
     let path = cfg.socket.clone();
     let err = |source| ControlError::Bind {
         path: path.clone(),
@@ -148,7 +143,8 @@ impl ControlServer {
     }
 
     async fn serve(&self, bound: &Bound, cancel: &CancellationToken) -> Result<(), ControlError> {
-        let limit = Arc::new(Semaphore::new(MAX_CLIENTS));
+        let slots = Slots::new(capacity());
+        let refusals = RefusalLog::default();
         let mut check = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -159,137 +155,88 @@ impl ControlServer {
                         return Err(ControlError::Removed(bound.path.clone()));
                     }
                 }
-                accepted = bound.listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let Ok(permit) = limit.clone().acquire_owned().await else { continue };
-                    let d = self.dispatcher.clone();
-                    let cancel = cancel.clone();
-                    tokio::spawn(async move {
+                accepted = bound.listener.accept() => match accepted {
+                    Ok((stream, _)) => self.admit(stream, &slots, &refusals, cancel),
+                    Err(e) => {
+                        // Out of file descriptors, most likely: let connections end first.
+                        tracing::warn!(error = %e, "cannot accept a control connection");
                         tokio::select! {
-                            _ = serve_client(stream, &d) => {}
-                            _ = cancel.cancelled() => {}
+                            _ = cancel.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(ACCEPT_PAUSE) => {}
                         }
-                        drop(permit);
-                    });
-                }
+                    }
+                },
             }
         }
     }
-}
 
-/// Answers requests on one connection until the client closes it, goes quiet, or is refused.
-async fn serve_client(stream: UnixStream, d: &Dispatcher) {
-    let peer = match Peer::of(&stream) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read a control client's credentials; closing");
-            let (_, mut write) = stream.into_split();
-            let msg =
-                format!("access denied: steward cannot read this connection's credentials ({e})");
-            send(&mut write, &Reply::error(msg)).await;
-            return;
+    /// Reads the peer's credentials at once, then serves it in a slot of its own or refuses
+    /// it with the reason; never waits, so an admin is never queued behind others.
+    fn admit(
+        &self,
+        stream: UnixStream,
+        slots: &Slots,
+        refusals: &RefusalLog,
+        cancel: &CancellationToken,
+    ) {
+        let peer = match Peer::of(&stream) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a control client's credentials; closing");
+                let msg = format!(
+                    "access denied: steward cannot read this connection's credentials ({e})"
+                );
+                write_now(stream, &Reply::error(msg));
+                return;
+            }
+        };
+        let cfg = self.dispatcher.config.borrow().control.clone();
+        let level = Policy::current(&cfg).level(&peer);
+        let slot = match slots.take(peer.uid, level == Level::Admin, cfg.max_connections_per_uid) {
+            Ok(slot) => slot,
+            Err(refusal) => return self.refuse(stream, peer, refusal, refusals),
+        };
+        let admitted = Admitted {
+            peer,
+            level,
+            first_request: cfg.first_request_timeout,
+            idle: cfg.idle_timeout,
+            _slot: slot,
+        };
+        let d = self.dispatcher.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = connection::serve(stream, admitted, &d) => {}
+                _ = cancel.cancelled() => {}
+            }
+        });
+    }
+
+    /// Answers a connection over its limit with one JSON error line and closes it; logged once
+    /// per uid every few seconds with a count, audited within the audit log's bound per uid.
+    fn refuse(&self, stream: UnixStream, peer: Peer, refusal: Refusal, log: &RefusalLog) {
+        let msg = refusal.to_string();
+        write_now(stream, &Reply::error(msg.clone()));
+        if let Some(n) = log.note(peer.uid, Instant::now()) {
+            tracing::warn!(uid = peer.uid, refused = n, reason = %msg, "control connections refused");
         }
-    };
-    let level = Policy::current(&d.config.borrow().control).level(&peer);
-    let (read, mut write) = stream.into_split();
-    let mut lines = BoundedLines::new(read, MAX_LINE);
-    if level == Level::Nothing {
-        let first = match tokio::time::timeout(REFUSED_READ, lines.next()).await {
-            Ok(Ok(Line::Text(line))) => parse_request(&line).ok(),
-            _ => None,
-        };
-        let msg = access::refused_message(&peer);
-        deny(d, &peer, first.as_ref(), &msg).await;
-        send(&mut write, &Reply::error(msg)).await;
-        return;
-    }
-    loop {
-        let next = match tokio::time::timeout(IDLE, lines.next()).await {
-            Err(_) | Ok(Err(_)) | Ok(Ok(Line::Eof)) => return,
-            Ok(Ok(line)) => line,
-        };
-        let reply = match next {
-            Line::Text(line) if line.trim().is_empty() => continue,
-            Line::Text(line) => match parse_request(&line) {
-                Ok(req) if req.access() == Access::Read => d.handle(req).await,
-                Ok(req) if !level.allows(Access::Admin) => {
-                    let msg = access::not_admin_message(&peer, req.name());
-                    deny(d, &peer, Some(&req), &msg).await;
-                    send(&mut write, &Reply::error(msg)).await;
-                    return;
-                }
-                Ok(req) => admin(d, &peer, req).await,
-                Err(msg) => Reply::error(msg),
-            },
-            Line::TooLong | Line::Eof => Reply::error(format!(
-                "request line longer than {MAX_LINE} bytes; discarded"
-            )),
-        };
-        if !send(&mut write, &reply).await {
-            return;
-        }
+        let d = self.dispatcher.clone();
+        tokio::spawn(async move { connection::record_denied(&d, &peer, None, &msg).await });
     }
 }
 
-/// Runs an admin command only if its audit entry can be written, and writes the entry (with
-/// the outcome) before the reply goes out.
-async fn admin(d: &Dispatcher, peer: &Peer, req: Request) -> Reply {
-    let started = Instant::now();
-    let (name, args) = (req.name(), req.arguments());
-    let ready = if req.announces_start() {
-        let start = Entry::new("client", name, args.clone(), started)
-            .peer(peer.id())
-            .outcome(Outcome::Started, None);
-        d.audit.record(start).await
-    } else {
-        d.audit.ready().await
-    };
-    if let Err(e) = ready {
-        tracing::error!(command = name, uid = peer.uid, error = %e, "admin command refused: the audit log cannot be written");
-        return Reply::error(format!("{name} refused, nothing was done: {e}"));
-    }
-    let reply = d.handle(req).await;
-    let outcome = if reply.ok {
-        Outcome::Ok
-    } else {
-        Outcome::Error
-    };
-    let entry = Entry::new("client", name, args, started)
-        .peer(peer.id())
-        .outcome(outcome, reply.error.clone());
-    match d.audit.record(entry).await {
-        Ok(()) => reply,
-        Err(e) => Reply {
-            ok: false,
-            error: Some(format!(
-                "{name} was carried out (outcome: {}) but its audit entry could not be written: {e}",
-                if reply.ok { "ok" } else { "error" }
-            )),
-            data: reply.data,
-        },
+/// Writes one reply line to a new connection and closes it, without waiting: its send
+/// buffer is empty, so the line fits (a client that is gone loses it).
+fn write_now(stream: UnixStream, reply: &Reply) {
+    if let Ok(mut s) = stream.into_std() {
+        let _ = std::io::Write::write(&mut s, &connection::reply_line(reply));
     }
 }
 
-/// Records a refused request (or connection, when no request came) in the audit log.
-async fn deny(d: &Dispatcher, peer: &Peer, req: Option<&Request>, msg: &str) {
-    tracing::warn!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, command = req.map(Request::name), "control request denied");
-    let (name, args) = match req {
-        Some(r) => (r.name(), r.arguments()),
-        None => ("connect", serde_json::Value::Null),
-    };
-    let entry = Entry::new("client", name, args, Instant::now())
-        .peer(peer.id())
-        .outcome(Outcome::Denied, Some(msg.to_string()));
-    // Bounded per uid; a failure is logged and counted by the writer; refused either way.
-    d.audit.record_denied(entry, peer.uid).await;
-}
-
-/// Writes one reply line; false when the client is gone or stuck.
-async fn send(write: &mut OwnedWriteHalf, reply: &Reply) -> bool {
-    let mut out = serde_json::to_vec(reply).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
-    out.push(b'\n');
-    matches!(
-        tokio::time::timeout(IDLE, write.write_all(&out)).await,
-        Ok(Ok(()))
-    )
+/// How many connections to serve: [`MAX_CONNECTIONS`], or fewer when the file limit would
+/// run out first (with room left for steward's other files).
+fn capacity() -> usize {
+    let files = fd_limit::current().unwrap_or(MAX_CONNECTIONS as libc::rlim_t + 256);
+    (files.saturating_sub(256) as usize).clamp(64, MAX_CONNECTIONS)
 }
