@@ -6,8 +6,9 @@ mod backup;
 mod cache;
 mod control;
 mod load;
-pub mod regular_file;
 mod metrics;
+mod pg_tool;
+pub mod regular_file;
 mod secret_file;
 mod validate;
 
