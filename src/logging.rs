@@ -51,7 +51,9 @@ pub fn check_level(level: &str) -> Result<(), String> {
             None if is_level(d) => covers_steward = true,
             None => {
                 return Err(format!(
-                    "{d:?} is not a level (a bare word is read as a target name and would                      match nothing); use trace, debug, info, warn, error or off, or a filter                      such as \"info,tokio_postgres=warn\""
+                    "{d:?} is not a level (a bare word is read as a target name and would \
+                     match nothing); use trace, debug, info, warn, error or off, or a filter \
+                     such as \"info,tokio_postgres=warn\""
                 ))
             }
             Some((target, lvl)) => {

@@ -115,6 +115,7 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
             // The file's types were checked above: what does not fit came from a variable.
             let mut p = type_problem(&e);
             if let Some(var) = steward_var_for(&p.key, env) {
+                p.reason += &format!("; set {var} to a value of that type or unset it");
                 p.key = format!("{var} (environment)");
             }
             return Err(invalid(path, vec![p], &scrubber));

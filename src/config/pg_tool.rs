@@ -29,9 +29,14 @@ pub(super) fn check(tool: &str, path: &Path) -> Result<(), String> {
     if first.starts_with(&format!("{tool} (PostgreSQL) ")) {
         return Ok(());
     }
-    let first: String = crate::secret::scrub_urls(first).chars().take(80).collect();
+    let answered = if first.is_empty() {
+        "printed nothing".to_string()
+    } else {
+        let first: String = crate::secret::scrub_urls(first).chars().take(80).collect();
+        format!("answered {first:?}")
+    };
     Err(format!(
-        "{shown} is not PostgreSQL's {tool}: asked for its version it answered {first:?}; {fix}"
+        "{shown} is not PostgreSQL's {tool}: asked for its version it {answered}; {fix}"
     ))
 }
 
