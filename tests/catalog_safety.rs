@@ -311,7 +311,9 @@ fn an_unusable_backup_dir_is_visible() {
         st.wait_until(JOB, "BackupFailed to fire", |st| {
             alert_active(st, "BackupFailed") == Some(1.0)
         });
-        assert_eq!(st.metric("steward_backup_dir_usable", &[]), Some(0.0));
+        st.wait_until(JOB, "steward_backup_dir_usable 0", |st| {
+            st.metric("steward_backup_dir_usable", &[]) == Some(0.0)
+        });
         st.wait_up("postgres", true, JOB);
         st.wait_up("redis", true, JOB);
         let (code, body) = st.http_get("/health");
