@@ -200,4 +200,14 @@ fn a_syntax_error_on_a_password_line_shows_no_part_of_it() {
         "reload failure not audited: {audit}"
     );
     assert_hidden("the audit log", &audit);
+
+    // The file replaced by a FIFO: the reload is refused at once instead of hanging.
+    fs::remove_file(&st.config_path).unwrap();
+    let c = std::ffi::CString::new(st.config_path.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let out = st.ctl(&["reload"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let err = out.reply().error.unwrap_or_default();
+    assert!(err.contains("a FIFO, not a regular file"), "{err}");
+    assert_eq!(st.status().services.len(), 2, "still serving");
 }

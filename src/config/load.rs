@@ -174,7 +174,9 @@ fn invalid(path: &Path, problems: Vec<Problem>, scrubber: &Scrubber) -> LoadErro
         .into_iter()
         .map(|p| Problem {
             key: p.key,
-            reason: scrubber.scrub(&p.reason),
+            reason: scrubber.scrub(&crate::secret::mask_age_keys(&crate::secret::scrub_urls(
+                &p.reason,
+            ))),
         })
         .collect();
     LoadError::Invalid {

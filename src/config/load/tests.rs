@@ -423,3 +423,22 @@ fn pg_dump_path_must_be_pg_dump_and_log_level_must_log() {
         assert!(load(f.path(), &env(&[])).is_ok(), "{level}");
     }
 }
+
+#[test]
+fn lines_are_placed_under_their_table() {
+    use super::syntax::{key_at_line, position};
+    let text = "top = 1\n[backup.schedule]  # when\ndaily = \"x\n[[cache.namespace]]\n\"name\" = 1\n  arr = [\n[1, 2],\n";
+    assert_eq!(key_at_line(text, 1).as_deref(), Some("top"));
+    assert_eq!(key_at_line(text, 2).as_deref(), Some("backup.schedule"));
+    assert_eq!(
+        key_at_line(text, 3).as_deref(),
+        Some("backup.schedule.daily")
+    );
+    assert_eq!(
+        key_at_line(text, 5).as_deref(),
+        Some("cache.namespace.name")
+    );
+    assert_eq!(key_at_line(text, 7), None, "an array line is no header");
+    let p = position("ab\ncdé f", 8);
+    assert_eq!((p.line, p.column), (2, 5));
+}
