@@ -28,6 +28,61 @@ pub fn directive(level: &str) -> String {
     }
 }
 
+/// The level names a filter may use, alone or after `target=`.
+const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
+/// Refuses a `log.level` that would log nothing of steward's: a bare word that is not a level
+/// (EnvFilter takes `verbose` for a target name, which matches nothing), a `target=` with no
+/// level, and a filter naming only other targets (everything else, steward included, is then
+/// off). Accepts level names and directives such as `steward=debug,tokio_postgres=warn`.
+pub fn check_level(level: &str) -> Result<(), String> {
+    let is_level = |s: &str| LEVELS.contains(&s.trim().to_ascii_lowercase().as_str());
+    let directives: Vec<&str> = level
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err("is empty; use a level: trace, debug, info, warn, error or off".into());
+    }
+    let mut covers_steward = false;
+    for d in &directives {
+        match d.rsplit_once('=') {
+            None if is_level(d) => covers_steward = true,
+            None => {
+                return Err(format!(
+                    "{d:?} is not a level (a bare word is read as a target name and would \
+                     match nothing); use trace, debug, info, warn, error or off, or a filter \
+                     such as \"info,tokio_postgres=warn\""
+                ))
+            }
+            Some((target, lvl)) => {
+                if !is_level(lvl) {
+                    return Err(format!(
+                        "{lvl:?} in {d:?} is not a level; use trace, debug, info, warn, error or off"
+                    ));
+                }
+                let t = target.split('[').next().unwrap_or("").trim();
+                covers_steward |= t.is_empty() || t == "steward" || t.starts_with("steward::");
+            }
+        }
+    }
+    if let Err(e) = EnvFilter::try_new(directive(level)) {
+        return Err(format!(
+            "{e}; use error, warn, info, debug, trace or a filter like \"steward=debug\""
+        ));
+    }
+    if !covers_steward {
+        return Err(format!(
+            "{:?} names only other targets, so none of steward's own lines would be logged; \
+             add a level for steward, e.g. \"info,{}\"",
+            level.trim(),
+            level.trim()
+        ));
+    }
+    Ok(())
+}
+
 /// Installs the global subscriber, writing to stderr (journald picks it up under systemd).
 pub fn init(cfg: &LogConfig) -> LevelHandle {
     let filter =

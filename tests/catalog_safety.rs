@@ -277,8 +277,9 @@ fn an_unusable_backup_dir_is_visible() {
     let pg = Postgres::start();
     let redis = Redis::start();
     let top = tempfile::tempdir().unwrap();
+    // A file where the dir should be is refused by check-config and at start, so it turns
+    // into a file once steward runs.
     let file = top.path().join("not-a-dir");
-    fs::write(&file, "").unwrap();
     let ro = common::tmpfs::Tmpfs::mount("1m");
     let mut dirs = vec![(file.clone(), "not a directory")];
     if let Some(fs_) = &ro {
@@ -293,6 +294,10 @@ fn an_unusable_backup_dir_is_visible() {
     }
     for (dir, why) in dirs {
         let st = start(&pg, &redis, &dir, "");
+        if dir == file {
+            let _ = fs::remove_dir_all(&file);
+            fs::write(&file, "").unwrap();
+        }
         let err = error_of(&st.ctl(&["backup", "create", "--wait"]));
         assert!(err.contains(why) && err.contains("backup.dir"), "{err}");
         let status: BackupStatusReply = st.ctl(&["backup", "status"]).data();
@@ -306,7 +311,9 @@ fn an_unusable_backup_dir_is_visible() {
         st.wait_until(JOB, "BackupFailed to fire", |st| {
             alert_active(st, "BackupFailed") == Some(1.0)
         });
-        assert_eq!(st.metric("steward_backup_dir_usable", &[]), Some(0.0));
+        st.wait_until(JOB, "steward_backup_dir_usable 0", |st| {
+            st.metric("steward_backup_dir_usable", &[]) == Some(0.0)
+        });
         st.wait_up("postgres", true, JOB);
         st.wait_up("redis", true, JOB);
         let (code, body) = st.http_get("/health");

@@ -30,11 +30,14 @@ pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
             "audit.path",
             "is empty; give a file path such as \"var/audit.log\"",
         ));
-    } else if p.file_name().is_none() || p.as_os_str().to_string_lossy().ends_with('/') {
+    } else if p.file_name().is_none()
+        || p.as_os_str().to_string_lossy().ends_with('/')
+        || p.is_dir()
+    {
         out.push(Problem::new(
             "audit.path",
             format!(
-                "{:?} names a directory; give a file path such as \"var/audit.log\"",
+                "{:?} names a directory; give a file path such as \"var/audit.log\" (or a file inside that directory)",
                 p.display().to_string()
             ),
         ));

@@ -2,7 +2,7 @@
 //! is backed up, and how long backups are kept.
 
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// pg_dump's output format.
@@ -173,23 +173,70 @@ pub(super) fn validate(b: &BackupConfig, out: &mut Vec<super::Problem>) {
             "must be at least 1ms (a zero would wait for locks forever)",
         ));
     }
-    if let Some(p) = b.pg_dump_path.as_ref().filter(|p| !p.is_file()) {
-        out.push(Problem::new(
-            "backup.pg_dump_path",
-            format!(
-                "{} is not a file; install the PostgreSQL client or fix the path",
-                p.display()
-            ),
-        ));
+    if let Some(p) = &b.pg_dump_path {
+        if let Err(reason) = super::pg_tool::check("pg_dump", p) {
+            out.push(Problem::new("backup.pg_dump_path", reason));
+        }
     }
     if b.dir.as_os_str().is_empty() {
         out.push(Problem::new(
             "backup.dir",
             "is empty; give a directory such as \"var/backups\"",
         ));
+    } else if let Err(reason) = check_dir(&b.dir) {
+        out.push(Problem::new("backup.dir", reason));
     }
     validate_schedule(&b.schedule, out);
     validate_encryption(&b.encryption, out);
+}
+
+/// `backup.dir` must be a directory (or not exist yet, it is then created) on a real file
+/// system: not a file, and not under /proc, /sys or /dev, where nothing written stays.
+fn check_dir(dir: &Path) -> Result<(), String> {
+    let shown = dir.display();
+    if let Some(tree) = kernel_tree(dir) {
+        return Err(format!(
+            "{shown} is under {tree}, a kernel file system that cannot keep backups; give a directory on disk such as \"/var/backups/steward\""
+        ));
+    }
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!(
+            "{shown} exists and is not a directory; give a directory (it is created if missing)"
+        ));
+    }
+    Ok(())
+}
+
+/// The kernel tree (`/proc`, `/sys`, `/dev`) `dir` lies in once made absolute and its
+/// existing part resolved (so a symlink into /proc counts).
+fn kernel_tree(dir: &Path) -> Option<&'static str> {
+    use std::path::Component;
+    let abs = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(dir)
+    };
+    let mut lexical = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            Component::CurDir => {}
+            other => lexical.push(other),
+        }
+    }
+    let mut existing = lexical.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name()?);
+        existing = existing.parent()?;
+    }
+    let mut real = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
+    real.extend(rest.iter().rev());
+    ["/proc", "/sys", "/dev"]
+        .into_iter()
+        .find(|t| real.starts_with(t))
 }
 
 fn validate_schedule(s: &ScheduleConfig, out: &mut Vec<super::Problem>) {

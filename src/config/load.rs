@@ -1,12 +1,18 @@
 //! Loading: file → legacy environment variables → `STEWARD_<SECTION>__<KEY>` → secret files → validation.
 
+use super::regular_file::{read_regular_string, ReadError, CONFIG_CAP};
 use super::secret_file::read_secret_files;
 use super::validate::{validate, Problem};
 use super::Config;
 use crate::secret::{Scrubber, SecretUrl};
 use config::{Environment, File, FileFormat, Map, Source, Value, ValueKind};
+use env::{legacy_env, steward_var_for, LIST_VARS};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+mod env;
+mod strict;
+mod syntax;
 
 /// Why a config could not be loaded; every variant names the file, none carries a secret.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +22,13 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid TOML: {message}")]
+    #[error("config file {path} is {kind}, not a regular file; pass --config with the path of the TOML file itself")]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("config file {path} is larger than {} KiB, the most a config file may be; check that --config names steward's TOML file", .cap / 1024)]
+    TooLarge { path: PathBuf, cap: u64 },
+    #[error("config file {path} is not UTF-8 text; save it as UTF-8")]
+    NotUtf8 { path: PathBuf },
+    #[error("config file {path} is not valid TOML at {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path} is invalid:{}", list(problems))]
     Invalid {
@@ -35,6 +47,16 @@ impl LoadError {
         match self {
             LoadError::Invalid { problems, .. } => problems.iter().map(|p| p.to_string()).collect(),
             other => vec![other.to_string()],
+        }
+    }
+
+    fn reading(path: &Path, e: ReadError) -> Self {
+        let path = path.to_path_buf();
+        match e {
+            ReadError::Io(source) => LoadError::Read { path, source },
+            ReadError::NotRegular(kind) => LoadError::NotRegular { path, kind },
+            ReadError::TooLarge(cap) => LoadError::TooLarge { path, cap },
+            ReadError::NotUtf8 => LoadError::NotUtf8 { path },
         }
     }
 }
@@ -57,55 +79,46 @@ pub fn resolve_path(explicit: Option<&Path>, env: &HashMap<String, String>) -> P
 
 /// Loads and validates the config at `path`, with overrides from `env` (the process
 /// environment, passed in so that tests and reloads see exactly what they should).
+///
+/// The file is read only if it is a regular file of at most [`CONFIG_CAP`] bytes; its values
+/// must have their keys' types (the environment's strings are converted to them).
 pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let text = read_regular_string(path, CONFIG_CAP).map_err(|e| LoadError::reading(path, e))?;
+    syntax::check(&text).map_err(|message| LoadError::Parse {
         path: path.to_path_buf(),
-        source,
+        message,
     })?;
     let mut problems = Vec::new();
-    let legacy = legacy_env(env, &mut problems);
-    let steward_env: Map<String, String> = env
-        .iter()
-        .filter(|(k, _)| {
-            k.starts_with("STEWARD_") && k.contains("__") && !LIST_VARS.contains(&k.as_str())
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let databases: Option<Vec<String>> = env.get("STEWARD_BACKUP__DATABASES").map(|v| {
-        v.split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    });
-    let built = config::Config::builder()
-        .add_source(File::from_str(&text, FileFormat::Toml))
-        .add_source(Environment::default().separator("__").source(Some(legacy)))
-        .add_source(
-            Environment::with_prefix("STEWARD")
-                .prefix_separator("_")
-                .separator("__")
-                .source(Some(steward_env)),
-        )
-        .set_override_option("backup.databases", databases)
-        .map_err(|e| LoadError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?
-        .build()
-        .map_err(|e| LoadError::Parse {
-            path: path.to_path_buf(),
-            message: crate::secret::scrub_urls(&e.to_string()),
-        })?;
+    let built = match merged(&text, env, &mut problems) {
+        Ok(b) => b,
+        // The syntax was checked; what the config crate still refuses (an integer too large,
+        // say) the strict check names with its key and line.
+        Err(e) => {
+            let p = strict::check(&text).err().unwrap_or_else(|| {
+                Problem::new("config", crate::secret::scrub_urls(&e.to_string()))
+            });
+            return Err(invalid(path, vec![p], &Scrubber::new(Vec::new())));
+        }
+    };
     let raw = built.collect().unwrap_or_default();
     let scrubber = Scrubber::new(raw_secrets(&raw));
     problems.extend(unknown_keys(&raw));
+    if problems.is_empty() {
+        problems.extend(strict::check(&text).err());
+    }
     if !problems.is_empty() {
         return Err(invalid(path, problems, &scrubber));
     }
     let mut cfg: Config = match built.try_deserialize() {
         Ok(c) => c,
         Err(e) => {
-            return Err(invalid(path, vec![type_problem(&e)], &scrubber));
+            // The file's types were checked above: what does not fit came from a variable.
+            let mut p = type_problem(&e);
+            if let Some(var) = steward_var_for(&p.key, env) {
+                p.reason += &format!("; set {var} to a value of that type or unset it");
+                p.key = format!("{var} (environment)");
+            }
+            return Err(invalid(path, vec![p], &scrubber));
         }
     };
     // Secret files are read here and in validation; their warnings must show even before
@@ -123,144 +136,53 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
     }
 }
 
+/// The file with the legacy variables and then `STEWARD_<SECTION>__<KEY>` laid over it.
+fn merged(
+    text: &str,
+    env: &HashMap<String, String>,
+    problems: &mut Vec<Problem>,
+) -> Result<config::Config, config::ConfigError> {
+    let legacy = legacy_env(env, problems);
+    let steward_env: Map<String, String> = env
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("STEWARD_") && k.contains("__") && !LIST_VARS.contains(&k.as_str())
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let databases: Option<Vec<String>> = env.get("STEWARD_BACKUP__DATABASES").map(|v| {
+        v.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    config::Config::builder()
+        .add_source(File::from_str(text, FileFormat::Toml))
+        .add_source(Environment::default().separator("__").source(Some(legacy)))
+        .add_source(
+            Environment::with_prefix("STEWARD")
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(steward_env)),
+        )
+        .set_override_option("backup.databases", databases)?
+        .build()
+}
+
 fn invalid(path: &Path, problems: Vec<Problem>, scrubber: &Scrubber) -> LoadError {
     let problems = problems
         .into_iter()
         .map(|p| Problem {
             key: p.key,
-            reason: scrubber.scrub(&p.reason),
+            reason: scrubber.scrub(&crate::secret::mask_age_keys(&crate::secret::scrub_urls(
+                &p.reason,
+            ))),
         })
         .collect();
     LoadError::Invalid {
         path: path.to_path_buf(),
         problems,
     }
-}
-
-/// Variables holding lists (comma-separated), which the generic override cannot split.
-const LIST_VARS: &[&str] = &["STEWARD_BACKUP__DATABASES"];
-
-/// Maps the variables deployments already set onto steward's keys (as `SECTION__KEY`).
-fn legacy_env(env: &HashMap<String, String>, problems: &mut Vec<Problem>) -> Map<String, String> {
-    let mut m = Map::new();
-    let mut put = |k: &str, v: String| {
-        m.insert(k.to_string(), v);
-    };
-    if let Some(v) = env.get("DATABASE_URL").filter(|v| !v.is_empty()) {
-        put("POSTGRES__URL", v.clone());
-    }
-    if let Some(v) = env.get("REDIS_URL").filter(|v| !v.is_empty()) {
-        put("REDIS__URL", v.clone());
-    }
-    if let Some(v) = env.get("MONITORING_INTERVAL").filter(|v| !v.is_empty()) {
-        match seconds(v) {
-            Some(d) => {
-                put("POSTGRES__INTERVAL", d.clone());
-                put("REDIS__INTERVAL", d);
-            }
-            None => problems.push(Problem::env(
-                "MONITORING_INTERVAL",
-                v,
-                "a number of seconds",
-            )),
-        }
-    }
-    if let Some(v) = env.get("REDIS_SOCKET_TIMEOUT").filter(|v| !v.is_empty()) {
-        match seconds(v) {
-            Some(d) => put("REDIS__TIMEOUT", d),
-            None => problems.push(Problem::env(
-                "REDIS_SOCKET_TIMEOUT",
-                v,
-                "a number of seconds",
-            )),
-        }
-    }
-    if let Some(v) = env.get("BACKUP_RETENTION_DAYS").filter(|v| !v.is_empty()) {
-        match v.trim().parse::<u32>() {
-            Ok(n) => put("BACKUP__RETENTION_DAYS", n.to_string()),
-            Err(_) => problems.push(Problem::env(
-                "BACKUP_RETENTION_DAYS",
-                v,
-                "a whole number of days",
-            )),
-        }
-    }
-    if let Some(v) = env
-        .get("BACKUP_SCHEDULE_DAILY_HOUR")
-        .filter(|v| !v.is_empty())
-    {
-        match v.trim().parse::<u32>() {
-            Ok(h) if h < 24 => put("BACKUP__SCHEDULE__DAILY", format!("0 {h} * * *")),
-            _ => problems.push(Problem::env(
-                "BACKUP_SCHEDULE_DAILY_HOUR",
-                v,
-                "an hour from 0 to 23",
-            )),
-        }
-    }
-    if let Some(v) = env
-        .get("BACKUP_SCHEDULE_WEEKLY_DAY")
-        .filter(|v| !v.is_empty())
-    {
-        match v.trim().parse::<u32>() {
-            // 0 = Monday here; cron counts from Sunday = 0.
-            Ok(d) if d < 7 => put(
-                "BACKUP__SCHEDULE__WEEKLY",
-                format!("0 3 * * {}", (d + 1) % 7),
-            ),
-            _ => problems.push(Problem::env(
-                "BACKUP_SCHEDULE_WEEKLY_DAY",
-                v,
-                "a day from 0 (Monday) to 6 (Sunday)",
-            )),
-        }
-    }
-    if let Some(v) = env
-        .get("ALERT_THRESHOLD_RESPONSE_TIME")
-        .filter(|v| !v.is_empty())
-    {
-        // Milliseconds, as deployments set it; the rule's threshold is in seconds.
-        match v.trim().parse::<f64>() {
-            Ok(ms) if ms.is_finite() && ms > 0.0 => put(
-                "ALERTS__SLOW_RESPONSE__THRESHOLD",
-                (ms / 1000.0).to_string(),
-            ),
-            _ => problems.push(Problem::env(
-                "ALERT_THRESHOLD_RESPONSE_TIME",
-                v,
-                "a positive number of milliseconds",
-            )),
-        }
-    }
-    if let Some(v) = env
-        .get("CACHE_COMPRESSION_THRESHOLD")
-        .filter(|v| !v.is_empty())
-    {
-        match v.trim().parse::<usize>() {
-            Ok(n) => put("CACHE__COMPRESSION_THRESHOLD", n.to_string()),
-            Err(_) => problems.push(Problem::env(
-                "CACHE_COMPRESSION_THRESHOLD",
-                v,
-                "a whole number of bytes",
-            )),
-        }
-    }
-    if let Some(v) = env.get("REDIS_MAX_CONNECTIONS").filter(|v| !v.is_empty()) {
-        match v.trim().parse::<u32>() {
-            Ok(n) => put("REDIS__POOL_MAX", n.to_string()),
-            Err(_) => problems.push(Problem::env("REDIS_MAX_CONNECTIONS", v, "a whole number")),
-        }
-    }
-    m
-}
-
-/// "30" or "2.5" (seconds) → a humantime string; anything else is refused.
-fn seconds(v: &str) -> Option<String> {
-    let f: f64 = v.trim().parse().ok()?;
-    if !f.is_finite() || f < 0.0 {
-        return None;
-    }
-    Some(format!("{}ms", (f * 1000.0).round() as u64))
 }
 
 /// Every key the file or environment set that no section knows, as one problem each.

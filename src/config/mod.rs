@@ -7,6 +7,7 @@ mod cache;
 mod control;
 mod load;
 mod metrics;
+mod pg_tool;
 pub mod regular_file;
 mod secret_file;
 mod validate;

@@ -119,12 +119,8 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             "must be greater than zero (e.g. \"10s\")",
         ));
     }
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(crate::logging::directive(&c.log.level))
-    {
-        out.push(Problem::new(
-            "log.level",
-            format!("{e}; use error, warn, info, debug, trace or a filter like \"steward=debug\""),
-        ));
+    if let Err(reason) = crate::logging::check_level(&c.log.level) {
+        out.push(Problem::new("log.level", reason));
     }
     out
 }

@@ -198,3 +198,247 @@ fn exposed_secret_files_are_warned_about_without_content() {
     assert_eq!(err.key, "redis.password_file");
     assert!(err.reason.contains("/nonexistent/pw"), "{err}");
 }
+
+/// Every part of the password of `SYNTAX_PW`, none of which may be shown.
+const PW_PARTS: [&str; 3] = ["Sp3c", "Pw9x", "Tail7"];
+
+fn assert_no_password(text: &str) {
+    for part in PW_PARTS {
+        assert!(!text.contains(part), "{part:?} shown in: {text}");
+    }
+}
+
+#[test]
+fn syntax_errors_name_line_column_and_key_but_no_secret() {
+    for broken in [
+        // The closing quote is missing.
+        "url = \"host=h password='Sp3c Pw9x Tail7' dbname=x\n",
+        // A stray character after the quoted value.
+        "url = \"host=h password='Sp3c Pw9x Tail7' dbname=x\" z\n",
+        // An unterminated password quote inside a literal string, then junk.
+        "url = 'host=h password=\"Sp3c Pw9x Tail7 dbname=x' ]\n",
+    ] {
+        let f = file(&format!("[log]\nlevel = \"info\"\n[postgres]\n{broken}"));
+        let e = load(f.path(), &env(&[])).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, LoadError::Parse { .. }), "{text}");
+        assert!(text.contains(&f.path().display().to_string()), "{text}");
+        assert!(text.contains("line 4, column "), "{text}");
+        assert!(text.contains("`postgres.url`"), "{text}");
+        assert!(text.contains("url = ***"), "{text}");
+        assert_no_password(&text);
+    }
+}
+
+#[test]
+fn syntax_errors_show_a_harmless_line_and_mask_a_password_anywhere() {
+    let f = file("[redis]\npool_max = 4 4\n");
+    let text = load(f.path(), &env(&[])).unwrap_err().to_string();
+    assert!(text.contains("`redis.pool_max`"), "{text}");
+    assert!(text.contains("line 2 reads: pool_max = 4 4"), "{text}");
+    // A password where no secret belongs, on a broken line: still not shown.
+    let f = file("[log]\nlevel = \"x password='Sp3c Pw9x Tail7' y\" z\n");
+    let text = load(f.path(), &env(&[])).unwrap_err().to_string();
+    assert!(text.contains("`log.level`"), "{text}");
+    assert_no_password(&text);
+    let f = file("[postgres]\n\"url\" = \"postgres://u:Sp3c@h/db\" \"x\"\n");
+    let text = load(f.path(), &env(&[])).unwrap_err().to_string();
+    assert!(text.contains("`postgres.url`"), "{text}");
+    assert_no_password(&text);
+}
+
+#[test]
+fn the_config_file_must_be_a_small_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("steward.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // Returns at once rather than waiting for a writer.
+    let e = load(&fifo, &env(&[])).unwrap_err().to_string();
+    assert!(
+        e.contains(fifo.to_str().unwrap()) && e.contains("a FIFO"),
+        "{e}"
+    );
+    let e = load(dir.path(), &env(&[])).unwrap_err().to_string();
+    assert!(e.contains("a directory, not a regular file"), "{e}");
+    let big = dir.path().join("big.toml");
+    let mut text = "# filler\n".repeat(1024 * 1024 / 9);
+    text.push_str("[redis]\npool_max = 7\n");
+    std::fs::write(&big, &text).unwrap();
+    assert!(text.len() > 1024 * 1024);
+    let e = load(&big, &env(&[])).unwrap_err();
+    assert!(matches!(e, LoadError::TooLarge { .. }), "{e}");
+    assert!(e.to_string().contains("1024 KiB"), "{e}");
+    text.truncate(1000);
+    std::fs::write(&big, &text).unwrap();
+    assert!(load(&big, &env(&[])).is_ok());
+}
+
+/// Runs `load` on `text` and returns its one problem as (key, reason).
+fn one_problem(text: &str, vars: &[(&str, &str)]) -> (String, String) {
+    let f = file(text);
+    match load(f.path(), &env(vars)) {
+        Err(LoadError::Invalid { problems, .. }) if problems.len() == 1 => {
+            (problems[0].key.clone(), problems[0].reason.clone())
+        }
+        other => panic!("{text:?}: expected one problem, got {other:?}"),
+    }
+}
+
+#[test]
+fn file_values_must_have_the_keys_type() {
+    for (text, key, hint) in [
+        (
+            "[redis]\npool_max = 4.5\n",
+            "redis.pool_max",
+            "whole number",
+        ),
+        (
+            "[postgres]\npool_max = \"4\"\n",
+            "postgres.pool_max",
+            "whole number",
+        ),
+        ("[control]\nmode = 660\n", "control.mode", "mode = \"0660\""),
+        (
+            "[postgres]\nwrite_read_test = \"yes\"\n",
+            "postgres.write_read_test",
+            "true or false",
+        ),
+        (
+            "[backup]\ndatabases = \"app\"\n",
+            "backup.databases",
+            "array",
+        ),
+        (
+            "[redis]\ninterval = 30\n",
+            "redis.interval",
+            "interval = \"30s\"",
+        ),
+        (
+            "[[cache.namespace]]\nname = \"a\"\nprefix = \"a:\"\nttl = 60\n",
+            "cache.namespace[0].ttl",
+            "quoted",
+        ),
+        (
+            "[alerts.slow_response]\nthreshold = \"2\"\n",
+            "alerts.slow_response.threshold",
+            "number",
+        ),
+    ] {
+        let (k, reason) = one_problem(text, &[]);
+        assert_eq!(k, key, "{text:?}: {reason}");
+        assert!(
+            reason.contains("line ") && reason.contains(hint),
+            "{text:?}: {reason}"
+        );
+    }
+    // An integer where a number is expected is a number.
+    let f = file("[alerts.slow_response]\nthreshold = 2\n");
+    assert_eq!(
+        load(f.path(), &env(&[]))
+            .unwrap()
+            .alerts
+            .slow_response
+            .threshold,
+        Some(2.0)
+    );
+}
+
+#[test]
+fn a_mistyped_secret_is_not_quoted() {
+    let (k, reason) = one_problem("[metrics]\nbasic_auth_users = \"$2y$Sp3c\"\n", &[]);
+    assert_eq!(k, "metrics.basic_auth_users");
+    assert!(!reason.contains("Sp3c"), "{reason}");
+    let (k, reason) = one_problem("[postgres]\npool_max = \"postgres://u:Sp3c@h/d\"\n", &[]);
+    assert_eq!(k, "postgres.pool_max");
+    assert!(!reason.contains("Sp3c"), "{reason}");
+}
+
+#[test]
+fn environment_strings_are_converted_and_a_bad_one_names_its_variable() {
+    let f = file("[redis]\npool_max = 7\n");
+    let c = load(f.path(), &env(&[("STEWARD_REDIS__POOL_MAX", "9")])).unwrap();
+    assert_eq!(c.redis.pool_max, 9);
+    let (k, reason) = one_problem(
+        "[redis]\npool_max = 7\n",
+        &[("STEWARD_REDIS__POOL_MAX", "lots")],
+    );
+    assert_eq!(k, "STEWARD_REDIS__POOL_MAX (environment)", "{reason}");
+}
+
+#[test]
+fn directories_and_kernel_trees_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, reason) = one_problem(&format!("[audit]\npath = {:?}\n", dir.path()), &[]);
+    assert_eq!(k, "audit.path", "{reason}");
+    assert!(reason.contains("names a directory"), "{reason}");
+    let a_file = dir.path().join("f");
+    std::fs::write(&a_file, "").unwrap();
+    let (k, reason) = one_problem(&format!("[backup]\ndir = {a_file:?}\n"), &[]);
+    assert_eq!(k, "backup.dir", "{reason}");
+    assert!(reason.contains("not a directory"), "{reason}");
+    let link = dir.path().join("to-proc");
+    std::os::unix::fs::symlink("/proc/self", &link).unwrap();
+    for d in [
+        "/proc/steward-backups".into(),
+        "/sys/x".into(),
+        "/dev/shm/b".into(),
+        link.join("new").display().to_string(),
+        format!("{}/../../../../../../proc/b", dir.path().display()),
+    ] {
+        let (k, reason) = one_problem(&format!("[backup]\ndir = {d:?}\n"), &[]);
+        assert_eq!(k, "backup.dir", "{d}: {reason}");
+        assert!(reason.contains("kernel file system"), "{d}: {reason}");
+    }
+    let f = file(&format!(
+        "[backup]\ndir = {:?}\n",
+        dir.path().join("new/backups")
+    ));
+    assert!(load(f.path(), &env(&[])).is_ok());
+}
+
+#[test]
+fn pg_dump_path_must_be_pg_dump_and_log_level_must_log() {
+    let (k, reason) = one_problem("[backup]\npg_dump_path = \"/bin/sh\"\n", &[]);
+    assert_eq!(k, "backup.pg_dump_path");
+    assert!(reason.contains("not PostgreSQL's pg_dump"), "{reason}");
+    for level in [
+        "verbose",
+        "bogus",
+        "tokio_postgres=warn",
+        "steward=loud",
+        "",
+    ] {
+        let (k, reason) = one_problem(&format!("[log]\nlevel = {level:?}\n"), &[]);
+        assert_eq!(k, "log.level", "{level}: {reason}");
+    }
+    for level in [
+        "info",
+        "WARN",
+        "off",
+        "steward=debug,tokio_postgres=warn",
+        "warn,steward::backup=trace",
+    ] {
+        let f = file(&format!("[log]\nlevel = {level:?}\n"));
+        assert!(load(f.path(), &env(&[])).is_ok(), "{level}");
+    }
+}
+
+#[test]
+fn lines_are_placed_under_their_table() {
+    use super::syntax::{key_at_line, position};
+    let text = "top = 1\n[backup.schedule]  # when\ndaily = \"x\n[[cache.namespace]]\n\"name\" = 1\n  arr = [\n[1, 2],\n";
+    assert_eq!(key_at_line(text, 1).as_deref(), Some("top"));
+    assert_eq!(key_at_line(text, 2).as_deref(), Some("backup.schedule"));
+    assert_eq!(
+        key_at_line(text, 3).as_deref(),
+        Some("backup.schedule.daily")
+    );
+    assert_eq!(
+        key_at_line(text, 5).as_deref(),
+        Some("cache.namespace.name")
+    );
+    assert_eq!(key_at_line(text, 7), None, "an array line is no header");
+    let p = position("ab\ncdé f", 8);
+    assert_eq!((p.line, p.column), (2, 5));
+}

@@ -1,0 +1,142 @@
+//! The environment's part of loading: the variables deployments already set (`DATABASE_URL`,
+//! `MONITORING_INTERVAL`, …) mapped onto steward's keys, and which variable set a key.
+
+use super::super::validate::Problem;
+use config::Map;
+use std::collections::HashMap;
+
+/// Variables holding lists (comma-separated), which the generic override cannot split.
+pub(super) const LIST_VARS: &[&str] = &["STEWARD_BACKUP__DATABASES"];
+
+/// Maps the variables deployments already set onto steward's keys (as `SECTION__KEY`).
+pub(super) fn legacy_env(
+    env: &HashMap<String, String>,
+    problems: &mut Vec<Problem>,
+) -> Map<String, String> {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    if let Some(v) = env.get("DATABASE_URL").filter(|v| !v.is_empty()) {
+        put("POSTGRES__URL", v.clone());
+    }
+    if let Some(v) = env.get("REDIS_URL").filter(|v| !v.is_empty()) {
+        put("REDIS__URL", v.clone());
+    }
+    if let Some(v) = env.get("MONITORING_INTERVAL").filter(|v| !v.is_empty()) {
+        match seconds(v) {
+            Some(d) => {
+                put("POSTGRES__INTERVAL", d.clone());
+                put("REDIS__INTERVAL", d);
+            }
+            None => problems.push(Problem::env(
+                "MONITORING_INTERVAL",
+                v,
+                "a number of seconds",
+            )),
+        }
+    }
+    if let Some(v) = env.get("REDIS_SOCKET_TIMEOUT").filter(|v| !v.is_empty()) {
+        match seconds(v) {
+            Some(d) => put("REDIS__TIMEOUT", d),
+            None => problems.push(Problem::env(
+                "REDIS_SOCKET_TIMEOUT",
+                v,
+                "a number of seconds",
+            )),
+        }
+    }
+    if let Some(v) = env.get("BACKUP_RETENTION_DAYS").filter(|v| !v.is_empty()) {
+        match v.trim().parse::<u32>() {
+            Ok(n) => put("BACKUP__RETENTION_DAYS", n.to_string()),
+            Err(_) => problems.push(Problem::env(
+                "BACKUP_RETENTION_DAYS",
+                v,
+                "a whole number of days",
+            )),
+        }
+    }
+    if let Some(v) = env
+        .get("BACKUP_SCHEDULE_DAILY_HOUR")
+        .filter(|v| !v.is_empty())
+    {
+        match v.trim().parse::<u32>() {
+            Ok(h) if h < 24 => put("BACKUP__SCHEDULE__DAILY", format!("0 {h} * * *")),
+            _ => problems.push(Problem::env(
+                "BACKUP_SCHEDULE_DAILY_HOUR",
+                v,
+                "an hour from 0 to 23",
+            )),
+        }
+    }
+    if let Some(v) = env
+        .get("BACKUP_SCHEDULE_WEEKLY_DAY")
+        .filter(|v| !v.is_empty())
+    {
+        match v.trim().parse::<u32>() {
+            // 0 = Monday here; cron counts from Sunday = 0.
+            Ok(d) if d < 7 => put(
+                "BACKUP__SCHEDULE__WEEKLY",
+                format!("0 3 * * {}", (d + 1) % 7),
+            ),
+            _ => problems.push(Problem::env(
+                "BACKUP_SCHEDULE_WEEKLY_DAY",
+                v,
+                "a day from 0 (Monday) to 6 (Sunday)",
+            )),
+        }
+    }
+    if let Some(v) = env
+        .get("ALERT_THRESHOLD_RESPONSE_TIME")
+        .filter(|v| !v.is_empty())
+    {
+        // Milliseconds, as deployments set it; the rule's threshold is in seconds.
+        match v.trim().parse::<f64>() {
+            Ok(ms) if ms.is_finite() && ms > 0.0 => put(
+                "ALERTS__SLOW_RESPONSE__THRESHOLD",
+                (ms / 1000.0).to_string(),
+            ),
+            _ => problems.push(Problem::env(
+                "ALERT_THRESHOLD_RESPONSE_TIME",
+                v,
+                "a positive number of milliseconds",
+            )),
+        }
+    }
+    if let Some(v) = env
+        .get("CACHE_COMPRESSION_THRESHOLD")
+        .filter(|v| !v.is_empty())
+    {
+        match v.trim().parse::<usize>() {
+            Ok(n) => put("CACHE__COMPRESSION_THRESHOLD", n.to_string()),
+            Err(_) => problems.push(Problem::env(
+                "CACHE_COMPRESSION_THRESHOLD",
+                v,
+                "a whole number of bytes",
+            )),
+        }
+    }
+    if let Some(v) = env.get("REDIS_MAX_CONNECTIONS").filter(|v| !v.is_empty()) {
+        match v.trim().parse::<u32>() {
+            Ok(n) => put("REDIS__POOL_MAX", n.to_string()),
+            Err(_) => problems.push(Problem::env("REDIS_MAX_CONNECTIONS", v, "a whole number")),
+        }
+    }
+    m
+}
+
+/// "30" or "2.5" (seconds) → a humantime string; anything else is refused.
+fn seconds(v: &str) -> Option<String> {
+    let f: f64 = v.trim().parse().ok()?;
+    if !f.is_finite() || f < 0.0 {
+        return None;
+    }
+    Some(format!("{}ms", (f * 1000.0).round() as u64))
+}
+
+/// The `STEWARD_<SECTION>__<KEY>` variable that set `key` (`redis.pool_max`), if one did: a
+/// value of the wrong type there is the variable's fault, not the file's.
+pub(super) fn steward_var_for(key: &str, env: &HashMap<String, String>) -> Option<String> {
+    let var = format!("STEWARD_{}", key.to_ascii_uppercase().replace('.', "__"));
+    env.contains_key(&var).then_some(var)
+}
