@@ -4,6 +4,7 @@ mod alerts;
 mod audit;
 mod backup;
 pub mod basic_auth;
+mod conn_limit;
 mod cache;
 pub mod http;
 mod http_stats;
