@@ -307,7 +307,10 @@ struct Slowloris {
 
 impl Slowloris {
     fn start(port: u16, n: usize, head: &'static [u8]) -> Slowloris {
-        let (stop, rounds) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let (stop, rounds) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
         let (stop2, rounds2) = (stop.clone(), rounds.clone());
         let thread = std::thread::spawn(move || {
             let rt = client_runtime();
@@ -397,7 +400,8 @@ fn slow_tls_handshakes_on_one_address_do_not_starve_a_scraper_on_another() {
     // The start of a 512-byte TLS handshake record, never finished.
     let attack = Slowloris::start(port, 300, &[0x16, 0x03, 0x01, 0x02, 0x00]);
     scrapes_get_through(&st, &attack, || {
-        curl_https(port, "/metrics", &tls.cert, None).is_ok_and(|(c, b)| c == 200 && b.contains("steward_up"))
+        curl_https(port, "/metrics", &tls.cert, None)
+            .is_ok_and(|(c, b)| c == 200 && b.contains("steward_up"))
     });
 }
 
@@ -465,8 +469,12 @@ fn connection_flood_above_the_limit_leaves_the_daemon_serving() {
     st.wait_until(Duration::from_secs(60), "a scrape after the flood", |_| {
         get(port, "/metrics", None).is_ok_and(|(c, _, b)| {
             let refused = |reason| {
-                metric_value(&b, "steward_http_connections_refused_total", &[("reason", reason)])
-                    .unwrap_or(0.0)
+                metric_value(
+                    &b,
+                    "steward_http_connections_refused_total",
+                    &[("reason", reason)],
+                )
+                .unwrap_or(0.0)
             };
             c == 200
                 && refused("limit") >= 1.0

@@ -47,7 +47,10 @@ fn set(s: &mut Settings, key: &str, bad: &Path, cert: &Path) -> Vec<(String, Str
         }
         "redis.password_file" => s.redis_extra = format!("password_file = {}\n", toml_path(bad)),
         "backup.encryption.identity_file" => {
-            s.backup += &format!("\n[backup.encryption]\nidentity_file = {}\n", toml_path(bad))
+            s.backup += &format!(
+                "\n[backup.encryption]\nidentity_file = {}\n",
+                toml_path(bad)
+            )
         }
         "metrics.tls_cert" => {
             return env(&[
@@ -151,11 +154,8 @@ fn a_fifo_url_file_on_reload_is_refused_and_sigterm_still_ends_steward() {
     assert_eq!(st.up("postgres"), Some(true));
 
     st.signal(libc::SIGTERM);
-    let status = st.wait_exit(SHUTDOWN_TIMEOUT + SLACK).unwrap_or_else(|| {
-        panic!(
-            "steward ignored SIGTERM\n--- log\n{}",
-            tail(&st.log(), 40)
-        )
-    });
+    let status = st
+        .wait_exit(SHUTDOWN_TIMEOUT + SLACK)
+        .unwrap_or_else(|| panic!("steward ignored SIGTERM\n--- log\n{}", tail(&st.log(), 40)));
     assert_eq!(status.code(), Some(0), "{}", tail(&st.log(), 40));
 }

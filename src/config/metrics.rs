@@ -202,13 +202,19 @@ mod tests {
     #[test]
     fn connections_per_address_are_bounded() {
         let mut c = Config::default();
-        let key = |p: &[Problem]| p.iter().any(|p| p.key == "metrics.max_connections_per_address");
+        let key = |p: &[Problem]| {
+            p.iter()
+                .any(|p| p.key == "metrics.max_connections_per_address")
+        };
         assert!(!key(&super::super::validate::validate(&c)));
         for bad in [0, crate::metrics::http::MAX_CONNECTIONS + 1] {
             c.metrics.max_connections_per_address = bad;
             let p = super::super::validate::validate(&c);
             assert!(key(&p), "{p:?}");
-            assert!(p.iter().any(|p| p.reason.contains("between 1 and 256")), "{p:?}");
+            assert!(
+                p.iter().any(|p| p.reason.contains("between 1 and 256")),
+                "{p:?}"
+            );
         }
     }
 

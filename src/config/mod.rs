@@ -6,8 +6,8 @@ mod backup;
 mod cache;
 mod control;
 mod load;
-pub mod regular_file;
 mod metrics;
+pub mod regular_file;
 mod secret_file;
 mod validate;
 

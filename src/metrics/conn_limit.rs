@@ -137,10 +137,7 @@ mod tests {
             limits.admit(ip("2001:db8::2"), 1).err(),
             Some(Refusal::PerAddress)
         );
-        assert_eq!(
-            limits.admit(ip("127.0.0.3"), 2).err(),
-            Some(Refusal::Limit)
-        );
+        assert_eq!(limits.admit(ip("127.0.0.3"), 2).err(), Some(Refusal::Limit));
         assert_eq!(open.get(), 4);
         drop(a);
         assert_eq!(open.get(), 2);

@@ -90,7 +90,12 @@ pub async fn serve(
         let slot = match limits.admit(peer.ip(), sec.max_per_address) {
             Ok(slot) => slot,
             Err(why) => {
-                state.metrics.http.refused.with_label_values(&[why.label()]).inc();
+                state
+                    .metrics
+                    .http
+                    .refused
+                    .with_label_values(&[why.label()])
+                    .inc();
                 drop(stream);
                 continue;
             }
