@@ -74,7 +74,7 @@ impl ConnLimits {
 
 /// The address a connection is counted under: IPv4 (also when mapped into IPv6) as it is,
 /// IPv6 by its /64, since one IPv6 client usually holds a whole /64.
-fn client_key(peer: IpAddr) -> IpAddr {
+pub(super) fn client_key(peer: IpAddr) -> IpAddr {
     match peer.to_canonical() {
         IpAddr::V6(v6) => {
             let s = v6.segments();

@@ -13,6 +13,7 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -105,7 +106,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let _slot = slot;
             match sec.tls.clone() {
-                None => serve_conn(stream, state.clone(), sec, cancel).await,
+                None => serve_conn(stream, peer.ip(), state.clone(), sec, cancel).await,
                 Some(acceptor) => {
                     let shake =
                         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
@@ -114,7 +115,7 @@ pub async fn serve(
                         r = shake => r.ok().and_then(Result::ok),
                     };
                     match tls {
-                        Some(tls) => serve_conn(tls, state.clone(), sec, cancel).await,
+                        Some(tls) => serve_conn(tls, peer.ip(), state.clone(), sec, cancel).await,
                         None => state.metrics.http.tls_handshake_failures.inc(),
                     }
                 }
@@ -124,13 +125,18 @@ pub async fn serve(
 }
 
 /// Serves one (plain or TLS) connection under the header, age and shutdown bounds.
-async fn serve_conn<I>(io: I, state: HttpState, sec: Arc<Security>, cancel: CancellationToken)
-where
+async fn serve_conn<I>(
+    io: I,
+    peer: IpAddr,
+    state: HttpState,
+    sec: Arc<Security>,
+    cancel: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| {
         let (state, sec) = (state.clone(), sec.clone());
-        async move { Ok::<_, Infallible>(handle(&state, &sec, req).await) }
+        async move { Ok::<_, Infallible>(handle(&state, &sec, peer, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -158,11 +164,12 @@ fn is_open(path: &str) -> bool {
 async fn handle(
     state: &HttpState,
     sec: &Security,
+    peer: IpAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     if let Some(auth) = &sec.auth {
         if !is_open(req.uri().path()) {
-            match auth.check(req.headers().get(AUTHORIZATION)).await {
+            match auth.check(req.headers().get(AUTHORIZATION), peer).await {
                 Verdict::Allowed => {}
                 Verdict::Denied => {
                     state
