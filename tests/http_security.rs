@@ -490,7 +490,7 @@ fn connection_flood_above_the_limit_leaves_the_daemon_serving() {
             c == 200
                 && refused("limit") >= 1.0
                 && refused("per_address") >= 1.0
-                && refused("limit") + refused("per_address") >= 144.0
+                && refused("limit") + refused("per_address") >= 100.0
         })
     });
     drop(flood);
