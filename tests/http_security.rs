@@ -371,6 +371,7 @@ fn scrapes_get_through(
             ok
         })
         .count();
+    eprintln!("{answered} of 30 scrapes answered during the slow clients' attack");
     assert!(
         answered >= 29,
         "only {answered} of 30 scrapes answered while 127.0.0.2 held slow connections\n{}",
