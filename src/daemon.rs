@@ -204,7 +204,10 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     tracing::info!("steward is serving");
     loop {
         tokio::select! {
-            _ = hup.recv() => sighup(&reload).await,
+            // Never awaited here: whatever a reload does, SIGTERM is still heard.
+            _ = hup.recv() => {
+                tokio::spawn(sighup(reload.clone()));
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -297,7 +300,9 @@ async fn spawn_cache_stats(
     Ok(handle)
 }
 
-async fn sighup(reload: &ReloadHandle) {
+/// One SIGHUP's reload, on its own task; the reloader runs reloads one at a time, each within
+/// its read bound.
+async fn sighup(reload: ReloadHandle) {
     tracing::info!("SIGHUP received; reloading the config");
     notify(&[NotifyState::Reloading]);
     // The reloader logs the outcome itself.

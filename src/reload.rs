@@ -1,15 +1,23 @@
 //! Reload: load → validate → swap, the one path for SIGHUP and `steward reload`; only the
-//! tasks whose section changed are restarted, and what cannot change live is reported.
+//! tasks whose section changed are restarted, and what cannot change live is reported. Reading
+//! the files runs off the async threads under a time bound, so no file can wedge a reload.
 
 use crate::config::{self, Config, LoadError};
 use crate::control::protocol::{ReloadReply, TaskAction, TaskState};
 use crate::logging::LevelHandle;
+use crate::metrics::security::Security;
 use crate::metrics::Metrics;
 use crate::supervisor::SupervisorHandle;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+
+/// The most a reload may spend reading the config, secret, key and certificate files. Those
+/// reads refuse FIFOs and devices already; this bound holds even if one blocks anyway (a
+/// stalled network file system, say): the reload is rejected and the next one can run.
+pub const READ_BOUND: Duration = Duration::from_secs(10);
 
 /// Why a reload did not take effect.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +26,10 @@ pub enum ReloadError {
     Invalid(#[source] LoadError),
     #[error("reload rejected, steward keeps running with its previous config, certificate and users: {0}")]
     Http(#[source] crate::metrics::security::SecurityError),
+    #[error("reload rejected, steward keeps running with its previous config: reading {path} and the files it names took longer than {}s; check that none of them is on a file system that hangs", READ_BOUND.as_secs())]
+    TimedOut { path: PathBuf },
+    #[error("reload rejected, steward keeps running with its previous config: reading the files failed unexpectedly (see the log)")]
+    Crashed,
     #[error("the reloader has stopped (steward is shutting down)")]
     Gone,
 }
@@ -115,22 +127,16 @@ impl Reloader {
     }
 
     async fn reload(&self) -> Result<ReloadReply, ReloadError> {
-        let new = match config::load(&self.path, &self.env) {
-            Ok(c) => c,
+        let (new, guards) = match self.read().await {
+            Ok(read) => read,
             Err(e) => {
                 self.metrics.reload_ok.set(0);
                 self.metrics.reloads.with_label_values(&["failure"]).inc();
                 tracing::error!(config = %self.path.display(), error = %e, "config reload rejected; keeping the running config");
-                return Err(ReloadError::Invalid(e));
+                return Err(e);
             }
         };
-        // Re-read even when [metrics] did not change: a renewed certificate at the same path.
-        if let Err(e) = self.http.reload(&new.metrics) {
-            self.metrics.reload_ok.set(0);
-            self.metrics.reloads.with_label_values(&["failure"]).inc();
-            tracing::error!(error = %e, "reload rejected: the HTTP endpoint's TLS files or users cannot be loaded; keeping the previous ones");
-            return Err(ReloadError::Http(e));
-        }
+        self.http.install(guards, &new.metrics);
         let old = self.config.borrow().clone();
         let mut reply = diff(&old, &new);
         reply.config_file = self.path.display().to_string();
@@ -158,6 +164,25 @@ impl Reloader {
             tracing::warn!(key = %key, "{key} changed; it takes effect only after steward restarts");
         }
         Ok(reply)
+    }
+
+    /// Reads the config and, even when `[metrics]` did not change, the HTTP endpoint's TLS files
+    /// and users (a renewed certificate at the same path), on a blocking thread within
+    /// [`READ_BOUND`]; a read that outlives the bound is left behind, and steward goes on.
+    async fn read(&self) -> Result<(Config, Security), ReloadError> {
+        let (path, env) = (self.path.clone(), self.env.clone());
+        let job = tokio::task::spawn_blocking(move || {
+            let cfg = config::load(&path, &env).map_err(ReloadError::Invalid)?;
+            let guards = Security::build(&cfg.metrics).map_err(ReloadError::Http)?;
+            Ok((cfg, guards))
+        });
+        match tokio::time::timeout(READ_BOUND, job).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(_)) => Err(ReloadError::Crashed),
+            Err(_) => Err(ReloadError::TimedOut {
+                path: self.path.clone(),
+            }),
+        }
     }
 
     /// Restarts the given tasks unless paused (a paused task reads the new config on resume).

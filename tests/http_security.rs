@@ -1,6 +1,7 @@
 //! HTTP hardening: TLS (served, plain HTTP refused, certificate renewed on SIGHUP, a broken
 //! one rejected), basic auth (401 with a challenge, right/wrong/missing credentials, open
-//! probes, users file reloaded), slowloris and a connection flood.
+//! probes, users file reloaded), slowloris and a connection flood, and fairness: one client
+//! address holding slow connections (plain or TLS) does not starve a scraper on another.
 
 mod common;
 
@@ -8,9 +9,11 @@ use base64::Engine;
 use common::tls::{curl_https, file_fingerprint, make_cert, served_fingerprint};
 use common::*;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_secs(20);
 
@@ -254,17 +257,164 @@ fn basic_auth_guards_metrics_and_health_but_not_probes() {
     assert_eq!(status(port, "/metrics", Some(("grafana", &new_pw))), 200);
 }
 
-/// Opens `n` connections that each send a partial request head and then stall.
+const SLOW_HEAD: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+
+/// Opens `n` connections from 127.0.0.2 that each send a partial request head and then stall
+/// (those over the per-address cap are closed at once).
 fn stalled(port: u16, n: usize) -> Vec<TcpStream> {
+    let rt = client_runtime();
     (0..n)
         .map(|_| {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-                .unwrap();
-            s.set_nonblocking(true).unwrap();
+            let mut s = connect_from(&rt, Ipv4Addr::new(127, 0, 0, 2), port).unwrap();
+            let _ = s.write_all(SLOW_HEAD);
             s
         })
         .collect()
+}
+
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A non-blocking connection to 127.0.0.1:`port` from the loopback address `source`.
+fn connect_from(
+    rt: &tokio::runtime::Runtime,
+    source: Ipv4Addr,
+    port: u16,
+) -> std::io::Result<TcpStream> {
+    rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4()?;
+        s.bind((source, 0).into())?;
+        let connect = s.connect((Ipv4Addr::LOCALHOST, port).into());
+        tokio::time::timeout(Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| std::io::Error::other("connect timed out"))??
+            .into_std()
+    })
+}
+
+/// `n` connections from 127.0.0.2 that send `head` (a partial request or TLS record) and then
+/// one byte every half second, reconnecting whenever steward closes one; stops when dropped
+/// (or after two minutes at most).
+struct Slowloris {
+    stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Slowloris {
+    fn start(port: u16, n: usize, head: &'static [u8]) -> Slowloris {
+        let (stop, rounds) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let (stop2, rounds2) = (stop.clone(), rounds.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = client_runtime();
+            let source = Ipv4Addr::new(127, 0, 0, 2);
+            let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+            let started = Instant::now();
+            while !stop2.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
+                for c in conns.iter_mut() {
+                    let alive = c
+                        .as_mut()
+                        .is_some_and(|s| !closed(s) && s.write_all(b"a").is_ok());
+                    if !alive {
+                        *c = connect_from(&rt, source, port)
+                            .ok()
+                            .and_then(|mut s| s.write_all(head).ok().map(|_| s));
+                    }
+                }
+                rounds2.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        Slowloris {
+            stop,
+            rounds,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits until every connection has been tried twice.
+    fn wait_started(&self) {
+        wait_until(BOUND, "the slow clients to connect", || {
+            self.rounds.load(Ordering::Relaxed) >= 2
+        });
+    }
+}
+
+impl Drop for Slowloris {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Scrapes 30 times (`scrape` gives the body of an answered scrape) and asserts that at least
+/// 29 were answered while `attack` runs from 127.0.0.2, and that its excess was refused.
+fn scrapes_get_through(
+    st: &Steward,
+    attack: &Slowloris,
+    mut scrape: impl FnMut() -> Option<String>,
+) {
+    attack.wait_started();
+    let answered = (0..30)
+        .filter(|_| {
+            let ok = scrape().is_some();
+            std::thread::sleep(Duration::from_millis(100));
+            ok
+        })
+        .count();
+    eprintln!("{answered} of 30 scrapes answered during the slow clients' attack");
+    assert!(
+        answered >= 29,
+        "only {answered} of 30 scrapes answered while 127.0.0.2 held slow connections\n{}",
+        tail(&st.log(), 20)
+    );
+    let body = scrape().unwrap_or_default();
+    let per_address = metric_value(
+        &body,
+        "steward_http_connections_refused_total",
+        &[("reason", "per_address")],
+    );
+    assert!(per_address.is_some_and(|v| v >= 1.0), "{per_address:?}");
+}
+
+#[test]
+fn slow_clients_on_one_address_do_not_starve_a_scraper_on_another() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let st = Steward::start(&pg, &redis);
+    let port = st.metrics_port();
+    let attack = Slowloris::start(port, 300, SLOW_HEAD);
+    scrapes_get_through(&st, &attack, || {
+        get(port, "/metrics", None)
+            .ok()
+            .filter(|(c, _, b)| *c == 200 && b.contains("steward_up"))
+            .map(|(_, _, b)| b)
+    });
+}
+
+#[test]
+fn slow_tls_handshakes_on_one_address_do_not_starve_a_scraper_on_another() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let (st, tls) = tls_steward(&pg, &redis);
+    let port = st.metrics_port();
+    // The start of a 512-byte TLS handshake record, never finished.
+    let attack = Slowloris::start(port, 300, &[0x16, 0x03, 0x01, 0x02, 0x00]);
+    scrapes_get_through(&st, &attack, || {
+        curl_https(port, "/metrics", &tls.cert, None)
+            .ok()
+            .filter(|(c, b)| *c == 200 && b.contains("steward_up"))
+            .map(|(_, b)| b)
+    });
 }
 
 /// True once the server closed the connection (EOF or reset), false while it is open.
@@ -294,7 +444,7 @@ fn slowloris_does_not_starve_scrapes_and_stalled_clients_are_dropped() {
     st.wait_until(BOUND, "a scrape during the slowloris", |_| {
         get(port, "/metrics", None).is_ok_and(|(c, _, b)| c == 200 && b.contains("steward_up"))
     });
-    // The header timeout (10 s) drops every stalled client.
+    // The header deadline (5 s) drops every stalled client.
     st.wait_until(
         Duration::from_secs(60),
         "the stalled clients to be closed",
@@ -314,15 +464,15 @@ fn connection_flood_above_the_limit_leaves_the_daemon_serving() {
     let redis = Redis::start();
     let st = Steward::start(&pg, &redis);
     let port = st.metrics_port();
-    // More than the limit (256): the excess is closed at once.
+    // 40 connections from each of ten addresses in turn: the first eight go over their share
+    // (32) and then fill the limit (256), so the last two find it full; the excess (144) is
+    // closed at once.
+    let rt = client_runtime();
     let mut flood: Vec<TcpStream> = (0..400)
-        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .filter_map(|i| connect_from(&rt, Ipv4Addr::new(127, 0, 0, 10 + (i / 40) as u8), port).ok())
         .collect();
-    for s in &flood {
-        s.set_nonblocking(true).unwrap();
-    }
     st.wait_until(BOUND, "the excess connections to be closed", |_| {
-        flood.iter_mut().map(closed).filter(|c| *c).count() >= 100
+        flood.iter_mut().map(closed).filter(|c| *c).count() >= 144
     });
     // The control socket answers throughout.
     let out = st.ctl(&["status"]);
@@ -330,9 +480,18 @@ fn connection_flood_above_the_limit_leaves_the_daemon_serving() {
     // Once the flood is dropped by the header timeout, scrapes work and the refusals show.
     st.wait_until(Duration::from_secs(60), "a scrape after the flood", |_| {
         get(port, "/metrics", None).is_ok_and(|(c, _, b)| {
+            let refused = |reason| {
+                metric_value(
+                    &b,
+                    "steward_http_connections_refused_total",
+                    &[("reason", reason)],
+                )
+                .unwrap_or(0.0)
+            };
             c == 200
-                && metric_value(&b, "steward_http_connections_refused_total", &[])
-                    .is_some_and(|v| v >= 100.0)
+                && refused("limit") >= 1.0
+                && refused("per_address") >= 1.0
+                && refused("limit") + refused("per_address") >= 100.0
         })
     });
     drop(flood);

@@ -120,3 +120,26 @@ fn socket_in_use_by_another_daemon_is_not_stolen() {
     // The first still answers.
     assert!(first.raw_request(r#"{"cmd":"status"}"#).unwrap().ok);
 }
+
+#[test]
+fn sigterm_ends_steward_while_a_reload_cannot_read_its_config() {
+    // The config file becomes a FIFO nobody writes to: opening it may block (steward refuses
+    // FIFOs, but a reload must be harmless even where a read does block). The reload runs off
+    // the signal path, so SIGTERM is still heard and steward stops within shutdown.timeout.
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let mut st = Steward::start(&pg, &redis);
+    st.wait_up("postgres", true, INTERVAL * 2 + SLACK);
+    std::fs::remove_file(&st.config_path).unwrap();
+    let c = std::ffi::CString::new(st.config_path.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    st.signal(libc::SIGHUP);
+    st.wait_until(SLACK, "the reload to start", |st| {
+        st.log().contains("SIGHUP received")
+    });
+    st.signal(libc::SIGHUP);
+    // The daemon goes on serving meanwhile.
+    assert!(st.raw_request(r#"{"cmd":"status"}"#).unwrap().ok);
+    // The socket is removed at exit as always (the config is not read again to find it).
+    assert_graceful_exit(&mut st, libc::SIGTERM);
+}

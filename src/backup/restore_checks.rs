@@ -82,12 +82,9 @@ pub(super) fn identities(ctx: &Ctx) -> Result<Vec<age::x25519::Identity>, Backup
     let Some(path) = &ctx.config.backup.encryption.identity_file else {
         return Ok(Vec::new());
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        BackupError::Failed(format!(
-            "cannot read backup.encryption.identity_file {}: {e}",
-            path.display()
-        ))
-    })?;
+    // A regular file of at most 64 KiB only: a FIFO or a device is refused, not waited on.
+    let text = crate::config::read_secret_quietly("backup.encryption.identity_file", path)
+        .map_err(|p| BackupError::Failed(p.to_string()))?;
     Ok(crate::config::parse_identities(&text))
 }
 

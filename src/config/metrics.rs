@@ -26,7 +26,13 @@ pub struct MetricsConfig {
     pub basic_auth_users: Option<BTreeMap<String, BcryptHash>>,
     /// A file of `user:$2y$…` lines (htpasswd -B), read at start and on every reload.
     pub basic_auth_users_file: Option<PathBuf>,
+    /// Connections one client address (an IPv6 client: its /64) may hold open at once, so that
+    /// one slow or flooding client cannot take the slots other scrapers need.
+    pub max_connections_per_address: usize,
 }
+
+/// The default of `max_connections_per_address`: far more than Prometheus and Grafana need.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 32;
 
 impl Default for MetricsConfig {
     fn default() -> Self {
@@ -36,6 +42,7 @@ impl Default for MetricsConfig {
             tls_key: None,
             basic_auth_users: None,
             basic_auth_users_file: None,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
         }
     }
 }
@@ -123,6 +130,16 @@ fn users_table<'de, D: Deserializer<'de>>(
 /// hashes (the hash itself is never quoted).
 pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
     let m = &c.metrics;
+    let most = crate::metrics::http::MAX_CONNECTIONS;
+    if !(1..=most).contains(&m.max_connections_per_address) {
+        out.push(Problem::new(
+            "metrics.max_connections_per_address",
+            format!(
+                "is {}; it must be between 1 and {most} (the endpoint's limit for all clients together); the default is {DEFAULT_MAX_CONNECTIONS_PER_ADDRESS}",
+                m.max_connections_per_address
+            ),
+        ));
+    }
     match (&m.tls_cert, &m.tls_key) {
         (Some(cert), Some(key)) => {
             // Read once through the secret-file path for its exposure warning.
@@ -180,6 +197,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("$2b$") && e.contains("table of user"), "{e}");
+    }
+
+    #[test]
+    fn connections_per_address_are_bounded() {
+        let mut c = Config::default();
+        let key = |p: &[Problem]| {
+            p.iter()
+                .any(|p| p.key == "metrics.max_connections_per_address")
+        };
+        assert!(!key(&super::super::validate::validate(&c)));
+        for bad in [0, crate::metrics::http::MAX_CONNECTIONS + 1] {
+            c.metrics.max_connections_per_address = bad;
+            let p = super::super::validate::validate(&c);
+            assert!(key(&p), "{p:?}");
+            assert!(
+                p.iter().any(|p| p.reason.contains("between 1 and 256")),
+                "{p:?}"
+            );
+        }
     }
 
     #[test]

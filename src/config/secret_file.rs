@@ -1,6 +1,8 @@
 //! Secret files (`postgres.url_file`, `redis.password_file`, the age identity, basic-auth
-//! hashes): read at start and on each reload, with a warning when group or others can read them.
+//! hashes, the TLS key): read at start and on each reload, only when they are regular files of at
+//! most 64 KiB, with a warning when group or others can read them.
 
+use super::regular_file::{read_regular_string, ReadError, SECRET_CAP};
 use crate::config::{Config, LogConfig, LogFormat, Problem};
 use crate::secret::SecretUrl;
 use std::path::Path;
@@ -41,16 +43,16 @@ pub(crate) fn read_secret_file(key: &str, path: &Path) -> Result<String, Problem
 }
 
 /// [`read_secret_file`] without the exposure warning, for a second read of a file that
-/// validation has just read (and warned about), such as building the HTTP guards.
+/// validation has just read (and warned about), such as building the HTTP guards. A FIFO, a
+/// device or a file over 64 KiB is refused at once (never waited on or read whole), so that a
+/// wrong path cannot hang or bloat a start or a reload.
 pub(crate) fn read_secret_quietly(key: &str, path: &Path) -> Result<String, Problem> {
-    std::fs::read_to_string(path).map_err(|e| {
-        Problem::new(
-            key,
-            format!(
-                "cannot read {}: {e} (the file must exist and be readable by steward's user)",
-                path.display()
-            ),
-        )
+    read_regular_string(path, SECRET_CAP).map_err(|e| {
+        let hint = match e {
+            ReadError::Io(_) => " (the file must exist and be readable by steward's user)",
+            _ => "",
+        };
+        Problem::new(key, format!("cannot read {}: {e}{hint}", path.display()))
     })
 }
 
@@ -107,4 +109,28 @@ pub(super) fn with_warnings_shown<T>(log: &LogConfig, f: impl FnOnce() -> T) -> 
         ),
     };
     tracing::dispatcher::with_default(&dispatch, f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_or_huge_file_is_refused_naming_key_and_file() {
+        let p = read_secret_quietly("redis.password_file", Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(p.key, "redis.password_file");
+        assert!(
+            p.reason.contains("/dev/zero") && p.reason.contains("a character device"),
+            "{p}"
+        );
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), vec![b'x'; SECRET_CAP as usize + 1]).unwrap();
+        let p = read_secret_quietly("postgres.url_file", f.path()).unwrap_err();
+        assert!(p.reason.contains("larger than 64 KiB"), "{p}");
+        std::fs::write(f.path(), "postgres://u@h/db\n").unwrap();
+        assert_eq!(
+            read_secret_quietly("postgres.url_file", f.path()).unwrap(),
+            "postgres://u@h/db\n"
+        );
+    }
 }

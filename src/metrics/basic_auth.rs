@@ -1,12 +1,14 @@
 //! HTTP basic auth for the metrics endpoint: the users (`[metrics] basic_auth_users` and
 //! `basic_auth_users_file`, bcrypt hashes) and a verifier that caches successes and bounds how
-//! many bcrypt verifications run at once.
+//! many bcrypt verifications run at once, with at most one waiting per client address, so that
+//! one client's flood of wrong passwords cannot keep another's first check waiting.
 
 use crate::config::{MetricsConfig, Problem};
 use base64::Engine;
 use hyper::header::HeaderValue;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -135,6 +137,34 @@ pub struct BasicAuth {
     /// SHA-256 of (user, hash, password) for credentials that verified; never a password.
     cache: Mutex<HashSet<[u8; 32]>>,
     verifying: Arc<Semaphore>,
+    /// Client addresses (as [`super::conn_limit::client_key`] counts them) with a verification
+    /// waiting or running: each gets one, so the queue holds at most one per address.
+    pending: Arc<Mutex<HashSet<IpAddr>>>,
+}
+
+/// A client address's place in the verification queue, given back when its verification ends
+/// (it moves into the blocking task, like the permit).
+struct Pending {
+    key: IpAddr,
+    set: Arc<Mutex<HashSet<IpAddr>>>,
+}
+
+impl Pending {
+    fn take(set: &Arc<Mutex<HashSet<IpAddr>>>, peer: IpAddr) -> Option<Pending> {
+        let key = super::conn_limit::client_key(peer);
+        let mut held = set.lock().unwrap_or_else(|e| e.into_inner());
+        held.insert(key).then(|| Pending {
+            key,
+            set: set.clone(),
+        })
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut held = self.set.lock().unwrap_or_else(|e| e.into_inner());
+        held.remove(&self.key);
+    }
 }
 
 impl BasicAuth {
@@ -144,6 +174,7 @@ impl BasicAuth {
             users,
             cache: Mutex::new(HashSet::new()),
             verifying: Arc::new(Semaphore::new(MAX_VERIFYING)),
+            pending: Arc::default(),
         }
     }
 
@@ -152,8 +183,8 @@ impl BasicAuth {
         self.users.names()
     }
 
-    /// Decides on a request's `Authorization` header.
-    pub async fn check(&self, header: Option<&HeaderValue>) -> Verdict {
+    /// Decides on a request's `Authorization` header, sent from `peer`.
+    pub async fn check(&self, header: Option<&HeaderValue>, peer: IpAddr) -> Verdict {
         let Some((user, password)) = header.and_then(decode) else {
             return Verdict::Denied;
         };
@@ -170,15 +201,18 @@ impl BasicAuth {
         if known && self.cache.lock().is_ok_and(|c| c.contains(&key)) {
             return Verdict::Allowed;
         }
+        let Some(pending) = Pending::take(&self.pending, peer) else {
+            return Verdict::Busy;
+        };
         let permit =
             match tokio::time::timeout(VERIFY_WAIT, self.verifying.clone().acquire_owned()).await {
                 Ok(Ok(p)) => p,
                 _ => return Verdict::Busy,
             };
-        // The permit moves into the blocking task: a client that hangs up does not free the
-        // slot while its verification still runs.
+        // The permit and the place move into the blocking task: a client that hangs up does
+        // not free them while its verification still runs.
         let ok = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let _held = (permit, pending);
             bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)
         })
         .await
@@ -224,6 +258,9 @@ fn decode(v: &HeaderValue) -> Option<(String, String)> {
 mod tests {
     use super::*;
 
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
     fn header(user: &str, pw: &str) -> HeaderValue {
         let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
         HeaderValue::from_str(&format!("Basic {enc}")).unwrap()
@@ -235,26 +272,26 @@ mod tests {
         let m: MetricsConfig =
             toml::from_str(&format!("[basic_auth_users]\nprom = {hash:?}\n")).unwrap();
         let auth = BasicAuth::new(Users::parse(&m, None).unwrap());
-        assert_eq!(auth.check(None).await, Verdict::Denied);
+        assert_eq!(auth.check(None, A).await, Verdict::Denied);
         assert_eq!(
-            auth.check(Some(&header("prom", "nope"))).await,
+            auth.check(Some(&header("prom", "nope")), A).await,
             Verdict::Denied
         );
         assert_eq!(
-            auth.check(Some(&header("nobody", "s3cret"))).await,
+            auth.check(Some(&header("nobody", "s3cret")), A).await,
             Verdict::Denied
         );
         assert_eq!(
-            auth.check(Some(&header("prom", "s3cret"))).await,
+            auth.check(Some(&header("prom", "s3cret")), A).await,
             Verdict::Allowed
         );
         assert_eq!(auth.cache.lock().unwrap().len(), 1);
         assert_eq!(
-            auth.check(Some(&header("prom", "s3cret"))).await,
+            auth.check(Some(&header("prom", "s3cret")), A).await,
             Verdict::Allowed
         );
         let bad = HeaderValue::from_static("Bearer abc");
-        assert_eq!(auth.check(Some(&bad)).await, Verdict::Denied);
+        assert_eq!(auth.check(Some(&bad), A).await, Verdict::Denied);
     }
 
     #[tokio::test(start_paused = true)]
@@ -264,22 +301,47 @@ mod tests {
             toml::from_str(&format!("[basic_auth_users]\nprom = {hash:?}\n")).unwrap();
         let auth = BasicAuth::new(Users::parse(&m, None).unwrap());
         assert_eq!(
-            auth.check(Some(&header("prom", "s3cret"))).await,
+            auth.check(Some(&header("prom", "s3cret")), A).await,
             Verdict::Allowed
         );
         // Every verification slot taken, as by a flood of wrong passwords.
         let hold = auth.verifying.clone().acquire_owned().await.unwrap();
         assert_eq!(
-            auth.check(Some(&header("prom", "s3cret"))).await,
+            auth.check(Some(&header("prom", "s3cret")), A).await,
             Verdict::Allowed
         );
         assert_eq!(
-            auth.check(Some(&header("prom", "guess"))).await,
+            auth.check(Some(&header("prom", "guess")), A).await,
             Verdict::Busy
         );
         drop(hold);
         assert_eq!(
-            auth.check(Some(&header("prom", "guess"))).await,
+            auth.check(Some(&header("prom", "guess")), A).await,
+            Verdict::Denied
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_address_waits_for_one_verification_at_a_time() {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let m: MetricsConfig =
+            toml::from_str(&format!("[basic_auth_users]\nprom = {hash:?}\n")).unwrap();
+        let auth = BasicAuth::new(Users::parse(&m, None).unwrap());
+        // B has a verification waiting or running, as during its flood of wrong passwords.
+        let held = Pending::take(&auth.pending, B).unwrap();
+        assert_eq!(
+            auth.check(Some(&header("prom", "guess")), B).await,
+            Verdict::Busy
+        );
+        // A is not queued behind B's flood, and the place is given back afterwards.
+        assert_eq!(
+            auth.check(Some(&header("prom", "s3cret")), A).await,
+            Verdict::Allowed
+        );
+        assert!(!auth.pending.lock().unwrap().contains(&A));
+        drop(held);
+        assert_eq!(
+            auth.check(Some(&header("prom", "guess")), B).await,
             Verdict::Denied
         );
     }

@@ -2,6 +2,7 @@
 //! behind optional TLS and basic auth, with bounds on header time and size, connection age and count.
 
 use super::basic_auth::Verdict;
+use super::conn_limit::ConnLimits;
 use super::security::Security;
 use super::Metrics;
 use crate::monitor::Board;
@@ -11,21 +12,24 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus::IntGauge;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// Connections served at once; Prometheus needs one or two, this only bounds abuse. A
-/// connection beyond it is accepted and closed at once, so that it holds no descriptor.
+/// Connections served at once, from all clients together; Prometheus needs one or two, this
+/// only bounds abuse. A connection beyond it, or beyond its address's share
+/// (`[metrics] max_connections_per_address`), is accepted and closed at once, so that it holds
+/// no descriptor and waits in no backlog ahead of other clients.
 pub const MAX_CONNECTIONS: usize = 256;
 /// A client must send its request headers within this long, also between keep-alive
-/// requests (slow or idle clients are dropped).
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// requests (slow or idle clients are dropped). A deadline, not an idle timeout: a client
+/// that trickles a byte now and then is dropped all the same.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// A TLS client must finish its handshake within this long.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection is asked to close after this long (after its current response), so that no
@@ -72,9 +76,9 @@ pub async fn serve(
     state: HttpState,
     cancel: CancellationToken,
 ) -> Result<(), HttpError> {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let limits = ConnLimits::new(MAX_CONNECTIONS, state.metrics.http.open.clone());
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             r = listener.accept() => match r {
                 Ok(s) => s,
@@ -83,19 +87,26 @@ pub async fn serve(
                 Err(_) => continue,
             },
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            state.metrics.http.refused.inc();
-            drop(stream);
-            continue;
-        };
-        let slot = Slot::new(permit, &state.metrics.http.open);
-        let _ = stream.set_nodelay(true);
         let sec = state.security.borrow().clone();
+        let slot = match limits.admit(peer.ip(), sec.max_per_address) {
+            Ok(slot) => slot,
+            Err(why) => {
+                state
+                    .metrics
+                    .http
+                    .refused
+                    .with_label_values(&[why.label()])
+                    .inc();
+                drop(stream);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
         let (state, cancel) = (state.clone(), cancel.clone());
         tokio::spawn(async move {
             let _slot = slot;
             match sec.tls.clone() {
-                None => serve_conn(stream, state.clone(), sec, cancel).await,
+                None => serve_conn(stream, peer.ip(), state.clone(), sec, cancel).await,
                 Some(acceptor) => {
                     let shake =
                         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
@@ -104,7 +115,7 @@ pub async fn serve(
                         r = shake => r.ok().and_then(Result::ok),
                     };
                     match tls {
-                        Some(tls) => serve_conn(tls, state.clone(), sec, cancel).await,
+                        Some(tls) => serve_conn(tls, peer.ip(), state.clone(), sec, cancel).await,
                         None => state.metrics.http.tls_handshake_failures.inc(),
                     }
                 }
@@ -113,37 +124,19 @@ pub async fn serve(
     }
 }
 
-/// A connection's place under the limit, counted in `steward_http_connections`; given back
-/// when the connection task ends, however it ends.
-struct Slot {
-    _permit: OwnedSemaphorePermit,
-    open: IntGauge,
-}
-
-impl Slot {
-    fn new(permit: OwnedSemaphorePermit, open: &IntGauge) -> Slot {
-        open.inc();
-        Slot {
-            _permit: permit,
-            open: open.clone(),
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.open.dec();
-    }
-}
-
 /// Serves one (plain or TLS) connection under the header, age and shutdown bounds.
-async fn serve_conn<I>(io: I, state: HttpState, sec: Arc<Security>, cancel: CancellationToken)
-where
+async fn serve_conn<I>(
+    io: I,
+    peer: IpAddr,
+    state: HttpState,
+    sec: Arc<Security>,
+    cancel: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| {
         let (state, sec) = (state.clone(), sec.clone());
-        async move { Ok::<_, Infallible>(handle(&state, &sec, req).await) }
+        async move { Ok::<_, Infallible>(handle(&state, &sec, peer, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -171,11 +164,12 @@ fn is_open(path: &str) -> bool {
 async fn handle(
     state: &HttpState,
     sec: &Security,
+    peer: IpAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     if let Some(auth) = &sec.auth {
         if !is_open(req.uri().path()) {
-            match auth.check(req.headers().get(AUTHORIZATION)).await {
+            match auth.check(req.headers().get(AUTHORIZATION), peer).await {
                 Verdict::Allowed => {}
                 Verdict::Denied => {
                     state

@@ -7,7 +7,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge};
 /// Every HTTP endpoint metric handle.
 pub struct HttpMetrics {
     pub open: IntGauge,
-    pub refused: IntCounter,
+    pub refused: IntCounterVec,
     pub tls_handshake_failures: IntCounter,
     pub auth_failures: IntCounterVec,
 }
@@ -19,9 +19,10 @@ impl HttpMetrics {
                 "steward_http_connections",
                 "HTTP connections open now.",
             )?,
-            refused: r.counter0(
+            refused: r.counter(
                 "steward_http_connections_refused_total",
-                "HTTP connections closed at once because the connection limit was reached.",
+                "HTTP connections closed at once: limit (all clients together) or per_address (one client address's share, [metrics] max_connections_per_address).",
+                &["reason"],
             )?,
             tls_handshake_failures: r.counter0(
                 "steward_http_tls_handshake_failures_total",
@@ -33,6 +34,9 @@ impl HttpMetrics {
                 &["reason"],
             )?,
         };
+        for why in super::conn_limit::Refusal::ALL {
+            m.refused.with_label_values(&[why.label()]);
+        }
         for reason in ["denied", "busy"] {
             m.auth_failures.with_label_values(&[reason]);
         }

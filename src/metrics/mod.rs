@@ -5,6 +5,7 @@ mod audit;
 mod backup;
 pub mod basic_auth;
 mod cache;
+mod conn_limit;
 pub mod http;
 mod http_stats;
 pub mod security;

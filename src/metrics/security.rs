@@ -1,5 +1,6 @@
-//! What guards the HTTP endpoint right now (TLS acceptor, basic-auth verifier), rebuilt from
-//! the files at start and on every reload, and handed to new connections through a `watch`.
+//! What guards the HTTP endpoint right now (TLS acceptor, basic-auth verifier, the per-address
+//! connection cap), rebuilt from the files at start and on every reload, and handed to new
+//! connections through a `watch`.
 
 use super::basic_auth::{BasicAuth, Users};
 use crate::config::MetricsConfig;
@@ -19,10 +20,11 @@ pub enum SecurityError {
 }
 
 /// The guards a connection is served with; a connection keeps the ones it started with.
-#[derive(Default)]
 pub struct Security {
     pub tls: Option<TlsAcceptor>,
     pub auth: Option<BasicAuth>,
+    /// `[metrics] max_connections_per_address`, so that a reload changes it live.
+    pub max_per_address: usize,
 }
 
 impl Security {
@@ -39,7 +41,11 @@ impl Security {
         } else {
             None
         };
-        Ok(Security { tls, auth })
+        Ok(Security {
+            tls,
+            auth,
+            max_per_address: m.max_connections_per_address,
+        })
     }
 }
 
@@ -64,12 +70,11 @@ impl SecurityHandle {
         self.tx.subscribe()
     }
 
-    /// Re-reads the files; on error the previous guards stay and the error is returned.
-    pub fn reload(&self, m: &MetricsConfig) -> Result<(), SecurityError> {
-        let sec = Security::build(m)?;
+    /// Puts guards built by [`Security::build`] (on reload, off the async threads) in use for
+    /// new connections.
+    pub fn install(&self, sec: Security, m: &MetricsConfig) {
         log(&sec, m);
         self.tx.send_replace(Arc::new(sec));
-        Ok(())
     }
 }
 

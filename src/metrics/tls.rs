@@ -1,6 +1,7 @@
 //! TLS for the HTTP endpoint: loading `[metrics] tls_cert` / `tls_key` into a rustls acceptor
 //! (ring provider, TLS 1.2 and 1.3, HTTP/1.1 by ALPN).
 
+use crate::config::regular_file::{read_regular, ReadError, SECRET_CAP};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
@@ -10,6 +11,12 @@ use tokio_rustls::TlsAcceptor;
 /// Why the certificate or key could not be used; names the file, never quotes its content.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    #[error("cannot read {path} ({key}): {source}")]
+    Read {
+        key: &'static str,
+        path: PathBuf,
+        source: ReadError,
+    },
     #[error("cannot read the certificate {path}: {source}; check metrics.tls_cert")]
     Cert {
         path: PathBuf,
@@ -36,6 +43,7 @@ impl TlsError {
     /// The config key at fault, for validation problems.
     pub fn key(&self) -> &'static str {
         match self {
+            TlsError::Read { key, .. } => key,
             TlsError::Cert { .. } | TlsError::NoCert { .. } => "metrics.tls_cert",
             TlsError::Key { .. } | TlsError::Pair { .. } => "metrics.tls_key",
         }
@@ -43,10 +51,13 @@ impl TlsError {
 }
 
 /// Reads the PEM chain and key and builds an acceptor; a key that does not match the
-/// certificate is refused here rather than at the first handshake.
+/// certificate is refused here rather than at the first handshake. Both must be regular files
+/// of at most 64 KiB, so that a FIFO or a device cannot hang or bloat a reload.
 pub fn load(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    let cert_pem = read("metrics.tls_cert", cert)?;
+    let key_pem = read("metrics.tls_key", key)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Cert {
             path: cert.to_path_buf(),
             source,
@@ -56,7 +67,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
             path: cert.to_path_buf(),
         });
     }
-    let private = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+    let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| TlsError::Key {
         path: key.to_path_buf(),
         source,
     })?;
@@ -74,4 +85,12 @@ pub fn load(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
         .map_err(pair)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    read_regular(path, SECRET_CAP).map_err(|source| TlsError::Read {
+        key,
+        path: path.to_path_buf(),
+        source,
+    })
 }
