@@ -1,4 +1,9 @@
-//! Secret handling: a URL type that never prints its password, and scrubbing of free text.
+//! Secret handling: a connection-string type that never prints its password (URL, libpq
+//! key=value string, or a value that parses as neither), and scrubbing of free text.
+
+mod dsn;
+mod malformed;
+mod url;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -64,60 +69,34 @@ impl<'de> Deserialize<'de> for SecretUrl {
     }
 }
 
-/// Redacts a URL (`scheme://user:pass@host/db?password=x`) or a key=value DSN (`password=x`).
+/// Redacts any connection string: a `scheme://` URL, a libpq key=value string, or anything
+/// else (a mistyped scheme, none at all), whose password is then found by its shape. Safe for
+/// any input: what cannot be read is masked rather than shown.
 pub fn redact_conninfo(s: &str) -> String {
-    if s.contains("://") {
-        redact_url(s)
-    } else {
-        redact_dsn(s)
+    match Shape::of(s) {
+        Shape::Url => url::redact(s),
+        Shape::Dsn => dsn::redact(s),
+        Shape::Malformed => malformed::redact(s),
     }
 }
 
-fn redact_url(s: &str) -> String {
-    match url::Url::parse(s) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some(MASK));
-            }
-            let pairs: Vec<(String, String)> = u
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if is_secret_key(&k) {
-                        MASK.to_string()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            if !pairs.is_empty() {
-                u.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            let out = u.to_string().replace("%2A%2A%2A", MASK);
-            // A raw password with a character URLs reserve (`#`, `/`, `?`) makes the parser
-            // see no password at all; whatever sits between `user:` and the last `@` then
-            // must not show.
-            match raw_userinfo_password(s) {
-                Some(p) if u.password() != Some(p) && out.contains(p) => {
-                    format!("{}://{MASK}", u.scheme())
-                }
-                _ => out,
-            }
+/// How a connection string is read.
+enum Shape {
+    Url,
+    Dsn,
+    Malformed,
+}
+
+impl Shape {
+    fn of(s: &str) -> Self {
+        if url::has_scheme(s) {
+            Shape::Url
+        } else if dsn::looks_like(s) {
+            Shape::Dsn
+        } else {
+            Shape::Malformed
         }
-        // Unparseable: keep only the scheme so nothing inside can leak.
-        Err(_) => match s.split_once("://") {
-            Some((scheme, _)) => format!("{scheme}://{MASK}"),
-            None => MASK.to_string(),
-        },
     }
-}
-
-/// The text between the first `:` after `scheme://` and the last `@`, if any.
-fn raw_userinfo_password(s: &str) -> Option<&str> {
-    let (_, rest) = s.split_once("://")?;
-    let userinfo = &rest[..rest.rfind('@')?];
-    let (_, pw) = userinfo.split_once(':')?;
-    (!pw.is_empty()).then_some(pw)
 }
 
 fn is_secret_key(k: &str) -> bool {
@@ -125,83 +104,17 @@ fn is_secret_key(k: &str) -> bool {
     k == "password" || k == "pass" || k == "passwd" || k == "sslpassword" || k == "auth"
 }
 
-/// Splits a libpq key=value DSN into (key, raw value including quotes) spans.
-fn dsn_pairs(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = s.trim_start();
-    while let Some(eq) = rest.find('=') {
-        let key = rest[..eq].trim().to_string();
-        let after = rest[eq + 1..].trim_start();
-        let (val, next) = if let Some(stripped) = after.strip_prefix('\'') {
-            let mut end = stripped.len();
-            let mut escaped = false;
-            for (i, c) in stripped.char_indices() {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == '\'' {
-                    end = i;
-                    break;
-                }
-            }
-            let close = (end + 1).min(stripped.len());
-            (format!("'{}", &stripped[..close]), &stripped[close..])
-        } else {
-            let end = after.find(char::is_whitespace).unwrap_or(after.len());
-            (after[..end].to_string(), &after[end..])
-        };
-        out.push((key, val));
-        rest = next.trim_start();
-    }
-    out
-}
-
-fn redact_dsn(s: &str) -> String {
-    let pairs = dsn_pairs(s);
-    if pairs.is_empty() {
-        return s.to_string();
-    }
-    pairs
-        .into_iter()
-        .map(|(k, v)| {
-            if is_secret_key(&k) {
-                format!("{k}={MASK}")
-            } else {
-                format!("{k}={v}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn conninfo_secrets(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if s.contains("://") {
-        if let Ok(u) = url::Url::parse(s) {
-            if let Some(p) = u.password() {
-                out.push(p.to_string());
-            }
-            for (k, v) in u.query_pairs() {
-                if is_secret_key(&k) {
-                    out.push(v.into_owned());
-                }
-            }
-        }
-    } else {
-        for (k, v) in dsn_pairs(s) {
-            if is_secret_key(&k) {
-                // As written (a driver may echo the fragment) and as libpq reads it.
-                out.push(dsn_unquote(&v));
-                out.push(v);
-            }
-        }
-    }
+    let mut out = match Shape::of(s) {
+        Shape::Url => url::secrets(s),
+        Shape::Dsn => dsn::secrets(s),
+        Shape::Malformed => malformed::secrets(s),
+    };
     let decoded: Vec<String> = out
         .iter()
         .flat_map(|p| {
             let pair = format!("x={p}");
-            let form = url::form_urlencoded::parse(pair.as_bytes())
+            let form = ::url::form_urlencoded::parse(pair.as_bytes())
                 .next()
                 .map(|(_, v)| v.into_owned());
             // `%XX` decoded, a `+` left a `+` (as in a URL's userinfo).
@@ -217,26 +130,6 @@ fn conninfo_secrets(s: &str) -> Vec<String> {
     out.retain(|p| !p.is_empty() && p != MASK);
     out.sort();
     out.dedup();
-    out
-}
-
-/// A DSN value as libpq reads it: outer single quotes removed, `\\x` read as `x`.
-fn dsn_unquote(v: &str) -> String {
-    let Some(inner) = v.strip_prefix('\'') else {
-        return v.to_string();
-    };
-    let inner = inner.strip_suffix('\'').unwrap_or(inner);
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(n) = chars.next() {
-                out.push(n);
-            }
-        } else {
-            out.push(c);
-        }
-    }
     out
 }
 
@@ -270,10 +163,11 @@ impl Scrubber {
     }
 }
 
-/// Redacts the password of every `scheme://user:pass@` URL and every `password=` pair in
-/// text, and every age secret key (`AGE-SECRET-KEY-1…`, in either case).
+/// Redacts the password of every `scheme://user:pass@` URL (or `user:pass@host` with a
+/// mistyped scheme) and every `password=` value (read by libpq's rules) in text, and every age
+/// secret key (`AGE-SECRET-KEY-1…`, in either case).
 pub fn scrub_urls(text: &str) -> String {
-    mask_age_keys(&scrub_url_words(text))
+    mask_age_keys(&scrub_url_words(&dsn::scrub_text(text)))
 }
 
 /// How an age secret key starts (bech32: the rest is letters and digits of one case).
@@ -301,28 +195,27 @@ pub fn mask_age_keys(text: &str) -> String {
     out
 }
 
+/// Redacts every space-separated word that holds a URL's userinfo: `scheme://…@…` read as a
+/// URL, any other `…:…@…` by its shape.
 fn scrub_url_words(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for (i, word) in text.split(' ').enumerate() {
         if i > 0 {
             out.push(' ');
         }
-        let lower = word.to_ascii_lowercase();
-        if word.contains("://") && word.contains('@') {
-            let trimmed = word.trim_matches(|c| c == '"' || c == '`' || c == '\'' || c == ',');
-            let start = word.find(trimmed).unwrap_or(0);
-            out.push_str(&word[..start]);
-            out.push_str(&redact_url(trimmed));
-            out.push_str(&word[start + trimmed.len()..]);
-        } else if let Some(pos) = ["password=", "passwd=", "sslpassword="]
-            .iter()
-            .find_map(|k| lower.find(k).map(|p| p + k.len()))
-        {
-            out.push_str(&word[..pos]);
-            out.push_str(MASK);
-        } else {
+        if !word.contains('@') {
             out.push_str(word);
+            continue;
         }
+        let trimmed = word.trim_matches(|c| c == '"' || c == '`' || c == '\'' || c == ',');
+        let start = word.find(trimmed).unwrap_or(0);
+        out.push_str(&word[..start]);
+        if word.contains("://") {
+            out.push_str(&url::redact(trimmed));
+        } else {
+            out.push_str(&malformed::redact(trimmed));
+        }
+        out.push_str(&word[start + trimmed.len()..]);
     }
     out
 }
@@ -405,5 +298,86 @@ mod tests {
             !t.contains("pw123") && !t.contains("other") && !t.contains("zzz"),
             "{t}"
         );
+    }
+
+    /// The mistyped URLs of issue 12 (item 1): redacted form, and the password to hide.
+    const MISTYPED: &[(&str, &str, &str)] = &[
+        (
+            "postgres:/u:Sp3cPW@127.0.0.1/app",
+            "postgres:/u:***@127.0.0.1/app",
+            "Sp3cPW",
+        ),
+        ("postgres//u:pw@h", "postgres//u:***@h", "pw"),
+        ("//u:pw@h/app", "//u:***@h/app", "pw"),
+        ("u:pw@h/app", "u:***@h/app", "pw"),
+        ("redis:/:pw@h", "redis:/:***@h", "pw"),
+        ("redis//:pw@h", "redis//:***@h", "pw"),
+        (":pw@h:6379/0", ":***@h:6379/0", "pw"),
+    ];
+
+    #[test]
+    fn mistyped_urls_are_masked_and_their_password_scrubbed() {
+        for (input, want, pw) in MISTYPED {
+            let u = SecretUrl::new(*input);
+            assert_eq!(&u.redacted(), want, "{input:?}");
+            assert_eq!(&format!("{u}"), want);
+            assert!(u.secrets().contains(&pw.to_string()), "{input:?}");
+            // A driver error quoting the value, scrubbed with what the value yields.
+            let said = format!("invalid connection string \"{input}\": no scheme");
+            let out = Scrubber::new(u.secrets()).scrub(&said);
+            assert!(out.contains(want), "{out}");
+            // Free text alone (no known secrets) masks it by shape too.
+            assert!(scrub_urls(&said).contains(want), "{}", scrub_urls(&said));
+        }
+        let u = SecretUrl::new("postgres:/u:Sp3cPW@127.0.0.1/app");
+        let out = Scrubber::new(u.secrets()).scrub("auth failed with Sp3cPW");
+        assert_eq!(out, "auth failed with ***");
+    }
+
+    #[test]
+    fn redaction_is_safe_for_any_input() {
+        let cases = [
+            ("host=db password=a://b@c", "a://b"),
+            ("foo password=x9@h", "x9"),
+            ("postgres:u:pw10@h", "pw10"),
+            ("postgres:/u:pw11", "pw11"),
+            ("postgres://u:pw12@[bad", "pw12"),
+        ];
+        for (input, pw) in cases {
+            let r = redact_conninfo(input);
+            assert!(!r.contains(pw), "{input:?} → {r:?}");
+            assert!(
+                SecretUrl::new(input)
+                    .secrets()
+                    .iter()
+                    .any(|s| s.contains(pw)),
+                "{input:?}: {:?}",
+                SecretUrl::new(input).secrets()
+            );
+        }
+        assert_eq!(redact_conninfo(""), "");
+        assert_eq!(redact_conninfo("localhost"), "localhost");
+    }
+
+    #[test]
+    fn dsn_escapes_are_read_as_libpq_reads_them() {
+        let u = SecretUrl::new(r"host=db password=Sp3c\ TAIL dbname=x");
+        assert_eq!(u.redacted(), "host=db password=*** dbname=x");
+        assert!(u.secrets().contains(&"Sp3c TAIL".to_string()));
+        assert!(u.secrets().contains(&r"Sp3c\ TAIL".to_string()));
+        let u = SecretUrl::new("host = db password = 'x y' dbname = x");
+        assert_eq!(u.redacted(), "host = db password = *** dbname = x");
+        for text in [
+            r"connection to host=db password=Sp3c\ TAIL failed",
+            "connection to host=db password = 'x y' failed",
+            "connection to host=db PASSWORD=\"x y\" failed",
+        ] {
+            let out = scrub_urls(text);
+            assert!(
+                !out.contains("TAIL") && !out.contains("x y") && !out.contains(" y"),
+                "{text:?} → {out:?}"
+            );
+            assert!(out.ends_with("*** failed"), "{out}");
+        }
     }
 }
