@@ -39,6 +39,18 @@ impl SecretUrl {
         conninfo_secrets(&self.0)
     }
 
+    /// What is wrong with the shape of a value that is not a `scheme://` URL and that libpq
+    /// would not read as a key=value string, said without quoting it; `None` when the shape
+    /// is fine (a URL's parser then has its say). For the error that refuses the value, in
+    /// place of a driver's message that may quote part of it.
+    pub fn shape_problem(&self) -> Option<String> {
+        match Shape::of(&self.0) {
+            Shape::Url => None,
+            Shape::Dsn => dsn::shape_problem(&self.0),
+            Shape::Malformed => Some(malformed::shape_problem(&self.0)),
+        }
+    }
+
     /// True when no value was given.
     pub fn is_empty(&self) -> bool {
         self.0.trim().is_empty()

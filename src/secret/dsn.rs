@@ -108,6 +108,24 @@ pub(super) fn redact(s: &str) -> String {
     out
 }
 
+/// What libpq would refuse in the shape of a key=value string, said without quoting any of
+/// it (a driver's own message may quote a character of a password, or a mangled key).
+pub(super) fn shape_problem(s: &str) -> Option<String> {
+    let tokens = tokens(s);
+    if tokens.iter().any(|t| matches!(t, Token::Bare(_))) {
+        return Some(
+            "a word in it has no `=` after it: a value with a space must be in single quotes \
+             ('…') or have the space escaped with a backslash"
+                .into(),
+        );
+    }
+    let bad_key = |t: &Token| matches!(t, Token::Pair { key, .. } if !is_keyword(&s[key.clone()]));
+    tokens
+        .iter()
+        .any(bad_key)
+        .then(|| "a key in it is not a keyword (letters, digits and _, as in host=… user=…)".into())
+}
+
 /// The value of every secret key, as written (a driver may echo it) and as libpq reads it.
 pub(super) fn secrets(s: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -293,6 +311,16 @@ mod tests {
             assert_eq!(&got, want, "{input:?}");
             assert!(!got.contains(secret), "{input:?} → {got:?}");
         }
+    }
+
+    #[test]
+    fn shape_problems_quote_nothing() {
+        let p = shape_problem("host=db password=my secret").unwrap();
+        assert!(p.contains("single quotes") && !p.contains("secret"), "{p}");
+        let p = shape_problem("host=db u:pw9@h=x").unwrap();
+        assert!(p.contains("not a keyword") && !p.contains("pw9"), "{p}");
+        assert_eq!(shape_problem(r"host=db password=Sp3c\ TAIL"), None);
+        assert_eq!(shape_problem("host = db password = 'x y'"), None);
     }
 
     #[test]

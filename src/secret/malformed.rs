@@ -67,6 +67,43 @@ pub(super) fn secrets(s: &str) -> Vec<String> {
     out
 }
 
+/// The schemes steward reads, for telling `postgres:u@h` (a lost `//`) from `u:pw@h`.
+const SCHEMES: &[&str] = &[
+    "postgres",
+    "postgresql",
+    "redis",
+    "rediss",
+    "unix",
+    "redis+unix",
+];
+
+/// What is wrong with the shape, said so that the operator can fix it. Quotes nothing but a
+/// scheme-like start (letters, digits, `+-.`), which holds no secret.
+pub(super) fn shape_problem(s: &str) -> String {
+    let t = s.trim_start();
+    let len = t
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+        .unwrap_or(t.len());
+    let (scheme, rest) = t.split_at(len);
+    let lettered = t.starts_with(|c: char| c.is_ascii_alphabetic());
+    if lettered && rest.starts_with(":/") {
+        format!("`{scheme}:/` has one slash where a URL has two: start it with {scheme}://")
+    } else if lettered && rest.starts_with("//") {
+        format!("`{scheme}//` lacks the colon after the scheme: start it with {scheme}://")
+    } else if rest.starts_with(':') && SCHEMES.iter().any(|k| k.eq_ignore_ascii_case(scheme)) {
+        format!("`{scheme}:` is not followed by `//`: start it with {scheme}://")
+    } else if t.starts_with("//") {
+        "it starts with `//` but has no scheme before it: write postgres://… or redis://…".into()
+    } else if t.contains('@') {
+        "it has no scheme: a URL starts with postgres:// or redis://, a key=value string with \
+         key=value (host=… user=…)"
+            .into()
+    } else {
+        "it is neither a URL (postgres://… or redis://…) nor a key=value string (host=… user=…)"
+            .into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +153,27 @@ mod tests {
             );
         }
         assert!(secrets("user@host/db").is_empty());
+    }
+
+    #[test]
+    fn the_shape_problem_says_what_to_write() {
+        let cases = [
+            (
+                "postgres:/u:Sp3cPW@127.0.0.1/app",
+                "`postgres:/` has one slash",
+            ),
+            ("postgres//u:pw@h", "`postgres//` lacks the colon"),
+            ("redis//:pw@h", "write redis://"),
+            ("postgres:u:pw@h", "`postgres:` is not followed by `//`"),
+            ("//u:pw@h/app", "no scheme before it"),
+            ("u:pw@h/app", "it has no scheme"),
+            (":pw@h:6379/0", "it has no scheme"),
+            ("localhost", "neither a URL"),
+        ];
+        for (input, want) in cases {
+            let got = shape_problem(input);
+            assert!(got.contains(want), "{input:?}: {got}");
+            assert!(!got.contains("pw@") && !got.contains("Sp3c"), "{got}");
+        }
     }
 }
