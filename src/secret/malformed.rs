@@ -163,7 +163,7 @@ mod tests {
                 "`postgres:/` has one slash",
             ),
             ("postgres//u:pw@h", "`postgres//` lacks the colon"),
-            ("redis//:pw@h", "write redis://"),
+            ("redis//:pw@h", "start it with redis://"),
             ("postgres:u:pw@h", "`postgres:` is not followed by `//`"),
             ("//u:pw@h/app", "no scheme before it"),
             ("u:pw@h/app", "it has no scheme"),
