@@ -3,6 +3,8 @@
 
 mod dsn;
 mod malformed;
+#[cfg(test)]
+mod props;
 mod url;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -163,9 +165,16 @@ impl Scrubber {
         Self { secrets }
     }
 
-    /// The text with every secret masked.
+    /// The text with every secret masked. The known secrets and the `password=` values are
+    /// found in the text as given, so that masking one cannot hide another (a URL-shaped piece
+    /// of a password with a space, a secret that cuts into `password`); then URLs are
+    /// redacted, and the known secrets masked again in what their normalising shows.
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = scrub_urls(text);
+        let mut ranges = dsn::text_values(text);
+        for s in &self.secrets {
+            ranges.extend(text.match_indices(s.as_str()).map(|(i, m)| i..i + m.len()));
+        }
+        let mut out = scrub_urls(&mask_ranges(text, ranges));
         for s in &self.secrets {
             if out.contains(s.as_str()) {
                 out = out.replace(s.as_str(), MASK);
@@ -173,6 +182,24 @@ impl Scrubber {
         }
         out
     }
+}
+
+/// The text with each of the byte ranges (overlapping ones merged) replaced by [`MASK`].
+fn mask_ranges(text: &str, mut ranges: Vec<std::ops::Range<usize>>) -> String {
+    ranges.sort_by_key(|r| (r.start, r.end));
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    let mut iter = ranges.into_iter().peekable();
+    while let Some(mut r) = iter.next() {
+        while let Some(next) = iter.next_if(|n| n.start <= r.end) {
+            r.end = r.end.max(next.end);
+        }
+        out.push_str(&text[at..r.start]);
+        out.push_str(MASK);
+        at = r.end;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// Redacts the password of every `scheme://user:pass@` URL (or `user:pass@host` with a
@@ -207,8 +234,8 @@ pub fn mask_age_keys(text: &str) -> String {
     out
 }
 
-/// Redacts every space-separated word that holds a URL's userinfo: `scheme://…@…` read as a
-/// URL, any other `…:…@…` by its shape.
+/// Redacts every space-separated word that holds a URL's userinfo: one starting with
+/// `scheme://` read as a URL, any other `…:…@…` by its shape.
 fn scrub_url_words(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for (i, word) in text.split(' ').enumerate() {
@@ -222,7 +249,7 @@ fn scrub_url_words(text: &str) -> String {
         let trimmed = word.trim_matches(|c| c == '"' || c == '`' || c == '\'' || c == ',');
         let start = word.find(trimmed).unwrap_or(0);
         out.push_str(&word[..start]);
-        if word.contains("://") {
+        if url::has_scheme(trimmed) {
             out.push_str(&url::redact(trimmed));
         } else {
             out.push_str(&malformed::redact(trimmed));
@@ -391,5 +418,19 @@ mod tests {
             );
             assert!(out.ends_with("*** failed"), "{out}");
         }
+    }
+
+    /// Cases the properties in `props` found: masking by shape must not hide a known secret
+    /// from the literal masking, nor a literal the shape.
+    #[test]
+    fn one_masking_does_not_hide_what_another_finds() {
+        let out = scrub_urls("bad value postgres:/://A0b@a here");
+        assert!(!out.contains("A0b"), "{out}");
+        let s = Scrubber::new(vec!["0!AA :A".into()]);
+        let out = s.scrub("bad value postgres:/:0!AA :A@. here");
+        assert!(!out.contains("0!AA"), "{out}");
+        let s = Scrubber::new(vec!["ss".into()]);
+        let out = s.scrub("auth with password=zz9 failed");
+        assert_eq!(out, "auth with pa***word=*** failed");
     }
 }

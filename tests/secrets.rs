@@ -108,7 +108,10 @@ fn dsn_escaped(pg: &Postgres, password: &str) -> String {
             _ => vec![c],
         })
         .collect();
-    format!("host=127.0.0.1 port={} user={PG_USER} password={escaped} dbname={PG_DB} connect_timeout=5", pg.port)
+    format!(
+        "host=127.0.0.1 port={} user={PG_USER} password={escaped} dbname={PG_DB} connect_timeout=5",
+        pg.port
+    )
 }
 
 fn query_url(pg: &Postgres, password: &str) -> String {

@@ -72,12 +72,7 @@ fn with_bad(s: &Settings, bad: &Bad) -> Settings {
     match bad.key {
         "postgres.url" => s.pg_url = Some(bad.value.clone()),
         "redis.url" => s.redis_url = Some(bad.value.clone()),
-        _ => {
-            s.backup += &format!(
-                "\n[backup.encryption]\nrecipients = [{:?}]\n",
-                bad.value
-            )
-        }
+        _ => s.backup += &format!("\n[backup.encryption]\nrecipients = [{:?}]\n", bad.value),
     }
     s
 }
@@ -106,7 +101,11 @@ fn leaks(bad: &Bad, texts: &[(String, String)]) -> Vec<String> {
 
 /// A refusal must say which key is wrong and exit 1, and show the value only masked.
 fn assert_refused(bad: &Bad, what: &str, out: &CmdOutput, key: &str) {
-    assert_eq!(out.code, 1, "{} ({what}) was not refused: {out:?}", bad.name);
+    assert_eq!(
+        out.code, 1,
+        "{} ({what}) was not refused: {out:?}",
+        bad.name
+    );
     assert!(
         out.all().contains(key),
         "{} ({what}): the refusal does not name {key}: {out:?}",
@@ -156,7 +155,10 @@ fn unreadable_values_are_refused_without_their_secrets() {
             std::fs::write(&file, s.render()).unwrap();
             let cfg = file.to_string_lossy().into_owned();
             let env = [(var.to_string(), bad.value.clone())];
-            for args in [&["check-config", "--config", &cfg][..], &["run", "--config", &cfg]] {
+            for args in [
+                &["check-config", "--config", &cfg][..],
+                &["run", "--config", &cfg],
+            ] {
                 let what = format!("{var}=… {}", args.join(" "));
                 let out = steward_cmd(args, &dir, &env);
                 assert_refused(&bad, &what, &out, bad.key);
@@ -191,11 +193,15 @@ fn reload_to_an_unreadable_value_shows_no_secret() {
         texts.push(("reload".to_string(), out.all()));
         st.signal(libc::SIGHUP);
         let failed = (3 * (i + 1)) as f64;
-        st.wait_until(std::time::Duration::from_secs(10), "the refused SIGHUP", |st| {
-            st.metric("steward_config_reloads_total", &[("result", "failure")])
-                .unwrap_or(0.0)
-                >= failed
-        });
+        st.wait_until(
+            std::time::Duration::from_secs(10),
+            "the refused SIGHUP",
+            |st| {
+                st.metric("steward_config_reloads_total", &[("result", "failure")])
+                    .unwrap_or(0.0)
+                    >= failed
+            },
+        );
         texts.push(("log".into(), st.log()));
         texts.push((
             "audit".into(),
@@ -205,6 +211,10 @@ fn reload_to_an_unreadable_value_shows_no_secret() {
     }
     st.write_config(&good);
     assert_eq!(st.ctl(&["reload"]).code, 0, "the good config again");
-    assert!(st.up("postgres").unwrap_or(false), "{}", tail(&st.log(), 40));
+    assert!(
+        st.up("postgres").unwrap_or(false),
+        "{}",
+        tail(&st.log(), 40)
+    );
     assert!(found.is_empty(), "secrets shown:\n{}", found.join("\n"));
 }

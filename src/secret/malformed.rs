@@ -8,8 +8,9 @@
 use super::{dsn, MASK};
 use std::ops::Range;
 
-/// Where the user part starts: after a scheme-like start (`scheme:/`, `scheme//`) and any
-/// slashes. `u:pw@h` has no such start: `u` is the user.
+/// Where the user part starts: after a scheme-like start (`scheme:/` of a scheme steward
+/// reads, `anything//`) and any slashes. `u:pw@h` and `u:/pw@h` have no such start: `u` is
+/// the user.
 fn user_start(s: &str) -> usize {
     let b = s.as_bytes();
     let mut i = 0;
@@ -21,7 +22,8 @@ fn user_start(s: &str) -> usize {
         {
             i += 1;
         }
-        if b.get(i) == Some(&b':') && b.get(i + 1) == Some(&b'/') {
+        let known = SCHEMES.iter().any(|k| k.eq_ignore_ascii_case(&s[..i]));
+        if known && b.get(i) == Some(&b':') && b.get(i + 1) == Some(&b'/') {
             i += 1;
         } else if b.get(i) != Some(&b'/') {
             i = 0;
@@ -33,15 +35,16 @@ fn user_start(s: &str) -> usize {
     i
 }
 
-/// The byte range of the password, if the string holds one by its shape.
+/// The byte range of the password, if the string holds one by its shape. Where the user part
+/// has no `:`, the scheme-like start may have been a user with a password starting with `/`
+/// (`u:/pw@h`): the first `:` of all then starts the password.
 fn password_range(s: &str) -> Option<Range<usize>> {
-    let start = user_start(s);
-    let end = match s.rfind('@') {
-        Some(at) if at >= start => at,
-        Some(_) => return None,
-        None => s.len(),
-    };
-    let colon = start + s[start..end].find(':')?;
+    let end = s.rfind('@').unwrap_or(s.len());
+    let start = user_start(s).min(end);
+    let colon = s[start..end]
+        .find(':')
+        .map(|c| start + c)
+        .or_else(|| s[..end].find(':'))?;
     (colon + 1 < end).then_some(colon + 1..end)
 }
 
@@ -130,6 +133,8 @@ mod tests {
             "q9",
         ),
         ("postgres:u:pw10@h", "postgres:***@h", "pw10"),
+        ("u:/pw11@h/app", "u:***@h/app", "/pw11"),
+        ("postgres:/pw12@h", "postgres:***@h", "pw12"),
         ("localhost", "localhost", "\u{0}"),
         ("user@host/db", "user@host/db", "\u{0}"),
     ];
