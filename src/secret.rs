@@ -1,4 +1,13 @@
-//! Secret handling: a URL type that never prints its password, and scrubbing of free text.
+//! Secret handling: a connection-string type that never prints its password (URL, libpq
+//! key=value string, or a value that parses as neither), and scrubbing of free text.
+
+mod dsn;
+mod malformed;
+#[cfg(test)]
+mod props;
+#[cfg(test)]
+mod tests;
+mod url;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -34,6 +43,18 @@ impl SecretUrl {
         conninfo_secrets(&self.0)
     }
 
+    /// What is wrong with the shape of a value that is not a `scheme://` URL and that libpq
+    /// would not read as a key=value string, said without quoting it; `None` when the shape
+    /// is fine (a URL's parser then has its say). For the error that refuses the value, in
+    /// place of a driver's message that may quote part of it.
+    pub fn shape_problem(&self) -> Option<String> {
+        match Shape::of(&self.0) {
+            Shape::Url => None,
+            Shape::Dsn => dsn::shape_problem(&self.0),
+            Shape::Malformed => Some(malformed::shape_problem(&self.0)),
+        }
+    }
+
     /// True when no value was given.
     pub fn is_empty(&self) -> bool {
         self.0.trim().is_empty()
@@ -64,60 +85,34 @@ impl<'de> Deserialize<'de> for SecretUrl {
     }
 }
 
-/// Redacts a URL (`scheme://user:pass@host/db?password=x`) or a key=value DSN (`password=x`).
+/// Redacts any connection string: a `scheme://` URL, a libpq key=value string, or anything
+/// else (a mistyped scheme, none at all), whose password is then found by its shape. Safe for
+/// any input: what cannot be read is masked rather than shown.
 pub fn redact_conninfo(s: &str) -> String {
-    if s.contains("://") {
-        redact_url(s)
-    } else {
-        redact_dsn(s)
+    match Shape::of(s) {
+        Shape::Url => url::redact(s),
+        Shape::Dsn => dsn::redact(s),
+        Shape::Malformed => malformed::redact(s),
     }
 }
 
-fn redact_url(s: &str) -> String {
-    match url::Url::parse(s) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some(MASK));
-            }
-            let pairs: Vec<(String, String)> = u
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if is_secret_key(&k) {
-                        MASK.to_string()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            if !pairs.is_empty() {
-                u.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            let out = u.to_string().replace("%2A%2A%2A", MASK);
-            // A raw password with a character URLs reserve (`#`, `/`, `?`) makes the parser
-            // see no password at all; whatever sits between `user:` and the last `@` then
-            // must not show.
-            match raw_userinfo_password(s) {
-                Some(p) if u.password() != Some(p) && out.contains(p) => {
-                    format!("{}://{MASK}", u.scheme())
-                }
-                _ => out,
-            }
+/// How a connection string is read.
+enum Shape {
+    Url,
+    Dsn,
+    Malformed,
+}
+
+impl Shape {
+    fn of(s: &str) -> Self {
+        if url::has_scheme(s) {
+            Shape::Url
+        } else if dsn::looks_like(s) {
+            Shape::Dsn
+        } else {
+            Shape::Malformed
         }
-        // Unparseable: keep only the scheme so nothing inside can leak.
-        Err(_) => match s.split_once("://") {
-            Some((scheme, _)) => format!("{scheme}://{MASK}"),
-            None => MASK.to_string(),
-        },
     }
-}
-
-/// The text between the first `:` after `scheme://` and the last `@`, if any.
-fn raw_userinfo_password(s: &str) -> Option<&str> {
-    let (_, rest) = s.split_once("://")?;
-    let userinfo = &rest[..rest.rfind('@')?];
-    let (_, pw) = userinfo.split_once(':')?;
-    (!pw.is_empty()).then_some(pw)
 }
 
 fn is_secret_key(k: &str) -> bool {
@@ -125,83 +120,17 @@ fn is_secret_key(k: &str) -> bool {
     k == "password" || k == "pass" || k == "passwd" || k == "sslpassword" || k == "auth"
 }
 
-/// Splits a libpq key=value DSN into (key, raw value including quotes) spans.
-fn dsn_pairs(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = s.trim_start();
-    while let Some(eq) = rest.find('=') {
-        let key = rest[..eq].trim().to_string();
-        let after = rest[eq + 1..].trim_start();
-        let (val, next) = if let Some(stripped) = after.strip_prefix('\'') {
-            let mut end = stripped.len();
-            let mut escaped = false;
-            for (i, c) in stripped.char_indices() {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == '\'' {
-                    end = i;
-                    break;
-                }
-            }
-            let close = (end + 1).min(stripped.len());
-            (format!("'{}", &stripped[..close]), &stripped[close..])
-        } else {
-            let end = after.find(char::is_whitespace).unwrap_or(after.len());
-            (after[..end].to_string(), &after[end..])
-        };
-        out.push((key, val));
-        rest = next.trim_start();
-    }
-    out
-}
-
-fn redact_dsn(s: &str) -> String {
-    let pairs = dsn_pairs(s);
-    if pairs.is_empty() {
-        return s.to_string();
-    }
-    pairs
-        .into_iter()
-        .map(|(k, v)| {
-            if is_secret_key(&k) {
-                format!("{k}={MASK}")
-            } else {
-                format!("{k}={v}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn conninfo_secrets(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if s.contains("://") {
-        if let Ok(u) = url::Url::parse(s) {
-            if let Some(p) = u.password() {
-                out.push(p.to_string());
-            }
-            for (k, v) in u.query_pairs() {
-                if is_secret_key(&k) {
-                    out.push(v.into_owned());
-                }
-            }
-        }
-    } else {
-        for (k, v) in dsn_pairs(s) {
-            if is_secret_key(&k) {
-                // As written (a driver may echo the fragment) and as libpq reads it.
-                out.push(dsn_unquote(&v));
-                out.push(v);
-            }
-        }
-    }
+    let mut out = match Shape::of(s) {
+        Shape::Url => url::secrets(s),
+        Shape::Dsn => dsn::secrets(s),
+        Shape::Malformed => malformed::secrets(s),
+    };
     let decoded: Vec<String> = out
         .iter()
         .flat_map(|p| {
             let pair = format!("x={p}");
-            let form = url::form_urlencoded::parse(pair.as_bytes())
+            let form = ::url::form_urlencoded::parse(pair.as_bytes())
                 .next()
                 .map(|(_, v)| v.into_owned());
             // `%XX` decoded, a `+` left a `+` (as in a URL's userinfo).
@@ -217,26 +146,6 @@ fn conninfo_secrets(s: &str) -> Vec<String> {
     out.retain(|p| !p.is_empty() && p != MASK);
     out.sort();
     out.dedup();
-    out
-}
-
-/// A DSN value as libpq reads it: outer single quotes removed, `\\x` read as `x`.
-fn dsn_unquote(v: &str) -> String {
-    let Some(inner) = v.strip_prefix('\'') else {
-        return v.to_string();
-    };
-    let inner = inner.strip_suffix('\'').unwrap_or(inner);
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(n) = chars.next() {
-                out.push(n);
-            }
-        } else {
-            out.push(c);
-        }
-    }
     out
 }
 
@@ -258,9 +167,16 @@ impl Scrubber {
         Self { secrets }
     }
 
-    /// The text with every secret masked.
+    /// The text with every secret masked. The known secrets and the `password=` values are
+    /// found in the text as given, so that masking one cannot hide another (a URL-shaped piece
+    /// of a password with a space, a secret that cuts into `password`); then URLs are
+    /// redacted, and the known secrets masked again in what their normalising shows.
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = scrub_urls(text);
+        let mut ranges = dsn::text_values(text);
+        for s in &self.secrets {
+            ranges.extend(text.match_indices(s.as_str()).map(|(i, m)| i..i + m.len()));
+        }
+        let mut out = scrub_urls(&mask_ranges(text, ranges));
         for s in &self.secrets {
             if out.contains(s.as_str()) {
                 out = out.replace(s.as_str(), MASK);
@@ -270,10 +186,29 @@ impl Scrubber {
     }
 }
 
-/// Redacts the password of every `scheme://user:pass@` URL and every `password=` pair in
-/// text, and every age secret key (`AGE-SECRET-KEY-1…`, in either case).
+/// The text with each of the byte ranges (overlapping ones merged) replaced by [`MASK`].
+fn mask_ranges(text: &str, mut ranges: Vec<std::ops::Range<usize>>) -> String {
+    ranges.sort_by_key(|r| (r.start, r.end));
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    let mut iter = ranges.into_iter().peekable();
+    while let Some(mut r) = iter.next() {
+        while let Some(next) = iter.next_if(|n| n.start <= r.end) {
+            r.end = r.end.max(next.end);
+        }
+        out.push_str(&text[at..r.start]);
+        out.push_str(MASK);
+        at = r.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// Redacts the password of every `scheme://user:pass@` URL (or `user:pass@host` with a
+/// mistyped scheme) and every `password=` value (read by libpq's rules) in text, and every age
+/// secret key (`AGE-SECRET-KEY-1…`, in either case).
 pub fn scrub_urls(text: &str) -> String {
-    mask_age_keys(&scrub_url_words(text))
+    mask_age_keys(&scrub_url_words(&dsn::scrub_text(text)))
 }
 
 /// How an age secret key starts (bech32: the rest is letters and digits of one case).
@@ -301,109 +236,27 @@ pub fn mask_age_keys(text: &str) -> String {
     out
 }
 
+/// Redacts every space-separated word that holds a URL's userinfo: one starting with
+/// `scheme://` read as a URL, any other `…:…@…` by its shape.
 fn scrub_url_words(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for (i, word) in text.split(' ').enumerate() {
         if i > 0 {
             out.push(' ');
         }
-        let lower = word.to_ascii_lowercase();
-        if word.contains("://") && word.contains('@') {
-            let trimmed = word.trim_matches(|c| c == '"' || c == '`' || c == '\'' || c == ',');
-            let start = word.find(trimmed).unwrap_or(0);
-            out.push_str(&word[..start]);
-            out.push_str(&redact_url(trimmed));
-            out.push_str(&word[start + trimmed.len()..]);
-        } else if let Some(pos) = ["password=", "passwd=", "sslpassword="]
-            .iter()
-            .find_map(|k| lower.find(k).map(|p| p + k.len()))
-        {
-            out.push_str(&word[..pos]);
-            out.push_str(MASK);
-        } else {
+        if !word.contains('@') {
             out.push_str(word);
+            continue;
         }
+        let trimmed = word.trim_matches(|c| c == '"' || c == '`' || c == '\'' || c == ',');
+        let start = word.find(trimmed).unwrap_or(0);
+        out.push_str(&word[..start]);
+        if url::has_scheme(trimmed) {
+            out.push_str(&url::redact(trimmed));
+        } else {
+            out.push_str(&malformed::redact(trimmed));
+        }
+        out.push_str(&word[start + trimmed.len()..]);
     }
     out
-}
-
-#[cfg(test)]
-mod age_key_tests {
-    use super::*;
-
-    #[test]
-    fn age_secret_keys_are_masked_wherever_they_appear() {
-        let key = "AGE-SECRET-KEY-1QQPQQQSQQQQZQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQSQ2KJY6N";
-        let text = format!(
-            "recipients = [\"{key}\"] is not an age public key; {}",
-            key.to_lowercase()
-        );
-        let out = scrub_urls(&text);
-        assert!(
-            !out.contains("QQPQ") && !out.to_lowercase().contains("qqpq"),
-            "{out}"
-        );
-        assert_eq!(out.matches("AGE-SECRET-KEY-***").count(), 1, "{out}");
-        assert_eq!(out.matches("age-secret-key-***").count(), 1, "{out}");
-        assert_eq!(scrub_urls("no key here"), "no key here");
-        assert_eq!(mask_age_keys("AGE-SECRET-KEY-"), "AGE-SECRET-KEY-***");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn url_password_is_masked() {
-        let u = SecretUrl::new("postgres://app:s3cr%40t@db.example:5432/app?sslmode=require");
-        let r = u.redacted();
-        assert!(!r.contains("s3cr"), "{r}");
-        assert!(r.contains("app:***@db.example"), "{r}");
-        assert_eq!(format!("{u:?}"), format!("{r:?}"));
-        assert!(u.secrets().contains(&"s3cr@t".to_string()));
-    }
-
-    #[test]
-    fn query_password_is_masked() {
-        let r = redact_conninfo("postgres://db/app?user=a&password=hunter2");
-        assert!(!r.contains("hunter2"), "{r}");
-    }
-
-    #[test]
-    fn dsn_password_is_masked_quoted_or_not() {
-        let r = redact_conninfo("host=db user=app password='a b\\'c' dbname=x");
-        assert!(!r.contains("a b"), "{r}");
-        assert!(r.contains("dbname=x"), "{r}");
-        let r = redact_conninfo("host=db password=plain");
-        assert_eq!(r, "host=db password=***");
-        // As libpq reads it, and as written (a driver may echo the fragment).
-        assert_eq!(
-            SecretUrl::new("host=db password='a b\\'c'").secrets(),
-            vec!["'a b\\'c'".to_string(), "a b'c".to_string()]
-        );
-    }
-
-    #[test]
-    fn redis_url_without_user() {
-        let u = SecretUrl::new("redis://:topsecret@127.0.0.1:6379/0");
-        assert!(!u.redacted().contains("topsecret"));
-        assert_eq!(u.secrets(), vec!["topsecret".to_string()]);
-    }
-
-    #[test]
-    fn unparseable_url_hides_everything() {
-        let r = redact_conninfo("postgres://user:pw@[bad");
-        assert_eq!(r, "postgres://***");
-    }
-
-    #[test]
-    fn scrubber_masks_literals_and_urls() {
-        let s = Scrubber::new(vec!["pw123".into()]);
-        let t = s.scrub("failed for postgres://u:other@h/db: auth pw123 password=zzz");
-        assert!(
-            !t.contains("pw123") && !t.contains("other") && !t.contains("zzz"),
-            "{t}"
-        );
-    }
 }

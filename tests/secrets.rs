@@ -1,8 +1,10 @@
 //! Secrets: one table-driven test walks every kind of secret (URL userinfo of the postgres and
-//! redis URLs, `password=` in a key=value DSN, a `?password=` query parameter, Redis AUTH from
-//! `redis.password_file`) through every output surface (logs at trace level, /metrics, /health,
-//! check-config, `status --json`, `backup list --json`, error messages, audit lines) and asserts
-//! the secret appears in none. Besides: group/world-readable secret files are warned about, and
+//! redis URLs, `password=` in a key=value DSN, quoted or with a backslash-escaped space, a
+//! `?password=` query parameter, Redis AUTH from `redis.password_file`) through every output
+//! surface (logs at trace level, /metrics, /health, check-config, every command with and without
+//! `--json`, error messages, audit lines, state files, the Redis maintenance key, backup
+//! metadata) and asserts the secret appears in none. Values that cannot be read at all are in
+//! tests/secrets_malformed.rs. Besides: group/world-readable secret files are warned about, and
 //! a wrong password is reported as an authentication failure.
 
 mod common;
@@ -21,6 +23,9 @@ enum Kind {
     UrlUserinfoInFile,
     /// `postgres.url` as a key=value DSN with a quoted `password='…'` (space and quote inside).
     DsnPassword,
+    /// `postgres.url` as a key=value DSN with an unquoted password whose space is escaped
+    /// (`password=head\ TAIL…`), which libpq reads as one value.
+    DsnEscapedPassword,
     /// `postgres.url` with `?password=` as a query parameter.
     QueryPassword,
     /// `postgres.url_file` and Redis AUTH from `redis.password_file`.
@@ -33,6 +38,7 @@ const KINDS: &[Kind] = &[
     Kind::UrlUserinfoFromEnvironment,
     Kind::UrlUserinfoInFile,
     Kind::DsnPassword,
+    Kind::DsnEscapedPassword,
     Kind::QueryPassword,
     Kind::SecretFiles,
     Kind::WrongUrlsFromEnvironment,
@@ -48,6 +54,14 @@ enum Surface {
     StatusJson,
     BackupListJson,
     Errors,
+    /// `maintenance status` and `cache stats`, with and without `--json`.
+    Commands,
+    /// Every file under `[state] dir`.
+    StateFiles,
+    /// The Redis key `steward:maintenance` (the maintenance reason quotes the passwords).
+    RedisKey,
+    /// The metadata files of the backups taken.
+    BackupMetadata,
     /// The audit log at `[audit] path` (another part of issue 6 writes it): every line steward
     /// appended, checked when the file exists.
     Audit,
@@ -60,6 +74,10 @@ const SURFACES: &[Surface] = &[
     Surface::StatusJson,
     Surface::BackupListJson,
     Surface::Errors,
+    Surface::Commands,
+    Surface::StateFiles,
+    Surface::RedisKey,
+    Surface::BackupMetadata,
     Surface::Audit,
     // Last, so it holds whatever the requests above made steward write.
     Surface::Log,
@@ -79,6 +97,21 @@ struct Row {
 fn dsn(pg: &Postgres, password: &str) -> String {
     let quoted = password.replace('\\', "\\\\").replace('\'', "\\'");
     format!("host=127.0.0.1 port={} user={PG_USER} password='{quoted}' dbname={PG_DB} connect_timeout=5", pg.port)
+}
+
+/// A key=value DSN whose password is unquoted, its spaces, quotes and backslashes escaped.
+fn dsn_escaped(pg: &Postgres, password: &str) -> String {
+    let escaped: String = password
+        .chars()
+        .flat_map(|c| match c {
+            ' ' | '\\' | '\'' => vec!['\\', c],
+            _ => vec![c],
+        })
+        .collect();
+    format!(
+        "host=127.0.0.1 port={} user={PG_USER} password={escaped} dbname={PG_DB} connect_timeout=5",
+        pg.port
+    )
 }
 
 fn query_url(pg: &Postgres, password: &str) -> String {
@@ -102,6 +135,10 @@ fn set_urls(kind: Kind, s: &mut Settings, pg: &Postgres, redis: &Redis, pg_pw: &
         }
         Kind::DsnPassword => {
             s.pg_url = Some(dsn(pg, pg_pw));
+            s.redis_url = Some(redis.url_with_password(r_pw));
+        }
+        Kind::DsnEscapedPassword => {
+            s.pg_url = Some(dsn_escaped(pg, pg_pw));
             s.redis_url = Some(redis.url_with_password(r_pw));
         }
         Kind::QueryPassword => {
@@ -143,9 +180,18 @@ fn run_row(kind: Kind) -> Row {
         ));
         secrets.push(pw);
     }
+    if kind == Kind::DsnEscapedPassword {
+        // A password with a space, written unquoted with the space escaped; its tail is a
+        // secret of its own (a redaction that stops at the space shows it).
+        let tail = format!("TAIL{}", random_hex(6));
+        let pw = format!("{} {tail}", random_hex(6));
+        pg.psql_as_postgres(&format!("ALTER ROLE {PG_USER} PASSWORD '{pw}'"));
+        secrets.push(tail);
+        secrets.push(pw);
+    }
     let pg_pw = secrets
         .last()
-        .filter(|_| kind == Kind::DsnPassword)
+        .filter(|_| matches!(kind, Kind::DsnPassword | Kind::DsnEscapedPassword))
         .unwrap_or(&pg.password)
         .clone();
     let mut b = Steward::builder_urls(None, None).log_level("trace");
@@ -185,6 +231,21 @@ fn run_row(kind: Kind) -> Row {
         );
     }
     errors.push(("backup create --wait".into(), out.all()));
+    // An operator's reason that quotes the passwords: stored and published only masked.
+    // (The configured ones: steward cannot know a password it was not given.)
+    let reason = if right {
+        format!("pw {pg_pw} and {}", redis.password)
+    } else {
+        format!("pw {wrong_pg} and {wrong_redis}")
+    };
+    assert_eq!(st.ctl(&["maintenance", "on", "--reason", &reason]).code, 0);
+    if right {
+        st.wait_until(Duration::from_secs(30), "the Redis maintenance key", |_| {
+            redis
+                .command(&["GET", "steward:maintenance"])
+                .is_ok_and(|v| v.contains("pw "))
+        });
+    }
     // More log lines: task restarts and a reload.
     assert_eq!(st.ctl(&["task", "restart", "monitor.postgres"]).code, 0);
     assert_eq!(st.ctl(&["task", "restart", "monitor.redis"]).code, 0);
@@ -350,6 +411,20 @@ fn surface(row: &Row, s: Surface) -> Vec<(String, String)> {
             }
             out
         }
+        Surface::Commands => [&["maintenance", "status"][..], &["cache", "stats"]]
+            .iter()
+            .flat_map(|a| ctl(a))
+            .collect(),
+        Surface::StateFiles => files_under(&st.settings.state_dir, |_| true),
+        Surface::RedisKey => vec![(
+            "redis GET steward:maintenance".into(),
+            row._redis
+                .command(&["GET", "steward:maintenance"])
+                .unwrap_or_else(|e| format!("{e}")),
+        )],
+        Surface::BackupMetadata => files_under(&st.dir().join("backups"), |p| {
+            p.extension().is_some_and(|e| e == "json")
+        }),
         Surface::Audit => {
             // Slot for the audit log: read whatever exists at `[audit] path`.
             let path = &st.settings.audit_path;
@@ -361,6 +436,32 @@ fn surface(row: &Row, s: Surface) -> Vec<(String, String)> {
     }
 }
 
+/// The text of every file under `dir` (recursively) that `keep` selects, lossily decoded.
+fn files_under(dir: &Path, keep: impl Fn(&Path) -> bool + Copy) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path, keep));
+        } else if keep(&path) {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            out.push((
+                format!("file {}", path.display()),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// Surfaces a row may leave empty: the audit log (when not configured), and where Redis and
+/// PostgreSQL refused steward from the start, the maintenance key and backup metadata.
+fn may_be_empty(kind: Kind, s: Surface) -> bool {
+    s == Surface::Audit
+        || (kind == Kind::WrongUrlsFromEnvironment
+            && matches!(s, Surface::RedisKey | Surface::BackupMetadata))
+}
+
 /// Every place a secret of the row shows, as "kind × surface (what): line".
 fn leaks(row: &Row) -> (Vec<String>, Vec<String>) {
     let mut found = Vec::new();
@@ -370,7 +471,7 @@ fn leaks(row: &Row) -> (Vec<String>, Vec<String>) {
         let texts = surface(row, s);
         let bytes: usize = texts.iter().map(|(_, t)| t.len()).sum();
         cells.push(format!("{s:?} {}/{bytes}B", texts.len()));
-        if texts.iter().all(|(_, t)| t.trim().is_empty()) && s != Surface::Audit {
+        if texts.iter().all(|(_, t)| t.trim().is_empty()) && !may_be_empty(row.kind, s) {
             empty.push(format!("{:?} × {s:?}: nothing to check", row.kind));
         }
         for (what, text) in &texts {

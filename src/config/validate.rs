@@ -149,8 +149,9 @@ fn check_postgres_url(c: &Config, out: &mut Vec<Problem>) {
         Err(e) => out.push(Problem::new(
             "postgres.url",
             format!(
-                "{} is not a valid PostgreSQL URL or key=value string: {e}",
-                c.postgres.url.redacted()
+                "{} is not a valid PostgreSQL URL or key=value string: {}",
+                c.postgres.url.redacted(),
+                c.postgres.url.shape_problem().unwrap_or(e.to_string())
             ),
         )),
         Ok(pg) if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require => {
