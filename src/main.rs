@@ -11,6 +11,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 use steward::control::protocol::{Reply, Request};
 use steward::control::{client, render};
+/// Exit codes of client commands, one meaning each: 0 ok, 1 the daemon refused or failed the
+/// request or found a service down, 2 a usage error (clap's), 3 no daemon listening.
+const NO_DAEMON: u8 = 3;
+
 fn main() -> ExitCode {
     // A client writing into a closed pipe (`steward backup list | head -1`) ends quietly, as
     // `cat` would, instead of panicking; the daemon keeps ignoring SIGPIPE (its sockets report
@@ -84,7 +88,7 @@ fn run_client(cli: &Cli, env: &HashMap<String, String>) -> anyhow::Result<ExitCo
         Ok(r) => r,
         Err(e @ client::ClientError::NoDaemon { .. }) => {
             eprintln!("steward: {e}");
-            return Ok(ExitCode::from(2));
+            return Ok(ExitCode::from(NO_DAEMON));
         }
         Err(e) => return Err(e.into()),
     };
@@ -122,6 +126,7 @@ fn print_sparkline(req: &Request, reply: &Reply) {
 fn exit_code(req: &Request, reply: &Reply) -> ExitCode {
     let unhealthy = matches!(req, Request::Health { .. } | Request::Check { .. })
         && reply.data.get("healthy").and_then(|h| h.as_bool()) == Some(false);
+    let unhealthy = unhealthy || (matches!(req, Request::Status) && a_service_is_down(reply));
     let failed_verify = matches!(req, Request::BackupVerify { .. })
         && reply.data.get("ok").and_then(|o| o.as_bool()) == Some(false);
     let unhealthy = unhealthy || failed_verify;
@@ -130,6 +135,16 @@ fn exit_code(req: &Request, reply: &Reply) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// Whether `status` saw a service whose last check failed (one not checked yet since the
+/// start is not down).
+fn a_service_is_down(reply: &Reply) -> bool {
+    reply.data["services"].as_array().is_some_and(|services| {
+        services
+            .iter()
+            .any(|s| s["last"]["up"].as_bool() == Some(false))
+    })
 }
 
 /// Requests that may run for minutes: no reply timeout, progress on a terminal.
@@ -145,15 +160,20 @@ fn is_long(req: &Request) -> bool {
 }
 
 /// The socket path from the config, read leniently so a config the daemon would reject
-/// (the reason one wants to talk to it) still yields the path.
+/// (the reason one wants to talk to it) still yields the path; a relative one hangs off the
+/// config file's directory, as the daemon reads it.
 fn socket_from_config(explicit: Option<&Path>, env: &HashMap<String, String>) -> PathBuf {
-    if let Some(s) = env.get("STEWARD_CONTROL__SOCKET").filter(|s| !s.is_empty()) {
-        return PathBuf::from(s);
-    }
     let path = steward::config::resolve_path(explicit, env);
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| t.parse::<toml::Table>().ok())
-        .and_then(|t| t.get("control")?.get("socket")?.as_str().map(PathBuf::from))
-        .unwrap_or_else(|| steward::config::ControlConfig::default().socket)
+    let socket = env
+        .get("STEWARD_CONTROL__SOCKET")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| t.parse::<toml::Table>().ok())
+                .and_then(|t| t.get("control")?.get("socket")?.as_str().map(PathBuf::from))
+        })
+        .unwrap_or_else(|| steward::config::ControlConfig::default().socket);
+    steward::config::anchored(&steward::config::base_dir(&path), &socket)
 }

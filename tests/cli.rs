@@ -300,7 +300,7 @@ fn check_config_bad_url_in_environment_hides_password() {
 }
 
 #[test]
-fn client_without_daemon_exits_2_with_one_line() {
+fn client_without_daemon_exits_3_with_one_line() {
     let dir = short_tempdir("stw-cli-");
     let missing = dir.path().join("missing.sock");
     for args in [
@@ -314,7 +314,7 @@ fn client_without_daemon_exits_2_with_one_line() {
         let mut full = vec!["--socket", missing.to_str().unwrap()];
         full.extend(args.iter().copied());
         let out = steward_cmd(&full, dir.path(), &[]);
-        assert_eq!(out.code, 2, "{args:?}: {out:?}");
+        assert_eq!(out.code, 3, "{args:?}: {out:?}");
         assert_eq!(
             out.stderr.trim().lines().count(),
             1,
@@ -331,7 +331,7 @@ fn client_without_daemon_exits_2_with_one_line() {
         dir.path(),
         &[],
     );
-    assert_eq!(out.code, 2, "{out:?}");
+    assert_eq!(out.code, 3, "{out:?}");
     assert_eq!(out.stderr.trim().lines().count(), 1, "{out:?}");
 }
 
@@ -346,7 +346,7 @@ fn client_finds_socket_in_config() {
         dir.path(),
         &[],
     );
-    assert_eq!(out.code, 2, "{out:?}");
+    assert_eq!(out.code, 3, "{out:?}");
     assert!(
         out.stderr
             .contains(dir.path().join("s.sock").to_str().unwrap()),
@@ -363,13 +363,15 @@ fn global_flags_after_the_command() {
         dir.path(),
         &[],
     );
-    assert_eq!(out.code, 2, "{out:?}");
+    assert_eq!(out.code, 3, "{out:?}");
 }
 
 #[test]
 fn unknown_command_is_a_usage_error() {
     let out = in_tmp(&["frobnicate"]);
-    assert_ne!(out.code, 0, "{out:?}");
+    assert_eq!(out.code, 2, "usage errors exit 2: {out:?}");
+    let out = in_tmp(&["backup", "create", "--no-such-flag"]);
+    assert_eq!(out.code, 2, "usage errors exit 2: {out:?}");
     assert!(!out.stderr.is_empty(), "{out:?}");
 }
 

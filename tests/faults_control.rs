@@ -64,8 +64,9 @@ fn one_status(path: &Path) -> Outcome {
 /// Status, through the client, the way an operator would ask while the faults go on.
 fn assert_serves_others(st: &Steward) {
     let out = st.ctl(&["status"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    let _: StatusReply = out.data();
+    // Answered; the services of these tests may be down, which makes `status` exit 1.
+    assert!(out.reply().ok, "{out:?}");
+    let _: StatusReply = serde_json::from_value(out.reply().data).unwrap();
 }
 
 #[test]

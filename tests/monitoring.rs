@@ -523,6 +523,10 @@ fn health_exit_codes_follow_service_state() {
     );
     assert_eq!(st.ctl(&["health", "redis"]).code, 1);
     assert_eq!(st.ctl_human(&["health"]).code, 1);
+    // `status` says the same through its exit code, and still prints its overview.
+    let out = st.ctl_human(&["status"]);
+    assert_eq!(out.code, 1, "a service down → status exits 1: {out:?}");
+    assert!(out.stdout.contains("redis"), "{out:?}");
     // Readiness: both services have had their first check, so still ready; liveness too.
     assert_eq!(st.http_get("/-/ready").0, 200);
     assert_eq!(st.http_get("/-/healthy").0, 200);

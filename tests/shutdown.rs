@@ -46,7 +46,7 @@ fn sigterm_exits_0_and_removes_socket() {
         st.dir(),
         &[],
     );
-    assert_eq!(out.code, 2, "{out:?}");
+    assert_eq!(out.code, 3, "{out:?}");
 }
 
 #[test]

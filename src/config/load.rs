@@ -121,6 +121,7 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
             return Err(invalid(path, vec![p], &scrubber));
         }
     };
+    super::paths::anchor_all(&mut cfg, &super::paths::base_dir(path));
     // Secret files are read here and in validation; their warnings must show even before
     // logging is set up.
     let log = cfg.log.clone();

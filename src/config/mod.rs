@@ -7,6 +7,7 @@ mod cache;
 mod control;
 mod load;
 mod metrics;
+mod paths;
 mod pg_tool;
 pub mod regular_file;
 mod secret_file;
@@ -22,6 +23,7 @@ pub use cache::{CacheConfig, Codec, NamespaceConfig, WarmupConfig, EVICTION_POLI
 pub use control::{group_id, ControlConfig};
 pub use load::{load, resolve_path, LoadError};
 pub use metrics::{BcryptHash, MetricsConfig};
+pub use paths::{anchored, base_dir};
 pub(crate) use secret_file::read_secret_quietly;
 pub use validate::Problem;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// Why a request got no reply; `NoDaemon` is the one that maps to exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("no steward daemon is listening on {path}: {source} (start it with `steward run`, or pass --socket)")]
+    #[error("no steward daemon is listening on {}: {source} (start it with `steward run`; if it runs with another config, pass --config FILE or --socket PATH, or set STEWARD_CONTROL__SOCKET)", absolute(path).display())]
     NoDaemon {
         path: PathBuf,
         source: std::io::Error,
@@ -141,4 +141,10 @@ fn cache_clear_progress(socket: &Path) -> Option<String> {
     .ok()?;
     let jobs: Vec<crate::cache::clear::ClearReport> = serde_json::from_value(reply.data).ok()?;
     super::render_cache::clear_progress(&jobs)
+}
+
+/// The path as the user should see it in a message: absolute, so that it says where the client
+/// looked whatever its working directory.
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }

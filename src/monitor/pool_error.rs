@@ -34,16 +34,19 @@ impl<E> LastError<E> {
         }
     }
 
-    /// Forgets the stored error, before an attempt whose own error is wanted.
+    /// Forgets the stored error, once a connection was had: older failures no longer explain
+    /// anything.
     pub fn clear(&self) {
         if let Ok(mut s) = self.slot.lock() {
             *s = None;
         }
     }
 
-    /// The error stored since the last `clear`, if any.
-    pub fn take(&self) -> Option<String> {
-        self.slot.lock().ok().and_then(|mut s| s.take())
+    /// The newest error since the last connection was had, if any. It is kept (not taken):
+    /// on a loaded machine an attempt may fail only after the check that started it timed
+    /// out, and the next checks must still be able to say why.
+    pub fn latest(&self) -> Option<String> {
+        self.slot.lock().ok().and_then(|s| s.clone())
     }
 }
 
@@ -80,10 +83,12 @@ mod tests {
         let s: LastError<String> = LastError::new(|e| format!("E: {e}"));
         s.sink("one".into());
         s.boxed_clone().sink("two".into());
-        assert_eq!(s.take().as_deref(), Some("E: two"));
+        assert_eq!(s.latest().as_deref(), Some("E: two"));
+        // Kept for the next check until a connection is had.
+        assert_eq!(s.latest().as_deref(), Some("E: two"));
         s.sink("three".into());
         s.clear();
-        assert_eq!(s.take(), None);
+        assert_eq!(s.latest(), None);
         assert!(no_connection(None, std::time::Duration::from_secs(1))
             .contains("no connection within 1s"));
     }

@@ -72,11 +72,11 @@ impl PgProbe {
     }
 
     async fn connect_and_ping(&self) -> Result<PooledConnection<'static, Manager>, String> {
-        self.last_error.clear();
         let conn = self.pool.get_owned().await.map_err(|e| match e {
             RunError::User(e) => describe(&e),
-            RunError::TimedOut => no_connection(self.last_error.take(), self.cfg.timeout),
+            RunError::TimedOut => no_connection(self.last_error.latest(), self.cfg.timeout),
         })?;
+        self.last_error.clear();
         conn.simple_query("SELECT 1")
             .await
             .map_err(|e| describe(&e))?;

@@ -89,11 +89,11 @@ impl RedisProbe {
     async fn connect_and_ping(
         &self,
     ) -> Result<PooledConnection<'static, RedisConnectionManager>, String> {
-        self.last_error.clear();
         let mut conn = self.pool.get_owned().await.map_err(|e| match e {
             RunError::User(e) => e.to_string(),
-            RunError::TimedOut => no_connection(self.last_error.take(), self.cfg.timeout),
+            RunError::TimedOut => no_connection(self.last_error.latest(), self.cfg.timeout),
         })?;
+        self.last_error.clear();
         let pong: String = redis::cmd("PING")
             .query_async(&mut *conn)
             .await

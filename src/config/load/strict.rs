@@ -19,6 +19,12 @@ pub(super) fn check(text: &str) -> Result<(), Problem> {
         .or_else(|| err.span().and_then(|s| key_at(text, s.start)))
         .or_else(|| at.and_then(|p| key_at_line(text, p.line)))
         .unwrap_or_else(|| "config".to_string());
+    // A missing field is reported at its table: name the field itself.
+    let key = match (missing_field(&msg), key.as_str()) {
+        (Some(f), "config") => f.to_string(),
+        (Some(f), k) => format!("{k}.{f}"),
+        (None, _) => key,
+    };
     let mut reason = match at {
         Some(p) => format!("line {}, column {}: ", p.line, p.column),
         None => String::new(),
@@ -75,6 +81,12 @@ fn hint(msg: &str, key: &str) -> Option<String> {
         return None;
     };
     Some(h)
+}
+
+/// The field serde's "missing field `name`" names.
+fn missing_field(msg: &str) -> Option<&str> {
+    let rest = &msg[msg.find("missing field `")? + "missing field `".len()..];
+    rest.split('`').next().filter(|f| !f.is_empty())
 }
 
 /// Messages of nested sections start with the full dotted key (`alerts.x.window: …`).
