@@ -175,5 +175,10 @@ fn socket_from_config(explicit: Option<&Path>, env: &HashMap<String, String>) ->
                 .and_then(|t| t.get("control")?.get("socket")?.as_str().map(PathBuf::from))
         })
         .unwrap_or_else(|| steward::config::ControlConfig::default().socket);
-    steward::config::anchored(&steward::config::base_dir(&path), &socket)
+    // Without a config file there is nothing to be relative to but the working directory.
+    let base = match path.exists() {
+        true => steward::config::base_dir(&path),
+        false => steward::config::base_dir(Path::new("steward.toml")),
+    };
+    steward::config::anchored(&base, &socket)
 }
