@@ -63,6 +63,9 @@ fn run_daemon(cli: &Cli, env: HashMap<String, String>) -> anyhow::Result<ExitCod
 
 fn check_config(cli: &Cli, env: &HashMap<String, String>) -> anyhow::Result<ExitCode> {
     let path = steward::config::resolve_path(cli.config.as_deref(), env);
+    if cli.json {
+        return check_config_json(&path, env);
+    }
     let cfg = steward::config::load(&path, env)?;
     println!(
         "# {} is valid; effective config (secrets shown as ***):\n",
@@ -70,6 +73,33 @@ fn check_config(cli: &Cli, env: &HashMap<String, String>) -> anyhow::Result<Exit
     );
     print!("{}", cfg.to_redacted_toml());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `check-config --json`: one JSON object, `{"ok":true,"file":…,"config":{…}}` with secrets
+/// masked, or `{"ok":false,"file":…,"problems":[{"key":…,"reason":…}]}` and exit 1.
+fn check_config_json(path: &Path, env: &HashMap<String, String>) -> anyhow::Result<ExitCode> {
+    use steward::config::LoadError;
+    let file = path.display().to_string();
+    let (out, code) = match steward::config::load(path, env) {
+        Ok(cfg) => {
+            let config: serde_json::Value = toml::from_str(&cfg.to_redacted_toml())?;
+            let out = serde_json::json!({"ok": true, "file": file, "config": config});
+            (out, ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let problems: Vec<serde_json::Value> = match &e {
+                LoadError::Invalid { problems, .. } => problems
+                    .iter()
+                    .map(|p| serde_json::json!({"key": p.key, "reason": p.reason}))
+                    .collect(),
+                other => vec![serde_json::json!({"key": null, "reason": other.to_string()})],
+            };
+            let out = serde_json::json!({"ok": false, "file": file, "problems": problems});
+            (out, ExitCode::from(1))
+        }
+    };
+    println!("{out}");
+    Ok(code)
 }
 
 fn run_client(cli: &Cli, env: &HashMap<String, String>) -> anyhow::Result<ExitCode> {

@@ -387,3 +387,73 @@ fn an_age_secret_key_among_recipients_is_not_echoed() {
     assert!(!out.all().contains(body), "{out:?}");
     assert!(out.stderr.contains("identity_file"), "{out:?}");
 }
+
+/// Issue 13 item 4: unknown keys no longer hide the other problems, a near miss gets a "did
+/// you mean", and a problem that comes from a variable names the variable, not the file's key.
+#[test]
+fn check_config_reports_every_problem_naming_its_source() {
+    let out = assert_rejected(
+        "[postgres]\npoolmax = 3\ninterval = \"0s\"\n[redis]\npool_max = 0\n",
+        "postgres.poolmax",
+    );
+    assert!(out.stderr.contains("did you mean \"pool_max\"?"), "{out:?}");
+    assert!(out.stderr.contains("postgres.interval"), "{out:?}");
+    assert!(out.stderr.contains("redis.pool_max"), "{out:?}");
+
+    let dir = short_tempdir("stw-cli-");
+    let file = dir.path().join("steward.toml");
+    fs::write(&file, good_config(dir.path())).unwrap();
+    for (var, value) in [
+        ("STEWARD_POSTGRES__POOLMAX", "3"),
+        ("STEWARD_POSTGRES__INTERVAL", "abc"),
+    ] {
+        let out = steward_cmd(
+            &["check-config", "--config", file.to_str().unwrap()],
+            dir.path(),
+            &env(&[(var, value)]),
+        );
+        assert_eq!(out.code, 1, "{var}: {out:?}");
+        assert!(
+            out.stderr.contains(&format!("{var} (environment)")),
+            "{var} is not named: {out:?}"
+        );
+    }
+}
+
+/// `check-config --json`: the effective config with secrets masked, or every problem with its
+/// key, for scripts.
+#[test]
+fn check_config_json_gives_config_or_problems() {
+    let dir = short_tempdir("stw-cli-");
+    let file = dir.path().join("steward.toml");
+    fs::write(&file, good_config(dir.path())).unwrap();
+    let args = ["check-config", "--json", "--config", file.to_str().unwrap()];
+    let out = steward_cmd(&args, dir.path(), &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(
+        v["config"]["postgres"]["url"]
+            .as_str()
+            .unwrap()
+            .contains("***"),
+        "{v}"
+    );
+    assert!(!out.all().contains("pw-cli-secret-1234"), "{out:?}");
+
+    fs::write(&file, "[postgres]\npoolmax = 3\ninterval = \"0s\"\n").unwrap();
+    let out = steward_cmd(&args, dir.path(), &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    let keys: Vec<&str> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    assert!(
+        keys.contains(&"postgres.poolmax") && keys.contains(&"postgres.interval"),
+        "{v}"
+    );
+}

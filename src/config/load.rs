@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 mod env;
+mod prune;
 mod strict;
 mod syntax;
 
@@ -102,11 +103,32 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
     };
     let raw = built.collect().unwrap_or_default();
     let scrubber = Scrubber::new(raw_secrets(&raw));
-    problems.extend(unknown_keys(&raw));
-    if problems.is_empty() {
-        problems.extend(strict::check(&text).err());
-    }
-    if !problems.is_empty() {
+    // Every problem in one pass: unknown keys are reported and set aside, and the rest is
+    // checked without them.
+    let unknown = unknown_keys(&raw, env);
+    let (text, env, built) = if unknown.is_empty() {
+        (text, env.clone(), built)
+    } else {
+        let (vars, keys): (Vec<String>, Vec<String>) = unknown
+            .iter()
+            .map(|p| p.key.clone())
+            .partition(|k| k.ends_with(" (environment)"));
+        let vars: Vec<String> = vars
+            .iter()
+            .map(|v| v.replace(" (environment)", ""))
+            .collect();
+        let text = prune::blank_unknown(&text, &keys);
+        let env = prune::without(env, &vars);
+        let built = match merged(&text, &env, &mut Vec::new()) {
+            Ok(b) => b,
+            Err(_) => return Err(invalid(path, [problems, unknown].concat(), &scrubber)),
+        };
+        (text, env, built)
+    };
+    let env = &env;
+    problems.extend(unknown);
+    if let Err(p) = strict::check(&text) {
+        problems.push(p);
         return Err(invalid(path, problems, &scrubber));
     }
     let mut cfg: Config = match built.try_deserialize() {
@@ -118,7 +140,8 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
                 p.reason += &format!("; set {var} to a value of that type or unset it");
                 p.key = format!("{var} (environment)");
             }
-            return Err(invalid(path, vec![p], &scrubber));
+            problems.push(p);
+            return Err(invalid(path, problems, &scrubber));
         }
     };
     super::paths::anchor_all(&mut cfg, &super::paths::base_dir(path));
@@ -187,12 +210,15 @@ fn invalid(path: &Path, problems: Vec<Problem>, scrubber: &Scrubber) -> LoadErro
 }
 
 /// Every key the file or environment set that no section knows, as one problem each.
-fn unknown_keys(raw: &Map<String, Value>) -> Vec<Problem> {
+fn unknown_keys(raw: &Map<String, Value>, env: &HashMap<String, String>) -> Vec<Problem> {
     let known = serde_json::to_value(Config::default()).unwrap_or_default();
     let mut out = Vec::new();
     for (section, value) in raw {
         let Some(fields) = known.get(section) else {
-            out.push(Problem::new(section, "unknown section"));
+            out.push(Problem::new(
+                section,
+                format!("unknown section{}", did_you_mean(section, &known)),
+            ));
             continue;
         };
         match &value.kind {
@@ -200,7 +226,28 @@ fn unknown_keys(raw: &Map<String, Value>) -> Vec<Problem> {
             _ => out.push(Problem::new(section, "must be a table ([section])")),
         }
     }
+    // A key that only a variable set is the variable's problem.
+    for p in &mut out {
+        if let Some(var) = steward_var_for(&p.key, env) {
+            p.reason += &format!("; it comes from the environment variable {var}");
+            p.key = format!("{var} (environment)");
+        }
+    }
     out
+}
+
+/// `; did you mean "x"?` for the known name closest to `name`, when one is close.
+fn did_you_mean(name: &str, known: &serde_json::Value) -> String {
+    let Some(fields) = known.as_object() else {
+        return String::new();
+    };
+    fields
+        .keys()
+        .map(|k| (strsim::jaro_winkler(name, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| format!("; did you mean {k:?}?"))
+        .unwrap_or_default()
 }
 
 /// Unknown keys of one table, descending into sub-tables such as `[backup.schedule]`.
@@ -213,7 +260,10 @@ fn unknown_in(
     for (key, value) in table {
         let path = format!("{prefix}.{key}");
         match known.get(key) {
-            None => out.push(Problem::new(path, "unknown key")),
+            None => out.push(Problem::new(
+                path,
+                format!("unknown key{}", did_you_mean(key, known)),
+            )),
             Some(sub @ serde_json::Value::Object(_)) => match &value.kind {
                 ValueKind::Table(t) => unknown_in(&path, t, sub, out),
                 _ => out.push(Problem::new(path, "must be a table")),
