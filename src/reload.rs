@@ -39,6 +39,9 @@ pub enum ReloadError {
 pub struct ReloadStatus {
     pub ok: bool,
     pub error: Option<String>,
+    /// Keys whose value in the newest good config differs from the running process's (they
+    /// take effect only after a restart); kept across a failed reload.
+    pub pending_restart: Vec<String>,
 }
 
 impl Default for ReloadStatus {
@@ -46,6 +49,7 @@ impl Default for ReloadStatus {
         Self {
             ok: true,
             error: None,
+            pending_restart: Vec::new(),
         }
     }
 }
@@ -106,15 +110,21 @@ impl Reloader {
 
     async fn run(self, mut rx: mpsc::Receiver<Cmd>) {
         let mut last = ReloadStatus::default();
+        // What the process runs with for the keys a reload cannot apply: the config at start.
+        let running = self.config.borrow().clone();
         while let Some(cmd) = rx.recv().await {
             match cmd {
                 Cmd::Reload(reply) => {
-                    let out = self.reload().await;
+                    let out = self.reload(&running).await;
                     last = match &out {
-                        Ok(_) => ReloadStatus::default(),
+                        Ok(r) => ReloadStatus {
+                            pending_restart: r.needs_restart.clone(),
+                            ..ReloadStatus::default()
+                        },
                         Err(e) => ReloadStatus {
                             ok: false,
                             error: Some(e.to_string()),
+                            pending_restart: last.pending_restart,
                         },
                     };
                     let _ = reply.send(out);
@@ -126,7 +136,7 @@ impl Reloader {
         }
     }
 
-    async fn reload(&self) -> Result<ReloadReply, ReloadError> {
+    async fn reload(&self, running: &Config) -> Result<ReloadReply, ReloadError> {
         let (new, guards) = match self.read().await {
             Ok(read) => read,
             Err(e) => {
@@ -139,6 +149,7 @@ impl Reloader {
         self.http.install(guards, &new.metrics);
         let old = self.config.borrow().clone();
         let mut reply = diff(&old, &new);
+        reply.needs_restart = restart_keys(running, &new);
         reply.config_file = self.path.display().to_string();
         if old.log.level != new.log.level {
             if let Some(l) = &self.level {
@@ -240,18 +251,31 @@ pub fn diff(old: &Config, new: &Config) -> ReloadReply {
     section("log", old.log != new.log, None);
     // The audit writer reads its path for every entry: applies without a restart.
     section("audit", old.audit != new.audit, None);
-    let mut needs = |key: &str, changed: bool| {
-        if changed {
-            r.needs_restart.push(key.to_string());
-        }
-    };
-    needs("metrics.listen", old.metrics.listen != new.metrics.listen);
-    needs("control.socket", old.control.socket != new.control.socket);
-    needs("control.mode", old.control.mode != new.control.mode);
-    needs("control.group", old.control.group != new.control.group);
-    needs("state.dir", old.state.dir != new.state.dir);
-    needs("log.format", old.log.format != new.log.format);
+    r.needs_restart = restart_keys(old, new);
     r
+}
+
+/// The keys a reload cannot apply whose value in `new` differs from `running`, the config
+/// the process started with: changing one and back again leaves nothing pending.
+pub fn restart_keys(running: &Config, new: &Config) -> Vec<String> {
+    [
+        (
+            "metrics.listen",
+            running.metrics.listen != new.metrics.listen,
+        ),
+        (
+            "control.socket",
+            running.control.socket != new.control.socket,
+        ),
+        ("control.mode", running.control.mode != new.control.mode),
+        ("control.group", running.control.group != new.control.group),
+        ("state.dir", running.state.dir != new.state.dir),
+        ("log.format", running.log.format != new.log.format),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(key, _)| key.to_string())
+    .collect()
 }
 
 #[cfg(test)]

@@ -278,3 +278,63 @@ fn reload_applies_log_level_live() {
         restarted_lines(st) >= 1
     });
 }
+
+/// Issue 13 items 5 and 6: a change that needs a restart stays pending, against what is
+/// running, until it is undone; `status` and `info` show it, and `status` shows maintenance
+/// first.
+#[test]
+fn pending_restarts_are_tracked_against_what_runs() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let st = Steward::start(&pg, &redis);
+    let running = st.settings.clone();
+    let mut moved = running.clone();
+    moved.metrics_listen = format!("127.0.0.1:{}", free_port());
+    st.write_config(&moved.render());
+    let r: ReloadReply = st.ctl(&["reload"]).data();
+    assert_eq!(r.needs_restart, vec!["metrics.listen".to_string()]);
+    // A second reload of the same file does not forget it.
+    let r: ReloadReply = st.ctl(&["reload"]).data();
+    assert_eq!(r.needs_restart, vec!["metrics.listen".to_string()]);
+    assert_eq!(
+        st.status().pending_restart,
+        vec!["metrics.listen".to_string()]
+    );
+    assert_eq!(
+        st.info().pending_restart,
+        vec!["metrics.listen".to_string()]
+    );
+    let out = st.ctl_human(&["status"]);
+    assert!(
+        out.stdout
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .contains("RESTART NEEDED to apply metrics.listen"),
+        "{}",
+        out.stdout
+    );
+    // Back to the running address: nothing pending any more.
+    st.write_config(&running.render());
+    let r: ReloadReply = st.ctl(&["reload"]).data();
+    assert!(r.needs_restart.is_empty(), "{r:?}");
+    assert!(st.status().pending_restart.is_empty());
+    assert!(!st.ctl_human(&["status"]).stdout.contains("RESTART NEEDED"));
+
+    // Maintenance, with its reason and end, on the first lines.
+    assert_eq!(
+        st.ctl(&["maintenance", "on", "--reason", "pg upgrade", "--for", "1h"])
+            .code,
+        0
+    );
+    let out = st.ctl_human(&["status"]);
+    let second = out.stdout.lines().nth(1).unwrap_or("").to_string();
+    assert!(
+        second.starts_with("MAINTENANCE on")
+            && second.contains("ends in")
+            && second.contains("pg upgrade"),
+        "{}",
+        out.stdout
+    );
+    assert!(st.status().maintenance.is_some());
+}

@@ -158,10 +158,14 @@ impl Dispatcher {
     async fn status(&self) -> Reply {
         let tasks = self.supervisor.list().await.unwrap_or_default();
         let health = self.board.health();
+        let maintenance = self.maintenance.status().await.ok().and_then(|m| m.current);
+        let pending_restart = self.reload.last().await.unwrap_or_default().pending_restart;
         Reply::data(&StatusReply {
             version: crate::VERSION.into(),
             uptime_seconds: crate::unix_now() - self.started_at,
             healthy: health.healthy,
+            maintenance,
+            pending_restart,
             services: health.services,
             tasks,
         })
@@ -217,6 +221,7 @@ impl Dispatcher {
             tasks: TaskSummary::of(&tasks),
             last_reload_ok: reload.ok,
             last_reload_error: reload.error,
+            pending_restart: reload.pending_restart,
         })
     }
 }

@@ -43,11 +43,42 @@ fn parse<T: DeserializeOwned>(reply: &Reply) -> Option<T> {
 fn status(s: &StatusReply, now: f64) -> String {
     let health = if s.healthy { "healthy" } else { "UNHEALTHY" };
     format!(
-        "steward {}, up {}, {health}\n\n{}\n{}",
+        "steward {}, up {}, {health}\n{}{}\n{}\n{}",
         s.version,
         duration(s.uptime_seconds),
+        maintenance_line(s.maintenance.as_ref(), now),
+        pending_line(&s.pending_restart),
         services(&s.services, now),
         tasks(&s.tasks, now)
+    )
+}
+
+/// `MAINTENANCE on since …, until … (reason)`, first, because it explains silenced alerts
+/// and skipped backups.
+fn maintenance_line(m: Option<&crate::maintenance::Maintenance>, now: f64) -> String {
+    let Some(m) = m else {
+        return String::new();
+    };
+    let until = m.until.map_or("until turned off".to_string(), |u| {
+        format!("ends in {}", duration((u - now).max(0.0)))
+    });
+    let reason = m
+        .reason
+        .as_deref()
+        .map_or(String::new(), |r| format!(": {r}"));
+    format!(
+        "MAINTENANCE on for {}, {until}{reason}\n",
+        duration((now - m.since).max(0.0))
+    )
+}
+
+fn pending_line(keys: &[String]) -> String {
+    if keys.is_empty() {
+        return String::new();
+    }
+    format!(
+        "RESTART NEEDED to apply {} (changed in the config file)\n",
+        keys.join(", ")
     )
 }
 
@@ -241,7 +272,7 @@ fn info(i: &InfoReply) -> String {
         (false, None) => "FAILED".to_string(),
     };
     format!(
-        "version:      {}\npid:          {}\nuptime:       {}\nconfig file:  {}\nmetrics:      http://{}/metrics\nsocket:       {}\nintervals:    {}\ntimeouts:     {}\ntasks:        {} running, {} backing off, {} paused, {} stopped\nlast reload:  {reload}\n",
+        "version:      {}\npid:          {}\nuptime:       {}\nconfig file:  {}\nmetrics:      http://{}/metrics\nsocket:       {}\nintervals:    {}\ntimeouts:     {}\ntasks:        {} running, {} backing off, {} paused, {} stopped\nlast reload:  {reload}\nrestart for:  {}\n",
         i.version,
         i.pid,
         duration(i.uptime_seconds),
@@ -253,7 +284,12 @@ fn info(i: &InfoReply) -> String {
         i.tasks.running,
         i.tasks.backing_off,
         i.tasks.paused,
-        i.tasks.stopped
+        i.tasks.stopped,
+        if i.pending_restart.is_empty() {
+            "-".to_string()
+        } else {
+            i.pending_restart.join(", ")
+        }
     )
 }
 

@@ -237,6 +237,9 @@ pub struct InfoReply {
     pub last_reload_ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reload_error: Option<String>,
+    /// Keys whose change waits for a restart (see [`StatusReply::pending_restart`]).
+    #[serde(default)]
+    pub pending_restart: Vec<String>,
 }
 
 /// Reply to `history`.
@@ -255,6 +258,14 @@ pub struct StatusReply {
     pub version: String,
     pub uptime_seconds: f64,
     pub healthy: bool,
+    /// The maintenance period in force, if any: shown first, it explains silenced alerts and
+    /// skipped backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<crate::maintenance::Maintenance>,
+    /// Keys changed in the file that the running process has not applied (they need a
+    /// restart), against what is actually running.
+    #[serde(default)]
+    pub pending_restart: Vec<String>,
     pub services: Vec<ServiceReport>,
     pub tasks: Vec<TaskInfo>,
 }
