@@ -187,11 +187,23 @@ pub(crate) enum BackupCmd {
 #[derive(Subcommand)]
 pub(crate) enum TaskCmd {
     /// Stop the task and start it again
-    Restart { name: String },
+    Restart {
+        /// monitor.postgres, monitor.redis, backup.scheduler, cache.warmup, alertmanager,
+        /// alerts, cache.stats, http or control
+        name: String,
+    },
     /// Stop the task until resumed (not `control`, which serves these commands)
-    Pause { name: String },
+    Pause {
+        /// monitor.postgres, monitor.redis, backup.scheduler, cache.warmup, alertmanager,
+        /// alerts, cache.stats or http
+        name: String,
+    },
     /// Start a paused task again
-    Resume { name: String },
+    Resume {
+        /// monitor.postgres, monitor.redis, backup.scheduler, cache.warmup, alertmanager,
+        /// alerts, cache.stats or http
+        name: String,
+    },
 }
 
 /// The control-protocol request a client command sends (`run` and `check-config` send none).

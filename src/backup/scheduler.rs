@@ -131,7 +131,7 @@ async fn start(
             .skipped
             .with_label_values(&[db, kind.as_str()])
             .inc();
-        tracing::info!(database = %db, kind = %kind, reason = why, maintenance = ?m.reason, "scheduled backup skipped: maintenance mode is on (it runs when maintenance ends; [maintenance] run_backups = true runs backups during maintenance)");
+        tracing::info!(database = %db, kind = %kind, reason = why, maintenance = m.reason.as_deref(), "scheduled backup skipped: maintenance mode is on (it runs when maintenance ends; [maintenance] run_backups = true runs backups during maintenance)");
         return None;
     }
     match parts.backup.create(db.to_string(), kind, None).await {

@@ -168,7 +168,11 @@ impl Actor {
         // The operator has taken it over: the end of a running restore no longer ends it.
         self.hold = None;
         let m = self.p.stored.current.as_ref();
-        tracing::info!(reason = ?m.and_then(|m| m.reason.as_deref()), until = ?m.and_then(|m| m.until), "maintenance mode on");
+        tracing::info!(
+            reason = m.and_then(|m| m.reason.as_deref()),
+            until = m.and_then(|m| m.until),
+            "maintenance mode on"
+        );
         Ok(self.status())
     }
 
@@ -219,7 +223,10 @@ impl Actor {
             self.hold = None;
             self.save_or_warn().await;
             self.apply();
-            tracing::info!(reason = ?e.period.reason, "maintenance mode ended by itself (--for elapsed)");
+            tracing::info!(
+                reason = e.period.reason.as_deref(),
+                "maintenance mode ended by itself (--for elapsed)"
+            );
         }
     }
 

@@ -246,10 +246,14 @@ pub fn start(
         }
     };
     if let Some(e) = &expired {
-        tracing::info!(reason = ?e.period.reason, until = ?e.period.until, "maintenance mode ended while steward was stopped");
+        tracing::info!(
+            reason = e.period.reason.as_deref(),
+            until = e.period.until,
+            "maintenance mode ended while steward was stopped"
+        );
     }
     if let Some(m) = stored.current.as_ref().filter(|m| m.by == Origin::Restore) {
-        tracing::warn!(reason = ?m.reason, "maintenance mode was turned on by a restore that a stop of steward interrupted; it stays on: check the database, then `steward maintenance off`");
+        tracing::warn!(reason = m.reason.as_deref(), "maintenance mode was turned on by a restore that a stop of steward interrupted; it stays on: check the database, then `steward maintenance off`");
     }
     let (state_tx, state_rx) = watch::channel(stored.current.clone());
     let (tx, rx) = mpsc::channel(32);

@@ -60,7 +60,7 @@ impl SecurityHandle {
     /// Builds the first guards; an error here fails the start.
     pub fn start(m: &MetricsConfig) -> Result<SecurityHandle, SecurityError> {
         let sec = Security::build(m)?;
-        log(&sec, m);
+        log(&sec, m, true);
         let (tx, _) = watch::channel(Arc::new(sec));
         Ok(SecurityHandle { tx: Arc::new(tx) })
     }
@@ -73,17 +73,23 @@ impl SecurityHandle {
     /// Puts guards built by [`Security::build`] (on reload, off the async threads) in use for
     /// new connections.
     pub fn install(&self, sec: Security, m: &MetricsConfig) {
-        log(&sec, m);
+        log(&sec, m, false);
         self.tx.send_replace(Arc::new(sec));
     }
 }
 
-fn log(sec: &Security, m: &MetricsConfig) {
-    let users = sec.auth.as_ref().map(BasicAuth::names).unwrap_or_default();
-    tracing::info!(
-        listen = %m.listen,
-        tls = sec.tls.is_some(),
-        basic_auth_users = ?users,
-        "HTTP endpoint guards loaded"
-    );
+/// Says at start which guards the HTTP endpoint has; on each reload only at debug level (a
+/// reload says itself what changed).
+fn log(sec: &Security, m: &MetricsConfig, at_start: bool) {
+    let users = sec
+        .auth
+        .as_ref()
+        .map(BasicAuth::names)
+        .unwrap_or_default()
+        .join(",");
+    if at_start {
+        tracing::info!(listen = %m.listen, tls = sec.tls.is_some(), basic_auth_users = %users, "HTTP endpoint guards loaded");
+    } else {
+        tracing::debug!(listen = %m.listen, tls = sec.tls.is_some(), basic_auth_users = %users, "HTTP endpoint guards reloaded");
+    }
 }
