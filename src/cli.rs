@@ -62,6 +62,9 @@ pub(crate) enum Command {
         /// How far back, e.g. 1h or 30m [default: everything kept]
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         since: Option<Duration>,
+        /// Show only the newest N checks (the summary still covers the whole range)
+        #[arg(long, value_name = "N")]
+        last: Option<usize>,
     },
     /// PostgreSQL backups: create, list, status, verify, restore, prune
     Backup {
@@ -227,7 +230,12 @@ pub(crate) fn request(cmd: &Command) -> Request {
         Command::Reload => Request::Reload,
         Command::Info => Request::Info,
         Command::Alerts => Request::Alerts,
-        Command::History { service, since } => Request::History {
+        Command::History {
+            service,
+            since,
+            last,
+        } => Request::History {
+            last: *last,
             service: *service,
             since_seconds: since.map(|d| d.as_secs_f64()),
         },

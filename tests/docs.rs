@@ -87,6 +87,7 @@ fn sample(placeholder: &str) -> Option<&'static str> {
     Some(match placeholder {
         "DURATION" => "1h",
         "SERVICE" => "postgres",
+        "N" => "3",
         _ => return None,
     })
 }

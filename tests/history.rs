@@ -69,6 +69,12 @@ fn history_stays_bounded_and_its_summary_matches_its_entries() {
         h.entries.windows(2).all(|w| w[0].at <= w[1].at),
         "oldest first"
     );
+    // --last N: the newest N entries, the summary still over all of them.
+    let newest = history(&st, "redis", &["--last", "3"]);
+    assert_eq!(newest.entries.len(), 3);
+    // (Checks go on meanwhile, so they are compared by order, not by time.)
+    assert!(newest.entries.first().map(|e| e.at) > h.entries.first().map(|e| e.at));
+    assert_eq!(newest.summary.entries, 8);
     let s = &h.summary;
     assert_eq!(s.entries, h.entries.len());
     let ok = h.entries.iter().filter(|e| e.ok).count();

@@ -89,13 +89,17 @@ impl Dispatcher {
             Request::History {
                 service,
                 since_seconds,
+                last,
             } => {
                 let from = match history_from(since_seconds) {
                     Ok(from) => from,
                     Err(msg) => return Reply::error(msg),
                 };
-                let entries = self.board.history(service, from);
+                let mut entries = self.board.history(service, from);
                 let summary = crate::monitor::history::summarize(&entries);
+                if let Some(n) = last {
+                    entries.drain(..entries.len().saturating_sub(n));
+                }
                 Reply::data(&super::protocol::HistoryReply {
                     service,
                     since: from,

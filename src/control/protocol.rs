@@ -89,6 +89,9 @@ pub enum Request {
         /// How far back, in seconds; everything kept when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since_seconds: Option<f64>,
+        /// Only the newest this many checks (the summary still covers the whole range).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last: Option<usize>,
     },
     /// Back up one database, or each configured one; with `wait`, reply when done.
     BackupCreate {

@@ -104,7 +104,7 @@ fn services(list: &[ServiceReport], now: f64) -> String {
                 if c.up { "up".into() } else { "DOWN".into() },
                 c.latency_seconds
                     .map_or("-".into(), |l| format!("{:.1}ms", l * 1000.0)),
-                format!("{} ago", duration(now - c.checked_at)),
+                ago(now - c.checked_at),
                 detail(c),
             ],
         });
@@ -174,7 +174,7 @@ fn tasks(list: &[TaskInfo], now: f64) -> String {
         rows.push(vec![
             t.name.clone(),
             t.state.to_string(),
-            format!("{} ago", duration(now - t.since)),
+            ago(now - t.since),
             t.restarts.to_string(),
             t.last_error.clone().unwrap_or_else(|| "-".into()),
         ]);
@@ -324,6 +324,15 @@ pub(super) fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// How long ago, for ages: "just now" under a second (a fresh backup is not "0ms ago"),
+/// else "1m 15s ago".
+pub fn ago(secs: f64) -> String {
+    if secs < 1.0 {
+        return "just now".to_string();
+    }
+    format!("{} ago", duration(secs))
+}
+
 /// 0.0042 → "4ms", 75 → "1m 15s", 3700 → "1h 1m".
 pub fn duration(secs: f64) -> String {
     let s = secs.max(0.0);
@@ -361,6 +370,8 @@ mod tests {
     #[test]
     fn durations_and_sizes() {
         assert_eq!(duration(0.0042), "4ms");
+        assert_eq!(ago(0.3), "just now");
+        assert_eq!(ago(75.0), "1m 15s ago");
         assert_eq!(duration(75.0), "1m 15s");
         assert_eq!(duration(3700.0), "1h 1m");
         assert_eq!(bytes(1536.0), "1.5 KiB");

@@ -1,7 +1,7 @@
 //! Human-readable `steward alerts`: one row per alert instance, firing ones first, with the
 //! notes that explain a rule that cannot fire.
 
-use super::render::{duration, table};
+use super::render::{ago, duration, table};
 use crate::alerts::rules::Unit;
 use crate::alerts::{AlertState, AlertStatus, AlertsReply};
 
@@ -48,7 +48,7 @@ pub(super) fn alerts(a: &AlertsReply, now: f64) -> String {
             s.service.clone(),
             s.severity.as_str().into(),
             state,
-            format!("{} ago", duration((now - s.since).max(0.0))),
+            ago((now - s.since).max(0.0)),
             figure(s.value, s.unit),
             figure(s.threshold, s.unit),
             if s.for_seconds > 0.0 {

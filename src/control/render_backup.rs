@@ -1,7 +1,7 @@
 //! Human-readable output of backup replies.
 
 use super::protocol::{Reply, Request};
-use super::render::{bytes, duration, table};
+use super::render::{ago, bytes, duration, table};
 use crate::backup::api::{
     JobInfo, PruneReply, Pruned, RestoreReply, Started, StatusReply, VerifyReply,
 };
@@ -78,7 +78,7 @@ fn list(v: &[BackupMeta]) -> String {
             m.database.clone(),
             m.kind.to_string(),
             format!("{:?}", m.status).to_lowercase(),
-            format!("{} ago", duration(age)),
+            ago(age),
             if m.status == BackupStatus::Good {
                 bytes(m.stored_bytes as f64)
             } else {
@@ -111,7 +111,7 @@ fn status(s: &StatusReply) -> String {
                 d.database.clone(),
                 g.kind.to_string(),
                 g.id.clone(),
-                format!("{} ago", duration(g.age_seconds)),
+                ago(g.age_seconds),
                 bytes(g.stored_bytes as f64),
             ]);
         }

@@ -1,7 +1,7 @@
 //! Human-readable output of `maintenance on|off|status`.
 
 use super::protocol::Reply;
-use super::render::{duration, table};
+use super::render::{ago, duration, table};
 use crate::maintenance::{EndedBy, MaintenanceStatus, Origin};
 
 /// Renders a maintenance reply; `None` when the shape is unexpected.
@@ -63,7 +63,7 @@ fn status(s: &MaintenanceStatus, now: f64) -> String {
         ]];
         for e in s.history.iter().take(10) {
             rows.push(vec![
-                format!("{} ago", duration(now - e.period.since)),
+                ago(now - e.period.since),
                 duration(e.ended_at - e.period.since),
                 by(e.period.by).into(),
                 match e.ended_by {

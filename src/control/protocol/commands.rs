@@ -123,6 +123,7 @@ mod tests {
             Request::History {
                 service: Service::Postgres,
                 since_seconds: None,
+                last: Some(5),
             },
             Request::BackupCreate {
                 database: None,
