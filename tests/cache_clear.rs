@@ -95,6 +95,14 @@ fn clears_one_namespace_and_spares_the_others() {
             .starts_with("dry run: 100000 keys match cache:analytics:* (namespace analytics)"),
         "{human:?}"
     );
+    // Outside every namespace a dry run needs no --force (it deletes nothing); the real
+    // clear still does.
+    let outside: ClearReport = st
+        .ctl(&["cache", "clear", "--pattern", "app:*", "--dry-run"])
+        .data();
+    assert_eq!((outside.scanned, outside.deleted), (1000, 0), "{outside:?}");
+    assert_eq!(st.ctl(&["cache", "clear", "--pattern", "app:*"]).code, 1);
+    assert_others_intact(&redis);
 
     let done: ClearReport = st
         .ctl(&["cache", "clear", "--namespace", "analytics"])
@@ -123,13 +131,13 @@ fn clears_one_namespace_and_spares_the_others() {
         "{out:?}"
     );
     assert_eq!(count(&redis, "cache:sessions:*"), 990);
-    // Each of the four clears (two dry runs) was timed.
+    // Each of the five clears that ran (three dry runs) was timed; the refused one was not.
     assert_eq!(
         st.metric(
             "steward_cache_operation_duration_seconds_count",
             &[("op", "clear")]
         ),
-        Some(4.0)
+        Some(5.0)
     );
 }
 

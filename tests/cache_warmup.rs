@@ -252,6 +252,8 @@ warmup = { query = "SELECT id, doc FROM no_such_table" }
     );
     let e = error_of(&st.ctl(&["cache", "warm-up", "sessions"]));
     assert!(e.contains("\"sessions\" has no warm-up query"), "{e}");
+    // It says which namespaces have one.
+    assert!(e.contains("namespaces with one: analytics"), "{e}");
     let e = error_of(&st.ctl(&["cache", "warm-up", "onecol"]));
     assert!(e.contains("returns 1 column(s); it must return two"), "{e}");
     let e = error_of(&st.ctl(&["cache", "warm-up", "missing"]));

@@ -24,8 +24,12 @@ const BUILT_AHEAD: usize = 4;
 pub enum WarmupError {
     #[error(transparent)]
     Cache(#[from] CacheError),
-    #[error("namespace {0:?} has no warm-up query; add [cache.namespace.warmup] query = \"SELECT key_suffix, value FROM …\" to it")]
-    NoQuery(String),
+    #[error("namespace {name:?} has no warm-up query ({}); add [cache.namespace.warmup] query = \"SELECT key_suffix, value FROM …\" to it", with_query_list(.with_query))]
+    NoQuery {
+        name: String,
+        /// The namespaces that have one, to name in the message.
+        with_query: Vec<String>,
+    },
     #[error(
         "no cache namespace has a warm-up query; add [cache.namespace.warmup] to one, or name one"
     )]
@@ -61,6 +65,28 @@ pub enum WarmupError {
         written: u64,
         reason: String,
     },
+}
+
+impl WarmupError {
+    fn no_query(name: &str, cache: &crate::config::CacheConfig) -> Self {
+        let with_query = cache
+            .namespaces
+            .iter()
+            .filter(|n| n.warmup.is_some())
+            .map(|n| n.name.clone())
+            .collect();
+        WarmupError::NoQuery {
+            name: name.to_string(),
+            with_query,
+        }
+    }
+}
+
+fn with_query_list(names: &[String]) -> String {
+    match names {
+        [] => "no namespace has one".to_string(),
+        names => format!("namespaces with one: {}", names.join(", ")),
+    }
 }
 
 /// One namespace's warm-up, as `steward cache warm-up` reports it.
@@ -120,7 +146,7 @@ pub async fn warm_up(
                 .namespace(n)
                 .ok_or_else(|| CacheError::unknown_namespace(n, &cfg.cache))?;
             if ns.warmup.is_none() {
-                return Err(WarmupError::NoQuery(n.into()));
+                return Err(WarmupError::no_query(n, &cfg.cache));
             }
             vec![ns]
         }
@@ -160,7 +186,12 @@ pub async fn namespace(
 ) -> Result<WarmupReport, WarmupError> {
     let query = match &ns.warmup {
         Some(w) => w.query.clone(),
-        None => return Err(WarmupError::NoQuery(ns.name.clone())),
+        None => {
+            return Err(WarmupError::NoQuery {
+                name: ns.name.clone(),
+                with_query: Vec::new(),
+            })
+        }
     };
     let _claim = jobs
         .claim(&ns.name, origin)

@@ -26,7 +26,8 @@ pub(super) async fn clear(
         (None, Some(n)) => Target::Namespace(n),
         _ => return Reply::error("give either --pattern GLOB or --namespace NAME (one of them)"),
     };
-    let resolved = match clear::resolve(&cfg.cache, &target, force) {
+    // A dry run deletes nothing, so it needs no --force to look outside the namespaces.
+    let resolved = match clear::resolve(&cfg.cache, &target, force || dry_run) {
         Ok(r) => r,
         Err(e) => return Reply::error(e.to_string()),
     };
