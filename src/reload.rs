@@ -142,7 +142,9 @@ impl Reloader {
             Err(e) => {
                 self.metrics.reload_ok.set(0);
                 self.metrics.reloads.with_label_values(&["failure"]).inc();
-                tracing::error!(config = %self.path.display(), error = %e, "config reload rejected; keeping the running config");
+                // One event, one line: the problems of an invalid file are joined with "; ".
+                let error = e.to_string().replace("\n  - ", " ").replace('\n', "; ");
+                tracing::error!(config = %self.path.display(), error = %error, "config reload rejected; keeping the running config");
                 return Err(e);
             }
         };

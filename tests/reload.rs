@@ -107,8 +107,11 @@ fn sighup_with_broken_file_keeps_old_config_then_good_file_applies() {
             .last_reload_error
             .is_some_and(|e| e.contains("redis.timeout"))
     });
+    // On the same line as the event: one event, one line.
     st.wait_until(BOUND, "the reason in the log", |st| {
-        st.log().contains("redis.timeout")
+        st.log()
+            .lines()
+            .any(|l| l.contains("config reload rejected") && l.contains("redis.timeout"))
     });
     assert_eq!(reload_gauge(&st), Some(0.0));
     assert_eq!(
