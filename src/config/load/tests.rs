@@ -231,6 +231,32 @@ fn syntax_errors_name_line_column_and_key_but_no_secret() {
 }
 
 #[test]
+fn a_syntax_error_inside_a_multi_line_secret_shows_none_of_it() {
+    for broken in [
+        // A bad escape on the second line of a multi-line string.
+        "url = \"\"\"host=h\nSp3c Pw9x Tail7 \\q\"\"\"\n",
+        // The continuation line looks like a harmless key = value.
+        "url = \"\"\"\nhost = h Sp3c Pw9x Tail7 \\q\"\"\"\n",
+        // Junk after the closing quotes of a multi-line literal string.
+        "url = '''host=h\nSp3c Pw9x Tail7'''x\n",
+        // A multi-line array.
+        "url = [\n  \"Sp3c Pw9x Tail7\" x\n]\n",
+    ] {
+        let f = file(&format!("[log]\nlevel = \"info\"\n[postgres]\n{broken}"));
+        let e = load(f.path(), &env(&[])).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, LoadError::Parse { .. }), "{text}");
+        assert!(text.contains("`postgres.url`"), "{broken:?}: {text}");
+        assert_no_password(&text);
+    }
+    // A harmless multi-line array still shows its broken line.
+    let f = file("[backup]\ndatabases = [\n  \"app\" x\n]\n");
+    let text = load(f.path(), &env(&[])).unwrap_err().to_string();
+    assert!(text.contains("`backup.databases`"), "{text}");
+    assert!(text.contains("\"app\" x"), "{text}");
+}
+
+#[test]
 fn syntax_errors_show_a_harmless_line_and_mask_a_password_anywhere() {
     let f = file("[redis]\npool_max = 4 4\n");
     let text = load(f.path(), &env(&[])).unwrap_err().to_string();
