@@ -222,7 +222,8 @@ fn unknown_in(
     }
 }
 
-/// The raw connection strings, so their passwords can be masked in any message.
+/// The raw connection strings' passwords, and any password written into another value, so
+/// that they can be masked in any message (one may quote only a piece of a value).
 fn raw_secrets(raw: &Map<String, Value>) -> Vec<String> {
     let mut out = Vec::new();
     for section in ["postgres", "redis"] {
@@ -232,7 +233,18 @@ fn raw_secrets(raw: &Map<String, Value>) -> Vec<String> {
             }
         }
     }
+    raw.values().for_each(|v| text_secrets_in(v, &mut out));
     out
+}
+
+/// [`crate::secret::text_secrets`] of every string in a value, tables and arrays included.
+fn text_secrets_in(v: &Value, out: &mut Vec<String>) {
+    match &v.kind {
+        ValueKind::String(s) => out.extend(crate::secret::text_secrets(s)),
+        ValueKind::Table(t) => t.values().for_each(|v| text_secrets_in(v, out)),
+        ValueKind::Array(a) => a.iter().for_each(|v| text_secrets_in(v, out)),
+        _ => {}
+    }
 }
 
 fn type_problem(e: &config::ConfigError) -> Problem {

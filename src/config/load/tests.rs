@@ -371,6 +371,16 @@ fn file_values_must_have_the_keys_type() {
 }
 
 #[test]
+fn a_password_in_any_value_is_masked_wherever_a_problem_quotes_part_of_it() {
+    // log.level's check quotes the piece after the last `=` on its own.
+    let (k, reason) = one_problem("[log]\nlevel = \"info,steward=password=Sp3cPw9x\"\n", &[]);
+    assert_eq!(k, "log.level");
+    assert!(!reason.contains("Sp3c"), "{reason}");
+    let (_, reason) = one_problem("", &[("STEWARD_LOG__LEVEL", "password=Sp3cPw9x")]);
+    assert!(!reason.contains("Sp3c"), "{reason}");
+}
+
+#[test]
 fn a_mistyped_secret_is_not_quoted() {
     let (k, reason) = one_problem("[metrics]\nbasic_auth_users = \"$2y$Sp3c\"\n", &[]);
     assert_eq!(k, "metrics.basic_auth_users");
