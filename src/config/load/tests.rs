@@ -196,7 +196,41 @@ fn exposed_secret_files_are_warned_about_without_content() {
     }
     let err = read_secret_file("redis.password_file", Path::new("/nonexistent/pw")).unwrap_err();
     assert_eq!(err.key, "redis.password_file");
-    assert!(err.reason.contains("/nonexistent/pw"), "{err}");
+    assert!(err.reason.contains("No such file"), "{err}");
+}
+
+#[test]
+fn a_secret_written_in_place_of_its_file_is_not_shown() {
+    for (key, text, var) in [
+        (
+            "redis.password_file",
+            "[redis]\npassword_file = \"Sp3cPw9x\"\n",
+            None,
+        ),
+        (
+            "postgres.url_file",
+            "[postgres]\nurl_file = \"Sp3c/Pw9x\"\n",
+            None,
+        ),
+        (
+            "redis.password_file",
+            "",
+            Some("STEWARD_REDIS__PASSWORD_FILE"),
+        ),
+    ] {
+        let vars: Vec<(&str, &str)> = var.map(|v| (v, "Sp3cPw9x")).into_iter().collect();
+        let (k, reason) = one_problem(text, &vars);
+        assert_eq!(k, key);
+        assert!(reason.contains("does not exist"), "{reason}");
+        assert!(
+            !reason.contains("Sp3c") && !reason.contains("Pw9x"),
+            "{reason}"
+        );
+    }
+    // A path where something is still names it.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, reason) = one_problem(&format!("[redis]\npassword_file = {:?}\n", dir.path()), &[]);
+    assert!(reason.contains(dir.path().to_str().unwrap()), "{reason}");
 }
 
 /// Every part of the password of `SYNTAX_PW`, none of which may be shown.
