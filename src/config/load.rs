@@ -115,6 +115,7 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
             // The file's types were checked above: what does not fit came from a variable.
             let mut p = type_problem(&e);
             if let Some(var) = steward_var_for(&p.key, env) {
+                p.reason = unquoted(&p.reason);
                 p.reason += &format!("; set {var} to a value of that type or unset it");
                 p.key = format!("{var} (environment)");
             }
@@ -278,6 +279,19 @@ fn type_problem(e: &config::ConfigError) -> Problem {
         (None, None) => "config",
     };
     Problem::new(dotted(key), msg)
+}
+
+/// The config crate's message without the string value it quotes (`invalid type: string
+/// "…", expected …` → `invalid type: a string, expected …`): a variable's value may be a
+/// secret set to the wrong variable.
+fn unquoted(msg: &str) -> String {
+    let Some(start) = msg.find("string \"") else {
+        return msg.to_string();
+    };
+    match msg.rfind("\", expected") {
+        Some(end) if end > start => format!("{}a string{}", &msg[..start], &msg[end + 1..]),
+        _ => format!("{}a string (not shown)", &msg[..start]),
+    }
 }
 
 /// config writes an array element's field as "cache.namespace[0]name": put the dot back.

@@ -434,6 +434,21 @@ fn environment_strings_are_converted_and_a_bad_one_names_its_variable() {
         &[("STEWARD_REDIS__POOL_MAX", "lots")],
     );
     assert_eq!(k, "STEWARD_REDIS__POOL_MAX (environment)", "{reason}");
+    // The variable's value is not quoted: it may be a secret set to the wrong variable.
+    for (var, value) in [
+        ("STEWARD_REDIS__POOL_MAX", "Sp3c\"Pw9x\", expected"),
+        ("STEWARD_POSTGRES__INTERVAL", "Sp3cPw9x"),
+        ("STEWARD_POSTGRES__WRITE_READ_TEST", "Sp3cPw9x"),
+    ] {
+        let (k, reason) = one_problem("", &[(var, value)]);
+        assert_eq!(k, format!("{var} (environment)"), "{reason}");
+        assert!(reason.contains("a string"), "{reason}");
+        let lower = reason.to_ascii_lowercase();
+        assert!(
+            !lower.contains("sp3c") && !lower.contains("pw9x"),
+            "{reason}"
+        );
+    }
 }
 
 #[test]
