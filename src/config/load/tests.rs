@@ -422,6 +422,17 @@ fn a_mistyped_secret_is_not_quoted() {
     let (k, reason) = one_problem("[postgres]\npool_max = \"postgres://u:Sp3c@h/d\"\n", &[]);
     assert_eq!(k, "postgres.pool_max");
     assert!(!reason.contains("Sp3c"), "{reason}");
+    // A password of digits, or a number where a secret file's path belongs.
+    for (key, text) in [
+        ("postgres.url", "[postgres]\nurl = 73619284\n"),
+        ("postgres.url", "[postgres]\nurl = 7361.9284\n"),
+        ("redis.password_file", "[redis]\npassword_file = 73619284\n"),
+    ] {
+        let (k, reason) = one_problem(text, &[]);
+        assert_eq!(k, key);
+        assert!(reason.contains("invalid type"), "{reason}");
+        assert!(!reason.contains("7361"), "{reason}");
+    }
 }
 
 #[test]
