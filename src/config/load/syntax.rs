@@ -49,17 +49,20 @@ pub(super) fn check(text: &str) -> Result<(), String> {
 }
 
 /// True for keys whose value is or may carry a credential: URLs (which may hold a password),
-/// passwords, secrets, identities, tokens, basic-auth hashes, and age recipients (where a
-/// secret key is sometimes pasted by mistake).
+/// passwords, secrets, keys, identities, tokens, basic-auth hashes, and age recipients (where a
+/// secret key is sometimes pasted by mistake); also the names an environment file uses for
+/// them (`DB_PASS`, `MYSQL_PWD`, `API_KEY`), should one be given as the config.
 pub(super) fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     [
         "url",
-        "password",
+        "pass",
+        "pwd",
         "secret",
+        "key",
         "identity",
         "token",
-        "basic_auth",
+        "auth",
         "recipients",
         "credential",
     ]
@@ -73,7 +76,10 @@ fn shown_line(line: &str, key: Option<&str>, continued: bool) -> String {
     let line = line.trim();
     let scrubbed = crate::secret::mask_age_keys(&crate::secret::scrub_urls(line));
     let suspicious = scrubbed != line;
-    let hidden = key.is_some_and(is_secret_key) || suspicious;
+    // A line with no key to read (a lone word, `export X=…`) may be a secret file given as
+    // the config; only a table header is shown then.
+    let unplaced = key.is_none() && !line.starts_with('[');
+    let hidden = key.is_some_and(is_secret_key) || suspicious || unplaced;
     if !hidden {
         return truncate(line);
     }

@@ -291,6 +291,28 @@ fn a_syntax_error_inside_a_multi_line_secret_shows_none_of_it() {
 }
 
 #[test]
+fn a_syntax_error_in_a_file_that_is_no_config_shows_none_of_it() {
+    // An environment file or a secret file given as the config by mistake.
+    for text in [
+        "DB_PASS=Sp3cPw9x\n",
+        "# env\nAPI_KEY = Sp3cPw9x\n",
+        "MYSQL_PWD=Sp3cPw9x\n",
+        "export DB_PASS=Sp3cPw9x\n",
+        "Sp3cPw9x Tail7\n",
+        "Sp3cPw9x\n",
+    ] {
+        let f = file(text);
+        let text = load(f.path(), &env(&[])).unwrap_err().to_string();
+        assert!(text.contains("line "), "{text}");
+        assert_no_password(&text);
+    }
+    // A broken table header is still shown.
+    let f = file("[postgres\n");
+    let text = load(f.path(), &env(&[])).unwrap_err().to_string();
+    assert!(text.contains("reads: [postgres"), "{text}");
+}
+
+#[test]
 fn syntax_errors_show_a_harmless_line_and_mask_a_password_anywhere() {
     let f = file("[redis]\npool_max = 4 4\n");
     let text = load(f.path(), &env(&[])).unwrap_err().to_string();
