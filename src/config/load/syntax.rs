@@ -70,6 +70,27 @@ pub(super) fn is_secret_key(key: &str) -> bool {
     .any(|w| k.contains(w))
 }
 
+/// True when the last part of `key` names one of steward's keys (in any section): the value
+/// of a key steward does not know (`pw = …`) may be anything, a secret too.
+fn is_known_key(key: &str) -> bool {
+    fn collect(v: &serde_json::Value, out: &mut std::collections::HashSet<String>) {
+        match v {
+            serde_json::Value::Object(o) => o.iter().for_each(|(k, v)| {
+                out.insert(k.clone());
+                collect(v, out);
+            }),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| collect(v, out)),
+            _ => {}
+        }
+    }
+    let mut known = std::collections::HashSet::new();
+    collect(
+        &serde_json::to_value(crate::config::Config::default()).unwrap_or_default(),
+        &mut known,
+    );
+    known.contains(key.rsplit('.').next().unwrap_or(key))
+}
+
 /// The line as it may be shown: a secret-bearing key's value, or any value the scrubbers
 /// would touch (the syntax is broken, so they may not find all of it), is replaced whole.
 fn shown_line(line: &str, key: Option<&str>, continued: bool) -> String {
@@ -79,7 +100,8 @@ fn shown_line(line: &str, key: Option<&str>, continued: bool) -> String {
     // A line with no key to read (a lone word, `export X=…`) may be a secret file given as
     // the config; only a table header is shown then.
     let unplaced = key.is_none() && !line.starts_with('[');
-    let hidden = key.is_some_and(is_secret_key) || suspicious || unplaced;
+    let hidden =
+        key.is_some_and(|k| is_secret_key(k) || !is_known_key(k)) || suspicious || unplaced;
     if !hidden {
         return truncate(line);
     }

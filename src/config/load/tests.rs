@@ -306,6 +306,11 @@ fn a_syntax_error_in_a_file_that_is_no_config_shows_none_of_it() {
         assert!(text.contains("line "), "{text}");
         assert_no_password(&text);
     }
+    // A key steward does not know may hold anything.
+    let f = file("[postgres]\npw = \"Sp3cPw9x \\q\"\n");
+    let text = load(f.path(), &env(&[])).unwrap_err().to_string();
+    assert!(text.contains("`postgres.pw`"), "{text}");
+    assert_no_password(&text);
     // A broken table header is still shown.
     let f = file("[postgres\n");
     let text = load(f.path(), &env(&[])).unwrap_err().to_string();
