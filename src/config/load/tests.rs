@@ -108,6 +108,7 @@ fn every_problem_is_named() {
     assert!(text.contains("postgres.intervall"), "{text}");
     assert!(text.contains("nosuch"), "{text}");
     assert!(text.contains("MONITORING_INTERVAL"), "{text}");
+    assert!(!text.contains("soon"), "{text}");
 }
 
 #[test]
