@@ -19,6 +19,7 @@ pub(super) fn check(text: &str) -> Result<(), Problem> {
         .or_else(|| err.span().and_then(|s| key_at(text, s.start)))
         .or_else(|| at.and_then(|p| key_at_line(text, p.line)))
         .unwrap_or_else(|| "config".to_string());
+    let key = with_missing_field(key, &msg);
     let mut reason = match at {
         Some(p) => format!("line {}, column {}: ", p.line, p.column),
         None => String::new(),
@@ -29,6 +30,17 @@ pub(super) fn check(text: &str) -> Result<(), Problem> {
         reason += &h;
     }
     Err(Problem::new(key, reason))
+}
+
+/// `missing field `name`` is placed at the table that lacks it: the key is the field's.
+fn with_missing_field(key: String, msg: &str) -> String {
+    let field = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next());
+    match field {
+        Some(f) if !key.ends_with(&format!(".{f}")) && key != "config" => format!("{key}.{f}"),
+        _ => key,
+    }
 }
 
 /// serde's message, with a quoted string value left out where the key may hold a secret.
