@@ -149,6 +149,25 @@ fn conninfo_secrets(s: &str) -> Vec<String> {
     out
 }
 
+/// The secrets free text holds by its shape: every `password=` / `passwd=` value (as written
+/// and as libpq reads it) and the password of every `scheme://user:pass@` word. For values
+/// that are not connection strings (a password typed into `log.level`, say), so that a message
+/// quoting only a piece of such a value is scrubbed of it too.
+pub fn text_secrets(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in dsn::text_values(text) {
+        out.push(dsn::unescape(&text[r.clone()]));
+        out.push(text[r].to_string());
+    }
+    for word in text.split(|c: char| c.is_whitespace() || c == ',') {
+        if word.contains('@') && url::has_scheme(word) {
+            out.extend(url::secrets(word));
+        }
+    }
+    out.retain(|p| !p.is_empty() && p != MASK);
+    out
+}
+
 /// Replaces every known secret value in free text, and redacts any connection URL in it.
 ///
 /// Errors from drivers and parsers may quote what they were given; every message a user can

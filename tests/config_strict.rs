@@ -138,6 +138,74 @@ fn the_config_file_must_be_a_regular_file_of_at_most_1_mib() {
     );
 }
 
+/// The key named, the config text, the environment.
+type WrongPlace = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// A secret where a config puts it by mistake — a password in another value, in place of a
+/// secret file's path, a mangled age secret key among the recipients, a variable of the wrong
+/// type — is refused by check-config (text and --json) naming the key, and never shown.
+#[test]
+fn a_secret_in_the_wrong_place_is_refused_without_showing_it() {
+    let cases: [WrongPlace; 6] = [
+        (
+            "log.level",
+            "[log]\nlevel = \"info,steward=password=Sp3cPw9xTail7\"\n",
+            &[],
+        ),
+        (
+            "redis.password_file",
+            "[redis]\npassword_file = \"Sp3cPw9xTail7\"\n",
+            &[],
+        ),
+        (
+            "postgres.url_file",
+            "",
+            &[("STEWARD_POSTGRES__URL_FILE", "Sp3c/Pw9x/Tail7")],
+        ),
+        (
+            "backup.encryption.recipients",
+            "[backup.encryption]\nrecipients = [\"GE-SECRET-KEY-1SP3CPW9XTAIL7\"]\n",
+            &[],
+        ),
+        (
+            "STEWARD_REDIS__POOL_MAX",
+            "",
+            &[("STEWARD_REDIS__POOL_MAX", "Sp3cPw9xTail7")],
+        ),
+        (
+            "postgres.url",
+            "[postgres]\nurl = [\n  \"Sp3c Pw9x Tail7\" x\n]\n",
+            &[],
+        ),
+    ];
+    for (key, text, vars) in cases {
+        let dir = short_tempdir("stw-strict-");
+        let file = dir.path().join("steward.toml");
+        fs::write(&file, text).unwrap();
+        let env: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for json in [false, true] {
+            let mut args = vec!["check-config", "--config", file.to_str().unwrap()];
+            if json {
+                args.insert(0, "--json");
+            }
+            let out = steward_cmd(&args, dir.path(), &env);
+            assert_eq!(out.code, 1, "{key}: {out:?}");
+            assert!(out.all().contains(key), "{key} not named: {out:?}");
+            assert_hidden(
+                &format!("check-config for {key}"),
+                &out.all().replace("SP3CPW9X", "Sp3cPw9x"),
+            );
+        }
+    }
+}
+
 /// The password whose parts must never be shown.
 const PARTS: [&str; 3] = ["Sp3c", "Pw9x", "Tail7"];
 
@@ -161,6 +229,8 @@ fn a_syntax_error_on_a_password_line_shows_no_part_of_it() {
         "url = \"host=127.0.0.1 password='Sp3c Pw9x Tail7' dbname=steward\n",
         // A stray character after the quoted value.
         "url = \"host=127.0.0.1 password='Sp3c Pw9x Tail7' dbname=steward\" x\n",
+        // A bad escape on a continuation line of a multi-line string.
+        "url = \"\"\"host=127.0.0.1 dbname=steward\n Sp3c Pw9x Tail7 \\q\"\"\"\n",
     ];
     for line in broken_lines {
         let mut s = st.settings.clone();

@@ -272,16 +272,22 @@ fn validate_schedule(s: &ScheduleConfig, out: &mut Vec<super::Problem>) {
 fn validate_encryption(e: &EncryptionConfig, out: &mut Vec<super::Problem>) {
     use super::Problem;
     use std::str::FromStr;
-    for r in &e.recipients {
+    for (i, r) in e.recipients.iter().enumerate() {
         if age::x25519::Recipient::from_str(r).is_err() {
             out.push(Problem::new(
                 "backup.encryption.recipients",
                 if r.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
                     "holds an age secret key (AGE-SECRET-KEY-1…, not shown): recipients take public keys (age1…); the secret key belongs in backup.encryption.identity_file — and since it was written into the config, consider it exposed and make a new one".to_string()
-                } else {
+                } else if r.starts_with("age1") {
                     format!(
                         "{:?} is not an age public key (age1…); create one with `age-keygen`",
                         crate::secret::mask_age_keys(r)
+                    )
+                } else {
+                    // Not even shaped like a public key: perhaps a mangled secret key.
+                    format!(
+                        "recipient {} is not an age public key (age1…; not shown, in case it is a secret key); create one with `age-keygen`",
+                        i + 1
                     )
                 },
             ));
@@ -364,6 +370,28 @@ mod tests {
                 "backup.encryption.recipients"
             ]
         );
+    }
+
+    #[test]
+    fn a_recipient_that_is_no_public_key_is_not_quoted_unless_it_looks_like_one() {
+        for pasted in [
+            "GE-SECRET-KEY-1QQSP3CPW9X",
+            "AGE-SECRET-KEY1QQSP3CPW9X",
+            "AGE_SECRET_KEY_1QQSP3CPW9X",
+            "QQSP3CPW9X",
+        ] {
+            let b = BackupConfig {
+                encryption: EncryptionConfig {
+                    recipients: vec!["age1nope".into(), pasted.into()],
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let text: String = problems(&b).iter().map(|p| p.to_string()).collect();
+            assert!(!text.contains("SP3CPW9X"), "{text}");
+            assert!(text.contains("\"age1nope\""), "{text}");
+            assert!(text.contains("recipient 2"), "{text}");
+        }
     }
 
     #[test]

@@ -137,6 +137,7 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
             // The file's types were checked above: what does not fit came from a variable.
             let mut p = type_problem(&e);
             if let Some(var) = steward_var_for(&p.key, env) {
+                p.reason = unquoted(&p.reason);
                 p.reason += &format!("; set {var} to a value of that type or unset it");
                 p.key = format!("{var} (environment)");
             }
@@ -273,7 +274,8 @@ fn unknown_in(
     }
 }
 
-/// The raw connection strings, so their passwords can be masked in any message.
+/// The raw connection strings' passwords, and any password written into another value, so
+/// that they can be masked in any message (one may quote only a piece of a value).
 fn raw_secrets(raw: &Map<String, Value>) -> Vec<String> {
     let mut out = Vec::new();
     for section in ["postgres", "redis"] {
@@ -283,7 +285,18 @@ fn raw_secrets(raw: &Map<String, Value>) -> Vec<String> {
             }
         }
     }
+    raw.values().for_each(|v| text_secrets_in(v, &mut out));
     out
+}
+
+/// [`crate::secret::text_secrets`] of every string in a value, tables and arrays included.
+fn text_secrets_in(v: &Value, out: &mut Vec<String>) {
+    match &v.kind {
+        ValueKind::String(s) => out.extend(crate::secret::text_secrets(s)),
+        ValueKind::Table(t) => t.values().for_each(|v| text_secrets_in(v, out)),
+        ValueKind::Array(a) => a.iter().for_each(|v| text_secrets_in(v, out)),
+        _ => {}
+    }
 }
 
 fn type_problem(e: &config::ConfigError) -> Problem {
@@ -317,6 +330,19 @@ fn type_problem(e: &config::ConfigError) -> Problem {
         (None, None) => "config",
     };
     Problem::new(dotted(key), msg)
+}
+
+/// The config crate's message without the string value it quotes (`invalid type: string
+/// "…", expected …` → `invalid type: a string, expected …`): a variable's value may be a
+/// secret set to the wrong variable.
+fn unquoted(msg: &str) -> String {
+    let Some(start) = msg.find("string \"") else {
+        return msg.to_string();
+    };
+    match msg.rfind("\", expected") {
+        Some(end) if end > start => format!("{}a string{}", &msg[..start], &msg[end + 1..]),
+        _ => format!("{}a string (not shown)", &msg[..start]),
+    }
 }
 
 /// config writes an array element's field as "cache.namespace[0]name": put the dot back.

@@ -48,12 +48,25 @@ pub(crate) fn read_secret_file(key: &str, path: &Path) -> Result<String, Problem
 /// wrong path cannot hang or bloat a start or a reload.
 pub(crate) fn read_secret_quietly(key: &str, path: &Path) -> Result<String, Problem> {
     read_regular_string(path, SECRET_CAP).map_err(|e| {
+        if std::fs::symlink_metadata(path).is_err() {
+            return Problem::new(key, absent(key));
+        }
         let hint = match e {
             ReadError::Io(_) => " (the file must exist and be readable by steward's user)",
             _ => "",
         };
         Problem::new(key, format!("cannot read {}: {e}{hint}", path.display()))
     })
+}
+
+/// The problem of a secret file path where nothing is. The path is not shown: it may be the
+/// secret itself, written where its file's path belongs.
+fn absent(key: &str) -> String {
+    format!(
+        "the file it names does not exist (No such file or directory; the value is not shown, \
+         in case it is the secret itself rather than a path); set {key} to the path of a file \
+         readable by steward's user"
+    )
 }
 
 /// The warning for a secret file that group or others can read, naming the file, its mode

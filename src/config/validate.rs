@@ -21,10 +21,12 @@ impl Problem {
         }
     }
 
-    pub(crate) fn env(var: &str, value: &str, expected: &str) -> Self {
+    /// A variable whose value is not `expected`; the value is not quoted (it may be a secret
+    /// set to the wrong variable).
+    pub(crate) fn env(var: &str, expected: &str) -> Self {
         Self::new(
             format!("{var} (environment)"),
-            format!("{value:?} is not {expected}"),
+            format!("its value is not {expected}; set it to {expected} or unset it"),
         )
     }
 }

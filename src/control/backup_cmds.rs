@@ -39,7 +39,26 @@ pub(super) async fn handle(
         Request::BackupJobs => b.jobs().await.map(|v| Reply::data(&v)),
         _ => Ok(Reply::error("not a backup request")),
     };
-    out.unwrap_or_else(|e| Reply::error(e.to_string()))
+    let mut reply = out.unwrap_or_else(|e| Reply::error(e.to_string()));
+    scrub_labels(&mut reply.data, &config.borrow().scrubber());
+    reply
+}
+
+/// Scrubs every `label` in a reply: labels are scrubbed before they are stored, but metadata
+/// written before that (or edited by hand) may still hold a secret.
+fn scrub_labels(v: &mut serde_json::Value, scrubber: &crate::secret::Scrubber) {
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, v) in o.iter_mut() {
+                match v {
+                    serde_json::Value::String(s) if k == "label" => *s = scrubber.scrub(s),
+                    _ => scrub_labels(v, scrubber),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|v| scrub_labels(v, scrubber)),
+        _ => {}
+    }
 }
 
 async fn create(
@@ -114,5 +133,23 @@ async fn create(
             data: serde_json::to_value(&metas).unwrap_or_default(),
         }),
         None => Ok(Reply::data(&metas)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_scrubbed_wherever_a_reply_holds_one() {
+        let scrubber = crate::secret::Scrubber::new(vec!["Sp3cPw9x".into()]);
+        let mut v = serde_json::json!({
+            "last_failure": {"label": "with Sp3cPw9x", "database": "app"},
+            "list": [{"label": "Sp3cPw9x", "id": "x"}, {"label": null}],
+        });
+        scrub_labels(&mut v, &scrubber);
+        assert!(!v.to_string().contains("Sp3c"), "{v}");
+        assert_eq!(v["last_failure"]["label"], "with ***");
+        assert_eq!(v["last_failure"]["database"], "app");
     }
 }

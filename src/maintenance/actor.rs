@@ -44,7 +44,7 @@ pub(super) enum Cmd {
 pub(super) struct Parts {
     pub dir: PathBuf,
     pub stored: Stored,
-    /// The loaded state changed (expired) and must be written back.
+    /// The loaded state changed (expired, or a reason scrubbed) and must be written back.
     pub dirty_file: bool,
     pub state: watch::Sender<Option<Maintenance>>,
     pub config: watch::Receiver<Arc<Config>>,

@@ -235,14 +235,15 @@ pub fn start(
     cancel: CancellationToken,
 ) -> MaintenanceHandle {
     let dir: PathBuf = config.borrow().state.dir.clone();
-    let (stored, expired) = match store::load(&dir) {
+    let (stored, expired, scrubbed) = match store::load(&dir) {
         Ok(mut s) => {
+            let scrubbed = s.scrub(&config.borrow().scrubber());
             let expired = s.expire(crate::unix_now());
-            (s, expired)
+            (s, expired, scrubbed)
         }
         Err(e) => {
             tracing::warn!(error = %e, "maintenance state unreadable; starting with maintenance off (the file is rewritten at the next change)");
-            (store::Stored::default(), None)
+            (store::Stored::default(), None, false)
         }
     };
     if let Some(e) = &expired {
@@ -260,7 +261,7 @@ pub fn start(
     let a = actor::Actor::new(actor::Parts {
         dir,
         stored,
-        dirty_file: expired.is_some(),
+        dirty_file: expired.is_some() || scrubbed,
         state: state_tx,
         config: config.clone(),
         metrics,

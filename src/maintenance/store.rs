@@ -61,6 +61,23 @@ impl Stored {
         Some(e)
     }
 
+    /// Scrubs the reason of every period, current and ended, as a reason is scrubbed before it
+    /// is stored (a file from before that, or edited by hand, may hold a secret); true when
+    /// something was masked, so that the file is written again.
+    pub fn scrub(&mut self, scrubber: &crate::secret::Scrubber) -> bool {
+        let periods = self
+            .current
+            .iter_mut()
+            .chain(self.history.iter_mut().map(|e| &mut e.period));
+        let mut changed = false;
+        for reason in periods.filter_map(|m| m.reason.as_mut()) {
+            let clean = scrubber.scrub(reason);
+            changed |= clean != *reason;
+            *reason = clean;
+        }
+        changed
+    }
+
     /// Seconds until the current period ends by itself, if it does.
     pub fn remaining(&self, now: f64) -> Option<f64> {
         let until = self.current.as_ref()?.until?;

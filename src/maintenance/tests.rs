@@ -155,3 +155,35 @@ async fn a_failed_publish_is_reported_not_fatal() {
     assert!(st.redis.error.is_some(), "{st:?}");
     assert!(st.on);
 }
+
+/// A state file written before reasons were scrubbed (or by hand) may hold a configured
+/// password: it is scrubbed when loaded, in the status and the file alike.
+#[tokio::test]
+async fn a_password_already_in_the_state_file_is_scrubbed_at_start() {
+    let mut s = Setup::new();
+    let mut cfg = (*s.cfg).clone();
+    cfg.redis.url = crate::secret::SecretUrl::new("redis://:Sp3cPw9x@127.0.0.1:1/0");
+    s.cfg = Arc::new(cfg);
+    let period = |reason: &str| Maintenance {
+        reason: Some(reason.into()),
+        since: crate::unix_now(),
+        until: None,
+        by: Origin::Operator,
+    };
+    let stored = store::Stored {
+        current: Some(period("pw Sp3cPw9x now")),
+        history: vec![Ended {
+            period: period("old Sp3cPw9x"),
+            ended_at: crate::unix_now(),
+            ended_by: EndedBy::Operator,
+        }],
+    };
+    store::save(s.dir.path(), &stored).unwrap();
+    let (h, _) = s.start();
+    let st = h.status().await.unwrap();
+    let shown = serde_json::to_string(&st).unwrap();
+    assert!(!shown.contains("Sp3c"), "{shown}");
+    assert!(shown.contains("pw *** now"), "{shown}");
+    let file = std::fs::read_to_string(store::path(s.dir.path())).unwrap();
+    assert!(!file.contains("Sp3c"), "{file}");
+}

@@ -29,21 +29,13 @@ pub(super) fn legacy_env(
                 put("POSTGRES__INTERVAL", d.clone());
                 put("REDIS__INTERVAL", d);
             }
-            None => problems.push(Problem::env(
-                "MONITORING_INTERVAL",
-                v,
-                "a number of seconds",
-            )),
+            None => problems.push(Problem::env("MONITORING_INTERVAL", "a number of seconds")),
         }
     }
     if let Some(v) = env.get("REDIS_SOCKET_TIMEOUT").filter(|v| !v.is_empty()) {
         match seconds(v) {
             Some(d) => put("REDIS__TIMEOUT", d),
-            None => problems.push(Problem::env(
-                "REDIS_SOCKET_TIMEOUT",
-                v,
-                "a number of seconds",
-            )),
+            None => problems.push(Problem::env("REDIS_SOCKET_TIMEOUT", "a number of seconds")),
         }
     }
     if let Some(v) = env.get("BACKUP_RETENTION_DAYS").filter(|v| !v.is_empty()) {
@@ -51,7 +43,6 @@ pub(super) fn legacy_env(
             Ok(n) => put("BACKUP__RETENTION_DAYS", n.to_string()),
             Err(_) => problems.push(Problem::env(
                 "BACKUP_RETENTION_DAYS",
-                v,
                 "a whole number of days",
             )),
         }
@@ -64,7 +55,6 @@ pub(super) fn legacy_env(
             Ok(h) if h < 24 => put("BACKUP__SCHEDULE__DAILY", format!("0 {h} * * *")),
             _ => problems.push(Problem::env(
                 "BACKUP_SCHEDULE_DAILY_HOUR",
-                v,
                 "an hour from 0 to 23",
             )),
         }
@@ -81,7 +71,6 @@ pub(super) fn legacy_env(
             ),
             _ => problems.push(Problem::env(
                 "BACKUP_SCHEDULE_WEEKLY_DAY",
-                v,
                 "a day from 0 (Monday) to 6 (Sunday)",
             )),
         }
@@ -98,7 +87,6 @@ pub(super) fn legacy_env(
             ),
             _ => problems.push(Problem::env(
                 "ALERT_THRESHOLD_RESPONSE_TIME",
-                v,
                 "a positive number of milliseconds",
             )),
         }
@@ -111,7 +99,6 @@ pub(super) fn legacy_env(
             Ok(n) => put("CACHE__COMPRESSION_THRESHOLD", n.to_string()),
             Err(_) => problems.push(Problem::env(
                 "CACHE_COMPRESSION_THRESHOLD",
-                v,
                 "a whole number of bytes",
             )),
         }
@@ -119,7 +106,7 @@ pub(super) fn legacy_env(
     if let Some(v) = env.get("REDIS_MAX_CONNECTIONS").filter(|v| !v.is_empty()) {
         match v.trim().parse::<u32>() {
             Ok(n) => put("REDIS__POOL_MAX", n.to_string()),
-            Err(_) => problems.push(Problem::env("REDIS_MAX_CONNECTIONS", v, "a whole number")),
+            Err(_) => problems.push(Problem::env("REDIS_MAX_CONNECTIONS", "a whole number")),
         }
     }
     m

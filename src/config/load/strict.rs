@@ -44,9 +44,12 @@ fn shown_message(msg: &str, key: &str) -> String {
         None => msg.to_string(),
     };
     if is_secret_key(key) {
-        if let Some(rest) = msg.strip_prefix("invalid type: string ") {
+        if let Some(rest) = msg.strip_prefix("invalid type: ") {
+            // serde quotes the value after its kind: `integer \`42\``, `string "…"`.
             let after = rest.rfind(", expected").map_or("", |i| &rest[i..]);
-            return format!("invalid type: a string{after}");
+            let kind = rest.split(['`', '"', ',']).next().unwrap_or("").trim();
+            let kind = if kind == "string" { "a string" } else { kind };
+            return format!("invalid type: {kind}{after}");
         }
     }
     crate::secret::mask_age_keys(&crate::secret::scrub_urls(&msg))

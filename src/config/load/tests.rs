@@ -108,6 +108,7 @@ fn every_problem_is_named() {
     assert!(text.contains("postgres.intervall"), "{text}");
     assert!(text.contains("nosuch"), "{text}");
     assert!(text.contains("MONITORING_INTERVAL"), "{text}");
+    assert!(!text.contains("soon"), "{text}");
 }
 
 #[test]
@@ -196,7 +197,41 @@ fn exposed_secret_files_are_warned_about_without_content() {
     }
     let err = read_secret_file("redis.password_file", Path::new("/nonexistent/pw")).unwrap_err();
     assert_eq!(err.key, "redis.password_file");
-    assert!(err.reason.contains("/nonexistent/pw"), "{err}");
+    assert!(err.reason.contains("No such file"), "{err}");
+}
+
+#[test]
+fn a_secret_written_in_place_of_its_file_is_not_shown() {
+    for (key, text, var) in [
+        (
+            "redis.password_file",
+            "[redis]\npassword_file = \"Sp3cPw9x\"\n",
+            None,
+        ),
+        (
+            "postgres.url_file",
+            "[postgres]\nurl_file = \"Sp3c/Pw9x\"\n",
+            None,
+        ),
+        (
+            "redis.password_file",
+            "",
+            Some("STEWARD_REDIS__PASSWORD_FILE"),
+        ),
+    ] {
+        let vars: Vec<(&str, &str)> = var.map(|v| (v, "Sp3cPw9x")).into_iter().collect();
+        let (k, reason) = one_problem(text, &vars);
+        assert_eq!(k, key);
+        assert!(reason.contains("does not exist"), "{reason}");
+        assert!(
+            !reason.contains("Sp3c") && !reason.contains("Pw9x"),
+            "{reason}"
+        );
+    }
+    // A path where something is still names it.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, reason) = one_problem(&format!("[redis]\npassword_file = {:?}\n", dir.path()), &[]);
+    assert!(reason.contains(dir.path().to_str().unwrap()), "{reason}");
 }
 
 /// Every part of the password of `SYNTAX_PW`, none of which may be shown.
@@ -228,6 +263,59 @@ fn syntax_errors_name_line_column_and_key_but_no_secret() {
         assert!(text.contains("url = ***"), "{text}");
         assert_no_password(&text);
     }
+}
+
+#[test]
+fn a_syntax_error_inside_a_multi_line_secret_shows_none_of_it() {
+    for broken in [
+        // A bad escape on the second line of a multi-line string.
+        "url = \"\"\"host=h\nSp3c Pw9x Tail7 \\q\"\"\"\n",
+        // The continuation line looks like a harmless key = value.
+        "url = \"\"\"\nhost = h Sp3c Pw9x Tail7 \\q\"\"\"\n",
+        // Junk after the closing quotes of a multi-line literal string.
+        "url = '''host=h\nSp3c Pw9x Tail7'''x\n",
+        // A multi-line array.
+        "url = [\n  \"Sp3c Pw9x Tail7\" x\n]\n",
+    ] {
+        let f = file(&format!("[log]\nlevel = \"info\"\n[postgres]\n{broken}"));
+        let e = load(f.path(), &env(&[])).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, LoadError::Parse { .. }), "{text}");
+        assert!(text.contains("`postgres.url`"), "{broken:?}: {text}");
+        assert_no_password(&text);
+    }
+    // A harmless multi-line array still shows its broken line.
+    let f = file("[backup]\ndatabases = [\n  \"app\" x\n]\n");
+    let text = load(f.path(), &env(&[])).unwrap_err().to_string();
+    assert!(text.contains("`backup.databases`"), "{text}");
+    assert!(text.contains("\"app\" x"), "{text}");
+}
+
+#[test]
+fn a_syntax_error_in_a_file_that_is_no_config_shows_none_of_it() {
+    // An environment file or a secret file given as the config by mistake.
+    for text in [
+        "DB_PASS=Sp3cPw9x\n",
+        "# env\nAPI_KEY = Sp3cPw9x\n",
+        "MYSQL_PWD=Sp3cPw9x\n",
+        "export DB_PASS=Sp3cPw9x\n",
+        "Sp3cPw9x Tail7\n",
+        "Sp3cPw9x\n",
+    ] {
+        let f = file(text);
+        let text = load(f.path(), &env(&[])).unwrap_err().to_string();
+        assert!(text.contains("line "), "{text}");
+        assert_no_password(&text);
+    }
+    // A key steward does not know may hold anything.
+    let f = file("[postgres]\npw = \"Sp3cPw9x \\q\"\n");
+    let text = load(f.path(), &env(&[])).unwrap_err().to_string();
+    assert!(text.contains("`postgres.pw`"), "{text}");
+    assert_no_password(&text);
+    // A broken table header is still shown.
+    let f = file("[postgres\n");
+    let text = load(f.path(), &env(&[])).unwrap_err().to_string();
+    assert!(text.contains("reads: [postgres"), "{text}");
 }
 
 #[test]
@@ -345,6 +433,16 @@ fn file_values_must_have_the_keys_type() {
 }
 
 #[test]
+fn a_password_in_any_value_is_masked_wherever_a_problem_quotes_part_of_it() {
+    // log.level's check quotes the piece after the last `=` on its own.
+    let (k, reason) = one_problem("[log]\nlevel = \"info,steward=password=Sp3cPw9x\"\n", &[]);
+    assert_eq!(k, "log.level");
+    assert!(!reason.contains("Sp3c"), "{reason}");
+    let (_, reason) = one_problem("", &[("STEWARD_LOG__LEVEL", "password=Sp3cPw9x")]);
+    assert!(!reason.contains("Sp3c"), "{reason}");
+}
+
+#[test]
 fn a_mistyped_secret_is_not_quoted() {
     let (k, reason) = one_problem("[metrics]\nbasic_auth_users = \"$2y$Sp3c\"\n", &[]);
     assert_eq!(k, "metrics.basic_auth_users");
@@ -352,6 +450,17 @@ fn a_mistyped_secret_is_not_quoted() {
     let (k, reason) = one_problem("[postgres]\npool_max = \"postgres://u:Sp3c@h/d\"\n", &[]);
     assert_eq!(k, "postgres.pool_max");
     assert!(!reason.contains("Sp3c"), "{reason}");
+    // A password of digits, or a number where a secret file's path belongs.
+    for (key, text) in [
+        ("postgres.url", "[postgres]\nurl = 73619284\n"),
+        ("postgres.url", "[postgres]\nurl = 7361.9284\n"),
+        ("redis.password_file", "[redis]\npassword_file = 73619284\n"),
+    ] {
+        let (k, reason) = one_problem(text, &[]);
+        assert_eq!(k, key);
+        assert!(reason.contains("invalid type"), "{reason}");
+        assert!(!reason.contains("7361"), "{reason}");
+    }
 }
 
 #[test]
@@ -364,6 +473,21 @@ fn environment_strings_are_converted_and_a_bad_one_names_its_variable() {
         &[("STEWARD_REDIS__POOL_MAX", "lots")],
     );
     assert_eq!(k, "STEWARD_REDIS__POOL_MAX (environment)", "{reason}");
+    // The variable's value is not quoted: it may be a secret set to the wrong variable.
+    for (var, value) in [
+        ("STEWARD_REDIS__POOL_MAX", "Sp3c\"Pw9x\", expected"),
+        ("STEWARD_POSTGRES__INTERVAL", "Sp3cPw9x"),
+        ("STEWARD_POSTGRES__WRITE_READ_TEST", "Sp3cPw9x"),
+    ] {
+        let (k, reason) = one_problem("", &[(var, value)]);
+        assert_eq!(k, format!("{var} (environment)"), "{reason}");
+        assert!(reason.contains("a string"), "{reason}");
+        let lower = reason.to_ascii_lowercase();
+        assert!(
+            !lower.contains("sp3c") && !lower.contains("pw9x"),
+            "{reason}"
+        );
+    }
 }
 
 #[test]
