@@ -125,6 +125,31 @@ pub(super) fn legacy_env(
     m
 }
 
+/// Words the `config` crate reads as numbers (`yes`, `on`, `true` as 1; `no`, `off`, `false`
+/// as 0), given by a `STEWARD_*` variable for a key that takes a number: refused, naming the
+/// variable, as `pool_max = true` in the file would be.
+pub(super) fn words_for_numbers(env: &HashMap<String, String>) -> Vec<Problem> {
+    const WORDS: &[&str] = &["true", "false", "yes", "no", "on", "off"];
+    let defaults = serde_json::to_value(crate::config::Config::default()).unwrap_or_default();
+    let mut out: Vec<Problem> = env
+        .iter()
+        .filter(|(_, v)| WORDS.contains(&v.trim().to_ascii_lowercase().as_str()))
+        .filter_map(|(var, value)| {
+            let path = var.strip_prefix("STEWARD_")?.to_ascii_lowercase();
+            let default = path.split("__").try_fold(&defaults, |v, k| v.get(k))?;
+            default.is_number().then(|| {
+                Problem::env(
+                    var,
+                    value,
+                    &format!("a number; set {var} to a number such as 4, or unset it"),
+                )
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
 /// "30" or "2.5" (seconds) → a humantime string; anything else is refused.
 fn seconds(v: &str) -> Option<String> {
     let f: f64 = v.trim().parse().ok()?;

@@ -442,3 +442,20 @@ fn lines_are_placed_under_their_table() {
     let p = position("ab\ncdé f", 8);
     assert_eq!((p.line, p.column), (2, 5));
 }
+
+#[test]
+fn a_boolean_word_is_not_a_number_in_the_environment() {
+    for (var, word) in [
+        ("STEWARD_POSTGRES__POOL_MAX", "yes"),
+        ("STEWARD_POSTGRES__POOL_MAX", "on"),
+        ("STEWARD_REDIS__POOL_MAX", "true"),
+        ("STEWARD_REDIS__POOL_MAX", "False"),
+    ] {
+        let (k, reason) = one_problem("[redis]\npool_max = 7\n", &[(var, word)]);
+        assert_eq!(k, format!("{var} (environment)"), "{word}: {reason}");
+        assert!(
+            reason.contains(word) && reason.contains("number"),
+            "{word}: {reason}"
+        );
+    }
+}
