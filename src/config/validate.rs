@@ -233,6 +233,12 @@ fn check_upper_bounds(c: &Config, out: &mut Vec<Problem>) {
         ("shutdown.timeout", c.shutdown.timeout, HOUR, "1h"),
         ("cache.scan_budget", c.cache.scan_budget, HOUR, "1h"),
         (
+            "alertmanager.resend_interval",
+            c.alertmanager.resend_interval,
+            DAY,
+            "1d",
+        ),
+        (
             "backup.lock_timeout",
             c.backup.lock_timeout,
             lock_most,
@@ -301,18 +307,22 @@ mod tests {
     }
 
     /// Durations that steward adds to a clock or hands to PostgreSQL have an upper bound: at
-    /// u64::MAX seconds `shutdown.timeout` panicked the supervisor on the next `task` command
-    /// and `cache.scan_budget` panicked `cache.stats` on every pass.
+    /// u64::MAX seconds `shutdown.timeout` panicked the supervisor on the next `task` command,
+    /// `cache.scan_budget` panicked `cache.stats` on every pass, and `resend_interval` would
+    /// panic the Alertmanager sender.
     #[test]
     fn huge_durations_are_refused_naming_the_key() {
         let huge = Duration::from_secs(u64::MAX);
         type Set = fn(&mut Config, Duration);
-        let keys: [(&str, Set); 5] = [
+        let keys: [(&str, Set); 6] = [
             ("shutdown.timeout", |c, d| c.shutdown.timeout = d),
             ("cache.scan_budget", |c, d| c.cache.scan_budget = d),
             ("backup.lock_timeout", |c, d| c.backup.lock_timeout = d),
             ("postgres.interval", |c, d| c.postgres.interval = d),
             ("redis.interval", |c, d| c.redis.interval = d),
+            ("alertmanager.resend_interval", |c, d| {
+                c.alertmanager.resend_interval = d
+            }),
         ];
         for (key, set) in keys {
             let mut c = Config::default();
