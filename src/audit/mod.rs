@@ -106,11 +106,13 @@ impl AuditHandle {
     }
 
     /// Writes the line of a refused request: its arguments cut to 1 KiB, at most a few lines
-    /// per peer uid a minute (the rest counted, then summed up in one line).
-    pub async fn record_denied(&self, mut entry: Entry, uid: u32) {
+    /// per peer uid a minute (the rest counted, then summed up in one line). True when the
+    /// line was let through, so that steward's own log can follow the same bound.
+    pub async fn record_denied(&self, mut entry: Entry, uid: u32) -> bool {
         match self.denied.admit(uid, std::time::Instant::now()) {
             limit::Verdict::Suppress => {
                 self.metrics.audit.denied_suppressed.inc();
+                false
             }
             limit::Verdict::Write { suppressed_before } => {
                 if suppressed_before > 0 {
@@ -130,6 +132,7 @@ impl AuditHandle {
                 }
                 entry.arguments = limit::cap_arguments(entry.arguments);
                 let _ = self.record(entry).await;
+                true
             }
         }
     }
