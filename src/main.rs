@@ -145,15 +145,19 @@ fn is_long(req: &Request) -> bool {
 }
 
 /// The socket path from the config, read leniently so a config the daemon would reject
-/// (the reason one wants to talk to it) still yields the path.
+/// (the reason one wants to talk to it) still yields the path. Only a regular file of at
+/// most 1 MiB is read, as the daemon does: a FIFO is not waited on, a device not read whole.
 fn socket_from_config(explicit: Option<&Path>, env: &HashMap<String, String>) -> PathBuf {
     if let Some(s) = env.get("STEWARD_CONTROL__SOCKET").filter(|s| !s.is_empty()) {
         return PathBuf::from(s);
     }
     let path = steward::config::resolve_path(explicit, env);
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| t.parse::<toml::Table>().ok())
-        .and_then(|t| t.get("control")?.get("socket")?.as_str().map(PathBuf::from))
-        .unwrap_or_else(|| steward::config::ControlConfig::default().socket)
+    steward::config::regular_file::read_regular_string(
+        &path,
+        steward::config::regular_file::CONFIG_CAP,
+    )
+    .ok()
+    .and_then(|t| t.parse::<toml::Table>().ok())
+    .and_then(|t| t.get("control")?.get("socket")?.as_str().map(PathBuf::from))
+    .unwrap_or_else(|| steward::config::ControlConfig::default().socket)
 }
