@@ -450,6 +450,8 @@ fn a_boolean_word_is_not_a_number_in_the_environment() {
         ("STEWARD_POSTGRES__POOL_MAX", "on"),
         ("STEWARD_REDIS__POOL_MAX", "true"),
         ("STEWARD_REDIS__POOL_MAX", "False"),
+        ("STEWARD_BACKUP__RETENTION_DAYS", "on"),
+        ("STEWARD_ALERTS__REDIS_MEMORY_HIGH__THRESHOLD", "yes"),
     ] {
         let (k, reason) = one_problem("[redis]\npool_max = 7\n", &[(var, word)]);
         assert_eq!(k, format!("{var} (environment)"), "{word}: {reason}");
@@ -458,4 +460,14 @@ fn a_boolean_word_is_not_a_number_in_the_environment() {
             "{word}: {reason}"
         );
     }
+    // A key that takes true or false still takes these words.
+    let f = file("");
+    let vars = env(&[("STEWARD_ALERTS__REDIS_MEMORY_HIGH__ENABLED", "no")]);
+    assert!(
+        !load(f.path(), &vars)
+            .unwrap()
+            .alerts
+            .redis_memory_high
+            .enabled
+    );
 }
