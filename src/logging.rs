@@ -30,6 +30,37 @@ pub fn directive(level: &str) -> String {
 
 /// The level names a filter may use, alone or after `target=`.
 const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+/// steward's top-level modules: its lines are logged under `steward::<module>…`.
+const MODULES: &[&str] = &[
+    "alerts",
+    "audit",
+    "backup",
+    "cache",
+    "config",
+    "control",
+    "daemon",
+    "durable",
+    "logging",
+    "mailbox",
+    "maintenance",
+    "metrics",
+    "monitor",
+    "reload",
+    "secret",
+    "supervisor",
+];
+
+/// Whether a directive's target picks some of steward's lines wherever they are logged: all
+/// targets, `steward`, or a module of steward's; a span part (`[name]`) narrows it to lines
+/// inside that span, which may be none.
+fn picks_steward(target: &str) -> bool {
+    if target.contains('[') {
+        return false;
+    }
+    let t = target.trim();
+    let module = |m: &str| MODULES.contains(&m.split("::").next().unwrap_or(""));
+    t.is_empty() || t == "steward" || t.strip_prefix("steward::").is_some_and(module)
+}
 
 /// Refuses a `log.level` that would log nothing of steward's: a bare word that is not a level
 /// (EnvFilter takes `verbose` for a target name, which matches nothing), a `target=` with no
@@ -62,8 +93,7 @@ pub fn check_level(level: &str) -> Result<(), String> {
                         "{lvl:?} in {d:?} is not a level; use trace, debug, info, warn, error or off"
                     ));
                 }
-                let t = target.split('[').next().unwrap_or("").trim();
-                covers_steward |= t.is_empty() || t == "steward" || t.starts_with("steward::");
+                covers_steward |= picks_steward(target);
             }
         }
     }
@@ -74,8 +104,9 @@ pub fn check_level(level: &str) -> Result<(), String> {
     }
     if !covers_steward {
         return Err(format!(
-            "{:?} names only other targets, so none of steward's own lines would be logged; \
-             add a level for steward, e.g. \"info,{}\"",
+            "{:?} names only other targets (or a module steward does not have, or lines \
+             inside a span), so none of steward's own lines would be logged; add a level for \
+             steward, e.g. \"info,{}\"",
             level.trim(),
             level.trim()
         ));
@@ -109,4 +140,44 @@ pub fn init(cfg: &LogConfig) -> LevelHandle {
             .init(),
     }
     LevelHandle(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A filter that names steward but matches none of its lines (a mistyped module, or only
+    /// inside a span) silences it as surely as "verbose" did.
+    #[test]
+    fn a_filter_matching_none_of_stewards_lines_is_refused() {
+        for level in [
+            "steward::monitr=debug",
+            "steward::nonexistent=info",
+            "[nospan]=info",
+            "steward[x]=info",
+        ] {
+            let e = check_level(level).unwrap_err();
+            assert!(e.contains("none of steward's own lines"), "{level}: {e}");
+        }
+        for level in [
+            "info",
+            "steward=debug",
+            "warn,steward::monitor=debug",
+            "steward::control::server=trace",
+            "info,[backup]=trace",
+            "off",
+        ] {
+            assert_eq!(check_level(level), Ok(()), "{level}");
+        }
+    }
+
+    #[test]
+    fn the_module_list_follows_lib_rs() {
+        let lib = include_str!("lib.rs");
+        let declared: Vec<&str> = lib
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub mod ")?.strip_suffix(';'))
+            .collect();
+        assert_eq!(declared, MODULES);
+    }
 }

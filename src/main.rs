@@ -191,7 +191,8 @@ fn is_long(req: &Request) -> bool {
 
 /// The socket path from the config, read leniently so a config the daemon would reject
 /// (the reason one wants to talk to it) still yields the path; a relative one hangs off the
-/// config file's directory, as the daemon reads it.
+/// config file's directory, as the daemon reads it. Only a regular file of at most 1 MiB is
+/// read, as the daemon does: a FIFO is not waited on, a device not read whole.
 fn socket_from_config(explicit: Option<&Path>, env: &HashMap<String, String>) -> PathBuf {
     let path = steward::config::resolve_path(explicit, env);
     let socket = env
@@ -199,8 +200,11 @@ fn socket_from_config(explicit: Option<&Path>, env: &HashMap<String, String>) ->
         .filter(|s| !s.is_empty())
         .map(PathBuf::from)
         .or_else(|| {
-            std::fs::read_to_string(&path)
-                .ok()
+            steward::config::regular_file::read_regular_string(
+                &path,
+                steward::config::regular_file::CONFIG_CAP,
+            )
+            .ok()
                 .and_then(|t| t.parse::<toml::Table>().ok())
                 .and_then(|t| t.get("control")?.get("socket")?.as_str().map(PathBuf::from))
         })

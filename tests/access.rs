@@ -258,3 +258,24 @@ fn a_flood_of_refused_requests_is_bounded_in_the_audit_log() {
     assert_eq!(suppressed, Some(40.0 - denied.len() as f64));
     assert!(!maintenance_on(&st));
 }
+
+/// The same flood is bounded in steward's own log: a refused request is logged when it is
+/// audited, and the rest are only counted (`steward_audit_denied_suppressed_total`), so that
+/// a user in the socket's group cannot fill the journal (it was one warning per request,
+/// some 9,000 lines a second from one client). Each uid gets 20 lines a minute.
+#[test]
+fn a_flood_of_refused_requests_is_bounded_in_the_daemon_log() {
+    let st = start(&format!("allow_uids = [0, {NOBODY}]\nadmin_uids = [0]\n"));
+    for _ in 0..60 {
+        let reader = as_user(&st, NOBODY, NOBODY, &[], &["reload"]);
+        assert_ne!(reader.code, 0, "{reader:?}");
+        // In the socket's group, so it can connect, but allowed nothing.
+        let stranger = as_user(&st, OTHER_UID, OTHER_UID, &[NOBODY], &["status"]);
+        assert_ne!(stranger.code, 0, "{stranger:?}");
+    }
+    let warned = st.log().matches("control request denied").count();
+    assert!(
+        (2..=40).contains(&warned),
+        "{warned} log lines for 120 refused requests"
+    );
+}

@@ -456,4 +456,20 @@ fn check_config_json_gives_config_or_problems() {
         keys.contains(&"postgres.poolmax") && keys.contains(&"postgres.interval"),
         "{v}"
     );
+
+/// The client reads the config only for the socket path; a FIFO or a device there (such as a
+/// `config/steward.toml` someone left in a shared directory) is passed over, not waited on or
+/// read whole, and the default socket is used.
+#[test]
+fn the_client_passes_over_a_config_that_is_not_a_small_regular_file() {
+    let dir = short_tempdir("stw-cli-");
+    fs::create_dir(dir.path().join("config")).unwrap();
+    let fifo = dir.path().join("config/steward.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let out = steward_cmd(&["status"], dir.path(), &[]);
+    assert!(out.stderr.contains("var/steward.sock"), "{out:?}");
+    let out = steward_cmd(&["--config", "/dev/zero", "status"], dir.path(), &[]);
+    assert!(out.stderr.contains("var/steward.sock"), "{out:?}");
 }

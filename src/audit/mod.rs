@@ -106,11 +106,13 @@ impl AuditHandle {
     }
 
     /// Writes the line of a refused request: its arguments cut to 1 KiB, at most a few lines
-    /// per peer uid a minute (the rest counted, then summed up in one line).
-    pub async fn record_denied(&self, mut entry: Entry, uid: u32) {
+    /// per peer uid a minute (the rest counted, then summed up in one line). True when the
+    /// line was let through, so that steward's own log can follow the same bound.
+    pub async fn record_denied(&self, mut entry: Entry, uid: u32) -> bool {
         match self.denied.admit(uid, std::time::Instant::now()) {
             limit::Verdict::Suppress => {
                 self.metrics.audit.denied_suppressed.inc();
+                false
             }
             limit::Verdict::Write { suppressed_before } => {
                 if suppressed_before > 0 {
@@ -130,6 +132,7 @@ impl AuditHandle {
                 }
                 entry.arguments = limit::cap_arguments(entry.arguments);
                 let _ = self.record(entry).await;
+                true
             }
         }
     }
@@ -270,7 +273,9 @@ fn reserve(file: &mut File) -> std::io::Result<()> {
 }
 
 /// Opens (creating it and its directory) the log for appending, mode 0600, refusing anything
-/// but a regular file and not following a symlink at the path.
+/// but a regular file and not following a symlink at the path. The open never blocks: a FIFO
+/// without a reader fails at once (ENXIO) instead of holding the writer thread, and every admin
+/// command behind it, forever; `O_NONBLOCK` changes nothing for a regular file.
 fn open(path: &Path) -> std::io::Result<Open> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::DirBuilder::new()
@@ -282,7 +287,7 @@ fn open(path: &Path) -> std::io::Result<Open> {
         .append(true)
         .create(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
@@ -348,5 +353,26 @@ mod tests {
         std::fs::remove_dir(&path).unwrap();
         h.ready().await.unwrap();
         h.record(entry("y")).await.unwrap();
+    }
+
+    /// A FIFO at the path, with no reader, is refused at once: opening it for writing would
+    /// otherwise wait for a reader forever and take every later admin command with it.
+    #[tokio::test]
+    async fn a_fifo_without_a_reader_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (h, _cfg) = handle(&path);
+        // Bounded so that the old behaviour (waiting for a reader) fails instead of hanging.
+        let probe = tokio::time::timeout(std::time::Duration::from_secs(60), h.ready());
+        let e = probe
+            .await
+            .expect("the probe hung on the FIFO")
+            .unwrap_err();
+        assert!(e.to_string().contains("audit.log"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        h.ready().await.unwrap();
     }
 }

@@ -16,7 +16,7 @@ use crate::monitor::Board;
 use crate::supervisor::TaskResult;
 use redis::aio::MultiplexedConnection;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -126,7 +126,9 @@ impl Stats {
     async fn tick(&mut self) {
         let started = Instant::now();
         self.observe_evictions();
-        match self.scan(started + self.cfg.cache.scan_budget).await {
+        // Validation bounds the budget; capped here too, so that no config can overflow the clock.
+        let budget = self.cfg.cache.scan_budget.min(Duration::from_secs(3600));
+        match self.scan(started + budget).await {
             Ok(()) => self.scan_error = None,
             Err(e) => {
                 if self.scan_error.as_deref() != Some(e.as_str()) {

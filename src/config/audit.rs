@@ -41,5 +41,65 @@ pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
                 p.display().to_string()
             ),
         ));
+    } else if let Some(kind) = not_a_regular_file(p) {
+        out.push(Problem::new(
+            "audit.path",
+            format!(
+                "{:?} is {kind}; the audit log must be a regular file (steward creates it): remove it or give another path such as \"var/audit.log\"",
+                p.display().to_string()
+            ),
+        ));
+    }
+}
+
+/// What stands at `path` when it exists and is not a regular file (the log is opened without
+/// following a symlink, so a symlink counts too).
+fn not_a_regular_file(path: &std::path::Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::symlink_metadata(path).ok()?.file_type();
+    Some(if kind.is_file() {
+        return None;
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_device_or_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        for (path, kind) in [
+            (fifo, "a FIFO"),
+            ("/dev/null".into(), "a device"),
+            (link, "a symbolic link"),
+        ] {
+            let mut c = Config::default();
+            c.audit.path = path;
+            let mut out = Vec::new();
+            check(&c, &mut out);
+            assert_eq!(out.len(), 1, "{out:?}");
+            assert_eq!(out[0].key, "audit.path");
+            assert!(out[0].reason.contains(kind), "{}", out[0].reason);
+        }
+        let mut c = Config::default();
+        c.audit.path = dir.path().join("audit.log");
+        let mut out = Vec::new();
+        check(&c, &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 }

@@ -6,7 +6,7 @@ use super::validate::{validate, Problem};
 use super::Config;
 use crate::secret::{Scrubber, SecretUrl};
 use config::{Environment, File, FileFormat, Map, Source, Value, ValueKind};
-use env::{legacy_env, steward_var_for, LIST_VARS};
+use env::{legacy_env, steward_var_for, words_for_numbers, LIST_VARS};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -89,7 +89,7 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
         path: path.to_path_buf(),
         message,
     })?;
-    let mut problems = Vec::new();
+    let mut problems = words_for_numbers(env);
     let built = match merged(&text, env, &mut problems) {
         Ok(b) => b,
         // The syntax was checked; what the config crate still refuses (an integer too large,

@@ -3,6 +3,7 @@
 use super::Config;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// One thing wrong with the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +125,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     if let Err(reason) = crate::logging::check_level(&c.log.level) {
         out.push(Problem::new("log.level", reason));
     }
+    check_upper_bounds(c, &mut out);
     out
 }
 
@@ -220,6 +222,44 @@ fn is_table_name(s: &str) -> bool {
         })
 }
 
+/// Durations steward adds to a clock or passes to PostgreSQL are bounded, so that a typo
+/// such as "30000000y" is refused here instead of overflowing at run time.
+fn check_upper_bounds(c: &Config, out: &mut Vec<Problem>) {
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    const HOUR: Duration = Duration::from_secs(3600);
+    // PostgreSQL's lock_timeout is an int of milliseconds.
+    let lock_most = Duration::from_millis(i32::MAX as u64);
+    let bounds = [
+        ("postgres.interval", c.postgres.interval, DAY, "1d"),
+        ("redis.interval", c.redis.interval, DAY, "1d"),
+        ("shutdown.timeout", c.shutdown.timeout, HOUR, "1h"),
+        ("cache.scan_budget", c.cache.scan_budget, HOUR, "1h"),
+        (
+            "alertmanager.resend_interval",
+            c.alertmanager.resend_interval,
+            DAY,
+            "1d",
+        ),
+        (
+            "backup.lock_timeout",
+            c.backup.lock_timeout,
+            lock_most,
+            "24d (PostgreSQL's limit for lock_timeout)",
+        ),
+    ];
+    for (key, d, most, shown) in bounds {
+        if d > most {
+            out.push(Problem::new(
+                key,
+                format!(
+                    "is {}; it can be at most {shown}, give a shorter duration",
+                    humantime::format_duration(d)
+                ),
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +306,35 @@ mod tests {
         assert_eq!(validate(&c)[0].key, "control.mode");
         c.control.mode = "0660".into();
         assert!(validate(&c).is_empty());
+    }
+
+    /// Durations that steward adds to a clock or hands to PostgreSQL have an upper bound: at
+    /// u64::MAX seconds `shutdown.timeout` panicked the supervisor on the next `task` command,
+    /// `cache.scan_budget` panicked `cache.stats` on every pass, and `resend_interval` would
+    /// panic the Alertmanager sender.
+    #[test]
+    fn huge_durations_are_refused_naming_the_key() {
+        let huge = Duration::from_secs(u64::MAX);
+        type Set = fn(&mut Config, Duration);
+        let keys: [(&str, Set); 6] = [
+            ("shutdown.timeout", |c, d| c.shutdown.timeout = d),
+            ("cache.scan_budget", |c, d| c.cache.scan_budget = d),
+            ("backup.lock_timeout", |c, d| c.backup.lock_timeout = d),
+            ("postgres.interval", |c, d| c.postgres.interval = d),
+            ("redis.interval", |c, d| c.redis.interval = d),
+            ("alertmanager.resend_interval", |c, d| {
+                c.alertmanager.resend_interval = d
+            }),
+        ];
+        for (key, set) in keys {
+            let mut c = Config::default();
+            set(&mut c, huge);
+            let p = validate(&c);
+            assert!(
+                p.iter()
+                    .any(|p| p.key == key && p.reason.contains("at most")),
+                "{key}: {p:?}"
+            );
+        }
     }
 }

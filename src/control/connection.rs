@@ -150,14 +150,18 @@ async fn admin(d: &Dispatcher, peer: &Peer, req: Request) -> Reply {
     }
 }
 
-/// Records a refused request (or connection, when no request came) in the audit log.
+/// Records a refused request (or connection, when no request came) in the audit log, and
+/// warns in steward's log within the audit log's bound per uid (a flood of refusals is
+/// counted in `steward_audit_denied_suppressed_total`, not logged line by line).
 pub async fn deny(d: &Dispatcher, peer: &Peer, req: Option<&Request>, msg: &str) {
-    tracing::warn!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, command = req.map(Request::name), "control request denied");
-    record_denied(d, peer, req, msg).await;
+    if record_denied(d, peer, req, msg).await {
+        tracing::warn!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, command = req.map(Request::name), "control request denied");
+    }
 }
 
-/// The audit line of a refused request or connection (bounded per uid by the audit log).
-pub async fn record_denied(d: &Dispatcher, peer: &Peer, req: Option<&Request>, msg: &str) {
+/// The audit line of a refused request or connection (bounded per uid by the audit log);
+/// false when the bound left it out.
+pub async fn record_denied(d: &Dispatcher, peer: &Peer, req: Option<&Request>, msg: &str) -> bool {
     let (name, args) = match req {
         Some(r) => (r.name(), r.arguments()),
         None => ("connect", serde_json::Value::Null),
@@ -166,7 +170,7 @@ pub async fn record_denied(d: &Dispatcher, peer: &Peer, req: Option<&Request>, m
         .peer(peer.id())
         .outcome(Outcome::Denied, Some(msg.to_string()));
     // Bounded per uid; a failure is logged and counted by the writer; refused either way.
-    d.audit.record_denied(entry, peer.uid).await;
+    d.audit.record_denied(entry, peer.uid).await
 }
 
 /// Writes one reply line; false when the client is gone or stuck.

@@ -222,7 +222,9 @@ impl ControlServer {
             tracing::warn!(uid = peer.uid, refused = n, reason = %msg, "control connections refused");
         }
         let d = self.dispatcher.clone();
-        tokio::spawn(async move { connection::record_denied(&d, &peer, None, &msg).await });
+        tokio::spawn(async move {
+            connection::record_denied(&d, &peer, None, &msg).await;
+        });
     }
 }
 

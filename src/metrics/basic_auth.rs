@@ -18,6 +18,9 @@ use tokio::sync::Semaphore;
 const MAX_VERIFYING: usize = 1;
 /// How long a request waits for a verification slot before it is refused with 503.
 const VERIFY_WAIT: Duration = Duration::from_secs(5);
+/// Highest bcrypt cost accepted: each step doubles a verification's time, about a second of
+/// one core at 14 (`htpasswd -B` uses 5 unless told otherwise).
+const MAX_COST: u32 = 14;
 /// Successful verifications remembered (keyed by a SHA-256 of user, hash and password); only
 /// right passwords get in, so this bounds memory, not correctness.
 const CACHE_MAX: usize = 256;
@@ -113,12 +116,21 @@ fn check_entry(user: &str, hash: &str) -> Result<(), String> {
             "{user:?} cannot be a basic-auth user name (no colon, no control characters, not empty)"
         ));
     }
-    hash.parse::<bcrypt::HashParts>().map(|_| ()).map_err(|_| {
+    let parts = hash.parse::<bcrypt::HashParts>().map_err(|_| {
         format!(
             "the hash of user {user:?} is not a bcrypt hash ($2y$/$2b$/$2a$, 60 characters); \
              generate one with `htpasswd -nbB {user} PASSWORD` or any bcrypt tool"
         )
-    })
+    })?;
+    let cost = parts.get_cost();
+    if cost > MAX_COST {
+        return Err(format!(
+            "the hash of user {user:?} has bcrypt cost {cost}, too slow to verify (the limit is \
+             {MAX_COST}; every wrong password would hold the verifier for minutes or more); \
+             generate one with `htpasswd -nbB -C 10 {user} PASSWORD`"
+        ));
+    }
+    Ok(())
 }
 
 /// What the verifier decided about a request.
@@ -374,5 +386,27 @@ mod tests {
             "{text}"
         );
         assert!(Users::parse(&m, Some("# nobody\n")).is_err());
+    }
+
+    /// A hash whose cost makes one verification take minutes or hours would hold the only
+    /// verification slot that long (any wrong password, even for an unknown user, runs one),
+    /// and every scrape that is not remembered would get 503 meanwhile.
+    #[test]
+    fn a_hash_too_costly_to_verify_is_refused() {
+        let cheap = bcrypt::hash("s3cret", 4).unwrap();
+        let costly = cheap.replacen("$04$", "$31$", 1);
+        let m = MetricsConfig::default();
+        let Err(e) = Users::parse(&m, Some(&format!("prom:{costly}\n"))) else {
+            panic!("a cost-31 hash was accepted");
+        };
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].reason.contains("cost 31") && e[0].reason.contains("prom"),
+            "{}",
+            e[0].reason
+        );
+        assert!(!e[0].reason.contains(&costly[7..]), "the hash is not shown");
+        let ok = cheap.replacen("$04$", &format!("${MAX_COST}$"), 1);
+        assert!(Users::parse(&m, Some(&format!("prom:{ok}\n"))).is_ok());
     }
 }

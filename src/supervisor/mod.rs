@@ -217,7 +217,7 @@ impl Supervisor {
             return;
         };
         let ctl = slot.ctl.clone();
-        let wait = self.grace + Duration::from_secs(5);
+        let wait = self.grace.saturating_add(Duration::from_secs(5));
         // The runner answers once the action took effect; don't hold up the registry meanwhile.
         tokio::spawn(async move {
             let (tx, rx) = oneshot::channel();

@@ -112,6 +112,46 @@ pub(super) fn legacy_env(
     m
 }
 
+/// Words the `config` crate reads as numbers (`yes`, `on`, `true` as 1; `no`, `off`, `false`
+/// as 0), given by a `STEWARD_*` variable for a key that takes a number: refused, naming the
+/// variable, as `pool_max = true` in the file would be. Whether the key takes a number is
+/// asked of the key itself: the word, as a TOML boolean under the key, is deserialized alone.
+pub(super) fn words_for_numbers(env: &HashMap<String, String>) -> Vec<Problem> {
+    let mut out: Vec<Problem> = env
+        .iter()
+        .filter_map(|(var, value)| {
+            let flag = match value.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" => true,
+                "false" | "no" | "off" => false,
+                _ => return None,
+            };
+            let path = var.strip_prefix("STEWARD_")?.to_ascii_lowercase();
+            let (table, key) = path.rsplit_once("__")?;
+            let doc = format!("[{}]\n{key} = {flag}\n", table.replace("__", "."));
+            let err = toml::from_str::<crate::config::Config>(&doc).err()?;
+            takes_a_number(err.message()).then(|| {
+                Problem::env(
+                    var,
+                    value,
+                    &format!("a number; set {var} to a number such as 4, or unset it"),
+                )
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
+/// Whether serde's message says a number was expected.
+fn takes_a_number(msg: &str) -> bool {
+    let expected = msg.rsplit_once("expected ").map_or("", |(_, e)| e);
+    [
+        "u8", "u16", "u32", "u64", "usize", "i32", "i64", "f32", "f64", "integer", "float",
+    ]
+    .iter()
+    .any(|w| expected.contains(w))
+}
+
 /// "30" or "2.5" (seconds) → a humantime string; anything else is refused.
 fn seconds(v: &str) -> Option<String> {
     let f: f64 = v.trim().parse().ok()?;

@@ -566,3 +566,32 @@ fn lines_are_placed_under_their_table() {
     let p = position("ab\ncdé f", 8);
     assert_eq!((p.line, p.column), (2, 5));
 }
+
+#[test]
+fn a_boolean_word_is_not_a_number_in_the_environment() {
+    for (var, word) in [
+        ("STEWARD_POSTGRES__POOL_MAX", "yes"),
+        ("STEWARD_POSTGRES__POOL_MAX", "on"),
+        ("STEWARD_REDIS__POOL_MAX", "true"),
+        ("STEWARD_REDIS__POOL_MAX", "False"),
+        ("STEWARD_BACKUP__RETENTION_DAYS", "on"),
+        ("STEWARD_ALERTS__REDIS_MEMORY_HIGH__THRESHOLD", "yes"),
+    ] {
+        let (k, reason) = one_problem("[redis]\npool_max = 7\n", &[(var, word)]);
+        assert_eq!(k, format!("{var} (environment)"), "{word}: {reason}");
+        assert!(
+            reason.contains(word) && reason.contains("number"),
+            "{word}: {reason}"
+        );
+    }
+    // A key that takes true or false still takes these words.
+    let f = file("");
+    let vars = env(&[("STEWARD_ALERTS__REDIS_MEMORY_HIGH__ENABLED", "no")]);
+    assert!(
+        !load(f.path(), &vars)
+            .unwrap()
+            .alerts
+            .redis_memory_high
+            .enabled
+    );
+}
