@@ -205,8 +205,8 @@ fn socket_from_config(explicit: Option<&Path>, env: &HashMap<String, String>) ->
                 steward::config::regular_file::CONFIG_CAP,
             )
             .ok()
-                .and_then(|t| t.parse::<toml::Table>().ok())
-                .and_then(|t| t.get("control")?.get("socket")?.as_str().map(PathBuf::from))
+            .and_then(|t| t.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("control")?.get("socket")?.as_str().map(PathBuf::from))
         })
         .unwrap_or_else(|| steward::config::ControlConfig::default().socket);
     // Without a config file there is nothing to be relative to but the working directory.

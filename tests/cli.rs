@@ -456,6 +456,7 @@ fn check_config_json_gives_config_or_problems() {
         keys.contains(&"postgres.poolmax") && keys.contains(&"postgres.interval"),
         "{v}"
     );
+}
 
 /// The client reads the config only for the socket path; a FIFO or a device there (such as a
 /// `config/steward.toml` someone left in a shared directory) is passed over, not waited on or

@@ -307,6 +307,12 @@ struct Slowloris {
 
 impl Slowloris {
     fn start(port: u16, n: usize, head: &'static [u8]) -> Slowloris {
+        Self::start_from(port, &[Ipv4Addr::new(127, 0, 0, 2)], n, head)
+    }
+
+    /// `n` slow connections from each of `sources`.
+    fn start_from(port: u16, sources: &[Ipv4Addr], n: usize, head: &'static [u8]) -> Slowloris {
+        let sources = sources.to_vec();
         let (stop, rounds) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicUsize::new(0)),
@@ -314,16 +320,18 @@ impl Slowloris {
         let (stop2, rounds2) = (stop.clone(), rounds.clone());
         let thread = std::thread::spawn(move || {
             let rt = client_runtime();
-            let source = Ipv4Addr::new(127, 0, 0, 2);
-            let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+            let mut conns: Vec<(Ipv4Addr, Option<TcpStream>)> = sources
+                .iter()
+                .flat_map(|s| (0..n).map(|_| (*s, None)))
+                .collect();
             let started = Instant::now();
             while !stop2.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
-                for c in conns.iter_mut() {
+                for (source, c) in conns.iter_mut() {
                     let alive = c
                         .as_mut()
                         .is_some_and(|s| !closed(s) && s.write_all(b"a").is_ok());
                     if !alive {
-                        *c = connect_from(&rt, source, port)
+                        *c = connect_from(&rt, *source, port)
                             .ok()
                             .and_then(|mut s| s.write_all(head).ok().map(|_| s));
                     }
@@ -401,6 +409,34 @@ fn slow_clients_on_one_address_do_not_starve_a_scraper_on_another() {
     });
 }
 
+/// Many addresses together at the total cap (any local user can bind every 127.x address): the
+/// address holding the most gives up its oldest connection, so a scraper holding none still
+/// gets in.
+#[test]
+fn slow_clients_on_many_addresses_do_not_starve_a_scraper_on_another() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let st = Steward::start(&pg, &redis);
+    let port = st.metrics_port();
+    let sources: Vec<Ipv4Addr> = (2..=11).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+    let attack = Slowloris::start_from(port, &sources, 40, SLOW_HEAD);
+    scrapes_get_through(&st, &attack, || {
+        get(port, "/metrics", None)
+            .ok()
+            .filter(|(c, _, b)| *c == 200 && b.contains("steward_up"))
+            .map(|(_, _, b)| b)
+    });
+    let body = get(port, "/metrics", None)
+        .map(|(_, _, b)| b)
+        .unwrap_or_default();
+    let evicted = metric_value(
+        &body,
+        "steward_http_connections_refused_total",
+        &[("reason", "evicted")],
+    );
+    assert!(evicted.is_some_and(|v| v >= 1.0), "{evicted:?}");
+}
+
 #[test]
 fn slow_tls_handshakes_on_one_address_do_not_starve_a_scraper_on_another() {
     let pg = Postgres::start();
@@ -465,8 +501,9 @@ fn connection_flood_above_the_limit_leaves_the_daemon_serving() {
     let st = Steward::start(&pg, &redis);
     let port = st.metrics_port();
     // 40 connections from each of ten addresses in turn: the first eight go over their share
-    // (32) and then fill the limit (256), so the last two find it full; the excess (144) is
-    // closed at once.
+    // (32) and then fill the limit (256), so the last two find it full and take places of the
+    // biggest holders until they hold almost as many; the excess (144) is closed at once,
+    // refused or evicted.
     let rt = client_runtime();
     let mut flood: Vec<TcpStream> = (0..400)
         .filter_map(|i| connect_from(&rt, Ipv4Addr::new(127, 0, 0, 10 + (i / 40) as u8), port).ok())
@@ -491,7 +528,8 @@ fn connection_flood_above_the_limit_leaves_the_daemon_serving() {
             c == 200
                 && refused("limit") >= 1.0
                 && refused("per_address") >= 1.0
-                && refused("limit") + refused("per_address") >= 100.0
+                && refused("evicted") >= 1.0
+                && refused("limit") + refused("per_address") + refused("evicted") >= 144.0
         })
     });
     drop(flood);

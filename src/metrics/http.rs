@@ -2,7 +2,7 @@
 //! behind optional TLS and basic auth, with bounds on header time and size, connection age and count.
 
 use super::basic_auth::Verdict;
-use super::conn_limit::ConnLimits;
+use super::conn_limit::{ConnLimits, Refusal};
 use super::security::Security;
 use super::Metrics;
 use crate::monitor::Board;
@@ -89,7 +89,13 @@ pub async fn serve(
         };
         let sec = state.security.borrow().clone();
         let slot = match limits.admit(peer.ip(), sec.max_per_address) {
-            Ok(slot) => slot,
+            Ok((slot, evicted)) => {
+                if evicted {
+                    let refused = &state.metrics.http.refused;
+                    refused.with_label_values(&[Refusal::Evicted.label()]).inc();
+                }
+                slot
+            }
             Err(why) => {
                 state
                     .metrics
@@ -104,23 +110,38 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let (state, cancel) = (state.clone(), cancel.clone());
         tokio::spawn(async move {
+            // Closed at once, without the grace, when evicted to make room for another address.
+            let evicted = slot.evicted();
             let _slot = slot;
-            match sec.tls.clone() {
-                None => serve_conn(stream, peer.ip(), state.clone(), sec, cancel).await,
-                Some(acceptor) => {
-                    let shake =
-                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
-                    let tls = tokio::select! {
-                        _ = cancel.cancelled() => None,
-                        r = shake => r.ok().and_then(Result::ok),
-                    };
-                    match tls {
-                        Some(tls) => serve_conn(tls, peer.ip(), state.clone(), sec, cancel).await,
-                        None => state.metrics.http.tls_handshake_failures.inc(),
-                    }
-                }
+            tokio::select! {
+                _ = evicted.cancelled() => {}
+                _ = accept_one(stream, peer, state, sec, cancel) => {}
             }
         });
+    }
+}
+
+/// One accepted connection: the TLS handshake (when on) under its bound, then HTTP.
+async fn accept_one(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    state: HttpState,
+    sec: Arc<Security>,
+    cancel: CancellationToken,
+) {
+    match sec.tls.clone() {
+        None => serve_conn(stream, peer.ip(), state, sec, cancel).await,
+        Some(acceptor) => {
+            let shake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            let tls = tokio::select! {
+                _ = cancel.cancelled() => None,
+                r = shake => r.ok().and_then(Result::ok),
+            };
+            match tls {
+                Some(tls) => serve_conn(tls, peer.ip(), state, sec, cancel).await,
+                None => state.metrics.http.tls_handshake_failures.inc(),
+            }
+        }
     }
 }
 

@@ -21,7 +21,7 @@ impl HttpMetrics {
             )?,
             refused: r.counter(
                 "steward_http_connections_refused_total",
-                "HTTP connections closed at once: limit (all clients together) or per_address (one client address's share, [metrics] max_connections_per_address).",
+                "HTTP connections closed at once: limit (all clients together), per_address (one client address's share, [metrics] max_connections_per_address) or evicted (the oldest of the biggest holder, to make room for an address holding fewer).",
                 &["reason"],
             )?,
             tls_handshake_failures: r.counter0(

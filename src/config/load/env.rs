@@ -129,13 +129,7 @@ pub(super) fn words_for_numbers(env: &HashMap<String, String>) -> Vec<Problem> {
             let (table, key) = path.rsplit_once("__")?;
             let doc = format!("[{}]\n{key} = {flag}\n", table.replace("__", "."));
             let err = toml::from_str::<crate::config::Config>(&doc).err()?;
-            takes_a_number(err.message()).then(|| {
-                Problem::env(
-                    var,
-                    value,
-                    &format!("a number; set {var} to a number such as 4, or unset it"),
-                )
-            })
+            takes_a_number(err.message()).then(|| Problem::env(var, "a number (such as 4)"))
         })
         .collect();
     out.sort_by(|a, b| a.key.cmp(&b.key));
