@@ -90,6 +90,12 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
         message,
     })?;
     let mut problems = words_for_numbers(env);
+    // A variable refused here is left out, so that its coerced value is not judged again.
+    let refused: Vec<String> = problems
+        .iter()
+        .map(|p| p.key.trim_end_matches(" (environment)").to_string())
+        .collect();
+    let env = &prune::without(env, &refused);
     let built = match merged(&text, env, &mut problems) {
         Ok(b) => b,
         // The syntax was checked; what the config crate still refuses (an integer too large,

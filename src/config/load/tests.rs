@@ -579,10 +579,8 @@ fn a_boolean_word_is_not_a_number_in_the_environment() {
     ] {
         let (k, reason) = one_problem("[redis]\npool_max = 7\n", &[(var, word)]);
         assert_eq!(k, format!("{var} (environment)"), "{word}: {reason}");
-        assert!(
-            reason.contains(word) && reason.contains("number"),
-            "{word}: {reason}"
-        );
+        // The variable is named, its value not quoted (it might be a secret put there).
+        assert!(reason.contains("not a number"), "{word}: {reason}");
     }
     // A key that takes true or false still takes these words.
     let f = file("");
