@@ -1,7 +1,7 @@
 //! The command line: clap's definitions of every command and flag, and how a client command
 //! becomes a control-protocol request.
 
-use clap::{Parser, Subcommand};
+use clap::{Arg, ArgAction, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 use steward::control::protocol::{Request, Service, TaskAction};
@@ -9,7 +9,13 @@ use steward::control::protocol::{Request, Service, TaskAction};
 /// Keeps the PostgreSQL and Redis behind a web application healthy: monitors both, exports
 /// Prometheus metrics, and is steered through a Unix control socket and signals.
 #[derive(Parser)]
-#[command(name = "steward", version, propagate_version = true)]
+#[command(
+    name = "steward",
+    version,
+    propagate_version = true,
+    mut_subcommand("run", |c| hide_socket(hide_json(c))),
+    mut_subcommand("check-config", hide_socket)
+)]
 pub(crate) struct Cli {
     /// Config file [default: $STEWARD_CONFIG, else config/steward.toml, else /etc/steward/steward.toml]
     #[arg(long, global = true, value_name = "FILE")]
@@ -22,6 +28,47 @@ pub(crate) struct Cli {
     pub(crate) json: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// The client options mean nothing to the daemon (`run`) or to `check-config` (no socket);
+/// a hidden local twin keeps clap's global from showing in their `--help`, and
+/// [`Cli::daemon_only_misuse`] refuses them when given.
+fn hide_socket(c: clap::Command) -> clap::Command {
+    c.arg(
+        Arg::new("socket")
+            .long("socket")
+            .hide(true)
+            .value_parser(clap::value_parser!(PathBuf)),
+    )
+}
+
+fn hide_json(c: clap::Command) -> clap::Command {
+    c.arg(
+        Arg::new("json")
+            .long("json")
+            .hide(true)
+            .action(ArgAction::SetTrue),
+    )
+}
+
+impl Cli {
+    /// A client option given to a command that has no use for it, named for a usage error:
+    /// `run --socket x` would otherwise be silently ignored (the daemon listens where its config
+    /// says).
+    pub(crate) fn daemon_only_misuse(&self) -> Option<&'static str> {
+        match self.command {
+            Command::Run if self.socket.is_some() => Some(
+                "`run` takes no --socket: the daemon listens on [control] socket of its config",
+            ),
+            Command::Run if self.json => {
+                Some("`run` takes no --json: the daemon logs, it does not reply")
+            }
+            Command::CheckConfig if self.socket.is_some() => {
+                Some("`check-config` takes no --socket: it reads the config file, not the daemon")
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Subcommand)]

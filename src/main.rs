@@ -21,6 +21,12 @@ fn main() -> ExitCode {
     // a gone peer as an error).
     set_sigpipe(libc::SIG_DFL);
     let cli = Cli::parse();
+    if let Some(misuse) = cli.daemon_only_misuse() {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, misuse)
+            .exit();
+    }
     if matches!(cli.command, Command::Run) {
         set_sigpipe(libc::SIG_IGN);
     }

@@ -92,6 +92,44 @@ fn every_command_has_help() {
     }
 }
 
+/// `run` and `check-config` do not offer the client's options they have no use for, and refuse
+/// them as a usage error (exit 2) instead of ignoring them; client commands keep them.
+#[test]
+fn run_offers_no_client_options() {
+    let run = in_tmp(&["run", "--help"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("--config"), "{}", run.stdout);
+    for flag in ["--socket", "--json"] {
+        assert!(
+            !run.stdout.contains(flag),
+            "run --help offers {flag}:\n{}",
+            run.stdout
+        );
+    }
+    let check = in_tmp(&["check-config", "--help"]);
+    assert!(!check.stdout.contains("--socket"), "{}", check.stdout);
+    assert!(check.stdout.contains("--json"), "{}", check.stdout);
+    let status = in_tmp(&["status", "--help"]);
+    for flag in ["--config", "--socket", "--json"] {
+        assert!(status.stdout.contains(flag), "status --help lacks {flag}");
+    }
+    for args in [
+        &["run", "--socket", "/tmp/x.sock"][..],
+        &["--socket", "/tmp/x.sock", "run"],
+        &["run", "--json"],
+        &["--json", "run"],
+        &["check-config", "--socket", "/tmp/x.sock"],
+    ] {
+        let out = in_tmp(args);
+        assert_eq!(out.code, 2, "{args:?} should be a usage error: {out:?}");
+        assert!(
+            out.stderr.contains("takes no --"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
+
 #[test]
 fn version_is_printed() {
     let out = in_tmp(&["--version"]);
