@@ -217,6 +217,14 @@ pub(crate) enum BackupCmd {
         /// until the swap, and takes a pre-restore backup of it first
         #[arg(long)]
         force: bool,
+        /// Leave every restored object owned by steward's role instead of its owner in the
+        /// backup (to restore under another role; custom-format backups only)
+        #[arg(long)]
+        no_owner: bool,
+        /// Do not run ANALYZE on the restored database (queries plan without statistics
+        /// until autovacuum gathers them)
+        #[arg(long)]
+        no_analyze: bool,
     },
     /// Apply retention now
     Prune {
@@ -323,10 +331,14 @@ fn backup_request(cmd: &BackupCmd) -> Request {
             id,
             target_db,
             force,
+            no_owner,
+            no_analyze,
         } => Request::BackupRestore {
             id: id.clone(),
             target_db: target_db.clone(),
             force: *force,
+            no_owner: *no_owner,
+            no_analyze: *no_analyze,
         },
         BackupCmd::Prune { dry_run } => Request::BackupPrune { dry_run: *dry_run },
         BackupCmd::Delete { id, force } => Request::BackupDelete {

@@ -278,6 +278,7 @@ fn round_trip(
             identities,
             &restore_tool,
             &t.with_database("restored"),
+            false,
             Arc::new(AtomicU64::new(0)),
             CancellationToken::new(),
         ))
@@ -353,6 +354,7 @@ fn plain_gzip_round_trip_and_gunzip_psql_interop() {
             &[],
             &tool("psql"),
             &target(&pg).with_database("by_hand"),
+            false,
             Arc::new(AtomicU64::new(0)),
             CancellationToken::new(),
         ))
@@ -409,6 +411,7 @@ fn custom_gzip_round_trip_through_pg_restore() {
             &[],
             &tool("pg_restore"),
             &target(&pg).with_database("cancelled"),
+            false,
             Arc::new(AtomicU64::new(0)),
             cancel,
         ))
@@ -458,6 +461,7 @@ fn encrypted_round_trip_and_age_cli_interop() {
             &[],
             &tool("psql"),
             &target(&pg).with_database("nowhere"),
+            false,
             Arc::new(AtomicU64::new(0)),
             CancellationToken::new(),
         ))
@@ -550,6 +554,7 @@ fn flipped_byte_or_truncation_fails_verify_and_restore_commits_nothing() {
                     &ids,
                     &tool("psql"),
                     &t.with_database(&db),
+                    false,
                     Arc::new(AtomicU64::new(0)),
                     CancellationToken::new(),
                 ))
@@ -1025,6 +1030,7 @@ fn bench_against_peer_tools() {
                 &[],
                 &psql,
                 &t.with_database(&db),
+                false,
                 Arc::new(AtomicU64::new(0)),
                 CancellationToken::new(),
             ))

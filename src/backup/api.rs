@@ -114,6 +114,21 @@ pub struct VerifyReply {
     pub restore_test: Option<RestoreSummary>,
 }
 
+/// How `backup restore` treats what a dump carries besides the data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreOptions {
+    /// Replace an existing database (its sessions are ended, a pre-restore backup is taken).
+    #[serde(default)]
+    pub force: bool,
+    /// Leave every object owned by steward's role instead of its owner in the backup, for a
+    /// restore under another role (custom format only: a plain dump sets owners in its SQL).
+    #[serde(default)]
+    pub no_owner: bool,
+    /// Skip gathering planner statistics: without them the first queries plan blind.
+    #[serde(default)]
+    pub no_analyze: bool,
+}
+
 /// Reply to `backup restore`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreReply {
@@ -126,6 +141,12 @@ pub struct RestoreReply {
     /// Sessions on the replaced database that steward ended before its pre-restore backup.
     #[serde(default)]
     pub sessions_ended: u64,
+    /// Objects kept their owners from the backup (false with `--no-owner`).
+    #[serde(default)]
+    pub owners_kept: bool,
+    /// ANALYZE ran on the restored database before it was put under its name.
+    #[serde(default)]
+    pub analyzed: bool,
     pub summary: RestoreSummary,
 }
 

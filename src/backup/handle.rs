@@ -1,6 +1,8 @@
 //! The cloneable handle to the backup actor: one method per request, each answered on a oneshot.
 
-use super::api::{JobInfo, PruneReply, Pruned, RestoreReply, Started, StatusReply, VerifyReply};
+use super::api::{
+    JobInfo, PruneReply, Pruned, RestoreOptions, RestoreReply, Started, StatusReply, VerifyReply,
+};
 use super::catalog::BackupMeta;
 use super::error::BackupError;
 use super::BackupKind;
@@ -32,7 +34,7 @@ pub(super) enum Cmd {
     Restore {
         id: String,
         target: Option<String>,
-        force: bool,
+        options: RestoreOptions,
         reply: oneshot::Sender<Result<RestoreReply, BackupError>>,
     },
     Prune {
@@ -136,12 +138,12 @@ impl BackupHandle {
         &self,
         id: String,
         target: Option<String>,
-        force: bool,
+        options: RestoreOptions,
     ) -> Result<RestoreReply, BackupError> {
         self.ask(|reply| Cmd::Restore {
             id,
             target,
-            force,
+            options,
             reply,
         })
         .await?

@@ -181,7 +181,7 @@ impl Manager {
             Cmd::Restore {
                 id,
                 target,
-                force,
+                options,
                 reply,
             } => {
                 let (job, progress) = self.add_job(
@@ -192,7 +192,7 @@ impl Manager {
                 let ctx = self.ctx(progress);
                 let tx = self.handle.tx.clone();
                 tokio::spawn(async move {
-                    let out = super::restore_flow::restore(&ctx, &id, target, force).await;
+                    let out = super::restore_flow::restore(&ctx, &id, target, options).await;
                     let _ = reply.send(out);
                     let _ = tx.send(Cmd::Done { job, backup: None }).await;
                 });

@@ -140,7 +140,8 @@ pub enum RestoreError {
 
 /// Streams the backup into `target`'s database (which must exist): plain dumps through `psql`
 /// in one transaction with `ON_ERROR_STOP`, custom archives through `pg_restore
-/// --single-transaction --exit-on-error --no-owner`. `tool` is psql or pg_restore accordingly.
+/// --single-transaction --exit-on-error` (with `--no-owner` when `no_owner`: a plain dump's
+/// owners are in its SQL and cannot be left out). `tool` is psql or pg_restore accordingly.
 /// `progress` counts file bytes read. Success is the tool's exit status; its warnings are
 /// returned. On a corrupt stream, an error or cancellation the child is
 /// killed before its input ends, so its transaction never commits.
@@ -149,6 +150,7 @@ pub async fn restore(
     identities: &[age::x25519::Identity],
     tool: &Path,
     target: &PgTarget,
+    no_owner: bool,
     progress: Arc<AtomicU64>,
     cancel: CancellationToken,
 ) -> Result<RestoreOutput, RestoreError> {
@@ -203,12 +205,9 @@ pub async fn restore(
             "-",
         ]),
         DumpFormat::Custom => cmd
-            .args([
-                "--single-transaction",
-                "--exit-on-error",
-                "--no-owner",
-                "-d",
-            ])
+            .args(["--single-transaction", "--exit-on-error"])
+            .args(no_owner.then_some("--no-owner"))
+            .arg("-d")
             .arg(conninfo_dbname(&target.database)),
     };
     target.apply(&mut cmd);

@@ -3,7 +3,7 @@
 //! only once complete — a new name, or with `--force` in place of an existing database after
 //! fencing it and taking a pre-restore backup (journalled: see `swap`).
 
-use super::api::{Check, RestoreReply, RestoreSummary, VerifyReply};
+use super::api::{Check, RestoreOptions, RestoreReply, RestoreSummary, VerifyReply};
 use super::catalog::BackupMeta;
 use super::error::BackupError;
 use super::journal::{self, Journal, Phase, Replaced};
@@ -60,21 +60,21 @@ pub(super) async fn verify(
 async fn restore_test_run(ctx: &Ctx, meta: &BackupMeta) -> Result<RestoreSummary, BackupError> {
     let run = Run::start(ctx, "").await?;
     let scratch = run.create(ctx, "verify").await?;
-    let out = fill(ctx, meta, &scratch).await;
+    let out = fill(ctx, meta, &scratch, false).await;
     if let Err(e) = run.drop_own(ctx, &scratch).await {
         tracing::warn!(database = %scratch.name, error = %e, "cannot drop the restore test's scratch database; the next start drops it");
     }
     out
 }
 
-/// `backup restore ID [--target-db NAME] [--force]`.
+/// `backup restore ID [--target-db NAME] [--force] [--no-owner] [--no-analyze]`.
 pub(super) async fn restore(
     ctx: &Ctx,
     id: &str,
     target: Option<String>,
-    force: bool,
+    options: RestoreOptions,
 ) -> Result<RestoreReply, BackupError> {
-    let out = restore_inner(ctx, id, target, force).await;
+    let out = restore_inner(ctx, id, target, options).await;
     let result = if out.is_ok() { "success" } else { "failure" };
     ctx.metrics
         .backup
@@ -94,9 +94,14 @@ async fn restore_inner(
     ctx: &Ctx,
     id: &str,
     target: Option<String>,
-    force: bool,
+    options: RestoreOptions,
 ) -> Result<RestoreReply, BackupError> {
     let meta = lookup(ctx, id, "restored")?;
+    if options.no_owner && meta.format == crate::config::DumpFormat::Plain {
+        return Err(BackupError::Refused(format!(
+            "{id} is a plain-format backup: its SQL sets every owner, so --no-owner cannot leave them out; restore it as a role that may take those owners (a superuser), or take custom-format backups ([backup] format = \"custom\")"
+        )));
+    }
     // The hash proves the file is the one written; the stream inside is checked as it is
     // restored, into a scratch database that is dropped if anything goes wrong.
     let (ok, checks) = quick_check(ctx, &meta).await?;
@@ -113,13 +118,7 @@ async fn restore_inner(
             detail,
         });
     }
-    let target = target.unwrap_or_else(|| {
-        format!(
-            "{}_restored_{}",
-            meta.database,
-            chrono::Utc::now().format("%Y%m%d%H%M%S")
-        )
-    });
+    let target = target.unwrap_or_else(|| default_target(&meta.database, chrono::Utc::now()));
     if !crate::config::is_database_dir_name(&target) {
         return Err(BackupError::Refused(format!(
             "{target:?} cannot be a restore target: use letters, digits, '_', '-' and '.'"
@@ -151,7 +150,7 @@ async fn restore_inner(
                 "{target:?} is a template database; steward never restores into one"
             )));
         }
-        if !force {
+        if !options.force {
             return Err(BackupError::Refused(format!(
                 "database {target:?} exists; pass --force to replace it (its sessions are ended, new connections refused until the swap, and a pre-restore backup of it is taken first), or restore into a new database with --target-db"
             )));
@@ -186,7 +185,7 @@ async fn restore_inner(
         started_at: chrono::Utc::now(),
     };
     journal.save(ctx)?;
-    let out = replace(ctx, &run, &meta, &mut journal).await;
+    let out = replace(ctx, &run, &meta, &mut journal, options).await;
     match &out {
         Ok(_) => journal.finish(ctx),
         Err(_) => settle_now(ctx, &run, &journal).await,
@@ -200,12 +199,21 @@ async fn replace(
     run: &Run,
     meta: &BackupMeta,
     journal: &mut Journal,
+    options: RestoreOptions,
 ) -> Result<RestoreReply, BackupError> {
     let scratch = run.create(ctx, "restore").await?;
     journal.scratch = scratch.name.clone();
     journal.scratch_oid = Some(scratch.oid);
     journal.save(ctx)?;
-    let summary = fill(ctx, meta, &scratch).await?;
+    let mut summary = fill(ctx, meta, &scratch, options.no_owner).await?;
+    let analyzed = !options.no_analyze;
+    if analyzed {
+        // Statistics are gathered before the swap, so the application's first queries after
+        // it are planned with them.
+        if let Some(warning) = analyze(ctx, &scratch).await? {
+            summary.warnings.push(warning);
+        }
+    }
     swap::pause_point("restored").await;
     let target = journal.target.clone();
     let (mut sessions_ended, mut pre) = (0, None);
@@ -231,6 +239,8 @@ async fn replace(
         replaced: journal.replaced.is_some(),
         pre_restore_backup: pre,
         sessions_ended,
+        owners_kept: !options.no_owner,
+        analyzed,
         summary: RestoreSummary {
             database: target,
             ..summary
@@ -282,6 +292,7 @@ async fn fill(
     ctx: &Ctx,
     meta: &BackupMeta,
     scratch: &Owned,
+    no_owner: bool,
 ) -> Result<RestoreSummary, BackupError> {
     // Progress now counts this restore's reading of the file, not the check before it.
     ctx.progress.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -310,14 +321,22 @@ async fn fill(
     let b = stored(ctx, meta)?;
     let ids = identities(ctx)?;
     let cancel = ctx.cancel.clone();
-    let out = restore::restore(&b, &ids, &tool, &target, ctx.progress.clone(), cancel)
-        .await
-        .map_err(|e| {
-            BackupError::Failed(format!(
-                "restore failed, nothing was kept: {}",
-                ctx.scrubber.scrub(&e.to_string())
-            ))
-        })?;
+    let out = restore::restore(
+        &b,
+        &ids,
+        &tool,
+        &target,
+        no_owner,
+        ctx.progress.clone(),
+        cancel,
+    )
+    .await
+    .map_err(|e| {
+        BackupError::Failed(format!(
+            "restore failed, nothing was kept: {}",
+            ctx.scrubber.scrub(&e.to_string())
+        ))
+    })?;
     let (tables, rows) = count(ctx, &target).await?;
     Ok(RestoreSummary {
         database: name.clone(),
@@ -363,7 +382,62 @@ async fn pre_restore_backup(
     Ok(started.id)
 }
 
-/// Tables and exact row count of a database's user tables.
+/// Runs ANALYZE on the restored `scratch` database. A failure is a warning (the data is all
+/// there; autovacuum gathers statistics later), a stop of steward cancels the restore.
+async fn analyze(ctx: &Ctx, scratch: &Owned) -> Result<Option<String>, BackupError> {
+    let target = PgTarget::new(&ctx.config.postgres.url, Some(&scratch.name))
+        .map_err(|e| BackupError::Failed(e.to_string()))?;
+    let c = match target.connect().await {
+        Ok(c) => c,
+        Err(e) => return Ok(Some(analyze_warning(ctx, &e))),
+    };
+    let run = c.batch_execute("SET statement_timeout = 0; ANALYZE");
+    tokio::select! {
+        biased;
+        _ = ctx.cancel.cancelled() => Err(BackupError::Failed(
+            "the restore was cancelled while gathering statistics; nothing was kept".into(),
+        )),
+        r = run => Ok(r.err().map(|e| analyze_warning(ctx, &e))),
+    }
+}
+
+fn analyze_warning(ctx: &Ctx, e: &tokio_postgres::Error) -> String {
+    ctx.scrubber.scrub(&format!(
+        "ANALYZE of the restored database failed ({}); run it by hand before heavy use",
+        super::run::pg_error(e)
+    ))
+}
+
+/// The target of a restore without `--target-db`: `<db>_restored_<UTC timestamp>`, with the
+/// source name cut (at a character boundary) so that the whole fits PostgreSQL's 63 bytes,
+/// and every character a target name may not hold replaced by `_`.
+fn default_target(database: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    let suffix = format!("_restored_{}", now.format("%Y%m%d%H%M%S"));
+    let mut base = String::new();
+    for ch in database.chars() {
+        let ch = if ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.') {
+            ch
+        } else {
+            '_'
+        };
+        if base.len() + ch.len_utf8() + suffix.len() > MAX_IDENTIFIER_BYTES {
+            break;
+        }
+        base.push(ch);
+    }
+    if base.is_empty() {
+        base.push_str("db");
+    } else if base.starts_with('.') {
+        base.replace_range(..1, "_");
+    }
+    base + &suffix
+}
+
+/// PostgreSQL's NAMEDATALEN - 1: longer names are cut, so two could meet under one.
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// Tables and exact row count of a database's user tables (a partitioned or inherited table's
+/// rows are counted once, in the table that holds them).
 async fn count(ctx: &Ctx, target: &PgTarget) -> Result<(i64, i64), BackupError> {
     let c = target
         .connect()
@@ -371,11 +445,38 @@ async fn count(ctx: &Ctx, target: &PgTarget) -> Result<(i64, i64), BackupError> 
         .map_err(|e| pg_failed(ctx, "cannot connect to the restored database", &e))?;
     let row = c
         .query_one(
-            "SELECT count(*), coalesce(sum((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', schemaname, tablename), false, true, '')))[1]::text::bigint), 0)::int8
+            "SELECT count(*), coalesce(sum((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM ONLY %I.%I', schemaname, tablename), false, true, '')))[1]::text::bigint), 0)::int8
              FROM pg_tables WHERE schemaname NOT IN ('pg_catalog','information_schema')",
             &[],
         )
         .await
         .map_err(|e| pg_failed(ctx, "cannot count the restored rows", &e))?;
     Ok((row.get(0), row.get(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn default_target_fits_63_bytes_and_keeps_what_it_can() {
+        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 5, 6, 0, 0).unwrap();
+        assert_eq!(default_target("app", now), "app_restored_20261205060000");
+        let long = "a".repeat(60);
+        let t = default_target(&long, now);
+        assert_eq!(t.len(), 63, "{t}");
+        assert!(t.starts_with(&"a".repeat(39)) && t.ends_with("_restored_20261205060000"));
+        assert!(crate::config::is_database_dir_name(&t), "{t}");
+        let t = default_target("Sales DB über", now);
+        assert_eq!(t, "Sales_DB__ber_restored_20261205060000");
+        let t = default_target(&"ü".repeat(40), now);
+        assert!(
+            t.len() <= 63 && crate::config::is_database_dir_name(&t),
+            "{t}"
+        );
+        assert!(crate::config::is_database_dir_name(&default_target(
+            ".x", now
+        )));
+    }
 }

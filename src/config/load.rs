@@ -6,7 +6,7 @@ use super::validate::{validate, Problem};
 use super::Config;
 use crate::secret::{Scrubber, SecretUrl};
 use config::{Environment, File, FileFormat, Map, Source, Value, ValueKind};
-use env::{legacy_env, steward_var_for, words_for_numbers, LIST_VARS};
+use env::{legacy_env, steward_var_for, steward_vars_under, words_for_numbers, LIST_VARS};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -111,7 +111,7 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
     let scrubber = Scrubber::new(raw_secrets(&raw));
     // Every problem in one pass: unknown keys are reported and set aside, and the rest is
     // checked without them.
-    let unknown = unknown_keys(&raw, env);
+    let unknown = unknown_keys(&raw, &text, env);
     let (text, env, built) = if unknown.is_empty() {
         (text, env.clone(), built)
     } else {
@@ -217,15 +217,27 @@ fn invalid(path: &Path, problems: Vec<Problem>, scrubber: &Scrubber) -> LoadErro
 }
 
 /// Every key the file or environment set that no section knows, as one problem each.
-fn unknown_keys(raw: &Map<String, Value>, env: &HashMap<String, String>) -> Vec<Problem> {
+fn unknown_keys(
+    raw: &Map<String, Value>,
+    text: &str,
+    env: &HashMap<String, String>,
+) -> Vec<Problem> {
     let known = serde_json::to_value(Config::default()).unwrap_or_default();
+    let in_file = text.parse::<toml::Table>().unwrap_or_default();
     let mut out = Vec::new();
     for (section, value) in raw {
         let Some(fields) = known.get(section) else {
-            out.push(Problem::new(
-                section,
-                format!("unknown section{}", did_you_mean(section, &known)),
-            ));
+            let hint = did_you_mean(section, &known);
+            for var in steward_vars_under(section, env) {
+                out.push(Problem::new(
+                    format!("{var} (environment)"),
+                    format!("unknown section {section:?}{hint}; unset the variable"),
+                ));
+            }
+            let reason = format!("unknown section{hint}");
+            if in_file.contains_key(section) || steward_vars_under(section, env).is_empty() {
+                out.push(Problem::new(section, reason));
+            }
             continue;
         };
         match &value.kind {

@@ -1,6 +1,7 @@
 //! The `backup_*` requests: handed to the backup actor, answered with its payloads.
 
 use super::protocol::{Reply, Request};
+use crate::backup::api::RestoreOptions;
 use crate::backup::{scheduler, BackupError, BackupHandle, BackupKind};
 use crate::config::Config;
 use std::sync::Arc;
@@ -30,8 +31,18 @@ pub(super) async fn handle(
             id,
             target_db,
             force,
+            no_owner,
+            no_analyze,
         } => b
-            .restore(id, target_db, force)
+            .restore(
+                id,
+                target_db,
+                RestoreOptions {
+                    force,
+                    no_owner,
+                    no_analyze,
+                },
+            )
             .await
             .map(|v| Reply::data(&v)),
         Request::BackupPrune { dry_run } => b.prune(dry_run).await.map(|v| Reply::data(&v)),

@@ -118,6 +118,12 @@ pub enum Request {
         target_db: Option<String>,
         #[serde(default)]
         force: bool,
+        /// Objects owned by steward's role, not their owners in the backup.
+        #[serde(default)]
+        no_owner: bool,
+        /// No ANALYZE of the restored database.
+        #[serde(default)]
+        no_analyze: bool,
     },
     BackupPrune {
         #[serde(default)]

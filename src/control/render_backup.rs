@@ -211,6 +211,13 @@ fn restore(r: &RestoreReply) -> String {
             r.target
         );
     }
+    if !r.owners_kept {
+        out += "every object is owned by steward's role (--no-owner), not by its owner in the backup\n";
+    }
+    if !r.analyzed {
+        out +=
+            "planner statistics were not gathered (--no-analyze): run ANALYZE before heavy use\n";
+    }
     out += &warnings(&r.summary.warnings);
     out
 }

@@ -155,6 +155,19 @@ fn seconds(v: &str) -> Option<String> {
     Some(format!("{}ms", (f * 1000.0).round() as u64))
 }
 
+/// Every `STEWARD_<SECTION>__…` variable under `section`, sorted: an unknown section that
+/// only variables set is theirs to answer for, one problem each.
+pub(super) fn steward_vars_under(section: &str, env: &HashMap<String, String>) -> Vec<String> {
+    let prefix = format!("STEWARD_{}__", section.to_ascii_uppercase());
+    let mut vars: Vec<String> = env
+        .keys()
+        .filter(|k| k.starts_with(&prefix))
+        .cloned()
+        .collect();
+    vars.sort();
+    vars
+}
+
 /// The `STEWARD_<SECTION>__<KEY>` variable that set `key` (`redis.pool_max`), if one did: a
 /// value of the wrong type there is the variable's fault, not the file's.
 pub(super) fn steward_var_for(key: &str, env: &HashMap<String, String>) -> Option<String> {

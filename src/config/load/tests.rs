@@ -593,3 +593,25 @@ fn a_boolean_word_is_not_a_number_in_the_environment() {
             .enabled
     );
 }
+
+#[test]
+fn an_unknown_section_set_only_by_a_variable_is_the_variables_one_problem() {
+    // fuzz: STEWARD_NOSUCH__KEY="" gave a keyless `config: unknown field` beside the section.
+    for value in ["", "1"] {
+        let (k, reason) = one_problem("", &[("STEWARD_NOSUCH__KEY", value)]);
+        assert_eq!(k, "STEWARD_NOSUCH__KEY (environment)", "{reason}");
+        assert!(reason.contains("unknown section \"nosuch\""), "{reason}");
+    }
+    let (k, reason) = one_problem("", &[("STEWARD_POSTGRE__URL", "x")]);
+    assert_eq!(k, "STEWARD_POSTGRE__URL (environment)", "{reason}");
+    assert!(reason.contains("did you mean \"postgres\""), "{reason}");
+    // The file's own unknown section is still the file's.
+    let f = file("[nosuch]\na = 1\n");
+    let Err(LoadError::Invalid { problems, .. }) =
+        load(f.path(), &env(&[("STEWARD_NOSUCH__B", "2")]))
+    else {
+        panic!("accepted");
+    };
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["STEWARD_NOSUCH__B (environment)", "nosuch"], "{problems:?}");
+}

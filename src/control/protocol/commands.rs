@@ -140,6 +140,8 @@ mod tests {
                 id: id(),
                 target_db: None,
                 force: false,
+                no_owner: false,
+                no_analyze: false,
             },
             Request::BackupPrune { dry_run: true },
             Request::BackupDelete {
