@@ -897,6 +897,8 @@ fn write_fixture(root: &Path, entries: &[Entry], now: DateTime<Utc>) -> Vec<Back
                 server_version: Some("17.0".into()),
                 steward_version: "0.1.0".into(),
                 verified_at: None,
+                source: None,
+                restore_test: None,
                 checksum: String::new(),
             };
             catalog::commit(root, &mut meta).unwrap();

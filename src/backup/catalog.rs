@@ -62,6 +62,17 @@ pub struct Encryption {
     pub recipients: Vec<String>,
 }
 
+/// The outcome of the last restore test of a backup (`verify --restore-test`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreTestRecord {
+    pub at: DateTime<Utc>,
+    pub ok: bool,
+    pub duration_seconds: f64,
+    /// What failed, scrubbed; empty when it passed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
 /// One backup's metadata: the JSON beside the file, and the row of `backup list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupMeta {
@@ -100,6 +111,13 @@ pub struct BackupMeta {
     /// When `verify` last checked it (its result is the status: good or damaged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_at: Option<DateTime<Utc>>,
+    /// Where the backup came from and the database's own properties (absent in backups taken
+    /// before steward recorded them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<super::source_info::SourceInfo>,
+    /// The last restore test of this backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_test: Option<RestoreTestRecord>,
     /// SHA-256 of this JSON written with an empty checksum.
     #[serde(default)]
     pub checksum: String,
@@ -161,6 +179,8 @@ impl BackupMeta {
             server_version: None,
             steward_version: crate::VERSION.into(),
             verified_at: None,
+            source: None,
+            restore_test: None,
             checksum: String::new(),
         }
     }

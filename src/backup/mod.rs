@@ -23,6 +23,7 @@ mod run;
 pub mod schedule;
 pub mod scheduler;
 mod scratch;
+pub mod source_info;
 mod status;
 mod swap;
 

@@ -113,6 +113,22 @@ impl PgTarget {
         }
     }
 
+    /// `host:port` (or the socket directory) as PGHOST and PGPORT say, for metadata: it names
+    /// the server and holds no secret.
+    pub fn endpoint(&self) -> String {
+        let var = |name: &str| {
+            self.vars
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        format!(
+            "{}:{}",
+            var("PGHOST").unwrap_or("localhost"),
+            var("PGPORT").unwrap_or("5432")
+        )
+    }
+
     /// A direct connection (not pooled) for the manager's own queries on this database.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         let (client, conn) = self.config.connect(tokio_postgres::NoTls).await?;
@@ -163,6 +179,7 @@ mod tests {
         assert_eq!(vars["PGPORT"], "6543");
         assert_eq!(vars["PGUSER"], "app");
         assert_eq!(vars["PGSSLMODE"], "disable");
+        assert_eq!(t.endpoint(), "db.example:6543");
         assert_eq!(t.password.as_deref(), Some("p@ss"));
         assert!(!format!("{t:?}").contains("p@ss"));
         let other = t.with_database("shop_restored");

@@ -118,6 +118,20 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// pg_dump's arguments (connection settings go through the environment): recorded in each
+/// backup's metadata as they were given.
+pub fn pg_dump_args(format: DumpFormat, lock_wait: std::time::Duration) -> Vec<String> {
+    let mut args = vec![
+        "--no-password".to_string(),
+        format!("--lock-wait-timeout={}", lock_wait.as_millis().max(1)),
+    ];
+    match format {
+        DumpFormat::Plain => args.push("-Fp".into()),
+        DumpFormat::Custom => args.extend(["-Fc".into(), "-Z0".into()]),
+    }
+    args
+}
+
 /// Runs pg_dump and stores its output at `job.final_path` (see the module docs). On any error or
 /// on cancellation pg_dump is killed, the temporary file removed, and nothing is left under the
 /// final name.
@@ -142,14 +156,7 @@ pub async fn dump(job: DumpJob, cancel: CancellationToken) -> Result<DumpOutput,
     };
 
     let mut cmd = tokio::process::Command::new(&job.pg_dump);
-    cmd.arg("--no-password").arg(format!(
-        "--lock-wait-timeout={}",
-        job.lock_wait_timeout.as_millis().max(1)
-    ));
-    match job.format {
-        DumpFormat::Plain => cmd.arg("-Fp"),
-        DumpFormat::Custom => cmd.args(["-Fc", "-Z0"]),
-    };
+    cmd.args(pg_dump_args(job.format, job.lock_wait_timeout));
     job.target.apply(&mut cmd);
     io_util::english_messages(&mut cmd);
     cmd.stdin(Stdio::null())

@@ -4,6 +4,7 @@
 use super::catalog::{self, BackupMeta, BackupStatus, Encryption};
 use super::pgconn::PgTarget;
 use super::pipeline::{self, DumpJob};
+use super::source_info::{self, SourceInfo};
 use super::{BackupKind, Ctx};
 use chrono::{DateTime, Utc};
 use std::str::FromStr;
@@ -54,6 +55,8 @@ impl BackupRun {
             server_version: None,
             steward_version: crate::VERSION.into(),
             verified_at: None,
+            source: None,
+            restore_test: None,
             checksum: String::new(),
         };
         tracing::info!(id = %self.id, database = %self.database, kind = %self.kind, "backup started");
@@ -151,6 +154,7 @@ impl BackupRun {
             return Err(DumpFail::Skipped(format!("another steward instance is backing up database {:?} right now (its advisory lock is held); this run was skipped", self.database)));
         }
         meta.server_version = Some(server_version.clone());
+        meta.source = Some(self.source_info(ctx, &client, &target).await?);
         let server_major = (server_num / 10000) as u32;
         let pg_dump = pipeline::find_client_tool("pg_dump", b.pg_dump_path.as_deref(), Some(server_major)).ok_or_else(|| {
             format!("pg_dump not found; install the PostgreSQL {server_major} client (postgresql-client-{server_major}) or set backup.pg_dump_path")
@@ -199,6 +203,37 @@ impl BackupRun {
         meta.sha256 = Some(out.sha256);
         drop(client);
         Ok(())
+    }
+}
+
+impl BackupRun {
+    /// What a restore needs to know of the source, read on the dump's own session.
+    async fn source_info(
+        &self,
+        ctx: &Ctx,
+        client: &tokio_postgres::Client,
+        target: &PgTarget,
+    ) -> Result<SourceInfo, DumpFail> {
+        let (mut database, size_bytes) = source_info::read_props(client).await.map_err(|e| {
+            format!(
+                "cannot read the properties of database {:?}: {}",
+                self.database,
+                pg_error(&e)
+            )
+        })?;
+        if self.source.is_some() {
+            // A database renamed aside for a pre-restore backup: its comment was its own
+            // (steward marks only scratch databases), kept as it was.
+            database.comment = database.comment.filter(|c| !c.starts_with("steward:"));
+        }
+        let b = &ctx.config.backup;
+        Ok(SourceInfo {
+            system_identifier: source_info::system_identifier(client).await,
+            host: target.endpoint(),
+            size_bytes,
+            pg_dump_args: pipeline::pg_dump_args(b.format, b.lock_timeout),
+            database,
+        })
     }
 }
 

@@ -613,5 +613,9 @@ fn an_unknown_section_set_only_by_a_variable_is_the_variables_one_problem() {
         panic!("accepted");
     };
     let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-    assert_eq!(keys, ["STEWARD_NOSUCH__B (environment)", "nosuch"], "{problems:?}");
+    assert_eq!(
+        keys,
+        ["STEWARD_NOSUCH__B (environment)", "nosuch"],
+        "{problems:?}"
+    );
 }
