@@ -1237,17 +1237,7 @@ fn encrypted_backup_verifies_restores_and_decrypts_with_age_cli() {
     );
     let b = builder(&pg, &redis);
     let root = b.dir().join("backups");
-    let key = b.dir().join("age-key.txt");
-    run_ok(Command::new("age-keygen").arg("-o").arg(&key));
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let public = String::from_utf8(run_ok(Command::new("age-keygen").arg("-y").arg(&key)))
-        .unwrap()
-        .trim()
-        .to_string();
-    assert!(public.starts_with("age1"), "age-keygen -y: {public}");
+    let (key, public) = age_key(b.dir(), "age-key.txt");
     let st = b
         .with(|s| {
             s.backup = backup_toml(
@@ -1313,6 +1303,158 @@ fn encrypted_backup_verifies_restores_and_decrypts_with_age_cli() {
     let sql = String::from_utf8(run_ok(Command::new("gunzip").arg("-c").arg(&gz))).unwrap();
     assert!(sql.contains("PostgreSQL database dump"), "not a dump");
     assert!(sql.contains(&marker), "the known value is not in the dump");
+}
+
+/// A fresh age key pair from `age-keygen`: the identity file (0600) and its public key.
+fn age_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.join(name);
+    run_ok(Command::new("age-keygen").arg("-o").arg(&key));
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let public = String::from_utf8(run_ok(Command::new("age-keygen").arg("-y").arg(&key)))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(public.starts_with("age1"), "age-keygen -y: {public}");
+    (key, public)
+}
+
+/// Whether a human `backup verify` output has an `ok` line for the check `name`.
+fn human_ok_line(stdout: &str, name: &str) -> bool {
+    stdout.lines().any(|l| {
+        let l = l.trim_start();
+        l.starts_with("ok") && l.contains(&format!(" {name}:"))
+    })
+}
+
+/// `backup verify` of an encrypted backup says what it could not check (issue 14 item 7):
+/// without `identity_file` it is not a failure, but the reply says prominently, and as
+/// `"fully_verified": false`, that only the hash and size were checked; with the identity of
+/// another key decryption is reported as failed, clearly, with no "ok decryption" line before
+/// it; with the right identity the backup is fully verified.
+#[test]
+fn verify_of_an_encrypted_backup_says_what_it_could_not_check() {
+    require_cli("age-keygen", "age");
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql(
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('x');",
+        PG_USER,
+        PG_DB,
+    );
+    let b = builder(&pg, &redis);
+    let root = b.dir().join("backups");
+    let (key, public) = age_key(b.dir(), "age-key.txt");
+    let (other_key, _) = age_key(b.dir(), "other-age-key.txt");
+    let encryption = |identity: Option<&Path>| {
+        let identity = identity.map_or(String::new(), |p| {
+            format!("identity_file = {}\n", toml_str(&p.to_string_lossy()))
+        });
+        backup_toml(
+            &root,
+            "",
+            &format!(
+                "[backup.encryption]\nrecipients = [{}]\n{identity}",
+                toml_str(&public)
+            ),
+        )
+    };
+    let st = b.with(|s| s.backup = encryption(None)).start();
+    let m = create_wait(&st);
+    let reconfigure = |identity: Option<&Path>| {
+        let mut s = st.settings.clone();
+        s.backup = encryption(identity);
+        st.write_config(&s.render());
+        assert!(st.ctl(&["reload"]).reply().ok);
+    };
+    let verify_json = || {
+        let out = st.ctl(&["backup", "verify", &m.id]);
+        let r = out.reply();
+        assert!(r.ok, "verify did not run: {out:?}");
+        (out.code, r.data)
+    };
+
+    // No identity: hash and size pass, nothing else was read; not a failure, but said so.
+    let (code, v) = verify_json();
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["fully_verified"], false, "{v}");
+    let human = st.ctl_human(&["backup", "verify", &m.id]);
+    assert_eq!(human.code, 0, "{human:?}");
+    assert!(
+        human.stdout.contains("NOT FULLY VERIFIED"),
+        "no prominent line: {}",
+        human.stdout
+    );
+    assert!(
+        human.stdout.contains("identity_file"),
+        "the line does not say why: {}",
+        human.stdout
+    );
+    assert!(
+        !human_ok_line(&human.stdout, "decryption"),
+        "an ok decryption line without decrypting: {}",
+        human.stdout
+    );
+
+    // Another key's identity: decryption failed, said once and clearly; the backup is not
+    // damaged (the file is intact), and the command fails.
+    reconfigure(Some(&other_key));
+    let (code, v) = verify_json();
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["fully_verified"], false, "{v}");
+    let checks = v["checks"].as_array().unwrap();
+    let decryption: Vec<&serde_json::Value> = checks
+        .iter()
+        .filter(|c| c["name"] == "decryption")
+        .collect();
+    assert_eq!(decryption.len(), 1, "{v}");
+    assert_eq!(decryption[0]["ok"], false, "{v}");
+    let detail = decryption[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("none of the configured identities can decrypt this backup")
+            && detail.contains("other recipients"),
+        "{detail}"
+    );
+    assert!(!detail.contains("AGE-SECRET-KEY"), "{detail}");
+    let human = st.ctl_human(&["backup", "verify", &m.id]);
+    assert_eq!(human.code, 1, "{human:?}");
+    assert!(
+        !human_ok_line(&human.stdout, "decryption"),
+        "ok decryption before the failure: {}",
+        human.stdout
+    );
+    assert!(
+        human
+            .stdout
+            .contains("FAIL decryption: none of the configured identities"),
+        "{}",
+        human.stdout
+    );
+    let listed = list(&st);
+    assert!(
+        listed.iter().any(|b| b.id == m.id && b.is_good()),
+        "a wrong key marked the backup damaged: {listed:?}"
+    );
+
+    // The right identity: everything read, fully verified.
+    reconfigure(Some(&key));
+    let (code, v) = verify_json();
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        (&v["ok"], &v["fully_verified"]),
+        (&true.into(), &true.into()),
+        "{v}"
+    );
+    let human = st.ctl_human(&["backup", "verify", &m.id]);
+    assert_eq!(human.code, 0, "{human:?}");
+    assert!(!human.stdout.contains("NOT FULLY"), "{}", human.stdout);
+    assert!(
+        human_ok_line(&human.stdout, "decryption"),
+        "{}",
+        human.stdout
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

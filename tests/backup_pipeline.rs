@@ -453,6 +453,7 @@ fn encrypted_round_trip_and_age_cli_interop() {
         ))
         .unwrap();
     assert!(!v.ok && v.hash_ok && v.stream_ok == Some(false), "{v:?}");
+    assert_eq!(v.decryption, Decryption::Failed, "{v:?}");
     assert!(v.problems.iter().any(|p| p.contains("identit")), "{v:?}");
     // Restore without an identity is refused.
     let err = rt

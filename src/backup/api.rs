@@ -109,6 +109,12 @@ pub struct RestoreSummary {
 pub struct VerifyReply {
     pub id: String,
     pub ok: bool,
+    /// The checks covered the content: the dump inside was decrypted, decompressed and read to
+    /// its end. False when only the file's hash and size could be checked (an encrypted
+    /// backup without `backup.encryption.identity_file`: `ok` may still be true, since nothing
+    /// was found wrong) or when the stream could not be read, so a script can tell "intact as
+    /// far as checked" from "verified".
+    pub fully_verified: bool,
     pub checks: Vec<Check>,
     #[serde(default)]
     pub restore_test: Option<RestoreSummary>,

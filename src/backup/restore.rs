@@ -42,6 +42,8 @@ pub enum Decryption {
     Decrypted,
     /// Encrypted, and no identity was given: the stream inside was not checked.
     Skipped,
+    /// Encrypted, and none of the given identities decrypts it: the stream inside was not read.
+    Failed,
 }
 
 /// The outcome of each check of a verify; `ok` is true when none failed.
@@ -58,6 +60,9 @@ pub struct VerifyOutput {
     /// (encrypted, no identity): `None`.
     pub stream_ok: Option<bool>,
     pub decryption: Decryption,
+    /// Why decryption failed ([`Decryption::Failed`]), for display.
+    #[serde(default)]
+    pub decryption_error: Option<String>,
     /// Size of the decoded dump, when the stream was read to its end.
     pub dump_bytes: Option<u64>,
     /// The decoded size matches the catalog (`None` when not read).

@@ -1,6 +1,8 @@
 //! What must hold before a backup is trusted: it is in the catalog, its file is where the
 //! metadata says, its checksum, size and SHA-256 match, and (for verify) the whole stream
-//! reads and decrypts to its end.
+//! reads and decrypts to its end. An encrypted backup verified without an identity passes on
+//! its hash and size alone and is reported as not fully verified; an identity that does not
+//! open it is a failed decryption check (never an "ok" one followed by a failed stream).
 
 use super::api::Check;
 use super::catalog::{self, BackupMeta};
@@ -154,6 +156,24 @@ pub(super) async fn check(ctx: &Ctx, meta: &BackupMeta) -> Result<(bool, Vec<Che
     Ok((checks.iter().all(|c| c.ok), checks))
 }
 
+/// The name of the check that passes only when the dump inside was read to its end.
+const STREAM: &str = "stream";
+
+/// Whether `checks` cover the content and not only the file: the stream inside was
+/// decrypted (when encrypted), decompressed and read to its end. False for an encrypted
+/// backup verified without `backup.encryption.identity_file` (only its hash and size were
+/// checked) and when the stream could not be read; `backup verify` says so.
+pub(super) fn fully_verified(checks: &[Check]) -> bool {
+    checks.iter().any(|c| c.name == STREAM && c.ok)
+}
+
+/// The decryption check of an encrypted backup verified without an identity.
+const NOT_ATTEMPTED: &str =
+    "not attempted: no backup.encryption.identity_file is configured; set it to verify the dump inside";
+
+/// The decryption check's detail when the reader gave no reason.
+const NO_IDENTITY_DECRYPTS: &str = "none of the configured identities can decrypt this backup";
+
 /// The verify outcome as one line per check.
 fn checks_of(out: &restore::VerifyOutput) -> Vec<Check> {
     let mut v = vec![
@@ -175,12 +195,25 @@ fn checks_of(out: &restore::VerifyOutput) -> Vec<Check> {
             ok: true,
             detail: "decrypted with the configured identity".into(),
         }),
+        // Not a failure (the file is the one written), but not a pass either: the reply's
+        // `fully_verified` is false and says what was not checked.
         restore::Decryption::Skipped => v.push(Check {
             name: "decryption".into(),
             ok: true,
-            detail: "skipped: no backup.encryption.identity_file, so only the hash was checked"
-                .into(),
+            detail: NOT_ATTEMPTED.into(),
         }),
+        // The stream was not read: one failed check says why, none claims the stream.
+        restore::Decryption::Failed => {
+            v.push(Check {
+                name: "decryption".into(),
+                ok: false,
+                detail: out
+                    .decryption_error
+                    .clone()
+                    .unwrap_or_else(|| NO_IDENTITY_DECRYPTS.into()),
+            });
+            return v;
+        }
     }
     if let Some(ok) = out.stream_ok {
         let detail = if ok {
@@ -189,7 +222,7 @@ fn checks_of(out: &restore::VerifyOutput) -> Vec<Check> {
             out.problems.join("; ")
         };
         v.push(Check {
-            name: "stream".into(),
+            name: STREAM.into(),
             ok,
             detail,
         });

@@ -27,6 +27,7 @@ pub(super) async fn verify(
     let mut reply = VerifyReply {
         id: id.into(),
         ok,
+        fully_verified: super::restore_checks::fully_verified(&checks),
         checks,
         restore_test: None,
     };

@@ -12,7 +12,8 @@ use std::sync::Arc;
 /// Why the stream inside a backup cannot be read.
 #[derive(Debug)]
 pub(super) enum StreamError {
-    /// None of the identities can decrypt the file (or it is not an age file).
+    /// None of the identities can decrypt the file (or it is not an age file): a whole
+    /// sentence, for display as it is.
     Decrypt(String),
     /// The data is corrupt or truncated.
     Corrupt(String),
@@ -23,7 +24,7 @@ pub(super) enum StreamError {
 impl std::fmt::Display for StreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StreamError::Decrypt(m) => write!(f, "cannot decrypt: {m}"),
+            StreamError::Decrypt(m) => f.write_str(m),
             StreamError::Corrupt(m) => write!(f, "corrupt or truncated data: {m}"),
             StreamError::Io(e) => write!(f, "cannot read the file: {e}"),
         }
@@ -56,17 +57,17 @@ pub(super) fn open<'a, R: Read + Send + 'a>(
         Some(ids) => {
             let dec = age::Decryptor::new_buffered(buffered).map_err(|e| match e {
                 age::DecryptError::Io(e) => classify(e, "age header"),
-                e => StreamError::Decrypt(e.to_string()),
+                e => StreamError::Decrypt(format!("cannot decrypt: {e}")),
             })?;
             let reader = dec
                 .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
                 .map_err(|e| match e {
                     age::DecryptError::NoMatchingKeys => StreamError::Decrypt(
-                        "none of the configured age identities matches this backup's recipients"
+                        "none of the configured identities can decrypt this backup: it was encrypted to other recipients (backup.encryption.identity_file holds none of their keys)"
                             .into(),
                     ),
                     age::DecryptError::Io(e) => classify(e, "age header"),
-                    e => StreamError::Decrypt(e.to_string()),
+                    e => StreamError::Decrypt(format!("cannot decrypt: {e}")),
                 })?;
             Box::new(BufReader::with_capacity(256 * 1024, reader))
         }
@@ -101,7 +102,7 @@ pub(super) fn verify_file(
     };
     let file = std::fs::File::open(&b.path).map_err(io_err)?;
     let mut raw = HashingReader::new(file, progress);
-    let decryption = match (b.encrypted, ids.is_empty()) {
+    let mut decryption = match (b.encrypted, ids.is_empty()) {
         (false, _) => Decryption::NotEncrypted,
         (true, false) => Decryption::Decrypted,
         (true, true) => Decryption::Skipped,
@@ -113,6 +114,12 @@ pub(super) fn verify_file(
             let mut r = open(&mut raw, b.compression, b.encrypted.then_some(ids))?;
             std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| classify(e, layer))
         });
+    // Decrypted only once an identity opened the file: a wrong one fails at the header.
+    let mut decryption_error = None;
+    if let Some(Err(StreamError::Decrypt(m))) = &decoded {
+        decryption = Decryption::Failed;
+        decryption_error = Some(m.clone());
+    }
     // Whatever happened to the stream, hash the whole file.
     std::io::copy(&mut raw, &mut std::io::sink()).map_err(io_err)?;
     let (actual_stored_bytes, actual_sha256) = raw.finish();
@@ -159,6 +166,7 @@ pub(super) fn verify_file(
         actual_stored_bytes,
         stream_ok,
         decryption,
+        decryption_error,
         dump_bytes,
         dump_bytes_ok,
         problems,

@@ -35,6 +35,10 @@ impl Compression {
     }
 }
 
+/// Highest `backup.pre_restore_keep`: more than that many full copies of a database kept
+/// for undoing restores is a typo, not a policy.
+pub const PRE_RESTORE_KEEP_MAX: u32 = 1000;
+
 /// `[backup]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -53,11 +57,15 @@ pub struct BackupConfig {
     pub retention_days: u32,
     /// Weeks a weekly backup is kept.
     pub weekly_retention_weeks: u32,
-    /// Good backups of each kind kept whatever their age.
+    /// Good daily, weekly and manual backups of each kind kept whatever their age.
     pub min_keep: u32,
-    /// How long manual and pre-restore backups are kept; unset keeps them until deleted by hand.
+    /// How long manual backups are kept; unset keeps them until deleted by hand.
     #[serde(with = "humantime_serde")]
     pub manual_retention: Option<Duration>,
+    /// Good pre-restore backups (one per `restore --force`) kept per database, the newest
+    /// ones; older ones are pruned whatever their age, so repeated restores do not pile up
+    /// full copies of a database. At most [`PRE_RESTORE_KEEP_MAX`].
+    pub pre_restore_keep: u32,
     /// Longest wait for a lock: pg_dump's `--lock-wait-timeout`, the `lock_timeout` of
     /// restores and of the swap of `restore --force`, and the wait for a replaced database's
     /// sessions to end. On timeout the work stops and the database is left as it was.
@@ -80,6 +88,7 @@ impl Default for BackupConfig {
             weekly_retention_weeks: 4,
             min_keep: 1,
             manual_retention: None,
+            pre_restore_keep: 3,
             lock_timeout: Duration::from_secs(60),
             schedule: ScheduleConfig::default(),
             encryption: EncryptionConfig::default(),
@@ -165,6 +174,15 @@ pub(super) fn validate(b: &BackupConfig, out: &mut Vec<super::Problem>) {
         out.push(Problem::new(
             "backup.manual_retention",
             "must be greater than zero, or left out to keep manual backups",
+        ));
+    }
+    if b.pre_restore_keep > PRE_RESTORE_KEEP_MAX {
+        out.push(Problem::new(
+            "backup.pre_restore_keep",
+            format!(
+                "is {}; it can be at most {PRE_RESTORE_KEEP_MAX} (0 keeps only what the newest-backup rule keeps)",
+                b.pre_restore_keep
+            ),
         ));
     }
     if b.lock_timeout < Duration::from_millis(1) {
@@ -392,6 +410,29 @@ mod tests {
             assert!(text.contains("\"age1nope\""), "{text}");
             assert!(text.contains("recipient 2"), "{text}");
         }
+    }
+
+    #[test]
+    fn pre_restore_keep_has_an_upper_bound() {
+        for (n, ok) in [
+            (0, true),
+            (3, true),
+            (1000, true),
+            (1001, false),
+            (u32::MAX, false),
+        ] {
+            let b = BackupConfig {
+                pre_restore_keep: n,
+                ..Default::default()
+            };
+            let p = problems(&b);
+            assert_eq!(p.is_empty(), ok, "{n}: {p:?}");
+            if !ok {
+                assert_eq!(p[0].key, "backup.pre_restore_keep");
+                assert!(p[0].reason.contains("at most 1000"), "{p:?}");
+            }
+        }
+        assert_eq!(BackupConfig::default().pre_restore_keep, 3);
     }
 
     #[test]

@@ -162,15 +162,28 @@ fn status(s: &StatusReply) -> String {
     out
 }
 
+/// One line per check, under a verdict; a backup that passed without its content being read
+/// (encrypted, no identity file) says so first, since "OK" alone would claim more than was
+/// checked.
 fn verify(v: &VerifyReply) -> String {
-    let mut out = format!("backup {}: {}\n", v.id, if v.ok { "OK" } else { "FAILED" });
+    let partial = v.ok && !v.fully_verified;
+    let verdict = match (v.ok, partial) {
+        (false, _) => "FAILED",
+        (true, true) => "OK, BUT NOT FULLY VERIFIED",
+        (true, false) => "OK",
+    };
+    let mut out = format!("backup {}: {verdict}\n", v.id);
+    if partial {
+        out += "  NOT FULLY VERIFIED: only the file's hash and size were checked; the dump inside was not read\n";
+    }
     for c in &v.checks {
-        out += &format!(
-            "  {} {}: {}\n",
-            if c.ok { "ok  " } else { "FAIL" },
-            c.name,
-            c.detail
-        );
+        // In a partial pass the decryption that made it partial was not attempted.
+        let mark = match (c.ok, partial && c.name == "decryption") {
+            (false, _) => "FAIL",
+            (true, true) => "skip",
+            (true, false) => "ok  ",
+        };
+        out += &format!("  {mark} {}: {}\n", c.name, c.detail);
     }
     if let Some(r) = &v.restore_test {
         out += &format!(
@@ -253,4 +266,78 @@ fn jobs(j: &[JobInfo]) -> String {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::api::Check;
+
+    fn check(name: &str, ok: bool, detail: &str) -> Check {
+        Check {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+        }
+    }
+
+    fn reply(ok: bool, fully_verified: bool, checks: Vec<Check>) -> VerifyReply {
+        VerifyReply {
+            id: "20260101T000000Z-manual-0a1b".into(),
+            ok,
+            fully_verified,
+            checks,
+            restore_test: None,
+        }
+    }
+
+    #[test]
+    fn a_pass_without_the_content_read_says_so_first() {
+        let out = verify(&reply(
+            true,
+            false,
+            vec![
+                check("sha256", true, "file hashes to ab"),
+                check("decryption", true, "not attempted: no identity_file"),
+            ],
+        ));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "backup 20260101T000000Z-manual-0a1b: OK, BUT NOT FULLY VERIFIED"
+        );
+        assert!(lines[1].contains("NOT FULLY VERIFIED: only the file's hash and size"));
+        assert!(out.contains("  skip decryption: not attempted"), "{out}");
+        assert!(!out.contains("ok   decryption"), "{out}");
+    }
+
+    #[test]
+    fn full_passes_and_failures_are_plain() {
+        let out = verify(&reply(
+            true,
+            true,
+            vec![
+                check("decryption", true, "decrypted"),
+                check("stream", true, "read to its end"),
+            ],
+        ));
+        assert!(
+            out.starts_with("backup 20260101T000000Z-manual-0a1b: OK\n"),
+            "{out}"
+        );
+        assert!(!out.contains("NOT FULLY"), "{out}");
+        assert!(out.contains("  ok   decryption: decrypted"), "{out}");
+        let out = verify(&reply(
+            false,
+            false,
+            vec![check(
+                "decryption",
+                false,
+                "none of the configured identities",
+            )],
+        ));
+        assert!(out.contains(": FAILED\n"), "{out}");
+        assert!(!out.contains("NOT FULLY"), "{out}");
+        assert!(out.contains("  FAIL decryption: none"), "{out}");
+    }
 }

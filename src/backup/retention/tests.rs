@@ -25,6 +25,7 @@ fn policy(daily_days: u32, weekly_weeks: u32, min_keep: u32) -> Policy {
         weekly_weeks,
         min_keep,
         manual: None,
+        pre_restore_keep: 3,
     }
 }
 
@@ -213,7 +214,7 @@ fn databases_are_independent() {
 }
 
 #[test]
-fn manual_and_pre_restore_are_kept_until_their_own_retention() {
+fn manual_backups_are_kept_until_manual_retention() {
     let now = at(6, 1, 12);
     let entries = [
         entry("app", Daily, true, at(6, 1, 2)),
@@ -232,6 +233,8 @@ fn manual_and_pre_restore_are_kept_until_their_own_retention() {
         .iter()
         .map(|d| (d.id.as_str(), d.reason.as_str()))
         .collect();
+    // The pre-restore backup, four months old, is not the manual retention's: it is one of
+    // the newest three pre-restore backups of its database.
     assert_eq!(
         reasons,
         vec![
@@ -240,15 +243,134 @@ fn manual_and_pre_restore_are_kept_until_their_own_retention() {
                 "app-manual-0103100000",
                 "manual failed entry older than 30 days"
             ),
-            (
-                "app-pre-restore-0201100000",
-                "pre-restore backup older than 30 days"
-            ),
         ]
     );
     // min_keep 1 keeps the newest of each kind, however old.
     let p = Policy { min_keep: 1, ..p };
     assert_eq!(deleted(&entries, &p, now), ids(&[&entries[1], &entries[2]]));
+}
+
+/// Issue 14 item 7: every `restore --force` takes a pre-restore backup; they are kept by
+/// count (`pre_restore_keep`) per database, not forever.
+#[test]
+fn pre_restore_backups_beyond_pre_restore_keep_are_due() {
+    let now = at(6, 1, 12);
+    let pre: Vec<Candidate> = (1..=5)
+        .map(|d| entry("app", PreRestore, true, at(5, d, 10)))
+        .collect();
+    let mut entries = pre.clone();
+    entries.push(entry("app", Daily, true, at(6, 1, 2)));
+    // Another database's pre-restore backups are counted apart.
+    entries.push(entry("shop", PreRestore, true, at(1, 1, 10)));
+    entries.push(entry("shop", PreRestore, true, at(1, 2, 10)));
+    entries.push(entry("shop", Daily, true, at(6, 1, 2)));
+
+    let decisions = select(&entries, &policy(7, 4, 1), now);
+    let reasons: Vec<(&str, &str)> = decisions
+        .iter()
+        .map(|d| (d.id.as_str(), d.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (
+                "app-pre-restore-0501100000",
+                "pre-restore backup: 5th newest, pre_restore_keep = 3"
+            ),
+            (
+                "app-pre-restore-0502100000",
+                "pre-restore backup: 4th newest, pre_restore_keep = 3"
+            ),
+        ]
+    );
+    assert!(decisions.iter().all(|d| d.kind == PreRestore));
+    // The order of the catalog does not matter.
+    let mut reversed = entries.clone();
+    reversed.reverse();
+    assert_eq!(
+        deleted(&reversed, &policy(7, 4, 1), now),
+        ids(&[&pre[0], &pre[1]])
+    );
+
+    // 0 keeps none of them: only the newest good backup of a database survives, whatever
+    // its kind.
+    let p = Policy {
+        pre_restore_keep: 0,
+        ..policy(7, 4, 1)
+    };
+    let gone = deleted(&entries, &p, now);
+    assert_eq!(gone.len(), 7, "{gone:?}");
+    assert!(
+        gone.iter().all(|id| id.contains("-pre-restore-")),
+        "{gone:?}"
+    );
+    let only_pre = &pre[..];
+    assert_eq!(
+        deleted(only_pre, &p, now),
+        ids(&[&pre[0], &pre[1], &pre[2], &pre[3]]),
+        "the newest good backup of the database is never deleted"
+    );
+    let reason = &select(only_pre, &p, now)[3].reason;
+    assert_eq!(
+        reason,
+        "pre-restore backup: 2nd newest, pre_restore_keep = 0"
+    );
+}
+
+#[test]
+fn pre_restore_backups_are_kept_by_count_only() {
+    let now = at(6, 1, 12);
+    let entries = [
+        entry("app", Daily, true, at(6, 1, 2)),
+        entry("app", PreRestore, true, at(1, 1, 10)),
+        entry("app", PreRestore, true, at(2, 1, 10)),
+        entry("app", PreRestore, true, at(5, 31, 10)),
+    ];
+    // manual_retention is not an age limit for them: old ones within the count stay.
+    let p = Policy {
+        manual: Some(std::time::Duration::from_secs(86_400)),
+        ..policy(7, 4, 1)
+    };
+    assert_eq!(deleted(&entries, &p, now), BTreeSet::new());
+    // min_keep does not keep them beyond pre_restore_keep.
+    let p = Policy {
+        pre_restore_keep: 1,
+        ..policy(7, 4, 5)
+    };
+    assert_eq!(deleted(&entries, &p, now), ids(&[&entries[1], &entries[2]]));
+    // A fresh one is due too when it is beyond the count.
+    let fresh = [
+        entry("app", PreRestore, true, now - Duration::minutes(2)),
+        entry("app", PreRestore, true, now - Duration::minutes(1)),
+    ];
+    assert_eq!(deleted(&fresh, &p, now), ids(&[&fresh[0]]));
+}
+
+/// A failed pre-restore entry takes no place among the newest `pre_restore_keep` and goes
+/// once it is as old as `retention_days` (a failed daily's retention), even when
+/// `manual_retention` is unset.
+#[test]
+fn failed_pre_restore_entries_follow_the_daily_retention() {
+    let now = at(6, 1, 12);
+    let entries = [
+        entry("app", PreRestore, true, at(3, 1, 10)),
+        entry("app", PreRestore, true, at(3, 2, 10)),
+        entry("app", PreRestore, true, at(3, 3, 10)),
+        entry("app", PreRestore, false, at(5, 1, 10)),
+        entry("app", PreRestore, false, at(5, 30, 10)),
+    ];
+    let decisions = select(&entries, &policy(7, 4, 1), now);
+    let reasons: Vec<(&str, &str)> = decisions
+        .iter()
+        .map(|d| (d.id.as_str(), d.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![(
+            "app-pre-restore-0501100000",
+            "pre-restore failed entry older than 7 days"
+        )]
+    );
 }
 
 #[test]
@@ -285,10 +407,21 @@ fn policy_from_config_and_words() {
             weekly_weeks: 4,
             min_keep: 1,
             manual: Some(std::time::Duration::from_secs(36 * 3600)),
+            pre_restore_keep: 3,
         }
     );
     assert_eq!(p.retention(Weekly), Some(Duration::days(28)));
-    assert_eq!(p.retention(PreRestore), Some(Duration::hours(36)));
+    assert_eq!(p.retention(Manual), Some(Duration::hours(36)));
+    // Pre-restore backups are kept by count, not by age.
+    assert_eq!(p.retention(PreRestore), None);
+    assert_eq!((p.keep(PreRestore), p.keep(Manual)), (3, 1));
+    assert_eq!(
+        [1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111].map(ordinal),
+        [
+            "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st",
+            "111th"
+        ]
+    );
     assert_eq!(Policy::default().retention(Manual), None);
     assert_eq!(p.retention_words(Manual), "36 hours");
     assert_eq!(policy(1, 1, 1).retention_words(Daily), "1 day");

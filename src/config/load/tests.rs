@@ -490,6 +490,56 @@ fn environment_strings_are_converted_and_a_bad_one_names_its_variable() {
     }
 }
 
+/// `backup.pre_restore_keep` (issue 14 item 7): 3 by default, set by the file or by
+/// `STEWARD_BACKUP__PRE_RESTORE_KEEP`, a whole number no larger than 1000.
+#[test]
+fn pre_restore_keep_from_file_and_environment() {
+    let f = file("[backup]\npre_restore_keep = 5\n");
+    assert_eq!(
+        load(f.path(), &env(&[])).unwrap().backup.pre_restore_keep,
+        5
+    );
+    let c = load(f.path(), &env(&[("STEWARD_BACKUP__PRE_RESTORE_KEEP", "0")])).unwrap();
+    assert_eq!(c.backup.pre_restore_keep, 0);
+    assert_eq!(
+        load(file("").path(), &env(&[]))
+            .unwrap()
+            .backup
+            .pre_restore_keep,
+        3
+    );
+    for (text, vars, key) in [
+        (
+            "[backup]\npre_restore_keep = \"3\"\n",
+            &[][..],
+            "backup.pre_restore_keep",
+        ),
+        (
+            "[backup]\npre_restore_keep = -1\n",
+            &[][..],
+            "backup.pre_restore_keep",
+        ),
+        (
+            "[backup]\npre_restore_keep = 1001\n",
+            &[][..],
+            "backup.pre_restore_keep",
+        ),
+        (
+            "",
+            &[("STEWARD_BACKUP__PRE_RESTORE_KEEP", "many")][..],
+            "STEWARD_BACKUP__PRE_RESTORE_KEEP (environment)",
+        ),
+        (
+            "",
+            &[("STEWARD_BACKUP__PRE_RESTORE_KEEP", "5000")][..],
+            "backup.pre_restore_keep",
+        ),
+    ] {
+        let (k, reason) = one_problem(text, vars);
+        assert_eq!(k, key, "{text:?} {vars:?}: {reason}");
+    }
+}
+
 #[test]
 fn directories_and_kernel_trees_are_refused() {
     let dir = tempfile::tempdir().unwrap();
