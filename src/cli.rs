@@ -225,6 +225,10 @@ pub(crate) enum BackupCmd {
         /// until autovacuum gathers them)
         #[arg(long)]
         no_analyze: bool,
+        /// Where this server cannot create the backup's encoding or locale, restore with its
+        /// defaults instead of refusing (the reply says what differs)
+        #[arg(long)]
+        any_locale: bool,
     },
     /// Apply retention now
     Prune {
@@ -333,12 +337,14 @@ fn backup_request(cmd: &BackupCmd) -> Request {
             force,
             no_owner,
             no_analyze,
+            any_locale,
         } => Request::BackupRestore {
             id: id.clone(),
             target_db: target_db.clone(),
             force: *force,
             no_owner: *no_owner,
             no_analyze: *no_analyze,
+            any_locale: *any_locale,
         },
         BackupCmd::Prune { dry_run } => Request::BackupPrune { dry_run: *dry_run },
         BackupCmd::Delete { id, force } => Request::BackupDelete {

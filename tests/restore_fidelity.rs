@@ -194,3 +194,175 @@ fn a_long_source_name_gets_a_default_target_that_fits() {
     assert!(r.target.starts_with(&long[..39]), "{r:?}");
     assert_eq!(pg.psql("SELECT v FROM t", PG_USER, &r.target).trim(), "1");
 }
+
+/// `name|encoding|collate|ctype|provider|icu locale|owner|limit|comment|acl` of a database,
+/// and its settings (`role|setting`, role empty for ALTER DATABASE … SET).
+fn props(pg: &Postgres, db: &str) -> (String, Vec<String>) {
+    let row = pg.psql_as_postgres(&format!(
+        "SELECT pg_encoding_to_char(encoding) || '|' || datcollate || '|' || datctype || '|' ||
+                datlocprovider::text || '|' || coalesce(daticulocale, '') || '|' || datdba::regrole || '|' ||
+                datconnlimit || '|' || coalesce(shobj_description(oid, 'pg_database'), '') || '|' ||
+                coalesce(datacl::text, '')
+         FROM pg_database WHERE datname = '{db}'"
+    ));
+    let settings = pg
+        .psql_as_postgres(&format!(
+            "SELECT coalesce(r.rolname, '') || '|' || array_to_string(s.setconfig, ';')
+             FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+             LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE d.datname = '{db}' ORDER BY 1"
+        ))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (row.trim().to_string(), settings)
+}
+
+/// Item 2: a LATIN1, a SQL_ASCII (holding bytes that are not UTF-8) and an ICU database come
+/// back with their encoding, locale, owner, connection limit, comment, ACL (a role refused on
+/// the source is refused on the restore) and per-database settings, in both formats.
+#[test]
+fn database_properties_come_back() {
+    let pg = source();
+    let redis = Redis::start();
+    pg.psql_as_postgres(&format!("ALTER ROLE {PG_USER} CREATEROLE"));
+    pg.psql_as_postgres("CREATE ROLE outsider LOGIN PASSWORD 'outsider-pw'");
+    let dbs = [
+        ("latin", "ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"),
+        ("ascii", "ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'"),
+        (
+            "icu_de",
+            "ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'de-DE' LC_COLLATE 'C' LC_CTYPE 'C'",
+        ),
+    ];
+    for (db, options) in dbs {
+        pg.psql_as_postgres(&format!(
+            "CREATE DATABASE {db} TEMPLATE template0 {options} OWNER app_owner CONNECTION LIMIT 7"
+        ));
+        for sql in [
+            format!("COMMENT ON DATABASE {db} IS 'the {db} data, it''s ours'"),
+            format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
+            format!("GRANT CONNECT ON DATABASE {db} TO reader, {PG_USER}"),
+            format!("ALTER DATABASE {db} SET work_mem = '8MB'"),
+            format!("ALTER ROLE reader IN DATABASE {db} SET search_path = app, \"$user\", public"),
+        ] {
+            pg.psql_as_postgres(&sql);
+        }
+        pg.psql(
+            "CREATE TABLE words (w text); INSERT INTO words VALUES ('Zebra'), ('Äpfel'), ('apfel')",
+            PG_USER,
+            db,
+        );
+    }
+    // Bytes that are not UTF-8, which only a SQL_ASCII database keeps.
+    pg.psql(
+        "SET client_encoding = 'SQL_ASCII'; INSERT INTO words VALUES (E'caf\\xe9')",
+        PG_USER,
+        "ascii",
+    );
+    let order = |db: &str| {
+        pg.psql(
+            "SELECT string_agg(w, ',' ORDER BY w) FROM words WHERE w NOT LIKE 'caf%'",
+            PG_USER,
+            db,
+        )
+    };
+    for format in ["plain", "custom"] {
+        let st = Steward::builder(&pg, &redis)
+            .with(|s| {
+                s.pg_extra = "write_read_test = false\n".into();
+                s.backup = backup_section(
+                    &s.state_dir.with_file_name("backups"),
+                    &format!(
+                        "format = \"{format}\"\ndatabases = [\"latin\", \"ascii\", \"icu_de\"]\n"
+                    ),
+                );
+            })
+            .start();
+        for (db, _) in dbs {
+            let out = st.ctl(&["backup", "create", "--database", db, "--wait"]);
+            let metas: Vec<BackupMeta> = out.data();
+            let b = &metas[0];
+            assert!(b.is_good(), "{b:?}");
+            let source = b.source.as_ref().expect("source recorded");
+            assert_eq!(source.database.owner, "app_owner");
+            let target = format!("{db}_{format}");
+            let r: RestoreReply = st
+                .ctl(&["backup", "restore", &b.id, "--target-db", &target])
+                .data();
+            assert!(r.summary.warnings.is_empty(), "{r:?}");
+            let (want, want_settings) = props(&pg, db);
+            let (got, got_settings) = props(&pg, &target);
+            assert_eq!(got, want, "{db} {format}");
+            assert_eq!(got_settings, want_settings, "{db} {format}");
+            assert_eq!(order(&target), order(db), "{db} {format}: sort order");
+            let refused = pg.try_psql("SELECT 1", "outsider", &target);
+            assert!(
+                refused.is_err(),
+                "outsider may connect to {target}: {refused:?}"
+            );
+        }
+    }
+    let bytes = pg.psql(
+        "SET client_encoding = 'SQL_ASCII'; SELECT encode(convert_to(w, 'SQL_ASCII'), 'hex') FROM words WHERE w LIKE 'caf%'",
+        PG_USER,
+        "ascii_custom",
+    );
+    assert!(bytes.contains("636166e9"), "{bytes}");
+}
+
+/// Item 2: where this server cannot create the backup's locale (here a metadata file that
+/// names one it lacks, sealed again as steward would), the restore is refused naming it and
+/// nothing is created; `--any-locale` restores with the server's defaults and says what
+/// differs.
+#[test]
+fn a_locale_the_server_lacks_is_refused_unless_told() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql_as_postgres(&format!("ALTER ROLE {PG_USER} CREATEDB"));
+    pg.psql(
+        "CREATE TABLE t (v int); INSERT INTO t VALUES (1)",
+        PG_USER,
+        PG_DB,
+    );
+    let st = daemon(&pg, &redis, "custom");
+    let b = backup(&st);
+    let root = st.dir().join("backups");
+    let path = steward::backup::catalog::db_dir(&root, PG_DB).join(format!("{}.json", b.id));
+    let mut meta: BackupMeta = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let db = &mut meta.source.as_mut().unwrap().database;
+    db.collate = "xx_YY.UTF-8".into();
+    db.ctype = "xx_YY.UTF-8".into();
+    meta.seal();
+    std::fs::write(&path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+
+    let out = st.ctl(&["backup", "restore", &b.id, "--target-db", "strict"]);
+    let e = common::faults::error_of(&out);
+    assert!(
+        e.contains("xx_YY.UTF-8") && e.contains("--any-locale"),
+        "{e}"
+    );
+    let names = pg.psql_as_postgres("SELECT string_agg(datname, ',') FROM pg_database");
+    assert!(
+        !names.contains("strict") && !names.contains("steward_restore"),
+        "{names}"
+    );
+
+    let r: RestoreReply = st
+        .ctl(&[
+            "backup",
+            "restore",
+            &b.id,
+            "--target-db",
+            "lenient",
+            "--any-locale",
+        ])
+        .data();
+    assert!(
+        r.summary
+            .warnings
+            .iter()
+            .any(|w| w.contains("--any-locale") && w.contains("xx_YY")),
+        "{r:?}"
+    );
+    assert_eq!(pg.psql("SELECT v FROM t", PG_USER, "lenient").trim(), "1");
+}

@@ -133,6 +133,10 @@ pub struct RestoreOptions {
     /// Skip gathering planner statistics: without them the first queries plan blind.
     #[serde(default)]
     pub no_analyze: bool,
+    /// Where this server cannot create the backup's encoding or locale, take its defaults
+    /// (and say what differs) instead of refusing.
+    #[serde(default)]
+    pub any_locale: bool,
 }
 
 /// Reply to `backup restore`.

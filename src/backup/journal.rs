@@ -46,6 +46,9 @@ pub(super) struct Journal {
     pub scratch: String,
     pub scratch_oid: Option<u32>,
     pub scratch_marker: String,
+    /// The source database's comment, which replaces the marker when the restore is in place.
+    #[serde(default)]
+    pub comment: Option<String>,
     pub phase: Phase,
     pub started_at: DateTime<Utc>,
 }
@@ -270,7 +273,7 @@ pub(super) async fn settle(c: &Client, j: &Journal) -> Result<String, String> {
 
 async fn roll_forward(c: &Client, j: &Journal, s: &DbInfo) -> Result<(), tokio_postgres::Error> {
     if s.comment.as_deref() == Some(j.scratch_marker.as_str()) {
-        c.batch_execute(&format!("COMMENT ON DATABASE {} IS NULL", ident(&s.name)))
+        c.batch_execute(&scratch::comment_sql(&s.name, j.comment.as_deref()))
             .await?;
     }
     j.drop_aside(c).await.map(|_| ())

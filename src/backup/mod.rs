@@ -17,6 +17,7 @@ mod prune;
 pub mod restore;
 mod restore_checks;
 mod restore_flow;
+mod restore_props;
 mod restore_stream;
 pub mod retention;
 mod run;

@@ -60,8 +60,12 @@ pub(super) async fn verify(
 /// marker). A crash leaves it marked, and the next start drops it.
 async fn restore_test_run(ctx: &Ctx, meta: &BackupMeta) -> Result<RestoreSummary, BackupError> {
     let run = Run::start(ctx, "").await?;
-    let scratch = run.create(ctx, "verify").await?;
-    let out = fill(ctx, meta, &scratch, false).await;
+    let (scratch, differs) =
+        super::restore_props::create_scratch(ctx, &run, "verify", meta, false).await?;
+    let out = fill(ctx, meta, &scratch, false).await.map(|mut s| {
+        s.warnings.extend(differs);
+        s
+    });
     if let Err(e) = run.drop_own(ctx, &scratch).await {
         tracing::warn!(database = %scratch.name, error = %e, "cannot drop the restore test's scratch database; the next start drops it");
     }
@@ -182,6 +186,10 @@ async fn restore_inner(
         scratch: super::scratch::numbered("restore", &run.id, 1),
         scratch_oid: None,
         scratch_marker: super::scratch::marker(&run.id, "restore"),
+        comment: meta
+            .source
+            .as_ref()
+            .and_then(|s| s.database.comment.clone()),
         phase: Phase::Restoring,
         started_at: chrono::Utc::now(),
     };
@@ -202,11 +210,13 @@ async fn replace(
     journal: &mut Journal,
     options: RestoreOptions,
 ) -> Result<RestoreReply, BackupError> {
-    let scratch = run.create(ctx, "restore").await?;
+    let (scratch, differs) =
+        super::restore_props::create_scratch(ctx, run, "restore", meta, options.any_locale).await?;
     journal.scratch = scratch.name.clone();
     journal.scratch_oid = Some(scratch.oid);
     journal.save(ctx)?;
     let mut summary = fill(ctx, meta, &scratch, options.no_owner).await?;
+    summary.warnings.extend(differs);
     let analyzed = !options.no_analyze;
     if analyzed {
         // Statistics are gathered before the swap, so the application's first queries after
@@ -215,6 +225,8 @@ async fn replace(
             summary.warnings.push(warning);
         }
     }
+    let not_applied = super::restore_props::apply(ctx, run, &scratch, meta, options.no_owner).await;
+    summary.warnings.extend(not_applied);
     swap::pause_point("restored").await;
     let target = journal.target.clone();
     let (mut sessions_ended, mut pre) = (0, None);
@@ -229,7 +241,7 @@ async fn replace(
     journal.phase = Phase::Swapping;
     journal.save(ctx)?;
     swap::pause_point("swapping").await;
-    swap::rename_in(ctx, run, &scratch, &target).await?;
+    swap::rename_in(ctx, run, &scratch, &target, journal.comment.as_deref()).await?;
     journal.phase = Phase::Swapped;
     journal.save(ctx)?;
     swap::pause_point("swapped").await;

@@ -136,15 +136,26 @@ impl Run {
     /// Creates a database of a name no one has (`steward_<purpose>_<run>`, then `_2`, `_3`…
     /// when a database of that name exists: it is never touched) and marks it as this run's.
     pub async fn create(&self, ctx: &Ctx, purpose: &str) -> Result<Owned, BackupError> {
+        self.create_with(ctx, purpose, "TEMPLATE template0")
+            .await?
+            .map_err(|e| created_failed(ctx, purpose, &e))
+    }
+
+    /// [`Run::create`] with `options` after `CREATE DATABASE name` (encoding, locale); the
+    /// inner error is CREATE DATABASE's own, for the caller to judge (a locale this server
+    /// lacks, say).
+    pub async fn create_with(
+        &self,
+        ctx: &Ctx,
+        purpose: &str,
+        options: &str,
+    ) -> Result<Result<Owned, tokio_postgres::Error>, BackupError> {
         let marker = marker(&self.id, purpose);
         for n in 1..=8 {
             let name = numbered(purpose, &self.id, n);
             let created = self
                 .admin
-                .batch_execute(&format!(
-                    "CREATE DATABASE {} TEMPLATE template0",
-                    ident(&name)
-                ))
+                .batch_execute(&format!("CREATE DATABASE {} {options}", ident(&name)))
                 .await;
             match created {
                 Ok(()) => {}
@@ -152,13 +163,7 @@ impl Run {
                     tracing::warn!(database = %name, "a database of steward's scratch name exists already; left alone, trying another name");
                     continue;
                 }
-                Err(e) => {
-                    return Err(pg_failed(
-                        ctx,
-                        &format!("cannot create database {name:?} (steward's role needs CREATEDB)"),
-                        &e,
-                    ))
-                }
+                Err(e) => return Ok(Err(e)),
             }
             self.admin
                 .batch_execute(&format!(
@@ -171,11 +176,11 @@ impl Run {
             let info = self.info(ctx, &name).await?.ok_or_else(|| {
                 BackupError::Failed(format!("database {name:?} vanished after it was created"))
             })?;
-            return Ok(Owned {
+            return Ok(Ok(Owned {
                 name,
                 oid: info.oid,
                 marker,
-            });
+            }));
         }
         Err(BackupError::Failed(
             "could not find a free name for a scratch database after 8 tries".into(),
@@ -331,8 +336,26 @@ pub(super) async fn admin_for(cfg: &crate::config::Config, avoid: &str) -> Resul
     Err(cfg.scrubber().scrub(&last))
 }
 
+/// A scratch database that could not be created, with the privilege it takes.
+pub(super) fn created_failed(ctx: &Ctx, purpose: &str, e: &tokio_postgres::Error) -> BackupError {
+    pg_failed(
+        ctx,
+        &format!("cannot create the {purpose} scratch database (steward's role needs CREATEDB)"),
+        e,
+    )
+}
+
 pub(super) fn pg_failed(ctx: &Ctx, what: &str, e: &tokio_postgres::Error) -> BackupError {
     BackupError::Failed(ctx.scrubber.scrub(&format!("{what}: {}", pg_error(e))))
+}
+
+/// `COMMENT ON DATABASE` setting `comment`, or removing the comment.
+pub(super) fn comment_sql(db: &str, comment: Option<&str>) -> String {
+    format!(
+        "COMMENT ON DATABASE {} IS {}",
+        ident(db),
+        comment.map_or_else(|| "NULL".to_string(), literal)
+    )
 }
 
 /// A quoted identifier.

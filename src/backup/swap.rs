@@ -147,13 +147,14 @@ async fn rename_aside(ctx: &Ctx, run: &Run, target: &str) -> Result<String, Back
     ))
 }
 
-/// Renames the scratch database to the target after clearing its marker (so that no sweep
-/// ever takes the user's new database for a leftover).
+/// Renames the scratch database to the target after replacing its marker with the source's
+/// own comment (so that no sweep ever takes the user's new database for a leftover).
 pub(super) async fn rename_in(
     ctx: &Ctx,
     run: &Run,
     s: &Owned,
     target: &str,
+    comment: Option<&str>,
 ) -> Result<(), BackupError> {
     let c = &run.admin;
     let failed = |e: tokio_postgres::Error| {
@@ -166,7 +167,7 @@ pub(super) async fn rename_in(
             &e,
         )
     };
-    c.batch_execute(&format!("COMMENT ON DATABASE {} IS NULL", ident(&s.name)))
+    c.batch_execute(&scratch::comment_sql(&s.name, comment))
         .await
         .map_err(failed)?;
     c.batch_execute(&format!(

@@ -33,6 +33,7 @@ pub(super) async fn handle(
             force,
             no_owner,
             no_analyze,
+            any_locale,
         } => b
             .restore(
                 id,
@@ -41,6 +42,7 @@ pub(super) async fn handle(
                     force,
                     no_owner,
                     no_analyze,
+                    any_locale,
                 },
             )
             .await

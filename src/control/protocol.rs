@@ -124,6 +124,9 @@ pub enum Request {
         /// No ANALYZE of the restored database.
         #[serde(default)]
         no_analyze: bool,
+        /// The server's default encoding and locale where it cannot create the backup's.
+        #[serde(default)]
+        any_locale: bool,
     },
     BackupPrune {
         #[serde(default)]

@@ -142,6 +142,7 @@ mod tests {
                 force: false,
                 no_owner: false,
                 no_analyze: false,
+                any_locale: false,
             },
             Request::BackupPrune { dry_run: true },
             Request::BackupDelete {
