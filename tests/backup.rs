@@ -899,6 +899,7 @@ fn write_fixture(root: &Path, entries: &[Entry], now: DateTime<Utc>) -> Vec<Back
                 verified_at: None,
                 source: None,
                 restore_test: None,
+                globals: None,
                 checksum: String::new(),
             };
             catalog::commit(root, &mut meta).unwrap();

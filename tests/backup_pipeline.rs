@@ -168,15 +168,14 @@ impl Setup {
         let final_path = dir.join(&target.database).join(self.file_name());
         DumpJob {
             pg_dump: tool("pg_dump"),
+            args: pipeline::pg_dump_args(self.format, Duration::from_secs(60)),
             target: target.clone(),
-            format: self.format,
             compression: self.compression,
             level: self.level,
             recipients: self.recipients.clone(),
             tmp_path: PathBuf::from(format!("{}.tmp", final_path.display())),
             final_path,
             progress: Arc::new(AtomicU64::new(0)),
-            lock_wait_timeout: Duration::from_secs(60),
         }
     }
 

@@ -62,6 +62,22 @@ pub struct Encryption {
     pub recipients: Vec<String>,
 }
 
+/// The cluster's globals stored beside a backup (`pg_dumpall --globals-only`: roles with
+/// their attributes, memberships and settings, and tablespaces), compressed and encrypted
+/// like the data, so that a restore on a new server can create the roles the dump needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalsFile {
+    /// Its name inside the database's directory.
+    pub file: String,
+    pub sha256: String,
+    pub stored_bytes: u64,
+    pub dump_bytes: u64,
+    /// Taken without password hashes (steward's role may not read them): roles created from
+    /// it have no password.
+    #[serde(default)]
+    pub without_passwords: bool,
+}
+
 /// The outcome of the last restore test of a backup (`verify --restore-test`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreTestRecord {
@@ -115,6 +131,9 @@ pub struct BackupMeta {
     /// before steward recorded them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<super::source_info::SourceInfo>,
+    /// The cluster's globals, stored beside the data file (absent in older backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub globals: Option<GlobalsFile>,
     /// The last restore test of this backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_test: Option<RestoreTestRecord>,
@@ -181,6 +200,7 @@ impl BackupMeta {
             verified_at: None,
             source: None,
             restore_test: None,
+            globals: None,
             checksum: String::new(),
         }
     }
@@ -243,6 +263,19 @@ pub fn data_file_name(
     };
     let age = if encrypted { ".age" } else { "" };
     format!("{id}.{f}.{}{age}", compression.extension())
+}
+
+/// The name of the globals file stored beside backup `id`.
+pub fn globals_file_name(id: &str, compression: Compression, encrypted: bool) -> String {
+    let age = if encrypted { ".age" } else { "" };
+    format!("{id}.globals.sql.{}{age}", compression.extension())
+}
+
+/// The globals file of a backup, when it has one under the name steward gives it.
+pub fn globals_path(root: &Path, meta: &BackupMeta) -> Option<PathBuf> {
+    let g = meta.globals.as_ref()?;
+    let expected = globals_file_name(&meta.id, meta.compression, meta.encryption.is_some());
+    (g.file == expected).then(|| db_dir(root, &meta.database).join(&g.file))
 }
 
 /// The directory of one database's backups.
@@ -409,7 +442,10 @@ fn finish_delete(root: &Path, meta: &BackupMeta, doomed: &Path) -> Result<(), Ca
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     };
-    if let Some(p) = data_path(root, meta) {
+    for p in data_path(root, meta)
+        .into_iter()
+        .chain(globals_path(root, meta))
+    {
         gone(fs::remove_file(&p)).map_err(io("delete", &p))?;
     }
     gone(fs::remove_file(doomed)).map_err(io("delete", doomed))?;

@@ -6,6 +6,7 @@ pub mod catalog;
 mod dir_check;
 mod error;
 mod handle;
+mod globals;
 mod journal;
 mod manager;
 pub mod pgconn;

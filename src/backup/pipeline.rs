@@ -22,11 +22,12 @@ pub use super::pipeline_tools::{find_client_tool, pg_dump_version};
 
 /// Everything one dump needs.
 pub struct DumpJob {
-    /// The pg_dump binary.
+    /// The pg_dump binary (or pg_dumpall, for the cluster's globals).
     pub pg_dump: PathBuf,
+    /// Its arguments: [`pg_dump_args`] for a database.
+    pub args: Vec<String>,
     /// Connection settings, database included (passed to pg_dump through its environment).
     pub target: PgTarget,
-    pub format: DumpFormat,
     pub compression: Compression,
     pub level: u32,
     /// age recipients; empty means no encryption.
@@ -37,9 +38,6 @@ pub struct DumpJob {
     pub final_path: PathBuf,
     /// Bytes read from pg_dump so far, for progress display.
     pub progress: Arc<AtomicU64>,
-    /// pg_dump's `--lock-wait-timeout`: a table locked by someone else fails the dump after
-    /// this long (naming the table) instead of waiting forever.
-    pub lock_wait_timeout: std::time::Duration,
 }
 
 /// What a successful dump produced.
@@ -119,7 +117,9 @@ impl Drop for RemoveOnDrop {
 }
 
 /// pg_dump's arguments (connection settings go through the environment): recorded in each
-/// backup's metadata as they were given.
+/// backup's metadata as they were given. `lock_wait` is `--lock-wait-timeout`: a table locked
+/// by someone else fails the dump after this long (naming the table) instead of waiting
+/// forever.
 pub fn pg_dump_args(format: DumpFormat, lock_wait: std::time::Duration) -> Vec<String> {
     let mut args = vec![
         "--no-password".to_string(),
@@ -156,7 +156,7 @@ pub async fn dump(job: DumpJob, cancel: CancellationToken) -> Result<DumpOutput,
     };
 
     let mut cmd = tokio::process::Command::new(&job.pg_dump);
-    cmd.args(pg_dump_args(job.format, job.lock_wait_timeout));
+    cmd.args(&job.args);
     job.target.apply(&mut cmd);
     io_util::english_messages(&mut cmd);
     cmd.stdin(Stdio::null())

@@ -4,6 +4,7 @@
 use super::catalog::{self, BackupMeta, BackupStatus, Encryption};
 use super::pgconn::PgTarget;
 use super::pipeline::{self, DumpJob};
+use super::globals::GlobalsJob;
 use super::source_info::{self, SourceInfo};
 use super::{BackupKind, Ctx};
 use chrono::{DateTime, Utc};
@@ -57,6 +58,7 @@ impl BackupRun {
             verified_at: None,
             source: None,
             restore_test: None,
+            globals: None,
             checksum: String::new(),
         };
         tracing::info!(id = %self.id, database = %self.database, kind = %self.kind, "backup started");
@@ -97,8 +99,12 @@ impl BackupRun {
                 Some(first) => format!("{first}; nor could the failure be recorded: {why}"),
                 None => format!("cannot record the backup: {why}"),
             });
+            let dir = catalog::db_dir(&root, &meta.database);
             if let Some(name) = meta.file.take() {
-                let _ = std::fs::remove_file(catalog::db_dir(&root, &meta.database).join(name));
+                let _ = std::fs::remove_file(dir.join(name));
+            }
+            if let Some(g) = meta.globals.take() {
+                let _ = std::fs::remove_file(dir.join(g.file));
             }
         }
         match meta.status {
@@ -183,24 +189,45 @@ impl BackupRun {
         let name =
             catalog::data_file_name(&self.id, b.format, b.compression, !recipients.is_empty());
         let job = DumpJob {
-            pg_dump,
-            target,
-            format: b.format,
+            pg_dump: pg_dump.clone(),
+            args: pipeline::pg_dump_args(b.format, b.lock_timeout),
+            target: target.clone(),
             compression: b.compression,
             level: b.level(),
-            recipients,
+            recipients: recipients.clone(),
             tmp_path: dir.join(format!("{name}.tmp")),
             final_path: dir.join(&name),
             progress: ctx.progress.clone(),
-            lock_wait_timeout: b.lock_timeout,
         };
         let out = pipeline::dump(job, ctx.cancel.clone())
             .await
             .map_err(|e| lock_wait_hint(&e.to_string(), b.lock_timeout))?;
+        let globals = super::globals::dump(
+            ctx,
+            GlobalsJob {
+                id: &self.id,
+                database: &self.database,
+                source,
+                target: &target,
+                pg_dump: &pg_dump,
+                server_major,
+                recipients: &recipients,
+            },
+        )
+        .await;
+        let globals = match globals {
+            Ok(g) => g,
+            Err(e) => {
+                // The data file is complete but will have no metadata: it goes too.
+                let _ = std::fs::remove_file(dir.join(&name));
+                return Err(e.into());
+            }
+        };
         meta.file = Some(name);
         meta.dump_bytes = out.dump_bytes;
         meta.stored_bytes = out.stored_bytes;
         meta.sha256 = Some(out.sha256);
+        meta.globals = Some(globals);
         drop(client);
         Ok(())
     }

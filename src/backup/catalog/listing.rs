@@ -2,8 +2,8 @@
 //! be trusted, and the result of a verify recorded in a backup's metadata.
 
 use super::{
-    data_file_name, find, load_all, meta_path, sync_dir, validate_id, write_json, BackupMeta,
-    BackupStatus, CatalogError,
+    data_file_name, find, globals_file_name, load_all, meta_path, sync_dir, validate_id,
+    write_json, BackupMeta, BackupStatus, CatalogError,
 };
 use crate::backup::BackupKind;
 use crate::config::{Compression, DumpFormat};
@@ -109,6 +109,7 @@ pub fn delete_untrusted(root: &Path, id: &str) -> Result<BackupMeta, CatalogErro
             for encrypted in [false, true] {
                 let _ =
                     fs::remove_file(dir.join(data_file_name(id, format, compression, encrypted)));
+                let _ = fs::remove_file(dir.join(globals_file_name(id, compression, encrypted)));
             }
         }
     }

@@ -3,8 +3,8 @@
 //! steward's own naming are removed. Files steward did not name are never touched.
 
 use super::{
-    check_names, commit, data_file_name, db_dir, finish_delete, meta_path, read_meta, validate_id,
-    BackupMeta, BackupStatus,
+    check_names, commit, data_file_name, db_dir, finish_delete, globals_file_name, meta_path,
+    read_meta, validate_id, BackupMeta, BackupStatus,
 };
 use std::fs;
 use std::path::Path;
@@ -74,6 +74,12 @@ fn fail_interrupted(root: &Path, marker: &Path, id: &str) -> Option<BackupMeta> 
         encrypted,
     ));
     let _ = fs::remove_file(orphan);
+    let _ = fs::remove_file(db_dir(root, &meta.database).join(globals_file_name(
+        &meta.id,
+        meta.compression,
+        encrypted,
+    )));
+    meta.globals = None;
     meta.status = BackupStatus::Failed;
     meta.error = Some("interrupted: steward stopped before the backup completed".into());
     meta.finished_at = None;
