@@ -23,6 +23,7 @@ mod run;
 pub mod schedule;
 pub mod scheduler;
 mod scratch;
+pub mod selection;
 mod status;
 mod swap;
 
