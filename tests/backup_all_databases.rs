@@ -280,3 +280,63 @@ fn backup_create_without_a_database_asks_the_server_each_time() {
     assert_eq!(r.summary.rows, 250, "{r:?}");
     assert_eq!(rows(&pg, "quoted_restored"), rows(&pg, quoted));
 }
+
+/// When the server cannot say which databases it has: `backup create` is refused with the
+/// reason and starts nothing; the next scheduled run backs up the databases of the last answer,
+/// each of which fails and is recorded like any failed backup; no good backup is deleted.
+#[test]
+fn an_unreachable_server_fails_the_run_visibly_and_deletes_nothing() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let b = Steward::builder(&pg, &redis);
+    let root = b.dir().join("backups");
+    let st = b
+        .with(|s| {
+            s.pg_extra = "write_read_test = false\n".into();
+            s.backup = format!(
+                "[backup]\ndir = {}\ndatabases = [\"*\"]\n\n[backup.schedule]\ndaily = \"* * * * *\"\nweekly = \"\"\n",
+                serde_json::to_string(&root.to_string_lossy()).unwrap()
+            );
+        })
+        .start();
+    let at_start: BTreeSet<String> = ["postgres", PG_DB].map(String::from).into();
+    st.wait_until(JOB, "catch-up backups of the databases there were", |st| {
+        backed_up_daily(st) == at_start
+    });
+    st.wait_until(JOB, "the catch-up to finish", |st| {
+        st.request_data::<Vec<serde_json::Value>>(r#"{"cmd":"backup_jobs"}"#)
+            .is_empty()
+    });
+    let good: BTreeSet<String> = list(&st).into_iter().map(|m| m.id).collect();
+    pg.stop();
+
+    let out = st.ctl(&["backup", "create"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let e = out.reply().error.unwrap_or_default();
+    assert!(
+        e.contains("cannot ask PostgreSQL which databases to back up"),
+        "{e}"
+    );
+    assert!(!e.contains(&pg.password), "{e}");
+
+    st.wait_until(
+        NEXT_RUN,
+        "the next scheduled run to record a failure for each known database",
+        |st| {
+            let failed: BTreeSet<String> = list(st)
+                .into_iter()
+                .filter(|m| m.status == catalog::BackupStatus::Failed)
+                .map(|m| m.database)
+                .collect();
+            failed == at_start
+        },
+    );
+    let now: BTreeSet<String> = list(&st).into_iter().map(|m| m.id).collect();
+    assert!(good.is_subset(&now), "a good backup went: {good:?} {now:?}");
+    assert!(
+        st.log()
+            .contains("cannot ask PostgreSQL which databases to back up"),
+        "{}",
+        tail(&st.log(), 30)
+    );
+}
