@@ -44,8 +44,14 @@ fn create_seeded(pg: &Postgres, name: &str) {
             literal(name)
         ),
         PG_USER,
-        name,
+        &conninfo(name),
     );
+}
+
+/// `db` for psql's `-d` as a conninfo string: a name holding `=` would otherwise be read as
+/// connection parameters.
+fn conninfo(db: &str) -> String {
+    format!("dbname='{}'", db.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 fn literal(s: &str) -> String {
@@ -57,7 +63,7 @@ fn rows(pg: &Postgres, db: &str) -> String {
     pg.psql(
         "SELECT count(*) || ':' || md5(string_agg(id || v, ',' ORDER BY id)) FROM \"Odd Table\"",
         PG_USER,
-        db,
+        &conninfo(db),
     )
     .trim()
     .to_string()
@@ -226,9 +232,9 @@ fn every_database_is_backed_up_including_ones_created_later_with_any_name() {
     let _ = live_run.wait();
 }
 
-/// `backup create` without `--database` asks the server each time: a database created after
-/// the first call (its name holds quotes and a space) is in the second, and restores; with
-/// `--database` such a name can be asked for by itself.
+/// `backup create` without `--database` asks the server each time: databases created after
+/// the first call (names with quotes and spaces, one that reads as libpq parameters) are in
+/// the second, and restore; with `--database` such a name can be asked for by itself.
 #[test]
 fn backup_create_without_a_database_asks_the_server_each_time() {
     let pg = Postgres::start();
@@ -255,13 +261,27 @@ fn backup_create_without_a_database_asks_the_server_each_time() {
         ["postgres", PG_DB].map(String::from).into()
     );
 
+    // Names with quotes, and one libpq would read as connection parameters if pg_dump were
+    // given it as its database argument (it would then dump `postgres`, without the table).
     let quoted = "it's \"q\"";
+    let params = "x=1 dbname=postgres";
     create_seeded(&pg, quoted);
+    create_seeded(&pg, params);
     assert_eq!(
         create_all(&st),
-        ["postgres", PG_DB, quoted].map(String::from).into()
+        ["postgres", PG_DB, quoted, params].map(String::from).into()
     );
     assert!(root.join("it%27s%20%22q%22").is_dir());
+    assert!(root.join("x%3D1%20dbname%3Dpostgres").is_dir());
+    let b = st
+        .ctl(&["backup", "list", "--database", params])
+        .data::<Vec<BackupMeta>>()
+        .remove(0);
+    let r: RestoreReply = st
+        .ctl(&["backup", "restore", &b.id, "--target-db", "params_restored"])
+        .data();
+    assert_eq!(r.summary.rows, 250, "{r:?}");
+    assert_eq!(rows(&pg, "params_restored"), rows(&pg, params));
 
     let one: Vec<BackupMeta> = st
         .ctl(&["backup", "create", "--database", quoted, "--wait"])
