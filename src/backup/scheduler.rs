@@ -28,6 +28,9 @@ pub struct SchedulerParts {
 pub async fn run(parts: SchedulerParts, cfg: Arc<Config>, cancel: CancellationToken) -> TaskResult {
     let schedules =
         Schedules::from_config(&cfg.backup.schedule).map_err(TaskError::from_display)?;
+    if let Some(dbs) = selection::configured(&cfg) {
+        register_skipped(&parts, &dbs);
+    }
     let handle = &parts.backup;
     let mut maintenance = parts.maintenance.subscribe();
     maintenance.borrow_and_update();
@@ -88,7 +91,13 @@ async fn covered(parts: &SchedulerParts, cfg: &Config) -> Vec<String> {
             known
         }
     };
-    for db in &dbs {
+    register_skipped(parts, &dbs);
+    dbs
+}
+
+/// Exports the skipped counters of `dbs` at zero, so a first skip is an increase.
+fn register_skipped(parts: &SchedulerParts, dbs: &[String]) {
+    for db in dbs {
         for kind in [BackupKind::Daily, BackupKind::Weekly] {
             parts
                 .metrics
@@ -97,7 +106,6 @@ async fn covered(parts: &SchedulerParts, cfg: &Config) -> Vec<String> {
                 .with_label_values(&[db, kind.as_str()]);
         }
     }
-    dbs
 }
 
 /// The databases with an entry in the catalog, in name order.
