@@ -153,6 +153,21 @@ impl Engine {
         let Ok(Ok(metas)) = tokio::time::timeout(ASK, self.inputs.backup.list(None)).await else {
             return;
         };
+        // With ["*"]: what the server said at the scheduler's last run; before any answer,
+        // the databases the catalog holds (a restart while PostgreSQL is down still watches
+        // what was backed up).
+        let databases = match crate::backup::selection::configured(&cfg) {
+            Some(dbs) => dbs,
+            None => match tokio::time::timeout(ASK, self.inputs.backup.covered()).await {
+                Ok(Ok(Some(dbs))) => dbs,
+                _ => metas
+                    .iter()
+                    .map(|m| m.database.clone())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+            },
+        };
         let dir = cfg.backup.dir.clone();
         let (free, dir_problem) = tokio::task::spawn_blocking(move || {
             (
@@ -173,7 +188,7 @@ impl Engine {
             metas,
             free_bytes: free,
             dir_problem,
-            databases: crate::backup::scheduler::databases(&cfg),
+            databases,
             periods,
         });
     }

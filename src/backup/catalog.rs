@@ -1,5 +1,6 @@
 //! The catalog: one checksummed JSON metadata file per backup, the commit marker that makes
-//! a backup exist; IDs, file names, listing and deletion (the start-up sweep is in `sweep`).
+//! a backup exist; IDs, file names, listing and deletion (the start-up sweep is in `sweep`,
+//! the escaping of database names into directory names in `dir_name`).
 
 use super::BackupKind;
 use crate::config::{Compression, DumpFormat};
@@ -278,9 +279,10 @@ pub fn globals_path(root: &Path, meta: &BackupMeta) -> Option<PathBuf> {
     (g.file == expected).then(|| db_dir(root, &meta.database).join(&g.file))
 }
 
-/// The directory of one database's backups.
+/// The directory of one database's backups: its name escaped by [`dir_name::encode`]
+/// (`Sales DB` → `Sales%20DB`; plain names as they are).
 pub fn db_dir(root: &Path, database: &str) -> PathBuf {
-    root.join(database)
+    root.join(dir_name::encode(database))
 }
 
 /// Creates a directory (and parents) with mode 0700.
@@ -380,13 +382,15 @@ fn read_meta(path: &Path, id: &str) -> Result<BackupMeta, CatalogError> {
 }
 
 /// Names read from a metadata or marker file are data, not paths: the database must be a
-/// valid name and the one of the directory the file is in, before any path is built from it.
+/// valid name whose escaping is the directory the file is in, before any path is built from it.
 fn check_names(path: &Path, meta: &BackupMeta) -> Result<(), String> {
     let dir = path
         .parent()
         .and_then(|p| p.file_name())
         .and_then(|n| n.to_str());
-    if !crate::config::is_database_dir_name(&meta.database) || dir != Some(meta.database.as_str()) {
+    if !crate::config::is_backup_database_name(&meta.database)
+        || dir != Some(dir_name::encode(&meta.database).as_str())
+    {
         return Err(format!(
             "it names database {:?}, not the directory it is in ({})",
             meta.database.chars().take(80).collect::<String>(),
@@ -456,6 +460,7 @@ fn deleting_path(root: &Path, meta: &BackupMeta) -> PathBuf {
     db_dir(root, &meta.database).join(format!("{}.deleting.json", meta.id))
 }
 
+pub mod dir_name;
 mod listing;
 mod sweep;
 pub use listing::{delete_untrusted, listing, listing_with_problems, record_verify};

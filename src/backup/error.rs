@@ -8,7 +8,7 @@ use super::catalog::CatalogError;
 pub enum BackupError {
     #[error("a backup of database {database:?} is already running ({id}); wait for it (`steward backup status`)")]
     AlreadyRunning { database: String, id: String },
-    #[error("{0:?} cannot be backed up: database names for backups may hold letters, digits, '_', '-' and '.'")]
+    #[error("{0:?} cannot be backed up: it is not a PostgreSQL database name (1 to 63 bytes, without NUL)")]
     BadDatabase(String),
     #[error(transparent)]
     Catalog(#[from] CatalogError),

@@ -46,9 +46,13 @@ pub(super) async fn dump(ctx: &Ctx, job: GlobalsJob<'_>) -> Result<GlobalsFile, 
     let name = catalog::globals_file_name(job.id, b.compression, !job.recipients.is_empty());
     let mut first_error = None;
     for without_passwords in [false, true] {
-        let mut args: Vec<String> = ["--no-password", "--globals-only", "-l", job.source]
-            .map(String::from)
-            .to_vec();
+        // -l takes a connection string: a name such as `x=1 dbname=postgres` is quoted.
+        let mut args: Vec<String> = vec![
+            "--no-password".into(),
+            "--globals-only".into(),
+            "-l".into(),
+            super::pgconn::conninfo_dbname(job.source),
+        ];
         if without_passwords {
             args.push("--no-role-passwords".into());
         }

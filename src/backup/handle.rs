@@ -50,6 +50,11 @@ pub(super) enum Cmd {
         reply: oneshot::Sender<Vec<JobInfo>>,
     },
     NextRuns(Vec<(BackupKind, DateTime<Utc>)>),
+    /// The databases `["*"]` stood for at the scheduler's last answer from the server.
+    SetCovered(Vec<String>),
+    Covered {
+        reply: oneshot::Sender<Option<Vec<String>>>,
+    },
     /// A job finished; `backup` carries the metadata when it was a backup.
     Done {
         job: String,
@@ -183,6 +188,17 @@ impl BackupHandle {
     /// alert engine re-reads it then rather than on a guess.
     pub fn events(&self) -> tokio::sync::watch::Receiver<u64> {
         self.events.clone()
+    }
+
+    /// Tells the actor which databases `backup.databases = ["*"]` stood for when the server
+    /// was last asked, for the alert rules and for a run when the server cannot be asked.
+    pub async fn set_covered(&self, databases: Vec<String>) {
+        let _ = self.tx.send(Cmd::SetCovered(databases)).await;
+    }
+
+    /// The databases `["*"]` stood for at the server's last answer; `None` before any.
+    pub async fn covered(&self) -> Result<Option<Vec<String>>, BackupError> {
+        self.ask(|reply| Cmd::Covered { reply }).await
     }
 
     /// Tells the actor the scheduler's next run times, for status and metrics.

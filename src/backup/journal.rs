@@ -107,7 +107,7 @@ impl Journal {
         if !scratch::is_run_id(&self.run) || self.run != file_stem {
             return Err(format!("run id {:?} is not one steward writes", self.run));
         }
-        if !crate::config::is_database_dir_name(&self.target) {
+        if !crate::config::is_backup_database_name(&self.target) {
             return Err(format!(
                 "target {:?} is not a valid database name",
                 self.target

@@ -34,6 +34,8 @@ pub(super) struct Manager {
     running: HashMap<String, String>,
     jobs: HashMap<String, Job>,
     next_runs: Vec<(BackupKind, DateTime<Utc>)>,
+    /// What `backup.databases = ["*"]` stood for at the server's last answer.
+    covered: Option<Vec<String>>,
     seq: u64,
     events: watch::Sender<u64>,
 }
@@ -63,6 +65,7 @@ pub fn start(
         running: HashMap::new(),
         jobs: HashMap::new(),
         next_runs: Vec::new(),
+        covered: None,
         seq: 0,
         events,
     };
@@ -226,6 +229,10 @@ impl Manager {
                 }
                 self.next_runs = runs;
             }
+            Cmd::SetCovered(dbs) => self.covered = Some(dbs),
+            Cmd::Covered { reply } => {
+                let _ = reply.send(self.covered.clone());
+            }
             Cmd::Done { job, backup } => {
                 self.done(job, backup);
                 self.events.send_modify(|n| *n += 1);
@@ -244,8 +251,10 @@ impl Manager {
         kind: BackupKind,
         label: Option<String>,
     ) -> Result<(Started, oneshot::Receiver<BackupMeta>), BackupError> {
-        if !crate::config::is_database_dir_name(&database) {
-            return Err(BackupError::BadDatabase(database));
+        if !crate::config::is_backup_database_name(&database) {
+            return Err(BackupError::BadDatabase(
+                database.chars().take(80).collect(),
+            ));
         }
         if let Some(id) = self.running.get(&database) {
             return Err(BackupError::AlreadyRunning {

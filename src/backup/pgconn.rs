@@ -144,6 +144,13 @@ impl PgTarget {
     }
 }
 
+/// A libpq connection string naming only the database, so that any name (even one with `=`
+/// or spaces, which libpq would otherwise read as settings) is taken literally and everything
+/// else comes from the environment.
+pub fn conninfo_dbname(db: &str) -> String {
+    format!("dbname='{}'", db.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 /// Variables a child keeps from steward's environment: where programs are, the locale and
 /// the time zone. Everything else — `DATABASE_URL`, `REDIS_URL`, any other secret steward
 /// was started with — never reaches a child (`/proc/<pid>/environ` is readable by its user).
@@ -165,6 +172,12 @@ pub fn minimal_env(cmd: &mut std::process::Command) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dbname_is_quoted_for_conninfo() {
+        assert_eq!(conninfo_dbname("app"), "dbname='app'");
+        assert_eq!(conninfo_dbname("a b='c'\\"), "dbname='a b=\\'c\\'\\\\'");
+    }
 
     #[test]
     fn url_becomes_environment_without_argv() {

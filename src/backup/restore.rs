@@ -213,7 +213,7 @@ pub async fn restore(
             .args(["--single-transaction", "--exit-on-error"])
             .args(no_owner.then_some("--no-owner"))
             .arg("-d")
-            .arg(conninfo_dbname(&target.database)),
+            .arg(super::pgconn::conninfo_dbname(&target.database)),
     };
     target.apply(&mut cmd);
     io_util::english_messages(&mut cmd);
@@ -323,21 +323,4 @@ pub async fn restore(
         stored_bytes_read: raw_bytes.load(std::sync::atomic::Ordering::Relaxed),
         warnings,
     })
-}
-
-/// A libpq connection string naming only the database, so that any name (even one with `=`
-/// or spaces) is taken literally and everything else comes from the environment.
-fn conninfo_dbname(db: &str) -> String {
-    format!("dbname='{}'", db.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dbname_is_quoted_for_conninfo() {
-        assert_eq!(conninfo_dbname("app"), "dbname='app'");
-        assert_eq!(conninfo_dbname("a b='c'\\"), "dbname='a b=\\'c\\'\\\\'");
-    }
 }

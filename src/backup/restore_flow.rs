@@ -124,11 +124,12 @@ async fn restore_inner(
         });
     }
     let target = target.unwrap_or_else(|| default_target(&meta.database, chrono::Utc::now()));
-    if !crate::config::is_database_dir_name(&target) {
+    if !crate::config::is_backup_database_name(&target) {
         return Err(BackupError::Refused(format!(
-            "{target:?} cannot be a restore target: use letters, digits, '_', '-' and '.'"
+            "{target:?} cannot be a restore target: a database name is 1 to 63 bytes without NUL"
         )));
     }
+
     if matches!(target.as_str(), "template0" | "template1") {
         return Err(BackupError::Refused(format!(
             "{target:?} is a template database PostgreSQL needs; steward never restores into it"

@@ -2,9 +2,9 @@
 //! records why it failed).
 
 use super::catalog::{self, BackupMeta, BackupStatus, Encryption};
+use super::globals::GlobalsJob;
 use super::pgconn::PgTarget;
 use super::pipeline::{self, DumpJob};
-use super::globals::GlobalsJob;
 use super::source_info::{self, SourceInfo};
 use super::{BackupKind, Ctx};
 use chrono::{DateTime, Utc};

@@ -1,9 +1,11 @@
 //! The `backup.scheduler` task: catch-up at start, then a backup of every configured database
 //! at each scheduled time; in maintenance mode scheduled backups are skipped (and counted) unless
-//! `[maintenance] run_backups`, and catch-up runs again when maintenance ends.
+//! `[maintenance] run_backups`, and catch-up runs again when maintenance ends. Which databases
+//! a run covers is decided when it starts (`selection`): with `databases = ["*"]` the server
+//! is asked each time, so a database created since the last run is backed up too.
 
 use super::schedule::Schedules;
-use super::{BackupError, BackupHandle, BackupKind};
+use super::{selection, BackupError, BackupHandle, BackupKind};
 use crate::config::Config;
 use crate::maintenance::MaintenanceHandle;
 use crate::metrics::Metrics;
@@ -12,16 +14,6 @@ use chrono::Utc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// The databases scheduled backups cover: `backup.databases`, else the database of `postgres.url`.
-pub fn databases(cfg: &Config) -> Vec<String> {
-    if !cfg.backup.databases.is_empty() {
-        return cfg.backup.databases.clone();
-    }
-    super::pgconn::PgTarget::new(&cfg.postgres.url, None)
-        .map(|t| vec![t.database])
-        .unwrap_or_default()
-}
 
 /// What the scheduler works with besides the config.
 #[derive(Clone)]
@@ -36,21 +28,14 @@ pub struct SchedulerParts {
 pub async fn run(parts: SchedulerParts, cfg: Arc<Config>, cancel: CancellationToken) -> TaskResult {
     let schedules =
         Schedules::from_config(&cfg.backup.schedule).map_err(TaskError::from_display)?;
-    let dbs = databases(&cfg);
-    for db in &dbs {
-        for kind in [BackupKind::Daily, BackupKind::Weekly] {
-            parts
-                .metrics
-                .backup
-                .skipped
-                .with_label_values(&[db, kind.as_str()]);
-        }
+    if let Some(dbs) = selection::configured(&cfg) {
+        register_skipped(&parts, &dbs);
     }
     let handle = &parts.backup;
     let mut maintenance = parts.maintenance.subscribe();
     maintenance.borrow_and_update();
     handle.set_next_runs(schedules.next_runs(Utc::now())).await;
-    catch_up(&parts, &schedules, &dbs, &cancel).await;
+    catch_up(&parts, &schedules, &cfg, &cancel).await;
     loop {
         let Some((kind, at)) = schedules.next(Utc::now()) else {
             cancel.cancelled().await;
@@ -69,15 +54,65 @@ pub async fn run(parts: SchedulerParts, cfg: Arc<Config>, cancel: CancellationTo
                 Ok(()) = maintenance.changed() => {
                     // What maintenance held back runs now, not at the next scheduled time.
                     if ended(&mut maintenance) {
-                        catch_up(&parts, &schedules, &dbs, &cancel).await;
+                        catch_up(&parts, &schedules, &cfg, &cancel).await;
                     }
                 }
             }
         }
-        for db in &dbs {
+        for db in &covered(&parts, &cfg).await {
             let _ = start(&parts, db, kind, "scheduled").await;
         }
     }
+}
+
+/// The databases a run covers, decided as it starts. With `["*"]` the server is asked; when
+/// it cannot be, the run covers the databases of its last answer (else those in the catalog),
+/// so that each of their backups fails and is recorded and alerted as any failed backup is,
+/// rather than the run vanishing without a trace. Nothing is deleted on the way.
+async fn covered(parts: &SchedulerParts, cfg: &Config) -> Vec<String> {
+    let dbs = match selection::resolve(cfg).await {
+        Ok(dbs) => {
+            if selection::every_database(cfg) {
+                tracing::debug!(databases = ?dbs, "databases to back up (backup.databases = [\"*\"])");
+                parts.backup.set_covered(dbs.clone()).await;
+            }
+            dbs
+        }
+        Err(e) => {
+            let known = match parts.backup.covered().await {
+                Ok(Some(dbs)) => dbs,
+                _ => catalogued(parts).await,
+            };
+            if known.is_empty() {
+                tracing::warn!(error = %e, "no backup was started: the server cannot say which databases it has, and no database is known from an earlier run or the catalog");
+            } else {
+                tracing::warn!(error = %e, databases = ?known, "backing up the databases known from the last run or the catalog");
+            }
+            known
+        }
+    };
+    register_skipped(parts, &dbs);
+    dbs
+}
+
+/// Exports the skipped counters of `dbs` at zero, so a first skip is an increase.
+fn register_skipped(parts: &SchedulerParts, dbs: &[String]) {
+    for db in dbs {
+        for kind in [BackupKind::Daily, BackupKind::Weekly] {
+            parts
+                .metrics
+                .backup
+                .skipped
+                .with_label_values(&[db, kind.as_str()]);
+        }
+    }
+}
+
+/// The databases with an entry in the catalog, in name order.
+async fn catalogued(parts: &SchedulerParts) -> Vec<String> {
+    let all = parts.backup.list(None).await.unwrap_or_default();
+    let set: std::collections::BTreeSet<String> = all.into_iter().map(|m| m.database).collect();
+    set.into_iter().collect()
 }
 
 /// Whether the maintenance change just seen is its end.
@@ -90,16 +125,20 @@ fn ended(rx: &mut tokio::sync::watch::Receiver<Option<crate::maintenance::Mainte
 async fn catch_up(
     parts: &SchedulerParts,
     schedules: &Schedules,
-    dbs: &[String],
+    cfg: &Config,
     cancel: &CancellationToken,
 ) {
+    if schedules.iter().next().is_none() {
+        return;
+    }
     let all = match parts.backup.list(None).await {
         Ok(all) => all,
         Err(e) => return tracing::warn!(error = %e, "cannot read the backup catalog for catch-up"),
     };
+    let dbs = covered(parts, cfg).await;
     let now = Utc::now();
     for s in schedules.iter() {
-        for db in dbs {
+        for db in &dbs {
             let newest = all
                 .iter()
                 .filter(|m| m.is_good() && &m.database == db && m.kind == s.kind())

@@ -64,6 +64,18 @@ pub(super) fn is_numbered(name: &str, purpose: &str, run: &str) -> bool {
     (1..=8).any(|n| numbered(purpose, run, n) == name)
 }
 
+/// Whether a database is a scratch database of steward's own (a restore's or a restore
+/// test's): a name steward gives for a run, and that same run's marker comment. Backups of
+/// every database (`backup.databases = ["*"]`) leave these out.
+pub(super) fn is_scratch(name: &str, comment: Option<&str>) -> bool {
+    let Some(run) = comment.and_then(marker_run) else {
+        return false;
+    };
+    ["restore", "verify"]
+        .into_iter()
+        .any(|purpose| is_numbered(name, purpose, run))
+}
+
 /// A database as `pg_database` describes it.
 #[derive(Debug, Clone)]
 pub(super) struct DbInfo {
@@ -382,6 +394,22 @@ mod tests {
         assert_eq!(marker_run("steward:scratch run=../../x purpose=y"), None);
         assert_eq!(marker_run("my database"), None);
         assert_eq!(marker_run(""), None);
+        let name = numbered("restore", &run, 2);
+        assert!(is_scratch(&name, Some(&m)));
+        assert!(is_scratch(
+            &numbered("verify", &run, 1),
+            Some(&marker(&run, "verify"))
+        ));
+        assert!(!is_scratch(&name, None), "unmarked: a user's database");
+        assert!(
+            !is_scratch("app", Some(&m)),
+            "a user's name with a marker copied onto it"
+        );
+        assert!(
+            !is_scratch(&numbered("restore", &new_run_id(), 1), Some(&m)),
+            "another run's name"
+        );
+        assert!(!is_scratch(&numbered("aside", &run, 1), Some(&m)));
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(literal("it's"), "'it''s'");
     }

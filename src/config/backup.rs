@@ -45,7 +45,8 @@ pub const PRE_RESTORE_KEEP_MAX: u32 = 1000;
 pub struct BackupConfig {
     /// Root of the backup tree: `<dir>/<database>/<id>.<ext>` plus `<id>.json`.
     pub dir: PathBuf,
-    /// Databases to back up; empty means the database of `postgres.url`.
+    /// Databases to back up; empty means the database of `postgres.url`, and
+    /// [`ALL_DATABASES`] alone every database the server lets connections into.
     pub databases: Vec<String>,
     pub format: DumpFormat,
     pub compression: Compression,
@@ -140,14 +141,7 @@ pub struct EncryptionConfig {
 /// Checks the backup section: names, levels, periods, schedules, keys.
 pub(super) fn validate(b: &BackupConfig, out: &mut Vec<super::Problem>) {
     use super::Problem;
-    for db in &b.databases {
-        if !is_database_dir_name(db) {
-            out.push(Problem::new(
-                "backup.databases",
-                format!("{db:?} cannot be used: database names for backups may hold letters, digits, '_', '-' and '.', and not start with '.' or '-'"),
-            ));
-        }
-    }
+    validate_databases(&b.databases, out);
     let (lo, hi) = match b.compression {
         Compression::Gzip => (1, 9),
         Compression::Zstd => (1, 19),
@@ -340,7 +334,42 @@ pub fn parse_identities(text: &str) -> Vec<age::x25519::Identity> {
         .collect()
 }
 
-/// Names usable as a directory under `backup.dir` without any escaping.
+/// `backup.databases = ["*"]`: every database the server lets connections into (templates
+/// and steward's own scratch databases aside), asked afresh at each run.
+pub const ALL_DATABASES: &str = "*";
+
+/// `"*"` stands alone (a list that names databases besides "every database" says two things);
+/// every other entry must be a name PostgreSQL can give a database.
+fn validate_databases(dbs: &[String], out: &mut Vec<super::Problem>) {
+    use super::Problem;
+    if dbs.len() > 1 && dbs.iter().any(|d| d == ALL_DATABASES) {
+        out.push(Problem::new(
+            "backup.databases",
+            "\"*\" (every database) stands alone: write databases = [\"*\"], or list names without it",
+        ));
+    }
+    for db in dbs.iter().filter(|d| *d != ALL_DATABASES) {
+        if !is_backup_database_name(db) {
+            out.push(Problem::new(
+                "backup.databases",
+                format!(
+                    "{:?} cannot be a database name: PostgreSQL's names are 1 to 63 bytes, without NUL",
+                    db.chars().take(80).collect::<String>()
+                ),
+            ));
+        }
+    }
+}
+
+/// Names PostgreSQL can give a database (1 to 63 bytes, no NUL): any of them can be backed
+/// up, since the backup directory's name is derived from it by a reversible escaping
+/// (`backup::catalog::dir_name`) rather than used as it is.
+pub fn is_backup_database_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 63 && !s.contains('\0')
+}
+
+/// Names usable as a directory under `backup.dir` without any escaping (restore targets are
+/// kept to these).
 pub fn is_database_dir_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -368,7 +397,7 @@ mod tests {
     #[test]
     fn each_problem_names_its_key() {
         let mut b = BackupConfig {
-            databases: vec!["../etc".into(), "app".into()],
+            databases: vec!["*".into(), "app".into()],
             level: Some(12),
             ..Default::default()
         };
@@ -433,6 +462,33 @@ mod tests {
             }
         }
         assert_eq!(BackupConfig::default().pre_restore_keep, 3);
+    }
+
+    #[test]
+    fn any_postgres_name_can_be_listed_and_star_stands_alone() {
+        let ok = |dbs: &[&str]| {
+            problems(&BackupConfig {
+                databases: dbs.iter().map(|d| d.to_string()).collect(),
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            ok(&["Sales DB", "übung", "it's \"q\"", "../x", ".hidden"]),
+            vec![]
+        );
+        assert_eq!(ok(&["*"]), vec![]);
+        assert_eq!(ok(&[&"x".repeat(63)]), vec![]);
+        for bad in [
+            &["*", "app"][..],
+            &["app", "*"],
+            &[""],
+            &["a\0b"],
+            &[&"ü".repeat(32)],
+        ] {
+            let p = ok(bad);
+            assert_eq!(p.len(), 1, "{bad:?}: {p:?}");
+            assert_eq!(p[0].key, "backup.databases");
+        }
     }
 
     #[test]

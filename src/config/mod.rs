@@ -16,8 +16,8 @@ mod validate;
 pub use alerts::{AlertmanagerConfig, AlertsConfig, Rule, Severity};
 pub use audit::AuditConfig;
 pub use backup::{
-    is_database_dir_name, parse_identities, BackupConfig, Compression, DumpFormat,
-    EncryptionConfig, ScheduleConfig,
+    is_backup_database_name, is_database_dir_name, parse_identities, BackupConfig, Compression,
+    DumpFormat, EncryptionConfig, ScheduleConfig, ALL_DATABASES,
 };
 pub use cache::{CacheConfig, Codec, NamespaceConfig, WarmupConfig, EVICTION_POLICIES};
 pub use control::{group_id, ControlConfig};

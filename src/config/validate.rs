@@ -169,17 +169,20 @@ fn check_postgres_url(c: &Config, out: &mut Vec<Problem>) {
     }
 }
 
-/// Without `backup.databases`, the database of `postgres.url` is backed up; its name must
-/// make a safe directory.
+/// Without `backup.databases`, the database of `postgres.url` is backed up; it must be a
+/// name PostgreSQL can give a database (its backup directory's name is escaped from it).
 fn check_default_database(c: &Config, out: &mut Vec<Problem>) {
     let Ok(pg) = tokio_postgres::Config::from_str(c.postgres.url.expose()) else {
         return;
     };
     let db = pg.get_dbname().or(pg.get_user()).unwrap_or("postgres");
-    if !super::backup::is_database_dir_name(db) {
+    if !super::backup::is_backup_database_name(db) {
         out.push(Problem::new(
             "backup.databases",
-            format!("the database of postgres.url ({db:?}) cannot name a backup directory; list the databases to back up explicitly"),
+            format!(
+                "the database of postgres.url ({:?}) is not a PostgreSQL database name (1 to 63 bytes, without NUL); list the databases to back up explicitly",
+                db.chars().take(80).collect::<String>()
+            ),
         ));
     }
 }

@@ -2,7 +2,7 @@
 
 use super::protocol::{Reply, Request};
 use crate::backup::api::RestoreOptions;
-use crate::backup::{scheduler, BackupError, BackupHandle, BackupKind};
+use crate::backup::{selection, BackupError, BackupHandle, BackupKind};
 use crate::config::Config;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -81,10 +81,6 @@ async fn create(
     label: Option<String>,
     wait: bool,
 ) -> Result<Reply, BackupError> {
-    let dbs = match database {
-        Some(db) => vec![db],
-        None => scheduler::databases(&config.borrow()),
-    };
     let cfg = config.borrow().clone();
     // A label is free text an operator types: bounded, and scrubbed before it is stored.
     if let Some(l) = label.as_ref().filter(|l| l.chars().count() > MAX_LABEL) {
@@ -104,9 +100,22 @@ async fn create(
             "{why}; no backup was started"
         )));
     }
+    // Without --database: the configured databases, or with ["*"] every database the server
+    // has now (an unreachable server refuses the command: there is nothing to record under).
+    let dbs = match database {
+        Some(db) => vec![db],
+        None => selection::resolve(&cfg)
+            .await
+            .map_err(|e| BackupError::Refused(format!("{e}; no backup was started")))?,
+    };
+    if dbs.is_empty() {
+        return Err(BackupError::Refused(
+            "the server has no database to back up (backup.databases = [\"*\"] leaves out templates and steward's scratch databases); no backup was started".into(),
+        ));
+    }
     for db in dbs
         .iter()
-        .filter(|d| crate::config::is_database_dir_name(d))
+        .filter(|d| crate::config::is_backup_database_name(d))
     {
         // A name that is not a database would leave a failed entry and an alert nothing clears;
         // an unreachable server is a real failure, recorded by the run.

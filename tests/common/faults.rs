@@ -156,15 +156,29 @@ pub fn assert_nothing_lost(st: &Steward, root: &Path) -> Vec<BackupMeta> {
                     path.display()
                 );
                 data_files.remove(m.file.as_ref().unwrap());
+                let g = m
+                    .globals
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("good entry without its globals: {m:?}"));
+                let path = catalog::globals_path(root, m)
+                    .unwrap_or_else(|| panic!("globals under a name steward does not give: {m:?}"));
+                assert_eq!(sha256_file(&path), g.sha256, "sha256 of {}", path.display());
+                data_files.remove(&g.file);
             }
             BackupStatus::Failed => {
-                assert!(m.file.is_none(), "failed entry with a file: {m:?}");
+                assert!(
+                    m.file.is_none() && m.globals.is_none(),
+                    "failed entry with a file: {m:?}"
+                );
             }
             BackupStatus::Running => panic!("a listed entry is still running: {m:?}"),
             BackupStatus::Skipped => panic!("a skipped run was recorded: {m:?}"),
             BackupStatus::Damaged => {
                 if let Some(f) = &m.file {
                     data_files.remove(f);
+                }
+                if let Some(g) = &m.globals {
+                    data_files.remove(&g.file);
                 }
             }
         }

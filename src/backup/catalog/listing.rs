@@ -37,10 +37,8 @@ pub fn listing_with_problems(root: &Path) -> (Vec<BackupMeta>, Vec<CatalogError>
 fn damaged_entry(path: &Path, reason: &str) -> Option<BackupMeta> {
     let id = path.file_name()?.to_str()?.strip_suffix(".json")?;
     validate_id(id).ok()?;
-    let database = path.parent()?.file_name()?.to_str()?;
-    if !crate::config::is_database_dir_name(database) {
-        return None;
-    }
+    let database = super::dir_name::decode(path.parent()?.file_name()?.to_str()?)?;
+    let database = database.as_str();
     let (started_at, kind) = parse_id(id)?;
     let parsed = fs::read_to_string(path)
         .ok()

@@ -199,3 +199,104 @@ fn sweep_keeps_a_committed_backup_whose_running_marker_survived() {
         .join(format!("{}.running.json", a.id))
         .exists());
 }
+
+#[test]
+fn any_database_name_gets_an_escaped_directory_and_keeps_its_real_name() {
+    let root = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for (i, (db, dir)) in [
+        ("Sales DB", "Sales%20DB"),
+        ("übung", "%C3%BCbung"),
+        ("../x", "%2E.%2Fx"),
+        (".hidden", "%2Ehidden"),
+        ("a/b", "a%2Fb"),
+        ("it's \"q\"", "it%27s%20%22q%22"),
+        ("app", "app"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(db_dir(root.path(), db), root.path().join(dir), "{db:?}");
+        let mut m = meta(
+            &format!("20261126T020000Z-manual-{i:04x}"),
+            db,
+            BackupStatus::Running,
+        );
+        m.file = Some(data_file_name(&m.id, m.format, m.compression, false));
+        mark_running(root.path(), &m).unwrap();
+        fs::write(data_path(root.path(), &m).unwrap(), b"x").unwrap();
+        m.status = BackupStatus::Good;
+        commit(root.path(), &mut m).unwrap();
+        assert_eq!(find(root.path(), &m.id).unwrap().database, db);
+        ids.push(m.id.clone());
+    }
+    let mut dirs: Vec<String> = fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    dirs.sort();
+    assert_eq!(
+        dirs,
+        [
+            "%2E.%2Fx",
+            "%2Ehidden",
+            "%C3%BCbung",
+            "Sales%20DB",
+            "a%2Fb",
+            "app",
+            "it%27s%20%22q%22"
+        ],
+        "nothing outside the backup dir, no hidden directory"
+    );
+    let (all, problems) = load_all(root.path());
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(all.len(), ids.len());
+    assert!(all.iter().all(|m| m.is_good()));
+    assert!(sweep(root.path()).is_empty());
+}
+
+#[test]
+fn metadata_whose_directory_is_not_the_escaping_of_its_database_is_not_trusted() {
+    let root = tempfile::tempdir().unwrap();
+    // "Sales DB" written into a directory named as it is (not as steward escapes it).
+    let mut m = meta(
+        "20261126T020000Z-manual-0001",
+        "Sales DB",
+        BackupStatus::Good,
+    );
+    m.seal();
+    let raw = root.path().join("Sales DB");
+    fs::create_dir(&raw).unwrap();
+    fs::write(
+        raw.join(format!("{}.json", m.id)),
+        serde_json::to_vec(&m).unwrap(),
+    )
+    .unwrap();
+    let (all, problems) = load_all(root.path());
+    assert!(all.is_empty(), "{all:?}");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    // Nor is a damaged entry named after a directory that is no escaping of a name.
+    assert!(listing(root.path()).is_empty());
+
+    // In the escaped directory, metadata that was altered is listed as damaged under the
+    // database's real name.
+    let dir = db_dir(root.path(), "Sales DB");
+    ensure_dir(&dir).unwrap();
+    let mut m2 = meta(
+        "20261127T020000Z-manual-0002",
+        "Sales DB",
+        BackupStatus::Good,
+    );
+    m2.seal();
+    m2.stored_bytes = 7;
+    fs::write(
+        dir.join(format!("{}.json", m2.id)),
+        serde_json::to_vec(&m2).unwrap(),
+    )
+    .unwrap();
+    let listed = listing(root.path());
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, m2.id);
+    assert_eq!(listed[0].database, "Sales DB");
+    assert_eq!(listed[0].status, BackupStatus::Damaged);
+}
