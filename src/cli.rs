@@ -229,6 +229,10 @@ pub(crate) enum BackupCmd {
         /// defaults instead of refusing (the reply says what differs)
         #[arg(long)]
         any_locale: bool,
+        /// Do not create the roles the backup refers to that this server lacks (from the
+        /// globals stored with the backup)
+        #[arg(long)]
+        skip_roles: bool,
     },
     /// Apply retention now
     Prune {
@@ -338,6 +342,7 @@ fn backup_request(cmd: &BackupCmd) -> Request {
             no_owner,
             no_analyze,
             any_locale,
+            skip_roles,
         } => Request::BackupRestore {
             id: id.clone(),
             target_db: target_db.clone(),
@@ -345,6 +350,7 @@ fn backup_request(cmd: &BackupCmd) -> Request {
             no_owner: *no_owner,
             no_analyze: *no_analyze,
             any_locale: *any_locale,
+            skip_roles: *skip_roles,
         },
         BackupCmd::Prune { dry_run } => Request::BackupPrune { dry_run: *dry_run },
         BackupCmd::Delete { id, force } => Request::BackupDelete {

@@ -354,6 +354,7 @@ fn a_full_filesystem_under_the_audit_log_stops_destructive_actions() {
         let name = catalog::data_file_name(&m.id, m.format, m.compression, false);
         std::fs::write(dir.join(&name), &data).unwrap();
         m.file = Some(name);
+        m.globals = None; // as a backup taken before steward stored globals
         catalog::commit(backups.path(), &mut m).unwrap();
         old_ids.push(m.id);
     }

@@ -456,6 +456,7 @@ fn full_filesystem_fails_cleanly_and_older_backups_still_verify() {
         {
             let mut v = vec![
                 first_data.clone(),
+                first.globals.as_ref().unwrap().file.clone(),
                 format!("{}.json", first.id),
                 format!("{failed_id}.json"),
             ];

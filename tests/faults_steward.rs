@@ -111,6 +111,11 @@ fn write_entries(root: &Path, real: &BackupMeta) -> Vec<BackupMeta> {
             let name = catalog::data_file_name(&id, m.format, m.compression, false);
             std::fs::copy(&src, dir.join(&name)).unwrap();
             m.file = Some(name);
+            if let Some(g) = &mut m.globals {
+                let gname = catalog::globals_file_name(&id, m.compression, false);
+                std::fs::copy(dir.join(&g.file), dir.join(&gname)).unwrap();
+                g.file = gname;
+            }
             m.seal();
             let mut json = serde_json::to_vec_pretty(&m).unwrap();
             json.push(b'\n');
@@ -228,8 +233,8 @@ fn sigkill_of_steward_mid_prune_loses_nothing() {
     );
     assert_eq!(
         file_names(&dbdir).len(),
-        2 * expected.len(),
-        "a data file and a metadata file per kept backup: {:?}",
+        3 * expected.len(),
+        "a data file, a globals file and a metadata file per kept backup: {:?}",
         file_names(&dbdir)
     );
 }

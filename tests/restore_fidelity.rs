@@ -366,3 +366,129 @@ fn a_locale_the_server_lacks_is_refused_unless_told() {
     );
     assert_eq!(pg.psql("SELECT v FROM t", PG_USER, "lenient").trim(), "1");
 }
+
+/// What a database is, as far as the issue's judge looks: its schema dump, every table's
+/// ordered rows (hashed), large objects with owners, ACLs and content, the sequence, its
+/// own properties and settings, and the roles it refers to with their attributes.
+fn fingerprint(pg: &Postgres, db: &str) -> Vec<String> {
+    // pg_dump's \restrict key is random on every run.
+    let schema = pg.schema_dump(db);
+    let schema: Vec<&str> = schema
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect();
+    let mut out = vec![schema.join("\n")];
+    let tables = pg.psql(
+        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+          WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+        "postgres",
+        db,
+    );
+    for t in tables.lines() {
+        out.push(pg.psql(
+            &format!("SELECT '{t}:' || count(*) || ':' || md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM ONLY {t} x"),
+            "postgres",
+            db,
+        ));
+    }
+    out.push(pg.psql(
+        "SELECT string_agg(oid || ':' || lomowner::regrole || ':' || coalesce(lomacl::text, '') || ':' || md5(lo_get(oid)), ',' ORDER BY oid)
+           FROM pg_largeobject_metadata",
+        "postgres",
+        db,
+    ));
+    out.push(pg.psql(
+        "SELECT last_value || ':' || is_called FROM app.counter",
+        "postgres",
+        db,
+    ));
+    let (props, settings) = props(pg, db);
+    out.push(props);
+    out.extend(settings);
+    out.push(pg.psql_as_postgres(
+        "SELECT string_agg(rolname || ':' || rolcanlogin || ':' || rolinherit || ':' || rolconnlimit || ':' || coalesce(rolconfig::text, ''), ',' ORDER BY rolname)
+           FROM pg_roles WHERE rolname IN ('app_owner', 'reader')",
+    ));
+    out
+}
+
+/// The issue's judge (items 1–3): a source with owners, grants, default privileges, a
+/// SECURITY DEFINER function, RLS, a large object, partitions, inheritance, a sequence and
+/// database-level settings is backed up in plain and custom format (gzip, zstd, age) on one
+/// throwaway cluster and restored by a steward of a second, fresh cluster that has none of
+/// its roles: the roles are created from the backup's globals, and everything compares equal.
+#[test]
+fn a_fresh_cluster_gets_the_same_database_back() {
+    let src = source();
+    src.psql(
+        "SET ROLE app_owner;
+         CREATE SEQUENCE app.counter; SELECT setval('app.counter', 42);
+         ALTER TABLE app.owned ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY low ON app.owned FOR SELECT TO reader USING (id < 50);
+         ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO reader;
+         RESET ROLE;",
+        PG_USER,
+        PG_DB,
+    );
+    for sql in [
+        "ALTER ROLE reader CONNECTION LIMIT 3",
+        "ALTER ROLE reader SET statement_timeout = '5s'",
+        &format!("ALTER DATABASE {PG_DB} SET work_mem = '8MB'"),
+        &format!("ALTER ROLE reader IN DATABASE {PG_DB} SET search_path = app, public"),
+        &format!("COMMENT ON DATABASE {PG_DB} IS 'the application'"),
+        &format!("REVOKE ALL ON DATABASE {PG_DB} FROM PUBLIC"),
+        &format!("GRANT CONNECT ON DATABASE {PG_DB} TO reader"),
+    ] {
+        src.psql_as_postgres(sql);
+    }
+    let want = fingerprint(&src, PG_DB);
+    let redis = Redis::start();
+    let keys = tempfile::tempdir().unwrap();
+    let identity = keys.path().join("identity.txt");
+    let keygen = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&identity)
+        .output()
+        .expect("age-keygen");
+    assert!(keygen.status.success(), "{keygen:?}");
+    let public = String::from_utf8(keygen.stderr)
+        .unwrap()
+        .trim()
+        .trim_start_matches("Public key: ")
+        .to_string();
+    for (format, compression, encrypted) in [
+        ("plain", "gzip", false),
+        ("custom", "zstd", false),
+        ("plain", "zstd", true),
+        ("custom", "gzip", true),
+    ] {
+        let case = format!("{format}/{compression}/age={encrypted}");
+        let shared = tempfile::tempdir().unwrap();
+        let mut extra = format!("format = \"{format}\"\ncompression = \"{compression}\"\n");
+        if encrypted {
+            extra += &format!(
+                "[backup.encryption]\nrecipients = [\"{public}\"]\nidentity_file = {}\n",
+                common::faults::toml_string(&identity.to_string_lossy())
+            );
+        }
+        let with_dir = |s: &mut Settings| {
+            s.pg_extra = "write_read_test = false\n".into();
+            s.backup = backup_section(shared.path(), &extra);
+        };
+        let b = backup(&Steward::builder(&src, &redis).with(with_dir).start());
+        assert!(b.globals.is_some(), "{case}: {b:?}");
+
+        let dst = Postgres::start();
+        dst.psql_as_postgres(&format!("ALTER ROLE {PG_USER} CREATEDB CREATEROLE"));
+        let st = Steward::builder(&dst, &redis).with(with_dir).start();
+        let r: RestoreReply = st
+            .ctl(&["backup", "restore", &b.id, "--target-db", PG_DB, "--force"])
+            .data();
+        assert_eq!(r.roles_created, ["app_owner", "reader"], "{case}: {r:?}");
+        let got = fingerprint(&dst, PG_DB);
+        for (w, g) in want.iter().zip(&got) {
+            assert_eq!(g, w, "{case}");
+        }
+        assert_eq!(got.len(), want.len(), "{case}");
+    }
+}

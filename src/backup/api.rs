@@ -137,6 +137,9 @@ pub struct RestoreOptions {
     /// (and say what differs) instead of refusing.
     #[serde(default)]
     pub any_locale: bool,
+    /// Do not create the roles the backup refers to that this server lacks.
+    #[serde(default)]
+    pub skip_roles: bool,
 }
 
 /// Reply to `backup restore`.
@@ -157,6 +160,9 @@ pub struct RestoreReply {
     /// ANALYZE ran on the restored database before it was put under its name.
     #[serde(default)]
     pub analyzed: bool,
+    /// Roles the backup refers to that this server lacked, created from its globals.
+    #[serde(default)]
+    pub roles_created: Vec<String>,
     pub summary: RestoreSummary,
 }
 

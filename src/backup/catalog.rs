@@ -90,7 +90,9 @@ pub struct RestoreTestRecord {
     pub detail: String,
 }
 
-/// One backup's metadata: the JSON beside the file, and the row of `backup list`.
+/// One backup's metadata: the JSON beside the file, and the row of `backup list`. Its
+/// checksum is over its own serialization, so a field added later must be left out when empty
+/// (`skip_serializing_if`), or every older file would fail its checksum.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupMeta {
     pub id: String,

@@ -162,6 +162,15 @@ async fn restore_inner(
             )));
         }
     }
+    // Roles first: the dump's owners and grantees must exist before anything is restored.
+    let roles = super::restore_roles::create_missing(
+        ctx,
+        &run,
+        &meta,
+        options.skip_roles,
+        options.no_owner,
+    )
+    .await?;
     // While a database is replaced, the application sees maintenance mode.
     let _maintenance = match existing {
         Some(_) => Some(
@@ -196,11 +205,16 @@ async fn restore_inner(
     };
     journal.save(ctx)?;
     let out = replace(ctx, &run, &meta, &mut journal, options).await;
+    roles.release(ctx, &run).await;
     match &out {
         Ok(_) => journal.finish(ctx),
         Err(_) => settle_now(ctx, &run, &journal).await,
     }
-    out
+    out.map(|mut r| {
+        r.roles_created = roles.roles;
+        r.summary.warnings.splice(0..0, roles.warnings);
+        r
+    })
 }
 
 /// The steps after the journal exists; on error the caller settles the journal.
@@ -254,6 +268,7 @@ async fn replace(
         pre_restore_backup: pre,
         sessions_ended,
         owners_kept: !options.no_owner,
+        roles_created: Vec::new(),
         analyzed,
         summary: RestoreSummary {
             database: target,

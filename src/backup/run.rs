@@ -253,8 +253,16 @@ impl BackupRun {
             // (steward marks only scratch databases), kept as it was.
             database.comment = database.comment.filter(|c| !c.starts_with("steward:"));
         }
+        let roles = source_info::referenced_roles(client).await.map_err(|e| {
+            format!(
+                "cannot list the roles database {:?} refers to: {}",
+                self.database,
+                pg_error(&e)
+            )
+        })?;
         let b = &ctx.config.backup;
         Ok(SourceInfo {
+            roles,
             system_identifier: source_info::system_identifier(client).await,
             host: target.endpoint(),
             size_bytes,

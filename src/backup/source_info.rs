@@ -21,6 +21,10 @@ pub struct SourceInfo {
     /// pg_dump's arguments (connection settings are in its environment, never here).
     pub pg_dump_args: Vec<String>,
     pub database: DatabaseProps,
+    /// The roles the dump refers to (owners, grantees, policy and setting roles, the
+    /// database's owner): the ones a restore on another server must find or create.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// A database's properties that a restore re-creates.
@@ -45,7 +49,7 @@ pub struct DatabaseProps {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acl: Option<Vec<String>>,
     /// `ALTER DATABASE … SET` (role `None`) and `ALTER ROLE … IN DATABASE … SET` settings.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settings: Vec<DbSetting>,
 }
 
@@ -112,6 +116,32 @@ pub async fn read_props(c: &Client) -> Result<(DatabaseProps, u64), tokio_postgr
     };
     let size: i64 = row.get(5);
     Ok((props, size.max(0) as u64))
+}
+
+/// Every role that objects of the current database depend on (`pg_shdepend`: owners, ACLs,
+/// policies, default privileges), the database's owner and grantees and the roles of its
+/// settings, and the bootstrap superuser when it owns user objects (it has no `pg_shdepend`
+/// rows); predefined `pg_*` roles exist everywhere and are left out.
+const ROLES_SQL: &str = "
+WITH db AS (SELECT oid, datdba, datacl FROM pg_database WHERE datname = current_database()),
+ids AS (
+  SELECT refobjid AS id FROM pg_shdepend, db
+   WHERE refclassid = 'pg_authid'::regclass AND dbid = db.oid
+  UNION SELECT datdba FROM db
+  UNION SELECT (aclexplode(datacl)).grantee FROM db
+  UNION SELECT setrole FROM pg_db_role_setting, db WHERE setdatabase = db.oid
+  UNION SELECT 10 WHERE EXISTS (SELECT 1 FROM pg_class WHERE relowner = 10 AND oid >= 16384)
+     OR EXISTS (SELECT 1 FROM pg_namespace WHERE nspowner = 10 AND oid >= 16384)
+     OR EXISTS (SELECT 1 FROM pg_proc WHERE proowner = 10 AND oid >= 16384)
+     OR EXISTS (SELECT 1 FROM pg_largeobject_metadata WHERE lomowner = 10)
+)
+SELECT rolname::text FROM pg_roles JOIN ids ON pg_roles.oid = ids.id
+ WHERE rolname NOT LIKE 'pg\\_%' ORDER BY 1";
+
+/// The roles the current database refers to (see [`ROLES_SQL`]).
+pub async fn referenced_roles(c: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = c.query(ROLES_SQL, &[]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// The cluster's system identifier, when steward's role may read it.

@@ -34,6 +34,7 @@ pub(super) async fn handle(
             no_owner,
             no_analyze,
             any_locale,
+            skip_roles,
         } => b
             .restore(
                 id,
@@ -43,6 +44,7 @@ pub(super) async fn handle(
                     no_owner,
                     no_analyze,
                     any_locale,
+                    skip_roles,
                 },
             )
             .await

@@ -127,6 +127,9 @@ pub enum Request {
         /// The server's default encoding and locale where it cannot create the backup's.
         #[serde(default)]
         any_locale: bool,
+        /// Do not create missing roles from the backup's globals.
+        #[serde(default)]
+        skip_roles: bool,
     },
     BackupPrune {
         #[serde(default)]

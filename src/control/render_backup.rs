@@ -224,6 +224,12 @@ fn restore(r: &RestoreReply) -> String {
             r.target
         );
     }
+    if !r.roles_created.is_empty() {
+        out += &format!(
+            "created roles this server lacked, from the backup's globals: {}\n",
+            r.roles_created.join(", ")
+        );
+    }
     if !r.owners_kept {
         out += "every object is owned by steward's role (--no-owner), not by its owner in the backup\n";
     }

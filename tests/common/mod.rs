@@ -455,6 +455,17 @@ impl Postgres {
         )
     }
 
+    /// `pg_dump --schema-only` of `db` as the superuser: the text two databases are compared by.
+    pub fn schema_dump(&self, db: &str) -> String {
+        run_ok(
+            self.cmd("pg_dump")
+                .args(["--schema-only", "-h"])
+                .arg(self.dir.path())
+                .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db]),
+            &format!("pg_dump --schema-only {db}"),
+        )
+    }
+
     /// psql on the server's socket as `user` on `db`, without a command yet: for sessions a
     /// test keeps open or commands allowed to fail.
     pub fn psql_cmd(&self, user: &str, db: &str) -> Command {

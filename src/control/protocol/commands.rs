@@ -143,6 +143,7 @@ mod tests {
                 no_owner: false,
                 no_analyze: false,
                 any_locale: false,
+                skip_roles: false,
             },
             Request::BackupPrune { dry_run: true },
             Request::BackupDelete {
