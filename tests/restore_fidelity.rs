@@ -492,3 +492,48 @@ fn a_fresh_cluster_gets_the_same_database_back() {
         assert_eq!(got.len(), want.len(), "{case}");
     }
 }
+
+/// A globals file that no longer matches its hash fails `verify` (without marking the
+/// backup damaged: its data still restores), and a restore that needs roles from it is
+/// refused, pointing at `--skip-roles`.
+#[test]
+fn a_damaged_globals_file_is_reported_and_never_run() {
+    let src = source();
+    let redis = Redis::start();
+    let shared = tempfile::tempdir().unwrap();
+    let with_dir = |s: &mut Settings| {
+        s.pg_extra = "write_read_test = false\n".into();
+        s.backup = backup_section(shared.path(), "format = \"custom\"\n");
+    };
+    let st = Steward::builder(&src, &redis).with(with_dir).start();
+    let b = backup(&st);
+    let g = steward::backup::catalog::globals_path(shared.path(), &b).unwrap();
+    let mut bytes = std::fs::read(&g).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&g, bytes).unwrap();
+
+    let out = st.ctl(&["backup", "verify", &b.id]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let checks = v["data"]["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "globals" && c["ok"] == false),
+        "{checks:?}"
+    );
+    let listed: Vec<BackupMeta> = st.ctl(&["backup", "list"]).data();
+    assert!(
+        listed.iter().any(|m| m.id == b.id && m.is_good()),
+        "{listed:?}"
+    );
+
+    let dst = Postgres::start();
+    dst.psql_as_postgres(&format!("ALTER ROLE {PG_USER} CREATEDB CREATEROLE"));
+    let st2 = Steward::builder(&dst, &redis).with(with_dir).start();
+    let e = common::faults::error_of(&st2.ctl(&["backup", "restore", &b.id, "--target-db", "x"]));
+    assert!(e.contains("SHA-256") && e.contains("--skip-roles"), "{e}");
+    let names = dst.psql_as_postgres("SELECT string_agg(rolname, ',') FROM pg_roles");
+    assert!(!names.contains("app_owner"), "{names}");
+}

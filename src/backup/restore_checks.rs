@@ -153,7 +153,37 @@ pub(super) async fn check(ctx: &Ctx, meta: &BackupMeta) -> Result<(bool, Vec<Che
             detail: ctx.scrubber.scrub(&e.to_string()),
         }),
     }
+    checks.extend(globals_check(ctx, meta).await);
     Ok((checks.iter().all(|c| c.ok), checks))
+}
+
+/// The stored globals (roles) against their recorded SHA-256. A mismatch fails the verify
+/// but does not make the backup damaged: its data still restores (`--skip-roles`).
+async fn globals_check(ctx: &Ctx, meta: &BackupMeta) -> Option<Check> {
+    let g = meta.globals.as_ref()?;
+    let Some(path) = catalog::globals_path(&ctx.config.backup.dir, meta) else {
+        return Some(Check {
+            name: "globals".into(),
+            ok: false,
+            detail: format!("the metadata names {:?}, not a file steward writes", g.file),
+        });
+    };
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let shown = path.display().to_string();
+    let hashed = tokio::task::spawn_blocking(move || hash_file(&path, progress)).await;
+    let (ok, detail) = match hashed {
+        Ok(Ok((sha, size))) if sha == g.sha256 && size == g.stored_bytes => {
+            (true, "roles and tablespaces file matches".to_string())
+        }
+        Ok(Ok((sha, _))) => (false, format!("{shown} hashes to {sha}, not {}", g.sha256)),
+        Ok(Err(e)) => (false, format!("cannot read {shown}: {e}")),
+        Err(e) => (false, format!("hashing stopped: {e}")),
+    };
+    Some(Check {
+        name: "globals".into(),
+        ok,
+        detail,
+    })
 }
 
 /// The name of the check that passes only when the dump inside was read to its end.
