@@ -901,6 +901,7 @@ fn write_fixture(root: &Path, entries: &[Entry], now: DateTime<Utc>) -> Vec<Back
                 source: None,
                 restore_test: None,
                 globals: None,
+                table_rows: None,
                 checksum: String::new(),
             };
             catalog::commit(root, &mut meta).unwrap();

@@ -176,6 +176,7 @@ impl Setup {
             tmp_path: PathBuf::from(format!("{}.tmp", final_path.display())),
             final_path,
             progress: Arc::new(AtomicU64::new(0)),
+            count_rows: Some(self.format),
         }
     }
 

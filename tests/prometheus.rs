@@ -487,6 +487,11 @@ fn rules_and_dashboard_name_only_metrics_a_live_steward_emits() {
     );
     st.wait_checks("postgres", 2);
     st.wait_checks("redis", 2);
+    // And a restore test (as a drill runs it), for the recovery-time series.
+    pg.psql_as_postgres(&format!("ALTER ROLE {PG_USER} CREATEDB"));
+    let all: Vec<steward::backup::catalog::BackupMeta> = st.ctl(&["backup", "list"]).data();
+    let v = st.ctl(&["backup", "verify", &all[0].id, "--restore-test"]);
+    assert_eq!(v.code, 0, "{v:?}");
 
     // Series names as Prometheus stores them: a histogram is its _bucket/_sum/_count series
     // (the bare family name selects nothing), a counter its _total series.

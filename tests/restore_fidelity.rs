@@ -367,6 +367,25 @@ fn a_locale_the_server_lacks_is_refused_unless_told() {
     assert_eq!(pg.psql("SELECT v FROM t", PG_USER, "lenient").trim(), "1");
 }
 
+/// Rows of every ordinary table, keyed as steward records them (`"schema"."table"`).
+fn table_counts(pg: &Postgres, db: &str) -> std::collections::BTreeMap<String, u64> {
+    let names = pg.psql(
+        "SELECT format('\"%s\".\"%s\"', replace(n.nspname, '\"', '\"\"'), replace(c.relname, '\"', '\"\"'))
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+            AND n.nspname NOT LIKE 'pg\\_%'",
+        "postgres",
+        db,
+    );
+    names
+        .lines()
+        .map(|t| {
+            let n = pg.psql(&format!("SELECT count(*) FROM ONLY {t}"), "postgres", db);
+            (t.to_string(), n.trim().parse().unwrap())
+        })
+        .collect()
+}
+
 /// What a database is, as far as the issue's judge looks: its schema dump, every table's
 /// ordered rows (hashed), large objects with owners, ACLs and content, the sequence, its
 /// own properties and settings, and the roles it refers to with their attributes.
@@ -477,6 +496,12 @@ fn a_fresh_cluster_gets_the_same_database_back() {
         };
         let b = backup(&Steward::builder(&src, &redis).with(with_dir).start());
         assert!(b.globals.is_some(), "{case}: {b:?}");
+        // Item 8: rows per table, counted from the stream as it passed.
+        assert_eq!(
+            b.table_rows.as_ref(),
+            Some(&table_counts(&src, PG_DB)),
+            "{case}"
+        );
 
         let dst = Postgres::start();
         dst.psql_as_postgres(&format!("ALTER ROLE {PG_USER} CREATEDB CREATEROLE"));

@@ -184,12 +184,25 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
+        let drill_period = crate::backup::schedule::Schedule::drills(
+            &cfg.backup.restore_test.schedule,
+            &cfg.backup.schedule,
+        )
+        .ok()
+        .flatten()
+        .and_then(|s| {
+            let now = chrono::Utc::now();
+            let first = s.next_after(now)?;
+            let second = s.next_after(first)?;
+            Some((second - first).num_seconds() as f64)
+        });
         self.facts.backups = Some(BackupFacts {
             metas,
             free_bytes: free,
             dir_problem,
             databases,
             periods,
+            drill_period,
         });
     }
 

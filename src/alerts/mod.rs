@@ -4,6 +4,7 @@
 
 mod alertmanager;
 mod backup_rules;
+mod drill_rules;
 mod engine;
 mod restarts;
 pub mod rules;

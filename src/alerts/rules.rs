@@ -29,6 +29,8 @@ pub struct BackupFacts {
     pub databases: Vec<String>,
     /// Each scheduled kind and its period in seconds.
     pub periods: Vec<(BackupKind, f64)>,
+    /// Seconds between two restore drills, when they are scheduled.
+    pub drill_period: Option<f64>,
 }
 
 /// Everything the rules look at, gathered by the engine.
@@ -127,6 +129,11 @@ pub fn evaluate(cfg: &AlertsConfig, f: &Facts) -> Vec<Observation> {
     out.push(super::backup_rules::failed(&cfg.backup_failed, f));
     out.push(super::backup_rules::damaged(&cfg.backup_damaged, f));
     out.push(super::backup_rules::stale(&cfg.backup_stale, f));
+    out.push(super::drill_rules::failed(
+        &cfg.backup_restore_test_failed,
+        f,
+    ));
+    out.push(super::drill_rules::stale(&cfg.backup_restore_test_stale, f));
     out.push(super::backup_rules::storage_low(&cfg.backup_storage_low, f));
     out.push(task_restarting(&cfg.task_restarting, f));
     out.push(eviction_policy(&cfg.cache_eviction_policy, f));

@@ -56,6 +56,15 @@ pub struct DatabaseStatus {
     pub damaged: usize,
     pub good_backups: usize,
     pub stored_bytes: u64,
+    /// The newest restore test of any of its backups (drill or `verify --restore-test`).
+    #[serde(default)]
+    pub last_restore_test: Option<super::catalog::RestoreTestRecord>,
+    /// Age of the newest intact backup: at most this much would be lost.
+    #[serde(default)]
+    pub recovery_point_age_seconds: Option<f64>,
+    /// How long the newest passing restore test took: a measured time to come back.
+    #[serde(default)]
+    pub recovery_time_seconds: Option<f64>,
 }
 
 /// A scheduled run.

@@ -134,6 +134,10 @@ pub struct BackupMeta {
     /// before steward recorded them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<super::source_info::SourceInfo>,
+    /// Rows per table (`"schema"."table"`), counted from the dump as it streamed past: what a
+    /// restore drill compares the restored copy with (absent when they could not be counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_rows: Option<super::row_count::TableRows>,
     /// The cluster's globals, stored beside the data file (absent in older backups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub globals: Option<GlobalsFile>,
@@ -204,6 +208,7 @@ impl BackupMeta {
             source: None,
             restore_test: None,
             globals: None,
+            table_rows: None,
             checksum: String::new(),
         }
     }
@@ -465,7 +470,9 @@ fn deleting_path(root: &Path, meta: &BackupMeta) -> PathBuf {
 pub mod dir_name;
 mod listing;
 mod sweep;
-pub use listing::{delete_untrusted, listing, listing_with_problems, record_verify};
+pub use listing::{
+    delete_untrusted, listing, listing_with_problems, record_restore_test, record_verify,
+};
 pub use sweep::sweep;
 
 #[cfg(test)]

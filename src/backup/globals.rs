@@ -66,6 +66,7 @@ pub(super) async fn dump(ctx: &Ctx, job: GlobalsJob<'_>) -> Result<GlobalsFile, 
             tmp_path: dir.join(format!("{name}.tmp")),
             final_path: dir.join(&name),
             progress: Arc::new(AtomicU64::new(0)),
+            count_rows: None,
         };
         match pipeline::dump(dump, ctx.cancel.clone()).await {
             Ok(out) => {

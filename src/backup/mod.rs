@@ -4,6 +4,7 @@
 pub mod api;
 pub mod catalog;
 mod dir_check;
+mod drills;
 mod error;
 mod globals;
 pub mod globals_script;
@@ -23,6 +24,8 @@ mod restore_props;
 mod restore_roles;
 mod restore_stream;
 pub mod retention;
+mod row_compare;
+mod row_count;
 mod run;
 pub mod schedule;
 pub mod scheduler;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use super::pipeline_tools::{find_client_tool, pg_dump_version};
+use super::row_count::RowCounter;
 
 /// Everything one dump needs.
 pub struct DumpJob {
@@ -38,6 +39,8 @@ pub struct DumpJob {
     pub final_path: PathBuf,
     /// Bytes read from pg_dump so far, for progress display.
     pub progress: Arc<AtomicU64>,
+    /// Count each table's rows in the stream of this format (`None`: the globals, no rows).
+    pub count_rows: Option<DumpFormat>,
 }
 
 /// What a successful dump produced.
@@ -49,6 +52,9 @@ pub struct DumpOutput {
     pub stored_bytes: u64,
     /// SHA-256 of the stored file, lowercase hex.
     pub sha256: String,
+    /// Rows per table as they streamed past (`None` when not asked for, or the stream could
+    /// not be followed).
+    pub table_rows: Option<super::row_count::TableRows>,
 }
 
 /// Why a dump failed. Messages are meant for users and never hold the password.
@@ -180,6 +186,10 @@ pub async fn dump(job: DumpJob, cancel: CancellationToken) -> Result<DumpOutput,
 
     // Read pg_dump's output to its end, handing chunks to the writer.
     let mut dump_bytes = 0u64;
+    let mut counter = job.count_rows.map(|f| match f {
+        DumpFormat::Plain => RowCounter::plain(),
+        DumpFormat::Custom => RowCounter::custom(),
+    });
     let read: Result<(), Stop> = loop {
         let mut buf = Vec::with_capacity(CHUNK);
         let eof = tokio::select! {
@@ -192,6 +202,9 @@ pub async fn dump(job: DumpJob, cancel: CancellationToken) -> Result<DumpOutput,
         };
         if !buf.is_empty() {
             dump_bytes += buf.len() as u64;
+            if let Some(c) = &mut counter {
+                c.feed(&buf);
+            }
             job.progress.fetch_add(buf.len() as u64, Ordering::Relaxed);
             let sent = tokio::select! {
                 biased;
@@ -266,10 +279,15 @@ pub async fn dump(job: DumpJob, cancel: CancellationToken) -> Result<DumpOutput,
         .await
         .map_err(|e| DumpError::io("cannot rename", &job.tmp_path, std::io::Error::other(e)))??;
     tmp_guard.0 = None;
+    let table_rows = counter.and_then(RowCounter::finish);
+    if job.count_rows.is_some() && table_rows.is_none() {
+        tracing::warn!(database = %job.target.database, "the dump could not be followed to count its rows per table; the backup is not affected");
+    }
     Ok(DumpOutput {
         dump_bytes,
         stored_bytes: written.stored_bytes,
         sha256: written.sha256,
+        table_rows,
     })
 }
 

@@ -32,11 +32,15 @@ pub(super) async fn verify(
         restore_test: None,
     };
     if ok && restore_test {
-        match restore_test_run(ctx, &meta).await {
+        let started = Instant::now();
+        let out = restore_test_run(ctx, &meta).await;
+        note_restore_test(ctx, &meta, &out, started.elapsed().as_secs_f64());
+        match out {
             Ok(summary) => reply.restore_test = Some(summary),
             Err(e) => {
-                // Reported, never recorded as damage: a restore test fails for reasons that
-                // are not the backup's (a lost connection, a stop, a privilege).
+                // Reported and recorded as the restore test's result, never as damage: a
+                // restore test fails for reasons that are not the backup's (a lost
+                // connection, a stop, a privilege).
                 reply.ok = false;
                 reply.checks.push(Check {
                     name: "restore test".into(),
@@ -56,16 +60,62 @@ pub(super) async fn verify(
     Ok(reply)
 }
 
-/// Restores into a scratch database of this run's and drops it again (only it: by its oid and
-/// marker). A crash leaves it marked, and the next start drops it.
+/// Records a restore test's outcome in the catalog and the metrics (the drill's duration is
+/// a measured recovery time).
+fn note_restore_test(
+    ctx: &Ctx,
+    meta: &BackupMeta,
+    out: &Result<RestoreSummary, BackupError>,
+    seconds: f64,
+) {
+    let now = chrono::Utc::now();
+    let record = super::catalog::RestoreTestRecord {
+        at: now,
+        ok: out.is_ok(),
+        duration_seconds: seconds,
+        detail: out
+            .as_ref()
+            .err()
+            .map(|e| ctx.scrubber.scrub(&e.to_string()))
+            .unwrap_or_default(),
+    };
+    if let Err(e) = super::catalog::record_restore_test(&ctx.config.backup.dir, &meta.id, record) {
+        tracing::warn!(id = %meta.id, error = %e, "cannot record the restore test in the catalog");
+    }
+    let m = &ctx.metrics.restore_test;
+    let db = meta.database.as_str();
+    let result = if out.is_ok() { "success" } else { "failure" };
+    m.tests.with_label_values(&[db, result]).inc();
+    match out {
+        Ok(s) => {
+            m.last_success
+                .with_label_values(&[db])
+                .set(now.timestamp_millis() as f64 / 1000.0);
+            m.duration.with_label_values(&[db]).set(seconds);
+            tracing::info!(id = %meta.id, database = db, tables = s.tables, rows = s.rows, duration_seconds = seconds, "restore test passed");
+        }
+        Err(e) => {
+            tracing::warn!(id = %meta.id, database = db, error = %ctx.scrubber.scrub(&e.to_string()), "restore test failed")
+        }
+    }
+}
+
+/// Restores into a scratch database of this run's, compares each table's rows with those
+/// counted when the backup was taken, and drops it again (only it: by its oid and marker). A
+/// crash leaves it marked, and the next start drops it.
 async fn restore_test_run(ctx: &Ctx, meta: &BackupMeta) -> Result<RestoreSummary, BackupError> {
     let run = Run::start(ctx, "").await?;
     let (scratch, differs) =
         super::restore_props::create_scratch(ctx, &run, "verify", meta, false).await?;
-    let out = fill(ctx, meta, &scratch, false).await.map(|mut s| {
-        s.warnings.extend(differs);
-        s
-    });
+    let out = match fill(ctx, meta, &scratch, false).await {
+        Ok(mut s) => {
+            s.warnings.extend(differs);
+            super::row_compare::compare(ctx, meta, &scratch.name)
+                .await
+                .map(|()| s)
+        }
+        Err(e) => Err(e),
+    };
     if let Err(e) = run.drop_own(ctx, &scratch).await {
         tracing::warn!(database = %scratch.name, error = %e, "cannot drop the restore test's scratch database; the next start drops it");
     }

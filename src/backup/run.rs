@@ -59,6 +59,7 @@ impl BackupRun {
             source: None,
             restore_test: None,
             globals: None,
+            table_rows: None,
             checksum: String::new(),
         };
         tracing::info!(id = %self.id, database = %self.database, kind = %self.kind, "backup started");
@@ -198,6 +199,7 @@ impl BackupRun {
             tmp_path: dir.join(format!("{name}.tmp")),
             final_path: dir.join(&name),
             progress: ctx.progress.clone(),
+            count_rows: Some(b.format),
         };
         let out = pipeline::dump(job, ctx.cancel.clone())
             .await
@@ -227,6 +229,7 @@ impl BackupRun {
         meta.dump_bytes = out.dump_bytes;
         meta.stored_bytes = out.stored_bytes;
         meta.sha256 = Some(out.sha256);
+        meta.table_rows = out.table_rows;
         meta.globals = Some(globals);
         drop(client);
         Ok(())

@@ -83,6 +83,27 @@ impl Schedule {
         })
     }
 
+    /// The schedule of restore drills (`backup.restore_test.schedule`): the same cron rules,
+    /// read in `backup.schedule.timezone`; `None` when it is off (""). Its kind is
+    /// meaningless and reported as weekly.
+    pub fn drills(expr: &str, cfg: &ScheduleConfig) -> Result<Option<Schedule>, ScheduleError> {
+        if expr.trim().is_empty() {
+            return Ok(None);
+        }
+        let tz = Tz::from_str(cfg.timezone.trim())
+            .map_err(|_| ScheduleError::InvalidTimezone(cfg.timezone.clone()))?;
+        Schedule::new(BackupKind::Weekly, expr, tz)
+            .map(Some)
+            .map_err(|e| match e {
+                ScheduleError::InvalidCron { expr, reason, .. } => ScheduleError::InvalidCron {
+                    key: "backup.restore_test.schedule",
+                    expr,
+                    reason,
+                },
+                e => e,
+            })
+    }
+
     pub fn kind(&self) -> BackupKind {
         self.kind
     }

@@ -24,8 +24,23 @@ pub struct SchedulerParts {
     pub metrics: Arc<Metrics>,
 }
 
-/// One run of the task, until cancelled.
+/// One run of the task, until cancelled: the backup schedules and, beside them, the restore
+/// drills.
 pub async fn run(parts: SchedulerParts, cfg: Arc<Config>, cancel: CancellationToken) -> TaskResult {
+    // Drills stop with the backups, whichever way those end.
+    let drill_cancel = cancel.child_token();
+    let drills = super::drills::run(parts.clone(), cfg.clone(), drill_cancel.clone());
+    let backups = async {
+        let r = backups(parts, cfg, cancel).await;
+        drill_cancel.cancel();
+        r
+    };
+    let (result, ()) = tokio::join!(backups, drills);
+    result
+}
+
+/// The backup schedules, until cancelled.
+async fn backups(parts: SchedulerParts, cfg: Arc<Config>, cancel: CancellationToken) -> TaskResult {
     let schedules =
         Schedules::from_config(&cfg.backup.schedule).map_err(TaskError::from_display)?;
     if let Some(dbs) = selection::configured(&cfg) {
@@ -69,7 +84,7 @@ pub async fn run(parts: SchedulerParts, cfg: Arc<Config>, cancel: CancellationTo
 /// it cannot be, the run covers the databases of its last answer (else those in the catalog),
 /// so that each of their backups fails and is recorded and alerted as any failed backup is,
 /// rather than the run vanishing without a trace. Nothing is deleted on the way.
-async fn covered(parts: &SchedulerParts, cfg: &Config) -> Vec<String> {
+pub(super) async fn covered(parts: &SchedulerParts, cfg: &Config) -> Vec<String> {
     let dbs = match selection::resolve(cfg).await {
         Ok(dbs) => {
             if selection::every_database(cfg) {

@@ -65,6 +65,20 @@ fn summarize(all: &[BackupMeta]) -> Summary {
     }
 }
 
+/// The newest restore test of any backup of `db` (only passing ones with `passed`).
+fn newest_restore_test(
+    all: &[BackupMeta],
+    db: &str,
+    passed: bool,
+) -> Option<catalog::RestoreTestRecord> {
+    all.iter()
+        .filter(|m| m.database == db)
+        .filter_map(|m| m.restore_test.as_ref())
+        .filter(|t| t.ok || !passed)
+        .max_by_key(|t| t.at)
+        .cloned()
+}
+
 /// The reply to `backup status`.
 pub(super) fn build(
     cfg: &Config,
@@ -97,6 +111,13 @@ pub(super) fn build(
                 .collect(),
             last_failure: failure.clone(),
             damaged: s.damaged.get(db).copied().unwrap_or(0),
+            last_restore_test: newest_restore_test(&all, db, false),
+            recovery_point_age_seconds: all.iter().find(|m| m.is_good() && &m.database == db).map(
+                |m| {
+                    (now - m.finished_at.unwrap_or(m.started_at)).num_milliseconds() as f64 / 1000.0
+                },
+            ),
+            recovery_time_seconds: newest_restore_test(&all, db, true).map(|t| t.duration_seconds),
             good_backups: *good,
             stored_bytes: *bytes,
         })
@@ -118,6 +139,33 @@ pub(super) fn build(
         running,
         problems: problems.iter().map(|p| p.to_string()).collect(),
     }
+}
+
+/// The recovery point (newest intact backup) of each database, and its newest passing
+/// restore test's time and duration, from the catalog.
+fn restore_test_metrics(all: &[BackupMeta], metrics: &Metrics) {
+    let mut newest_good = std::collections::BTreeMap::new();
+    let mut newest_test = std::collections::BTreeMap::new();
+    for m in all.iter().filter(|m| m.is_good()) {
+        let at = m.finished_at.unwrap_or(m.started_at).timestamp_millis() as f64 / 1000.0;
+        let e = newest_good.entry(m.database.clone()).or_insert(at);
+        *e = e.max(at);
+        if let Some(t) = m.restore_test.as_ref().filter(|t| t.ok) {
+            let at = t.at.timestamp_millis() as f64 / 1000.0;
+            let e = newest_test
+                .entry(m.database.clone())
+                .or_insert((at, t.duration_seconds));
+            if at > e.0 {
+                *e = (at, t.duration_seconds);
+            }
+        }
+    }
+    let r = &metrics.restore_test;
+    for (db, (at, seconds)) in &newest_test {
+        r.last_success.with_label_values(&[db.as_str()]).set(*at);
+        r.duration.with_label_values(&[db.as_str()]).set(*seconds);
+    }
+    r.set_recovery_points(newest_good);
 }
 
 /// Sets the catalog gauges and the newest good backup's gauges from the catalog on disk.
@@ -153,6 +201,7 @@ pub(super) fn refresh_metrics(cfg: &Config, metrics: &Metrics) {
             .with_label_values(&labels)
             .set(m.stored_bytes as i64);
     }
+    restore_test_metrics(&all, metrics);
     if let Some(free) = free_bytes(&cfg.backup.dir) {
         b.dir_free.set(free as i64);
     }

@@ -137,6 +137,8 @@ alert_rules! {
     backup_failed: "BackupFailed", [severity];
     backup_damaged: "BackupDamaged", [severity];
     backup_stale: "BackupStale", [severity, grace, max_age];
+    backup_restore_test_failed: "BackupRestoreTestFailed", [severity];
+    backup_restore_test_stale: "BackupRestoreTestStale", [severity, grace, max_age];
     backup_storage_low: "BackupStorageLow", [severity, threshold];
     task_restarting: "TaskRestarting", [severity, threshold, window];
     cache_eviction_policy: "CacheEvictionPolicy", [severity];
@@ -190,6 +192,8 @@ impl Default for AlertsConfig {
         hit_ratio.min_lookups_per_second = Some(10.0);
         let mut stale = Rule::base(0, Critical);
         stale.grace = Some(Duration::from_secs(2 * 3600));
+        let mut drill_stale = Rule::base(0, Warning);
+        drill_stale.grace = Some(Duration::from_secs(24 * 3600));
         let mut restarting = Rule::base(0, Warning).threshold(3.0);
         restarting.window = Some(Duration::from_secs(15 * 60));
         Self {
@@ -202,6 +206,8 @@ impl Default for AlertsConfig {
             backup_failed: Rule::base(0, Critical),
             backup_damaged: Rule::base(0, Critical),
             backup_stale: stale,
+            backup_restore_test_failed: Rule::base(0, Critical),
+            backup_restore_test_stale: drill_stale,
             backup_storage_low: Rule::base(0, Warning).threshold(2.0),
             task_restarting: restarting,
             cache_eviction_policy: Rule::base(300, Warning),

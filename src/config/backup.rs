@@ -74,6 +74,19 @@ pub struct BackupConfig {
     pub lock_timeout: Duration,
     pub schedule: ScheduleConfig,
     pub encryption: EncryptionConfig,
+    pub restore_test: RestoreTestConfig,
+}
+
+/// `[backup.restore_test]`: restore drills. At each scheduled time the newest good backup of
+/// each database is restored into a marked scratch database, its rows compared with those
+/// counted at backup time, and the scratch database dropped; the result goes to the catalog,
+/// the metrics and the alerts.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestoreTestConfig {
+    /// Cron expression (5 fields) in `backup.schedule.timezone`; "" (the default) turns
+    /// drills off.
+    pub schedule: String,
 }
 
 impl Default for BackupConfig {
@@ -93,6 +106,7 @@ impl Default for BackupConfig {
             lock_timeout: Duration::from_secs(60),
             schedule: ScheduleConfig::default(),
             encryption: EncryptionConfig::default(),
+            restore_test: RestoreTestConfig::default(),
         }
     }
 }
@@ -198,7 +212,7 @@ pub(super) fn validate(b: &BackupConfig, out: &mut Vec<super::Problem>) {
     } else if let Err(reason) = check_dir(&b.dir) {
         out.push(Problem::new("backup.dir", reason));
     }
-    validate_schedule(&b.schedule, out);
+    validate_schedule(&b.schedule, &b.restore_test, out);
     validate_encryption(&b.encryption, out);
 }
 
@@ -251,12 +265,13 @@ fn kernel_tree(dir: &Path) -> Option<&'static str> {
         .find(|t| real.starts_with(t))
 }
 
-fn validate_schedule(s: &ScheduleConfig, out: &mut Vec<super::Problem>) {
+fn validate_schedule(s: &ScheduleConfig, drill: &RestoreTestConfig, out: &mut Vec<super::Problem>) {
     use super::Problem;
     use std::str::FromStr;
     for (key, expr) in [
         ("backup.schedule.daily", &s.daily),
         ("backup.schedule.weekly", &s.weekly),
+        ("backup.restore_test.schedule", &drill.schedule),
     ] {
         if expr.trim().is_empty() {
             continue;

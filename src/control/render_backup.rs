@@ -91,6 +91,40 @@ fn list(v: &[BackupMeta]) -> String {
     table(&rows)
 }
 
+/// Per database: what would be lost (the recovery point) and how long coming back took the
+/// last time it was tried (the newest passing restore test), and the newest test's result.
+fn recovery(s: &StatusReply) -> String {
+    let mut out = String::new();
+    for d in &s.databases {
+        let Some(rpo) = d.recovery_point_age_seconds else {
+            continue;
+        };
+        let rto = d.recovery_time_seconds.map_or_else(
+            || "never measured (no passing restore test)".to_string(),
+            |t| format!("{} to restore (measured)", duration(t)),
+        );
+        out += &format!(
+            "{}: would lose at most {} of data; {}\n",
+            d.database,
+            duration(rpo),
+            rto
+        );
+        if let Some(t) = &d.last_restore_test {
+            out += &format!(
+                "  last restore test {}: {}{}\n",
+                t.at.format("%Y-%m-%d %H:%M:%SZ"),
+                if t.ok { "passed" } else { "FAILED" },
+                if t.ok {
+                    String::new()
+                } else {
+                    format!(" — {}", t.detail)
+                }
+            );
+        }
+    }
+    out
+}
+
 fn status(s: &StatusReply) -> String {
     let mut out = format!(
         "backup dir {}: {} good backups, {} stored, {} free\n\n",
@@ -133,6 +167,7 @@ fn status(s: &StatusReply) -> String {
                 d.database, d.damaged
             );
         }
+        out += &recovery(s);
     } else {
         out += "no backups yet\n";
     }

@@ -8,6 +8,7 @@ mod cache;
 mod conn_limit;
 pub mod http;
 mod http_stats;
+pub mod restore_test;
 pub mod security;
 pub mod tls;
 
@@ -46,6 +47,8 @@ pub struct Metrics {
     pub reload_success_time: Gauge,
     pub reloads: IntCounterVec,
     pub backup: BackupMetrics,
+    /// Restore drills, recovery time and recovery point.
+    pub restore_test: restore_test::RestoreTestMetrics,
     pub alerts: AlertMetrics,
     /// The HTTP endpoint itself: open, refused and unauthenticated connections.
     pub http: HttpMetrics,
@@ -170,6 +173,7 @@ impl Metrics {
             pg: PgMetrics::new(&r)?,
             redis: RedisMetrics::new(&r)?,
             backup: BackupMetrics::new(&r)?,
+            restore_test: restore_test::RestoreTestMetrics::new(&r)?,
             alerts: AlertMetrics::new(&r)?,
             http: HttpMetrics::new(&r)?,
             cache: CacheMetrics::new(&r)?,
@@ -255,6 +259,7 @@ impl Metrics {
     /// The text exposition of everything registered.
     pub fn render(&self) -> Vec<u8> {
         use prometheus::Encoder;
+        self.restore_test.refresh_ages(crate::unix_now());
         let mut buf = Vec::with_capacity(16 * 1024);
         let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf

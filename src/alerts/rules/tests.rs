@@ -60,7 +60,7 @@ fn meta(db: &str, kind: BackupKind, status: BackupStatus, finished: f64, size: u
 #[test]
 fn every_instance_is_listed_and_a_healthy_world_fires_nothing() {
     let obs = evaluate(&AlertsConfig::default(), &facts());
-    assert_eq!(obs.len(), 16);
+    assert_eq!(obs.len(), 18);
     assert!(obs.iter().all(|o| !o.active), "{obs:?}");
 }
 
@@ -175,6 +175,7 @@ fn catalog(metas: Vec<BackupMeta>) -> BackupFacts {
         dir_problem: None,
         databases: vec!["app".into()],
         periods: vec![],
+        drill_period: None,
     }
 }
 
@@ -267,6 +268,7 @@ fn backup_stale_follows_the_schedules_or_max_age() {
         dir_problem: None,
         databases: vec!["app".into(), "other".into()],
         periods: vec![(BackupKind::Daily, day), (BackupKind::Weekly, 7.0 * day)],
+        drill_period: None,
     });
     let mut cfg = AlertsConfig::default();
     // Daily 25 h old is within a day + 2 h; "other" has nothing for 3 days: stale.
@@ -309,6 +311,7 @@ fn storage_low_compares_free_space_with_the_last_backup() {
         dir_problem: None,
         databases: vec!["app".into()],
         periods: vec![],
+        drill_period: None,
     };
     f.backups = Some(with_free(1999));
     let o = find(
@@ -374,4 +377,64 @@ fn eviction_policy_against_the_expected_one() {
     assert!(bad.active, "{bad:?}");
     assert!(bad.description.contains("maxmemory-policy is noeviction"));
     assert!(!judge("allkeys-lru", Some("allkeys-lru")).active);
+}
+
+#[test]
+fn restore_test_alerts_follow_the_newest_test_and_the_drill_period() {
+    use crate::backup::catalog::RestoreTestRecord;
+    let day = 86_400.0;
+    let mut f = facts();
+    f.backups = Some(catalog(vec![]));
+    let now = f.now;
+    let tested = |finished: f64, at: f64, ok: bool| {
+        let mut m = meta("app", BackupKind::Daily, BackupStatus::Good, finished, 10);
+        m.restore_test = Some(RestoreTestRecord {
+            at: self::at(at),
+            ok,
+            duration_seconds: 3.0,
+            detail: if ok {
+                String::new()
+            } else {
+                "rows differ".into()
+            },
+        });
+        m
+    };
+    let cfg = AlertsConfig::default();
+    let b = f.backups.as_mut().unwrap();
+    b.databases = vec!["app".into()];
+    // Drills off and no max_age: nothing to be late for, and no test has failed.
+    b.metas = vec![meta(
+        "app",
+        BackupKind::Daily,
+        BackupStatus::Good,
+        now - 60.0,
+        10,
+    )];
+    assert!(!find(&evaluate(&cfg, &f), "BackupRestoreTestFailed", "backup").active);
+    let o = find(&evaluate(&cfg, &f), "BackupRestoreTestStale", "backup").clone();
+    assert!(!o.active && o.note.is_some(), "{o:?}");
+    // The newest test failed: firing, naming the database and why.
+    let b = f.backups.as_mut().unwrap();
+    b.metas = vec![
+        tested(now - 60.0, now - 30.0, false),
+        tested(now - day, now - day + 60.0, true),
+    ];
+    let o = find(&evaluate(&cfg, &f), "BackupRestoreTestFailed", "backup").clone();
+    assert!(o.active && o.description.contains("rows differ"), "{o:?}");
+    // A later passing test resolves it.
+    let b = f.backups.as_mut().unwrap();
+    b.metas = vec![
+        tested(now - 60.0, now - 10.0, true),
+        tested(now - day, now - 30.0, false),
+    ];
+    assert!(!find(&evaluate(&cfg, &f), "BackupRestoreTestFailed", "backup").active);
+    // Weekly drills, grace one day: a passing test 9 days old is late, 7 days is not.
+    let b = f.backups.as_mut().unwrap();
+    b.drill_period = Some(7.0 * day);
+    b.metas = vec![tested(now - 9.0 * day, now - 9.0 * day, true)];
+    assert!(find(&evaluate(&cfg, &f), "BackupRestoreTestStale", "backup").active);
+    let b = f.backups.as_mut().unwrap();
+    b.metas = vec![tested(now - 7.0 * day, now - 7.0 * day, true)];
+    assert!(!find(&evaluate(&cfg, &f), "BackupRestoreTestStale", "backup").active);
 }

@@ -88,6 +88,20 @@ pub fn record_verify(
     Ok(meta)
 }
 
+/// Records the outcome of a restore test of backup `id` (its status is left as it is: a restore
+/// test fails for reasons that are not the backup's, such as a lost connection).
+pub fn record_restore_test(
+    root: &Path,
+    id: &str,
+    record: super::RestoreTestRecord,
+) -> Result<BackupMeta, CatalogError> {
+    let mut meta = find(root, id)?;
+    meta.restore_test = Some(record);
+    meta.seal();
+    write_json(&meta_path(root, &meta), &meta)?;
+    Ok(meta)
+}
+
 /// Removes an entry whose metadata cannot be trusted: its `<id>.json` and any data file of the
 /// names steward gives that ID, in the directory holding it; nothing else.
 pub fn delete_untrusted(root: &Path, id: &str) -> Result<BackupMeta, CatalogError> {

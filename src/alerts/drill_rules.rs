@@ -1,0 +1,120 @@
+//! The restore-drill rules: BackupRestoreTestFailed (the newest restore test of a database
+//! failed) and BackupRestoreTestStale (with drills scheduled, no restore test of a database
+//! has passed within the drill period plus grace). Both read the results the catalog records.
+
+use super::rules::{Facts, Key, Observation, Unit};
+use crate::backup::catalog::RestoreTestRecord;
+use crate::config::Rule;
+use std::collections::BTreeMap;
+
+fn blank(alert: &'static str, rule: &Rule, summary: &str) -> Observation {
+    Observation {
+        key: Key {
+            alert,
+            service: "backup",
+            severity: rule.severity,
+        },
+        active: false,
+        value: None,
+        threshold: None,
+        unit: Unit::Count,
+        summary: summary.into(),
+        description: String::new(),
+        note: None,
+    }
+}
+
+fn at(r: &RestoreTestRecord) -> f64 {
+    r.at.timestamp_millis() as f64 / 1000.0
+}
+
+/// BackupRestoreTestFailed: for some database, the newest restore test (of any of its
+/// backups) failed; a later one that passes resolves it.
+pub fn failed(rule: &Rule, f: &Facts) -> Observation {
+    let mut o = blank(
+        "BackupRestoreTestFailed",
+        rule,
+        "a restore test of a backup failed",
+    );
+    let Some(b) = &f.backups else {
+        o.note = Some("the backup catalog has not been read yet".into());
+        return o;
+    };
+    let mut newest: BTreeMap<&str, (&str, &RestoreTestRecord)> = BTreeMap::new();
+    for m in &b.metas {
+        if let Some(r) = &m.restore_test {
+            let e = newest.entry(m.database.as_str()).or_insert((&m.id, r));
+            if at(r) > at(e.1) {
+                *e = (&m.id, r);
+            }
+        }
+    }
+    let failures: Vec<String> = newest
+        .iter()
+        .filter(|(_, (_, r))| !r.ok)
+        .map(|(db, (id, r))| format!("{db}: restore test of {id} failed: {}", r.detail))
+        .collect();
+    o.value = Some(failures.len() as f64);
+    o.threshold = Some(0.0);
+    o.active = !failures.is_empty();
+    o.description = if failures.is_empty() {
+        "the newest restore test of every database passed".into()
+    } else {
+        failures.join("; ")
+    };
+    o
+}
+
+/// BackupRestoreTestStale: with drills scheduled (or `max_age` set), a database's newest
+/// passing restore test is older than the drill period plus `grace` (or `max_age`); with
+/// none at all, the age counts from steward's start.
+pub fn stale(rule: &Rule, f: &Facts) -> Observation {
+    let mut o = blank(
+        "BackupRestoreTestStale",
+        rule,
+        "no recent passing restore test",
+    );
+    let Some(b) = &f.backups else {
+        o.note = Some("the backup catalog has not been read yet".into());
+        return o;
+    };
+    let grace = rule.grace.map_or(0.0, |g| g.as_secs_f64());
+    let limit = match (rule.max_age, b.drill_period) {
+        (Some(max), _) => max.as_secs_f64(),
+        (None, Some(period)) => period + grace,
+        (None, None) => {
+            o.note = Some(
+                "no backup.restore_test.schedule and no max_age: nothing to be late for".into(),
+            );
+            return o;
+        }
+    };
+    let mut late = Vec::new();
+    let mut worst: f64 = 0.0;
+    for db in &b.databases {
+        let newest = b
+            .metas
+            .iter()
+            .filter(|m| &m.database == db)
+            .filter_map(|m| m.restore_test.as_ref().filter(|r| r.ok).map(at))
+            .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))));
+        let age = f.now - newest.unwrap_or(f.started_at);
+        worst = worst.max(age);
+        if age > limit {
+            late.push(match newest {
+                Some(_) => format!("{db}: newest passing restore test is {age:.0} s old (limit {limit:.0} s)"),
+                None => format!("{db}: no passing restore test in the {age:.0} s since steward started (limit {limit:.0} s)"),
+            });
+        }
+    }
+    o.unit = Unit::Seconds;
+    o.value = Some(worst);
+    o.threshold = Some(limit);
+    o.active = !late.is_empty();
+    o.description = if late.is_empty() {
+        "every database had a recent passing restore test".into()
+    } else {
+        late.join("; ")
+    };
+    o
+}
