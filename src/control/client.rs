@@ -125,9 +125,9 @@ fn backup_progress(socket: &Path, started: std::time::Instant) -> Option<String>
     let secs = started.elapsed().as_secs_f64();
     Some(format!(
         "{} read, {}/s, {} elapsed",
-        super::render::bytes(bytes as f64),
-        super::render::bytes(bytes as f64 / secs.max(0.001)),
-        super::render::duration(secs)
+        super::render_fmt::bytes(bytes as f64),
+        super::render_fmt::bytes(bytes as f64 / secs.max(0.001)),
+        super::render_fmt::duration(secs)
     ))
 }
 

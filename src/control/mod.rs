@@ -15,6 +15,7 @@ mod render_alerts;
 mod render_backup;
 mod render_cache;
 mod render_cache_stats;
+mod render_fmt;
 mod render_maintenance;
 pub mod server;
 pub mod slots;

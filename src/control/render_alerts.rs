@@ -1,7 +1,7 @@
 //! Human-readable `steward alerts`: one row per alert instance, firing ones first, with the
 //! notes that explain a rule that cannot fire.
 
-use super::render::{ago, duration, table};
+use super::render_fmt::{ago, duration, table};
 use crate::alerts::rules::Unit;
 use crate::alerts::{AlertState, AlertStatus, AlertsReply};
 
@@ -96,7 +96,7 @@ fn figure(v: Option<f64>, unit: Unit) -> String {
     match unit {
         Unit::Seconds => duration(v),
         Unit::Ratio => format!("{:.1}%", v * 100.0),
-        Unit::Bytes => super::render::bytes(v),
+        Unit::Bytes => super::render_fmt::bytes(v),
         Unit::Count => format!("{v:.0}"),
     }
 }

@@ -1,7 +1,7 @@
 //! Human-readable output of backup replies.
 
 use super::protocol::{Reply, Request};
-use super::render::{ago, bytes, duration, table};
+use super::render_fmt::{ago, bytes, duration, table};
 use crate::backup::api::{
     JobInfo, PruneReply, Pruned, RestoreReply, Started, StatusReply, VerifyReply,
 };

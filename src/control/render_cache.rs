@@ -1,8 +1,8 @@
 //! Human-readable output of the `cache` commands.
 
 use super::protocol::Reply;
-use super::render::duration as long_duration;
-use super::render::{bytes, table};
+use super::render_fmt::duration as long_duration;
+use super::render_fmt::{bytes, table};
 use crate::cache::clear::ClearReport;
 use crate::cache::warmup::WarmupReply;
 

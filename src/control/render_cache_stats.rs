@@ -2,7 +2,7 @@
 //! warning), then one row per namespace from the last complete statistics pass.
 
 use super::protocol::Reply;
-use super::render::{bytes, duration, table};
+use super::render_fmt::{bytes, duration, table};
 use crate::cache::report::CacheStatsReply;
 
 /// Renders a `cache_stats` reply; `None` when the shape is unexpected.

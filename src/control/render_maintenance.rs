@@ -1,7 +1,7 @@
 //! Human-readable output of `maintenance on|off|status`.
 
 use super::protocol::Reply;
-use super::render::{ago, duration, table};
+use super::render_fmt::{ago, duration, table};
 use crate::maintenance::{EndedBy, MaintenanceStatus, Origin};
 
 /// Renders a maintenance reply; `None` when the shape is unexpected.
