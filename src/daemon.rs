@@ -3,10 +3,10 @@
 
 use crate::config::{self, Config, LoadError};
 use crate::control::dispatch::Dispatcher;
-use crate::control::protocol::Service;
 use crate::control::server::{self as control_server, ControlError, ControlServer};
 use crate::metrics::http::{self, HttpError, HttpState};
 use crate::metrics::{Metrics, MetricsError};
+use crate::model::check::Service;
 use crate::monitor::postgres::PgProbe;
 use crate::monitor::redis::RedisProbe;
 use crate::monitor::{self, Board, MonitorHandle};

@@ -14,6 +14,7 @@ pub mod logging;
 pub mod mailbox;
 pub mod maintenance;
 pub mod metrics;
+pub mod model;
 pub mod monitor;
 pub mod reload;
 pub mod secret;

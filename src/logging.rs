@@ -44,6 +44,7 @@ const MODULES: &[&str] = &[
     "mailbox",
     "maintenance",
     "metrics",
+    "model",
     "monitor",
     "reload",
     "secret",

@@ -3,10 +3,11 @@
 //! the files runs off the async threads under a time bound, so no file can wedge a reload.
 
 use crate::config::{self, Config, LoadError};
-use crate::control::protocol::{ReloadReply, TaskAction, TaskState};
+use crate::control::protocol::ReloadReply;
 use crate::logging::LevelHandle;
 use crate::metrics::security::Security;
 use crate::metrics::Metrics;
+use crate::model::task::{TaskAction, TaskState};
 use crate::supervisor::SupervisorHandle;
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 use crate::backup::catalog::BackupMeta;
 use crate::backup::BackupKind;
 use crate::config::{AlertsConfig, Rule, Severity};
-use crate::control::protocol::{CheckResult, Service};
+use crate::model::check::{CheckResult, Service};
 use std::sync::Arc;
 
 /// One alert instance: the labels it is published with. All three come from fixed sets,

@@ -3,7 +3,7 @@
 //! complete statistics pass per namespace, and how the pass in progress is doing.
 
 use super::tally::PassFigures;
-use crate::control::protocol::CheckResult;
+use crate::model::check::CheckResult;
 use serde::{Deserialize, Serialize};
 
 /// Reply to `cache_stats`.
@@ -112,7 +112,7 @@ impl CacheStatsReply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::protocol::{RedisFigures, Service};
+    use crate::model::check::{RedisFigures, Service};
 
     #[test]
     fn policy_mismatch_warns_and_a_down_redis_says_so() {

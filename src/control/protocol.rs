@@ -2,64 +2,16 @@
 //! payloads both sides (daemon and `steward` client, and scripts using `--json`) agree on.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 mod commands;
 mod payloads;
+pub use crate::model::check::*;
+pub use crate::model::task::*;
 pub use commands::Access;
 pub use payloads::*;
 
 /// Longest request line the daemon reads; longer ones get an error reply.
 pub const MAX_LINE: usize = 64 * 1024;
-
-/// A monitored service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Service {
-    Postgres,
-    Redis,
-}
-
-impl Service {
-    /// Both services, in display order.
-    pub const ALL: [Service; 2] = [Service::Postgres, Service::Redis];
-
-    /// The label value and display name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Service::Postgres => "postgres",
-            Service::Redis => "redis",
-        }
-    }
-}
-
-impl fmt::Display for Service {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Service {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "postgres" => Ok(Service::Postgres),
-            "redis" => Ok(Service::Redis),
-            other => Err(format!(
-                "unknown service {other:?}; expected postgres or redis"
-            )),
-        }
-    }
-}
-
-/// What `steward task …` does to a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskAction {
-    Restart,
-    Pause,
-    Resume,
-}
 
 /// A request line, e.g. `{"cmd":"health","service":"redis"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

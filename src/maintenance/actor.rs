@@ -6,8 +6,8 @@ use super::{
     publish, EndedBy, Maintenance, MaintenanceError, MaintenanceStatus, Origin, Publication,
 };
 use crate::config::Config;
-use crate::control::protocol::CheckResult;
 use crate::metrics::Metrics;
+use crate::model::check::CheckResult;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

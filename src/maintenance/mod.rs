@@ -265,7 +265,7 @@ pub fn start(
         state: state_tx,
         config: config.clone(),
         metrics,
-        redis: board.subscribe(crate::control::protocol::Service::Redis),
+        redis: board.subscribe(crate::model::check::Service::Redis),
         tx: tx.clone(),
     });
     tokio::spawn(a.run(rx, cancel));

@@ -5,9 +5,9 @@ pub mod pool_error;
 pub mod postgres;
 pub mod redis;
 
-use crate::control::protocol::{CheckResult, HealthReply, Service, ServiceReport};
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
+use crate::model::check::{CheckResult, HealthReply, Service, ServiceReport};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

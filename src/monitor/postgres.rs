@@ -3,8 +3,8 @@
 use super::pool_error::{no_connection, LastError};
 use super::{step, Deadline, Probe};
 use crate::config::PostgresConfig;
-use crate::control::protocol::{CheckResult, PgFigures, PoolState, Service, WriteRead};
 use crate::metrics::Metrics;
+use crate::model::check::{CheckResult, PgFigures, PoolState, Service, WriteRead};
 use crate::secret::Scrubber;
 use bb8::{Pool, PooledConnection, RunError};
 use bb8_postgres::PostgresConnectionManager;

@@ -4,8 +4,8 @@
 use super::pool_error::{no_connection, LastError};
 use super::{step, Deadline, Probe};
 use crate::config::RedisConfig;
-use crate::control::protocol::{CheckResult, PoolState, RedisFigures, Service, WriteRead};
 use crate::metrics::Metrics;
+use crate::model::check::{CheckResult, PoolState, RedisFigures, Service, WriteRead};
 use crate::secret::Scrubber;
 use bb8::{Pool, PooledConnection, RunError};
 use bb8_redis::RedisConnectionManager;

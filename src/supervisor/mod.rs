@@ -3,8 +3,8 @@
 
 mod runner;
 
-use crate::control::protocol::{TaskAction, TaskInfo, TaskState};
 use crate::metrics::Metrics;
+use crate::model::task::{TaskAction, TaskInfo, TaskState};
 use runner::{Runner, SlotCmd};
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,8 +1,8 @@
 //! One task's runner: starts runs, watches them, restarts with backoff, obeys pause/resume.
 
 use super::{Backoff, TaskFactory, TaskResult};
-use crate::control::protocol::{TaskAction, TaskInfo, TaskState};
 use crate::metrics::Metrics;
+use crate::model::task::{TaskAction, TaskInfo, TaskState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::backup::catalog::BackupStatus;
-use crate::control::protocol::{PgFigures, RedisFigures, WriteRead};
+use crate::model::check::{PgFigures, RedisFigures, WriteRead};
 use chrono::{DateTime, Utc};
 
 const NOW: f64 = 1_800_000_000.0;

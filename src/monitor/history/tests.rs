@@ -1,5 +1,5 @@
 use super::*;
-use crate::control::protocol::{PgFigures, RedisFigures, Service, WriteRead};
+use crate::model::check::{PgFigures, RedisFigures, Service, WriteRead};
 
 fn ok(at: f64, latency: f64) -> Entry {
     Entry {

@@ -1,0 +1,7 @@
+//! What the daemon's parts tell each other and the control protocol carries: the monitored
+//! services and their check results, and the supervised tasks. It sits below the tasks that
+//! produce and read these (monitor, alerts, cache, maintenance, supervisor) and below the
+//! control socket, which re-exports it on the wire.
+
+pub mod check;
+pub mod task;
