@@ -12,6 +12,7 @@ pub mod tally;
 pub mod warmup;
 mod warmup_jobs;
 mod warmup_read;
+mod warmup_report;
 mod warmup_sql;
 pub mod warmup_task;
 mod warmup_write;

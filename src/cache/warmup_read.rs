@@ -18,7 +18,7 @@
 //! [`PIPELINE_BYTES`], whichever comes first.
 
 use super::codec::{self, Compress};
-use super::warmup::{RejectedRow, WarmupError, WarmupReport};
+use super::warmup_report::{RejectedRow, WarmupError, WarmupReport};
 use super::warmup_sql::{self, Refusal};
 use futures_util::StreamExt;
 use std::time::Duration;

@@ -14,8 +14,8 @@
 //! newer one of the same key.
 
 use super::conn;
-use super::warmup::{stopped, WarmupError};
 use super::warmup_read::Batch;
+use super::warmup_report::{stopped, WarmupError};
 use crate::config::Config;
 use futures_util::future::{maybe_done, MaybeDone};
 use futures_util::stream::FuturesOrdered;
