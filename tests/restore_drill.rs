@@ -140,3 +140,75 @@ fn a_scheduled_drill_passes_and_fails_visibly_when_the_rows_differ() {
         "the failed drill left a database behind"
     );
 }
+
+/// Restore tests may run on a server kept for drills (`backup.restore_test.url_file`): the
+/// backup's roles are created there, the rows compared, nothing is left behind, and the drill
+/// server's password shows on no surface.
+#[test]
+fn restore_tests_run_on_a_server_of_their_own() {
+    let pg = Postgres::start();
+    let drills = Postgres::start();
+    let redis = Redis::start();
+    pg.psql_as_postgres(&format!(
+        "CREATE ROLE drill_owner NOLOGIN; GRANT drill_owner TO {PG_USER}"
+    ));
+    pg.psql(
+        "CREATE SCHEMA d AUTHORIZATION drill_owner; SET ROLE drill_owner;
+         CREATE TABLE d.t (v int); INSERT INTO d.t SELECT generate_series(1, 42);",
+        PG_USER,
+        PG_DB,
+    );
+    drills.psql_as_postgres(&format!("ALTER ROLE {PG_USER} CREATEDB CREATEROLE"));
+    let secret_dir = tempfile::tempdir().unwrap();
+    let url_file = secret_dir.path().join("drill.url");
+    std::fs::write(&url_file, drills.url()).unwrap();
+    std::fs::set_permissions(
+        &url_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let st = Steward::builder(&pg, &redis)
+        .log_level("trace")
+        .with(|s| {
+            s.pg_extra = "write_read_test = false\n".into();
+            s.backup = format!(
+                "{}\n[backup.restore_test]\nurl_file = {}\n",
+                backup_section(
+                    &s.state_dir.with_file_name("backups"),
+                    "format = \"custom\""
+                ),
+                common::faults::toml_string(&url_file.to_string_lossy())
+            );
+        })
+        .start();
+    let b = common::faults::create_good(&st);
+    let out = st.ctl(&["backup", "verify", &b.id, "--restore-test"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(newest(&st).restore_test.is_some_and(|t| t.ok));
+    // It ran on the drill server: the backup's role was created there, and nothing is left.
+    assert_eq!(
+        drills
+            .psql_as_postgres("SELECT count(*) FROM pg_roles WHERE rolname = 'drill_owner'")
+            .trim(),
+        "1"
+    );
+    for server in [&pg, &drills] {
+        let left = server
+            .psql_as_postgres("SELECT count(*) FROM pg_database WHERE datname LIKE 'steward\\_%'");
+        assert_eq!(left.trim(), "0");
+    }
+    let check = st.cli(&["check-config", "--config", st.config_path.to_str().unwrap()]);
+    let status = st.ctl(&["backup", "status"]);
+    for (surface, text) in [
+        ("log", st.log()),
+        ("check-config", check.all()),
+        ("verify reply", out.all()),
+        ("backup status", status.all()),
+        ("metrics", st.metrics()),
+    ] {
+        assert!(
+            !text.contains(&drills.password),
+            "the drill server's password shows in {surface}"
+        );
+    }
+}

@@ -104,18 +104,30 @@ fn note_restore_test(
 /// counted when the backup was taken, and drops it again (only it: by its oid and marker). A
 /// crash leaves it marked, and the next start drops it.
 async fn restore_test_run(ctx: &Ctx, meta: &BackupMeta) -> Result<RestoreSummary, BackupError> {
-    let run = Run::start(ctx, "").await?;
+    let url = ctx.config.restore_test_url();
+    let run = Run::start_on(ctx, url, "").await?;
+    // On a server kept for drills the backup's roles may be missing: created as a restore
+    // would (none is missing on the backup's own server).
+    let roles = super::restore_roles::create_missing(ctx, &run, meta, false, false).await?;
     let (scratch, differs) =
-        super::restore_props::create_scratch(ctx, &run, "verify", meta, false).await?;
-    let out = match fill(ctx, meta, &scratch, false).await {
+        match super::restore_props::create_scratch(ctx, &run, "verify", meta, false).await {
+            Ok(s) => s,
+            Err(e) => {
+                roles.release(ctx, &run).await;
+                return Err(e);
+            }
+        };
+    let out = match fill(ctx, meta, &scratch, false, url).await {
         Ok(mut s) => {
+            s.warnings.extend(roles.warnings.iter().cloned());
             s.warnings.extend(differs);
-            super::row_compare::compare(ctx, meta, &scratch.name)
+            super::row_compare::compare(ctx, meta, &scratch.name, url)
                 .await
                 .map(|()| s)
         }
         Err(e) => Err(e),
     };
+    roles.release(ctx, &run).await;
     if let Err(e) = run.drop_own(ctx, &scratch).await {
         tracing::warn!(database = %scratch.name, error = %e, "cannot drop the restore test's scratch database; the next start drops it");
     }
@@ -280,7 +292,14 @@ async fn replace(
     journal.scratch = scratch.name.clone();
     journal.scratch_oid = Some(scratch.oid);
     journal.save(ctx)?;
-    let mut summary = fill(ctx, meta, &scratch, options.no_owner).await?;
+    let mut summary = fill(
+        ctx,
+        meta,
+        &scratch,
+        options.no_owner,
+        &ctx.config.postgres.url,
+    )
+    .await?;
     summary.warnings.extend(differs);
     let analyzed = !options.no_analyze;
     if analyzed {
@@ -363,7 +382,33 @@ pub(super) async fn repair_and_log(cfg: &crate::config::Config) -> bool {
     for p in &problems {
         tracing::error!(problem = %p, "interrupted restore not repaired");
     }
+    sweep_drill_server(cfg).await;
     problems.is_empty()
+}
+
+/// Drops the scratch databases that dead runs left on the server restore tests run on, when
+/// that is not the server of `postgres.url` (swept with the journals above).
+async fn sweep_drill_server(cfg: &crate::config::Config) {
+    let url = cfg.restore_test_url();
+    if url.expose() == cfg.postgres.url.expose() {
+        return;
+    }
+    let swept = match super::scratch::admin_for_url(cfg, url, "").await {
+        Ok(c) => super::scratch::sweep(&c)
+            .await
+            .map_err(|e| cfg.scrubber().scrub(&super::run::pg_error(&e).to_string())),
+        Err(e) => Err(e),
+    };
+    match swept {
+        Ok(dropped) => {
+            for name in dropped {
+                tracing::warn!(database = %name, "dropped a scratch database a restore test left on backup.restore_test.url's server");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot sweep the restore-test server (backup.restore_test.url) for scratch databases left behind")
+        }
+    }
 }
 
 /// Restores the backup into `scratch` (created and marked by this run) and counts what arrived.
@@ -372,13 +417,13 @@ async fn fill(
     meta: &BackupMeta,
     scratch: &Owned,
     no_owner: bool,
+    url: &crate::secret::SecretUrl,
 ) -> Result<RestoreSummary, BackupError> {
     // Progress now counts this restore's reading of the file, not the check before it.
     ctx.progress.store(0, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let name = &scratch.name;
-    let target = PgTarget::new(&ctx.config.postgres.url, Some(name))
-        .map_err(|e| BackupError::Failed(e.to_string()))?;
+    let target = PgTarget::new(url, Some(name)).map_err(|e| BackupError::Failed(e.to_string()))?;
     let tool_name = match meta.format {
         crate::config::DumpFormat::Plain => "psql",
         crate::config::DumpFormat::Custom => "pg_restore",

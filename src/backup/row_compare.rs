@@ -8,12 +8,16 @@ use super::Ctx;
 
 /// Compares the restored database `db` with `meta.table_rows`; a backup without recorded
 /// counts (older, or a stream that could not be followed) passes on the restore alone.
-pub(super) async fn compare(ctx: &Ctx, meta: &BackupMeta, db: &str) -> Result<(), BackupError> {
+pub(super) async fn compare(
+    ctx: &Ctx,
+    meta: &BackupMeta,
+    db: &str,
+    url: &crate::secret::SecretUrl,
+) -> Result<(), BackupError> {
     let Some(want) = &meta.table_rows else {
         return Ok(());
     };
-    let target = PgTarget::new(&ctx.config.postgres.url, Some(db))
-        .map_err(|e| BackupError::Failed(e.to_string()))?;
+    let target = PgTarget::new(url, Some(db)).map_err(|e| BackupError::Failed(e.to_string()))?;
     let c = target
         .connect()
         .await

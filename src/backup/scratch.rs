@@ -105,8 +105,19 @@ impl Run {
     /// Opens the admin session (on a database other than `avoid`), bounds its lock waits, and
     /// takes the run lock.
     pub async fn start(ctx: &Ctx, avoid: &str) -> Result<Run, BackupError> {
+        Run::start_on(ctx, &ctx.config.postgres.url, avoid).await
+    }
+
+    /// [`Run::start`] on the server of `url` (restore tests may run on a server of their own).
+    pub async fn start_on(
+        ctx: &Ctx,
+        url: &crate::secret::SecretUrl,
+        avoid: &str,
+    ) -> Result<Run, BackupError> {
         let id = new_run_id();
-        let admin = admin(ctx, avoid).await?;
+        let admin = admin_for_url(&ctx.config, url, avoid)
+            .await
+            .map_err(|e| BackupError::Failed(format!("cannot connect to PostgreSQL: {e}")))?;
         let ms = ctx.config.backup.lock_timeout.as_millis().max(1);
         admin
             .batch_execute(&format!(
@@ -333,7 +344,16 @@ pub(super) async fn admin(ctx: &Ctx, avoid: &str) -> Result<Client, BackupError>
 
 /// [`admin`] without a job context (the start-up repair); the error is scrubbed.
 pub(super) async fn admin_for(cfg: &crate::config::Config, avoid: &str) -> Result<Client, String> {
-    let t = PgTarget::new(&cfg.postgres.url, None).map_err(|e| e.to_string())?;
+    admin_for_url(cfg, &cfg.postgres.url, avoid).await
+}
+
+/// [`admin_for`] on the server of `url`.
+pub(super) async fn admin_for_url(
+    cfg: &crate::config::Config,
+    url: &crate::secret::SecretUrl,
+    avoid: &str,
+) -> Result<Client, String> {
+    let t = PgTarget::new(url, None).map_err(|e| e.to_string())?;
     let own = t.database.clone();
     let mut last = String::from("no database other than the target to connect to");
     for db in ["postgres", "template1", own.as_str()] {

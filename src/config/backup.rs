@@ -87,6 +87,11 @@ pub struct RestoreTestConfig {
     /// Cron expression (5 fields) in `backup.schedule.timezone`; "" (the default) turns
     /// drills off.
     pub schedule: String,
+    /// The PostgreSQL server restore tests run on, when not the one of `postgres.url` (a
+    /// server kept for drills, so production carries none of their load).
+    pub url: Option<crate::secret::SecretUrl>,
+    /// A file holding that URL, so the secret need not sit in the config file.
+    pub url_file: Option<PathBuf>,
 }
 
 impl Default for BackupConfig {

@@ -206,7 +206,21 @@ impl Config {
     pub fn scrubber(&self) -> Scrubber {
         let mut s = self.postgres.url.secrets();
         s.extend(self.redis.url.secrets());
+        if let Some(u) = &self.backup.restore_test.url {
+            s.extend(u.secrets());
+        }
         Scrubber::new(s)
+    }
+
+    /// The server restore tests (drills and `verify --restore-test`) run on:
+    /// `backup.restore_test.url`, else `postgres.url`.
+    pub fn restore_test_url(&self) -> &SecretUrl {
+        self.backup
+            .restore_test
+            .url
+            .as_ref()
+            .filter(|u| !u.expose().trim().is_empty())
+            .unwrap_or(&self.postgres.url)
     }
 
     /// The effective config as TOML, secrets redacted: what `check-config` prints.

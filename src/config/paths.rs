@@ -38,6 +38,7 @@ pub(super) fn anchor_all(cfg: &mut Config, base: &Path) {
         &mut cfg.postgres.url_file,
         &mut cfg.redis.password_file,
         &mut cfg.backup.encryption.identity_file,
+        &mut cfg.backup.restore_test.url_file,
         &mut cfg.metrics.tls_cert,
         &mut cfg.metrics.tls_key,
         &mut cfg.metrics.basic_auth_users_file,

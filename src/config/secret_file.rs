@@ -15,6 +15,12 @@ pub(super) fn read_secret_files(cfg: &mut Config, problems: &mut Vec<Problem>) {
             Err(p) => problems.push(p),
         }
     }
+    if let Some(path) = cfg.backup.restore_test.url_file.clone() {
+        match read_secret_file("backup.restore_test.url_file", &path) {
+            Ok(s) => cfg.backup.restore_test.url = Some(SecretUrl::new(s.trim())),
+            Err(p) => problems.push(p),
+        }
+    }
     if let Some(path) = cfg.redis.password_file.clone() {
         match read_secret_file("redis.password_file", &path) {
             Ok(s) => {

@@ -130,37 +130,50 @@ pub fn validate(c: &Config) -> Vec<Problem> {
 }
 
 fn check_postgres_url(c: &Config, out: &mut Vec<Problem>) {
-    let url = c.postgres.url.expose();
-    if url.trim().is_empty() {
+    if c.postgres.url.expose().trim().is_empty() {
         out.push(Problem::new(
             "postgres.url",
             "is empty; set it, postgres.url_file or DATABASE_URL",
         ));
         return;
     }
+    check_pg_url("postgres.url", &c.postgres.url, out);
+    if let Some(u) = &c.backup.restore_test.url {
+        check_pg_url("backup.restore_test.url", u, out);
+    }
+}
+
+/// A PostgreSQL URL or key=value string under config key `key`; what is wrong is said without
+/// its password.
+fn check_pg_url(key: &'static str, u: &crate::secret::SecretUrl, out: &mut Vec<Problem>) {
+    let url = u.expose();
+    if url.trim().is_empty() {
+        out.push(Problem::new(
+            key,
+            "is empty; remove it or set a PostgreSQL URL",
+        ));
+        return;
+    }
     if url.contains("://") && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
     {
         out.push(Problem::new(
-            "postgres.url",
-            format!(
-                "{} is not a postgres:// or postgresql:// URL",
-                c.postgres.url.redacted()
-            ),
+            key,
+            format!("{} is not a postgres:// or postgresql:// URL", u.redacted()),
         ));
         return;
     }
     match tokio_postgres::Config::from_str(url) {
         Err(e) => out.push(Problem::new(
-            "postgres.url",
+            key,
             format!(
                 "{} is not a valid PostgreSQL URL or key=value string: {}",
-                c.postgres.url.redacted(),
-                c.postgres.url.shape_problem().unwrap_or(e.to_string())
+                u.redacted(),
+                u.shape_problem().unwrap_or(e.to_string())
             ),
         )),
         Ok(pg) if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require => {
             out.push(Problem::new(
-                "postgres.url",
+                key,
                 "sslmode=require needs TLS, which this version of steward does not speak yet; \
                  use sslmode=disable or prefer (over a private network or an SSH/stunnel tunnel)",
             ))
