@@ -350,9 +350,9 @@ pub(super) async fn roll_back(c: &Client, j: &Journal) -> Result<String, String>
     ))
 }
 
-/// Drops the run's scratch database: by oid while it carries the marker, or carries none
-/// under its planned name (the marker is cleared just before the rename to the target); when
-/// the oid was never recorded, by the marker alone.
+/// Drops the run's scratch database: by oid while it carries the marker, or carries none or
+/// the source's comment under its planned name (the marker is replaced just before the rename
+/// to the target); when the oid was never recorded, by the marker alone.
 async fn drop_scratch(c: &Client, j: &Journal) -> Result<Option<String>, tokio_postgres::Error> {
     let oid = match j.scratch_oid {
         Some(oid) => Some(oid),
@@ -374,10 +374,12 @@ async fn drop_scratch(c: &Client, j: &Journal) -> Result<Option<String>, tokio_p
         }
         return Ok(None);
     };
+    let planned = j.scratch_oid == Some(db.oid) && db.name == j.scratch;
     let ours = db.name != j.target
         && match db.comment.as_deref() {
-            Some(m) => m == j.scratch_marker,
-            None => j.scratch_oid == Some(db.oid) && db.name == j.scratch,
+            // The source's comment replaces the marker just before the rename (`rename_in`).
+            Some(m) => m == j.scratch_marker || (planned && Some(m) == j.comment.as_deref()),
+            None => planned,
         };
     if !ours {
         return Ok(None);
