@@ -51,6 +51,10 @@ pub(super) struct Journal {
     pub comment: Option<String>,
     pub phase: Phase,
     pub started_at: DateTime<Utc>,
+    /// Roles steward's role was made a member of for this restore (`restore_roles`): a run cut
+    /// short has them taken back by its repair.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub borrowed: Vec<String>,
 }
 
 fn journal_dir(state_dir: &Path) -> PathBuf {
@@ -249,9 +253,21 @@ async fn repair_one(c: &Client, j: &Journal) -> Result<Option<String>, String> {
     if !scratch::try_run_lock(c, &j.run).await.map_err(pg)? {
         return Ok(None);
     }
+    release_borrowed(c, j).await;
     let out = settle(c, j).await;
     scratch::unlock_run(c, &j.run).await.map_err(pg)?;
     out.map(Some)
+}
+
+/// Takes back the memberships a dead run borrowed for its restore (only steward's own role's
+/// membership changes); a failure is logged and retried with the journal.
+async fn release_borrowed(c: &Client, j: &Journal) {
+    for r in &j.borrowed {
+        let sql = format!("REVOKE {} FROM CURRENT_USER", ident(r));
+        if let Err(e) = c.batch_execute(&sql).await {
+            tracing::warn!(role = %r, run = %j.run, error = %super::run::pg_error(&e), "cannot take back steward's membership of a role an interrupted restore created");
+        }
+    }
 }
 
 /// Finishes or rolls back `j` on `c`, and says which.

@@ -223,16 +223,19 @@ async fn restore_inner(
     .await?;
     // While a database is replaced, the application sees maintenance mode.
     let _maintenance = match existing {
-        Some(_) => Some(
-            ctx.maintenance
-                .hold_for_restore(format!("restore of {id} into {target}"))
-                .await
-                .map_err(|e| {
-                    BackupError::Refused(format!(
-                        "cannot turn maintenance mode on for the restore ({e}); nothing was restored"
-                    ))
-                })?,
-        ),
+        Some(_) => match ctx
+            .maintenance
+            .hold_for_restore(format!("restore of {id} into {target}"))
+            .await
+        {
+            Ok(hold) => Some(hold),
+            Err(e) => {
+                roles.release(ctx, &run).await;
+                return Err(BackupError::Refused(format!(
+                    "cannot turn maintenance mode on for the restore ({e}); nothing was restored"
+                )));
+            }
+        },
         None => None,
     };
     let mut journal = Journal {
@@ -252,8 +255,12 @@ async fn restore_inner(
             .and_then(|s| s.database.comment.clone()),
         phase: Phase::Restoring,
         started_at: chrono::Utc::now(),
+        borrowed: roles.borrowed().to_vec(),
     };
-    journal.save(ctx)?;
+    if let Err(e) = journal.save(ctx) {
+        roles.release(ctx, &run).await;
+        return Err(e);
+    }
     let out = replace(ctx, &run, &meta, &mut journal, options).await;
     roles.release(ctx, &run).await;
     match &out {

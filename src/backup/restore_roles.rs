@@ -25,6 +25,11 @@ pub(super) struct Created {
 }
 
 impl Created {
+    /// The roles steward's role was made a member of for this restore (for the journal).
+    pub fn borrowed(&self) -> &[String] {
+        &self.borrowed
+    }
+
     /// Takes back the memberships steward's role borrowed; a failure is logged (the role
     /// stays a member, which gives it no more than it could give itself).
     pub async fn release(&self, ctx: &Ctx, run: &Run) {
@@ -93,7 +98,10 @@ pub(super) async fn create_missing(
             out.roles.join(", ")
         ));
     }
-    borrow(ctx, run, &mut out).await?;
+    if let Err(e) = borrow(ctx, run, &mut out).await {
+        out.release(ctx, run).await;
+        return Err(e);
+    }
     Ok(out)
 }
 

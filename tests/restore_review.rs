@@ -1,0 +1,167 @@
+//! Adversarial review of restore fidelity (issue 14): what a kill between steps leaves behind,
+//! and SQL built from recorded names and values on a server whose settings steward did not
+//! choose.
+
+mod common;
+
+use common::faults::{backup_section, create_good};
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use steward::backup::api::RestoreReply;
+
+const JOB: Duration = Duration::from_secs(90);
+
+fn builder(pg: &Postgres, redis: &Redis) -> StewardBuilder {
+    Steward::builder(pg, redis).with(|s| {
+        s.pg_extra = "write_read_test = false\n".into();
+        s.backup = backup_section(&s.state_dir.with_file_name("backups"), "");
+    })
+}
+
+fn spawn_ctl(st: &Steward, args: &[&str]) -> Child {
+    Command::new(STEWARD)
+        .arg("--socket")
+        .arg(st.socket())
+        .arg("--json")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn steward client")
+}
+
+fn kill_and_restart(st: &mut Steward, mut client: Child) {
+    st.signal(libc::SIGKILL);
+    assert!(st.wait_exit(Duration::from_secs(10)).is_some());
+    let _ = client.kill();
+    let _ = client.wait();
+    st.remove_env("STEWARD_TEST_PAUSE_AT");
+    st.start_again();
+}
+
+fn scratch_databases(pg: &Postgres) -> Vec<String> {
+    pg.psql_as_postgres(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'steward\\_restore\\_%' ORDER BY 1",
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// A server with `standard_conforming_strings = off` (still a supported setting) reads a
+/// backslash before a quote as an escape: a recorded setting value ending in `\` must not end
+/// the literal steward writes and run the rest as SQL of steward's role.
+#[test]
+fn a_setting_value_with_a_backslash_never_runs_as_sql() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql_as_postgres(&format!("ALTER ROLE {PG_USER} CREATEDB CREATEROLE"));
+    // Any role may give itself such a default; the database owner its database.
+    pg.psql_as_postgres(&format!(
+        r"ALTER DATABASE {PG_DB} SET application_name = 'a\''; CREATE ROLE pwned; --'"
+    ));
+    let want = pg.psql_as_postgres(&format!(
+        "SELECT setconfig::text FROM pg_db_role_setting WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = '{PG_DB}')"
+    ));
+    pg.psql_as_postgres("ALTER SYSTEM SET standard_conforming_strings = off");
+    pg.psql_as_postgres("SELECT pg_reload_conf()");
+    let st = builder(&pg, &redis).start();
+    let b = create_good(&st);
+    let out = st.ctl(&["backup", "restore", &b.id, "--target-db", "copy"]);
+    let roles = pg.psql_as_postgres("SELECT count(*) FROM pg_roles WHERE rolname = 'pwned'");
+    assert_eq!(roles.trim(), "0", "SQL from a setting value ran: {out:?}");
+    let _: RestoreReply = out.data();
+    let got = pg.psql_as_postgres(
+        "SELECT setconfig::text FROM pg_db_role_setting WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = 'copy')",
+    );
+    assert_eq!(got, want);
+}
+
+/// `rename_in` replaces the scratch database's marker with the source's comment, then renames
+/// it. Killed between the two, the next start rolls the run back: the scratch database (the
+/// journal's, by oid and planned name) must be dropped, not left as a full copy nobody owns.
+#[test]
+fn kill_between_the_comment_and_the_rename_leaves_no_copy_behind() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql_as_postgres(&format!("ALTER ROLE {PG_USER} CREATEDB"));
+    pg.psql_as_postgres(&format!("COMMENT ON DATABASE {PG_DB} IS 'the application'"));
+    pg.psql("CREATE TABLE t AS SELECT 1 AS x", PG_USER, PG_DB);
+    let mut st = builder(&pg, &redis)
+        .env("STEWARD_TEST_PAUSE_AT", "swapping")
+        .start();
+    let b = create_good(&st);
+    let client = spawn_ctl(&st, &["backup", "restore", &b.id, "--target-db", "fresh"]);
+    st.wait_until(JOB, "the restore to reach the swap", |st| {
+        st.log().contains("test pause point")
+    });
+    let scratch = scratch_databases(&pg);
+    assert_eq!(scratch.len(), 1, "{scratch:?}");
+    // What rename_in's first statement does, before the rename the kill prevents.
+    pg.psql_as_postgres(&format!(
+        "COMMENT ON DATABASE \"{}\" IS 'the application'",
+        scratch[0]
+    ));
+    kill_and_restart(&mut st, client);
+    st.wait_until(JOB, "the interrupted restore to be repaired", |st| {
+        st.log().contains("repaired a restore that was cut short")
+    });
+    assert!(
+        poll(Duration::from_secs(20), || scratch_databases(&pg)
+            .is_empty()),
+        "left behind: {:?}\n{}",
+        scratch_databases(&pg),
+        st.log()
+    );
+}
+
+/// A steward role that is no superuser borrows membership of the roles it created for the
+/// length of a restore. Killed mid-restore, the next start must take it back (the journal's
+/// repair), or steward's role keeps the created role's privileges for good.
+#[test]
+fn a_borrowed_membership_is_taken_back_after_a_kill() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql_as_postgres(&format!(
+        "ALTER ROLE {PG_USER} CREATEDB CREATEROLE; CREATE ROLE app_owner NOLOGIN"
+    ));
+    pg.psql(
+        &format!(
+            "CREATE SCHEMA app AUTHORIZATION app_owner;
+             CREATE TABLE app.t AS SELECT g AS id FROM generate_series(1, 5) g;
+             ALTER TABLE app.t OWNER TO app_owner;
+             GRANT USAGE ON SCHEMA app TO {PG_USER}; GRANT SELECT ON app.t TO {PG_USER};"
+        ),
+        "postgres",
+        PG_DB,
+    );
+    let mut st = builder(&pg, &redis)
+        .env("STEWARD_TEST_PAUSE_AT", "restored")
+        .start();
+    let b = create_good(&st);
+    pg.psql("DROP SCHEMA app CASCADE", "postgres", PG_DB);
+    pg.psql_as_postgres("DROP ROLE app_owner");
+    let client = spawn_ctl(&st, &["backup", "restore", &b.id, "--target-db", "fresh"]);
+    st.wait_until(JOB, "the restore to fill its scratch database", |st| {
+        st.log().contains("test pause point")
+    });
+    let member = || {
+        pg.psql_as_postgres(&format!(
+            "SELECT pg_has_role('{PG_USER}', 'app_owner', 'MEMBER')"
+        ))
+        .trim()
+        .to_string()
+    };
+    assert_eq!(member(), "t", "the restore borrowed no membership");
+    kill_and_restart(&mut st, client);
+    st.wait_until(JOB, "the interrupted restore to be repaired", |st| {
+        st.log().contains("repaired a restore that was cut short")
+    });
+    assert!(
+        poll(Duration::from_secs(10), || member() == "f"),
+        "steward's role is still a member of app_owner\n{}",
+        st.log()
+    );
+}
