@@ -165,3 +165,49 @@ fn a_borrowed_membership_is_taken_back_after_a_kill() {
         st.log()
     );
 }
+
+/// "A role that exists is never altered": a role this server has keeps its memberships. The
+/// backup's globals say `alice` (which exists here) was a member of `app_owner` (created by
+/// the restore); making her one gives an existing login the privileges of the restored
+/// owner. The reply says what was left out instead.
+#[test]
+fn an_existing_role_gets_no_membership_from_the_globals() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql_as_postgres(&format!(
+        "ALTER ROLE {PG_USER} CREATEDB CREATEROLE; CREATE ROLE app_owner NOLOGIN;
+         CREATE ROLE alice LOGIN; GRANT app_owner TO alice"
+    ));
+    pg.psql(
+        &format!(
+            "CREATE SCHEMA app AUTHORIZATION app_owner;
+             CREATE TABLE app.t AS SELECT g AS id FROM generate_series(1, 5) g;
+             ALTER TABLE app.t OWNER TO app_owner;
+             GRANT USAGE ON SCHEMA app TO {PG_USER}; GRANT SELECT ON app.t TO {PG_USER};"
+        ),
+        "postgres",
+        PG_DB,
+    );
+    let st = builder(&pg, &redis).start();
+    let b = create_good(&st);
+    pg.psql("DROP SCHEMA app CASCADE", "postgres", PG_DB);
+    pg.psql_as_postgres("DROP ROLE app_owner");
+    let r: RestoreReply = st
+        .ctl(&["backup", "restore", &b.id, "--target-db", "fresh"])
+        .data();
+    assert_eq!(r.roles_created, ["app_owner"], "{r:?}");
+    let member = pg.psql_as_postgres("SELECT pg_has_role('alice', 'app_owner', 'MEMBER')");
+    assert_eq!(member.trim(), "f", "alice, who existed, was altered: {r:?}");
+    assert!(
+        r.summary
+            .warnings
+            .iter()
+            .any(|w| w.contains("alice") && w.contains("app_owner")),
+        "{r:?}"
+    );
+    // steward's role borrowed app_owner for the restore only.
+    let steward = pg.psql_as_postgres(&format!(
+        "SELECT pg_has_role('{PG_USER}', 'app_owner', 'MEMBER')"
+    ));
+    assert_eq!(steward.trim(), "f");
+}

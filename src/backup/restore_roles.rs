@@ -174,10 +174,17 @@ async fn create_one(
     Ok(())
 }
 
-/// Memberships that involve a role created now, where both sides exist.
+/// Memberships of a role created now, in roles that exist. A role that existed before is
+/// never made a member of anything (that would give it the new role's privileges): the reply
+/// says which membership was left out.
 async fn grant_memberships(ctx: &Ctx, run: &Run, script: &RoleScript, out: &mut Created) {
     for (granted, member, sql) in &script.grants {
-        if !out.roles.contains(granted) && !out.roles.contains(member) {
+        if !out.roles.contains(member) {
+            if out.roles.contains(granted) {
+                out.warnings.push(format!(
+                    "role {member:?} existed before the restore and was not made a member of {granted:?}, as it was on the backup's server (a role that exists is never altered): {sql} if it should"
+                ));
+            }
             continue;
         }
         if let Err(e) = run.admin.batch_execute(sql).await {
