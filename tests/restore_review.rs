@@ -211,3 +211,31 @@ fn an_existing_role_gets_no_membership_from_the_globals() {
     ));
     assert_eq!(steward.trim(), "f");
 }
+
+/// Rows per table are counted from a plain dump's COPY blocks only: a table comment and a
+/// function body holding a line that reads like a COPY statement start none (else the
+/// recorded counts are wrong and every restore drill of the database fails).
+#[test]
+fn a_copy_line_in_a_comment_does_not_skew_the_recorded_rows() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql(
+        "CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2);
+         CREATE TABLE u (a int); INSERT INTO u VALUES (3);
+         COMMENT ON TABLE t IS E'load it with\\nCOPY public.t (a) FROM stdin;\\nit''s \\\\';
+         CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$SELECT 'x
+COPY public.u (a) FROM stdin;
+'$$;",
+        PG_USER,
+        PG_DB,
+    );
+    let st = builder(&pg, &redis).start();
+    let b = create_good(&st);
+    let want: std::collections::BTreeMap<String, u64> = [
+        ("\"public\".\"t\"".to_string(), 2),
+        ("\"public\".\"u\"".to_string(), 1),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(b.table_rows, Some(want));
+}
