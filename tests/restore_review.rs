@@ -239,3 +239,98 @@ COPY public.u (a) FROM stdin;
     .collect();
     assert_eq!(b.table_rows, Some(want));
 }
+
+/// The source database's owner is a role the restore creates; steward's role (no superuser)
+/// borrows it, gives the filled copy to it, and then a `--force` restore fails at the fence (a
+/// session it cannot end). The roll-back must still drop that copy, which only the owner's
+/// members may drop: the membership is taken back after the roll-back, not before it.
+#[test]
+fn a_failed_restore_drops_its_copy_before_giving_back_the_borrowed_owner() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql_as_postgres(&format!(
+        "ALTER ROLE {PG_USER} CREATEDB CREATEROLE; CREATE ROLE app_owner NOLOGIN"
+    ));
+    pg.psql_as_postgres("CREATE DATABASE shop OWNER app_owner");
+    pg.psql_as_postgres(&format!("CREATE DATABASE busy OWNER {PG_USER}"));
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| {
+            s.pg_extra = "write_read_test = false\n".into();
+            s.backup = backup_section(
+                &s.state_dir.with_file_name("backups"),
+                "lock_timeout = \"2s\"",
+            );
+        })
+        .start();
+    let out = st.ctl(&["backup", "create", "--database", "shop", "--wait"]);
+    let b = out
+        .data::<Vec<steward::backup::catalog::BackupMeta>>()
+        .remove(0);
+    assert!(b.is_good(), "{out:?}");
+    pg.psql_as_postgres("DROP DATABASE shop");
+    pg.psql_as_postgres("DROP ROLE app_owner");
+    let mut holder = pg.session("postgres", "busy", "SELECT pg_sleep(600);");
+    wait_until(JOB, "the session on busy", || {
+        pg.psql_as_postgres("SELECT count(*) FROM pg_stat_activity WHERE datname = 'busy'")
+            .trim()
+            != "0"
+    });
+    let out = st.ctl(&["backup", "restore", &b.id, "--target-db", "busy", "--force"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(!out.reply().ok, "{out:?}");
+    assert_eq!(
+        scratch_databases(&pg),
+        Vec::<String>::new(),
+        "{out:?}\n{}",
+        st.log()
+    );
+    let member = pg.psql_as_postgres(&format!(
+        "SELECT pg_has_role('{PG_USER}', 'app_owner', 'MEMBER')"
+    ));
+    assert_eq!(member.trim(), "f");
+    let journals = st.settings.state_dir.join("restores");
+    assert!(
+        std::fs::read_dir(&journals).map_or(true, |mut d| d.next().is_none()),
+        "a journal is left: {}",
+        st.log()
+    );
+}
+
+/// As above, killed once the copy belongs to the borrowed owner: the next start's repair
+/// drops the copy, then takes the membership back.
+#[test]
+fn a_killed_restore_of_a_database_owned_by_a_created_role_is_repaired() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    pg.psql_as_postgres(&format!(
+        "ALTER ROLE {PG_USER} CREATEDB CREATEROLE; CREATE ROLE app_owner NOLOGIN"
+    ));
+    pg.psql_as_postgres("CREATE DATABASE shop OWNER app_owner");
+    let mut st = builder(&pg, &redis)
+        .env("STEWARD_TEST_PAUSE_AT", "restored")
+        .start();
+    let out = st.ctl(&["backup", "create", "--database", "shop", "--wait"]);
+    let b = out
+        .data::<Vec<steward::backup::catalog::BackupMeta>>()
+        .remove(0);
+    pg.psql_as_postgres("DROP DATABASE shop");
+    pg.psql_as_postgres("DROP ROLE app_owner");
+    let client = spawn_ctl(&st, &["backup", "restore", &b.id, "--target-db", "fresh"]);
+    st.wait_until(JOB, "the restore to fill its scratch database", |st| {
+        st.log().contains("test pause point")
+    });
+    let owner = pg.psql_as_postgres(
+        "SELECT datdba::regrole FROM pg_database WHERE datname LIKE 'steward\\_restore\\_%'",
+    );
+    assert_eq!(owner.trim(), "app_owner");
+    kill_and_restart(&mut st, client);
+    st.wait_until(JOB, "the interrupted restore to be repaired", |st| {
+        st.log().contains("repaired a restore that was cut short")
+    });
+    assert_eq!(scratch_databases(&pg), Vec::<String>::new(), "{}", st.log());
+    let member = pg.psql_as_postgres(&format!(
+        "SELECT pg_has_role('{PG_USER}', 'app_owner', 'MEMBER')"
+    ));
+    assert_eq!(member.trim(), "f", "{}", st.log());
+}

@@ -253,8 +253,9 @@ async fn repair_one(c: &Client, j: &Journal) -> Result<Option<String>, String> {
     if !scratch::try_run_lock(c, &j.run).await.map_err(pg)? {
         return Ok(None);
     }
-    release_borrowed(c, j).await;
+    // After the settling, which may drop a scratch database owned by a borrowed role.
     let out = settle(c, j).await;
+    release_borrowed(c, j).await;
     scratch::unlock_run(c, &j.run).await.map_err(pg)?;
     out.map(Some)
 }

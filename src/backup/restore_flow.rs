@@ -262,10 +262,14 @@ async fn restore_inner(
         return Err(e);
     }
     let out = replace(ctx, &run, &meta, &mut journal, options).await;
+    // Settled before the borrowed memberships go: the scratch database may already belong
+    // to a role steward's role is a member of only for this restore.
+    if out.is_err() {
+        settle_now(ctx, &run, &journal).await;
+    }
     roles.release(ctx, &run).await;
-    match &out {
-        Ok(_) => journal.finish(ctx),
-        Err(_) => settle_now(ctx, &run, &journal).await,
+    if out.is_ok() {
+        journal.finish(ctx);
     }
     out.map(|mut r| {
         r.roles_created = roles.roles;
