@@ -51,6 +51,10 @@ pub(super) struct Journal {
     pub comment: Option<String>,
     pub phase: Phase,
     pub started_at: DateTime<Utc>,
+    /// Roles steward's role was made a member of for this restore (`restore_roles`): a run cut
+    /// short has them taken back by its repair.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub borrowed: Vec<String>,
 }
 
 fn journal_dir(state_dir: &Path) -> PathBuf {
@@ -249,9 +253,22 @@ async fn repair_one(c: &Client, j: &Journal) -> Result<Option<String>, String> {
     if !scratch::try_run_lock(c, &j.run).await.map_err(pg)? {
         return Ok(None);
     }
+    // After the settling, which may drop a scratch database owned by a borrowed role.
     let out = settle(c, j).await;
+    release_borrowed(c, j).await;
     scratch::unlock_run(c, &j.run).await.map_err(pg)?;
     out.map(Some)
+}
+
+/// Takes back the memberships a dead run borrowed for its restore (only steward's own role's
+/// membership changes); a failure is logged and retried with the journal.
+async fn release_borrowed(c: &Client, j: &Journal) {
+    for r in &j.borrowed {
+        let sql = format!("REVOKE {} FROM CURRENT_USER", ident(r));
+        if let Err(e) = c.batch_execute(&sql).await {
+            tracing::warn!(role = %r, run = %j.run, error = %super::run::pg_error(&e), "cannot take back steward's membership of a role an interrupted restore created");
+        }
+    }
 }
 
 /// Finishes or rolls back `j` on `c`, and says which.
@@ -350,9 +367,9 @@ pub(super) async fn roll_back(c: &Client, j: &Journal) -> Result<String, String>
     ))
 }
 
-/// Drops the run's scratch database: by oid while it carries the marker, or carries none
-/// under its planned name (the marker is cleared just before the rename to the target); when
-/// the oid was never recorded, by the marker alone.
+/// Drops the run's scratch database: by oid while it carries the marker, or carries none or
+/// the source's comment under its planned name (the marker is replaced just before the rename
+/// to the target); when the oid was never recorded, by the marker alone.
 async fn drop_scratch(c: &Client, j: &Journal) -> Result<Option<String>, tokio_postgres::Error> {
     let oid = match j.scratch_oid {
         Some(oid) => Some(oid),
@@ -374,10 +391,12 @@ async fn drop_scratch(c: &Client, j: &Journal) -> Result<Option<String>, tokio_p
         }
         return Ok(None);
     };
+    let planned = j.scratch_oid == Some(db.oid) && db.name == j.scratch;
     let ours = db.name != j.target
         && match db.comment.as_deref() {
-            Some(m) => m == j.scratch_marker,
-            None => j.scratch_oid == Some(db.oid) && db.name == j.scratch,
+            // The source's comment replaces the marker just before the rename (`rename_in`).
+            Some(m) => m == j.scratch_marker || (planned && Some(m) == j.comment.as_deref()),
+            None => planned,
         };
     if !ours {
         return Ok(None);

@@ -235,16 +235,19 @@ async fn restore_inner(
     .await?;
     // While a database is replaced, the application sees maintenance mode.
     let _maintenance = match existing {
-        Some(_) => Some(
-            ctx.maintenance
-                .hold_for_restore(format!("restore of {id} into {target}"))
-                .await
-                .map_err(|e| {
-                    BackupError::Refused(format!(
-                        "cannot turn maintenance mode on for the restore ({e}); nothing was restored"
-                    ))
-                })?,
-        ),
+        Some(_) => match ctx
+            .maintenance
+            .hold_for_restore(format!("restore of {id} into {target}"))
+            .await
+        {
+            Ok(hold) => Some(hold),
+            Err(e) => {
+                roles.release(ctx, &run).await;
+                return Err(BackupError::Refused(format!(
+                    "cannot turn maintenance mode on for the restore ({e}); nothing was restored"
+                )));
+            }
+        },
         None => None,
     };
     let mut journal = Journal {
@@ -264,13 +267,21 @@ async fn restore_inner(
             .and_then(|s| s.database.comment.clone()),
         phase: Phase::Restoring,
         started_at: chrono::Utc::now(),
+        borrowed: roles.borrowed().to_vec(),
     };
-    journal.save(ctx)?;
+    if let Err(e) = journal.save(ctx) {
+        roles.release(ctx, &run).await;
+        return Err(e);
+    }
     let out = replace(ctx, &run, &meta, &mut journal, options).await;
+    // Settled before the borrowed memberships go: the scratch database may already belong
+    // to a role steward's role is a member of only for this restore.
+    if out.is_err() {
+        settle_now(ctx, &run, &journal).await;
+    }
     roles.release(ctx, &run).await;
-    match &out {
-        Ok(_) => journal.finish(ctx),
-        Err(_) => settle_now(ctx, &run, &journal).await,
+    if out.is_ok() {
+        journal.finish(ctx);
     }
     out.map(|mut r| {
         r.roles_created = roles.roles;

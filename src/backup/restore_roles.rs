@@ -25,6 +25,11 @@ pub(super) struct Created {
 }
 
 impl Created {
+    /// The roles steward's role was made a member of for this restore (for the journal).
+    pub fn borrowed(&self) -> &[String] {
+        &self.borrowed
+    }
+
     /// Takes back the memberships steward's role borrowed; a failure is logged (the role
     /// stays a member, which gives it no more than it could give itself).
     pub async fn release(&self, ctx: &Ctx, run: &Run) {
@@ -93,7 +98,10 @@ pub(super) async fn create_missing(
             out.roles.join(", ")
         ));
     }
-    borrow(ctx, run, &mut out).await?;
+    if let Err(e) = borrow(ctx, run, &mut out).await {
+        out.release(ctx, run).await;
+        return Err(e);
+    }
     Ok(out)
 }
 
@@ -166,10 +174,25 @@ async fn create_one(
     Ok(())
 }
 
-/// Memberships that involve a role created now, where both sides exist.
+/// Memberships of a role created now, in roles that exist. Another role that existed before
+/// is never made a member of anything (that would give it the new role's privileges): the
+/// reply says which membership was left out. steward's own role keeps a membership the
+/// backup's server gave it (it is how it dumped and restores those objects).
 async fn grant_memberships(ctx: &Ctx, run: &Run, script: &RoleScript, out: &mut Created) {
+    let me: Option<String> = run
+        .admin
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .ok()
+        .map(|r| r.get(0));
     for (granted, member, sql) in &script.grants {
         if !out.roles.contains(granted) && !out.roles.contains(member) {
+            continue;
+        }
+        if !out.roles.contains(member) && me.as_ref() != Some(member) {
+            out.warnings.push(format!(
+                "role {member:?} existed before the restore and was not made a member of {granted:?}, as it was on the backup's server (a role that exists is never altered): {sql} if it should"
+            ));
             continue;
         }
         if let Err(e) = run.admin.batch_execute(sql).await {

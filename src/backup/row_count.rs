@@ -54,6 +54,135 @@ pub struct PlainCounter {
     copying: Option<(String, u64)>,
     rows: TableRows,
     broken: bool,
+    /// Where the SQL between COPY blocks is: a line that starts inside a string, quoted
+    /// identifier, dollar-quoted body or comment is no COPY statement, whatever it reads.
+    sql: SqlLexer,
+    /// The current line started inside such text.
+    line_quoted: bool,
+}
+
+/// Just enough of PostgreSQL's lexer to know whether a byte of pg_dump's SQL is inside a
+/// string ('…', E'…'), a quoted identifier, a dollar-quoted body or a `--` comment.
+#[derive(Default)]
+struct SqlLexer {
+    state: Lex,
+    /// The two bytes before the current one (for `--`, `E'` and where `$` may open a quote).
+    prev: [u8; 2],
+}
+
+#[derive(Default, PartialEq)]
+enum Lex {
+    #[default]
+    Code,
+    Str,
+    /// An E'…' string; `escaped`: the byte after a backslash.
+    EStr {
+        escaped: bool,
+    },
+    /// Just after the closing quote of an E'…' string: another quote continues it ('').
+    EStrEnd,
+    Ident,
+    Comment,
+    /// `$tag` read so far after a `$` that may open a dollar quote.
+    DollarOpen(Vec<u8>),
+    /// Inside `$tag$…`: the closing `$tag$` and how much of it was just seen.
+    Dollar(Vec<u8>, usize),
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+impl SqlLexer {
+    fn in_code(&self) -> bool {
+        self.state == Lex::Code
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.byte(b);
+            self.prev = [self.prev[1], b];
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        let state = std::mem::take(&mut self.state);
+        self.state = match state {
+            Lex::Code => self.code(b),
+            Lex::Str => {
+                if b == b'\'' {
+                    Lex::Code
+                } else {
+                    Lex::Str
+                }
+            }
+            Lex::EStr { escaped: true } => Lex::EStr { escaped: false },
+            Lex::EStr { escaped: false } => match b {
+                b'\\' => Lex::EStr { escaped: true },
+                b'\'' => Lex::EStrEnd,
+                _ => Lex::EStr { escaped: false },
+            },
+            Lex::EStrEnd if b == b'\'' => Lex::EStr { escaped: false },
+            Lex::EStrEnd => self.code(b),
+            Lex::Ident => {
+                if b == b'"' {
+                    Lex::Code
+                } else {
+                    Lex::Ident
+                }
+            }
+            Lex::Comment => {
+                if b == b'\n' {
+                    Lex::Code
+                } else {
+                    Lex::Comment
+                }
+            }
+            Lex::DollarOpen(mut tag) => {
+                let first = tag.len() == 1;
+                if b == b'$' {
+                    tag.push(b);
+                    Lex::Dollar(tag, 0)
+                } else if (b.is_ascii_alphabetic() || b == b'_' || b >= 0x80)
+                    || (!first && b.is_ascii_digit())
+                {
+                    tag.push(b);
+                    Lex::DollarOpen(tag)
+                } else {
+                    // `$1`, or a `$` that opens nothing: this byte is code.
+                    self.code(b)
+                }
+            }
+            Lex::Dollar(close, seen) => {
+                let seen = if close[seen] == b {
+                    seen + 1
+                } else if b == b'$' {
+                    1
+                } else {
+                    0
+                };
+                if seen == close.len() {
+                    Lex::Code
+                } else {
+                    Lex::Dollar(close, seen)
+                }
+            }
+        };
+    }
+
+    fn code(&self, b: u8) -> Lex {
+        let [p2, p1] = self.prev;
+        match b {
+            b'\'' if (p1 == b'E' || p1 == b'e') && !is_ident_byte(p2) => {
+                Lex::EStr { escaped: false }
+            }
+            b'\'' => Lex::Str,
+            b'"' => Lex::Ident,
+            b'-' if p1 == b'-' => Lex::Comment,
+            b'$' if !is_ident_byte(p1) => Lex::DollarOpen(vec![b'$']),
+            _ => Lex::Code,
+        }
+    }
 }
 
 impl PlainCounter {
@@ -74,6 +203,9 @@ impl PlainCounter {
     }
 
     fn take(&mut self, part: &[u8]) {
+        if self.copying.is_none() {
+            self.sql.feed(part);
+        }
         let room = MAX_COPY_LINE.saturating_sub(self.line.len());
         self.line.extend_from_slice(&part[..part.len().min(room)]);
         self.long |= part.len() > room;
@@ -92,13 +224,18 @@ impl PlainCounter {
                     *n += 1;
                 }
             }
-            None if !long => {
+            None if !long && !self.line_quoted => {
                 if let Some(table) = copy_table(&line) {
                     self.copying = Some((table, 0));
+                    self.sql = SqlLexer::default();
                 }
             }
             None => {}
         }
+        if self.copying.is_none() {
+            self.sql.feed(b"\n");
+        }
+        self.line_quoted = !self.sql.in_code();
     }
 
     fn finish(mut self) -> Option<TableRows> {
@@ -558,6 +695,35 @@ mod tests {
         // A data line that reads like a terminator only counts as one when it is the whole line.
         let dump = b"COPY public.t (a) FROM stdin;\n\\.x\n\\.\n";
         assert_eq!(plain(&[dump]).unwrap()["\"public\".\"t\""], 1);
+    }
+
+    #[test]
+    fn a_copy_line_inside_sql_text_is_no_copy_block() {
+        // pg_dump writes a multi-line comment, string or function body as it is: a line of
+        // it that reads like a COPY statement starts no data block.
+        let dump = b"SET standard_conforming_strings = on;\n\
+COMMENT ON TABLE public.t IS 'load it with\nCOPY public.t (a) FROM stdin;\nand a backslash \\';\n\
+CREATE FUNCTION public.f() RETURNS text LANGUAGE sql AS $_$SELECT 'x\nCOPY public.t (a) FROM stdin;\n'$_$;\n\
+CREATE VIEW public.\"v'\" AS SELECT $1, a$b FROM x; -- it's\n\
+SELECT E'\\'', '''';\n\
+\n\
+COPY public.t (a) FROM stdin;\n1\n2\n\\.\n\n\
+COMMENT ON COLUMN public.t.a IS E'it\\'s\nCOPY public.u (a) FROM stdin;\n';\n\
+COPY public.u (a) FROM stdin;\n3\n\\.\n";
+        let want: TableRows = [
+            ("\"public\".\"t\"".to_string(), 2),
+            ("\"public\".\"u\"".to_string(), 1),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(plain(&[dump]), Some(want.clone()));
+        for cut in 1..dump.len() {
+            assert_eq!(
+                plain(&[&dump[..cut], &dump[cut..]]),
+                Some(want.clone()),
+                "{cut}"
+            );
+        }
     }
 
     #[test]

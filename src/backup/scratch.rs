@@ -361,7 +361,16 @@ pub(super) async fn admin_for_url(
             continue;
         }
         match t.with_database(db).connect().await {
-            Ok(c) => return Ok(c),
+            // Every literal steward writes (and the globals' statements, from a server where
+            // it was on) assumes standard_conforming_strings: with it off, a recorded value's
+            // `\'` would end a literal and run the rest as SQL.
+            Ok(c) => match c
+                .batch_execute("SET standard_conforming_strings = on")
+                .await
+            {
+                Ok(()) => return Ok(c),
+                Err(e) => last = format!("database {db:?}: {}", pg_error(&e)),
+            },
             Err(e) => last = format!("database {db:?}: {}", pg_error(&e)),
         }
     }
