@@ -127,10 +127,11 @@ async fn restore_test_run(ctx: &Ctx, meta: &BackupMeta) -> Result<RestoreSummary
         }
         Err(e) => Err(e),
     };
-    roles.release(ctx, &run).await;
+    // The copy goes first, while steward's role still holds what it borrowed.
     if let Err(e) = run.drop_own(ctx, &scratch).await {
         tracing::warn!(database = %scratch.name, error = %e, "cannot drop the restore test's scratch database; the next start drops it");
     }
+    roles.release(ctx, &run).await;
     out
 }
 
