@@ -179,6 +179,7 @@ fn every_database_is_backed_up_including_ones_created_later_with_any_name() {
     let mut dirs: Vec<String> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with('.')) // the catalog's lock file
         .collect();
     dirs.sort();
     assert_eq!(dirs, ["%C3%BCbung", "Sales%20DB", "postgres", PG_DB]);

@@ -440,6 +440,7 @@ pub fn data_path(root: &Path, meta: &BackupMeta) -> Option<PathBuf> {
 /// in between leaves the marker, and the next start's [`sweep`] finishes the deletion, so a
 /// listed backup never lacks its file. Nothing else is touched.
 pub fn delete(root: &Path, meta: &BackupMeta) -> Result<(), CatalogError> {
+    let _lock = lock::lock(root);
     let m = meta_path(root, meta);
     let doomed = deleting_path(root, meta);
     fs::rename(&m, &doomed).map_err(io("delete", &m))?;
@@ -469,6 +470,7 @@ fn deleting_path(root: &Path, meta: &BackupMeta) -> PathBuf {
 
 pub mod dir_name;
 mod listing;
+pub mod lock;
 mod sweep;
 pub use listing::{
     delete_untrusted, listing, listing_with_problems, record_restore_test, record_verify,

@@ -70,6 +70,7 @@ pub fn record_verify(
     id: &str,
     problems: Option<String>,
 ) -> Result<BackupMeta, CatalogError> {
+    let _lock = super::lock::lock(root);
     let mut meta = find(root, id)?;
     match problems {
         Some(p) => {
@@ -95,6 +96,7 @@ pub fn record_restore_test(
     id: &str,
     record: super::RestoreTestRecord,
 ) -> Result<BackupMeta, CatalogError> {
+    let _lock = super::lock::lock(root);
     let mut meta = find(root, id)?;
     meta.restore_test = Some(record);
     meta.seal();
@@ -106,6 +108,7 @@ pub fn record_restore_test(
 /// names steward gives that ID, in the directory holding it; nothing else.
 pub fn delete_untrusted(root: &Path, id: &str) -> Result<BackupMeta, CatalogError> {
     validate_id(id)?;
+    let _lock = super::lock::lock(root);
     let dir = fs::read_dir(root)
         .ok()
         .into_iter()

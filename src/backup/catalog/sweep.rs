@@ -12,6 +12,7 @@ use std::path::Path;
 /// At start: turns runs that were interrupted into failed entries, finishes deletions a crash
 /// cut short, and removes temporary files; returns the failed entries recorded.
 pub fn sweep(root: &Path) -> Vec<BackupMeta> {
+    let _lock = super::lock::lock(root);
     let mut failed = Vec::new();
     let Ok(dbs) = fs::read_dir(root) else {
         return failed;

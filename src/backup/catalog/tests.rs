@@ -300,3 +300,46 @@ fn metadata_whose_directory_is_not_the_escaping_of_its_database_is_not_trusted()
     assert_eq!(listed[0].database, "Sales DB");
     assert_eq!(listed[0].status, BackupStatus::Damaged);
 }
+
+/// A restore test's result recorded while retention deletes the same backup never brings the
+/// entry back without its file, and two records at once never damage the metadata (the
+/// catalog lock; without it the race lost the deletion or tore the file).
+#[test]
+fn records_and_deletions_of_one_backup_do_not_race() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    ensure_dir(&db_dir(root, "app")).unwrap();
+    let record = |ok: bool| RestoreTestRecord {
+        at: Utc::now(),
+        ok,
+        duration_seconds: 1.0,
+        detail: String::new(),
+    };
+    for round in 0..200 {
+        let id = format!("20261126T0200{:02}Z-manual-{round:04x}", round % 60);
+        let mut m = meta(&id, "app", BackupStatus::Good);
+        m.file = Some(data_file_name(&id, m.format, m.compression, false));
+        fs::write(data_path(root, &m).unwrap(), b"x").unwrap();
+        commit(root, &mut m).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _ = record_restore_test(root, &id, record(true));
+            });
+            s.spawn(|| {
+                let _ = record_restore_test(root, &id, record(false));
+            });
+            s.spawn(|| delete(root, &m).unwrap());
+        });
+        let (all, problems) = load_all(root);
+        assert!(problems.is_empty(), "round {round}: {problems:?}");
+        assert!(
+            all.iter()
+                .all(|b| data_path(root, b).is_some_and(|p| p.is_file())),
+            "round {round}: a listed backup lost its file: {all:?}"
+        );
+        assert!(
+            all.iter().all(|b| b.id != id),
+            "round {round}: the deleted entry came back"
+        );
+    }
+}
