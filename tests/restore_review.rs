@@ -279,6 +279,12 @@ fn a_failed_restore_drops_its_copy_before_giving_back_the_borrowed_owner() {
     let _ = holder.kill();
     let _ = holder.wait();
     assert!(!out.reply().ok, "{out:?}");
+    // The roles it created from the backup stay, and the error says so.
+    let error = out.reply().error.unwrap_or_default();
+    assert!(
+        error.contains("roles created for it from the backup's globals stay: app_owner"),
+        "{error}"
+    );
     assert_eq!(
         scratch_databases(&pg),
         Vec::<String>::new(),

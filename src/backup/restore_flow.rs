@@ -244,9 +244,12 @@ async fn restore_inner(
             Ok(hold) => Some(hold),
             Err(e) => {
                 roles.release(ctx, &run).await;
-                return Err(BackupError::Refused(format!(
-                    "cannot turn maintenance mode on for the restore ({e}); nothing was restored"
-                )));
+                return Err(roles_stay(
+                    BackupError::Refused(format!(
+                        "cannot turn maintenance mode on for the restore ({e}); nothing was restored"
+                    )),
+                    &roles.roles,
+                ));
             }
         },
         None => None,
@@ -272,7 +275,7 @@ async fn restore_inner(
     };
     if let Err(e) = journal.save(ctx) {
         roles.release(ctx, &run).await;
-        return Err(e);
+        return Err(roles_stay(e, &roles.roles));
     }
     let out = replace(ctx, &run, &meta, &mut journal, options).await;
     // Settled before the borrowed memberships go: the scratch database may already belong
@@ -284,11 +287,29 @@ async fn restore_inner(
     if out.is_ok() {
         journal.finish(ctx);
     }
+    let out = out.map_err(|e| roles_stay(e, &roles.roles));
     out.map(|mut r| {
         r.roles_created = roles.roles;
         r.summary.warnings.splice(0..0, roles.warnings);
         r
     })
+}
+
+/// A failed restore's error, saying which roles it created and left (they are the backup's
+/// roles, not steward's: never dropped behind the user's back).
+fn roles_stay(e: BackupError, created: &[String]) -> BackupError {
+    if created.is_empty() {
+        return e;
+    }
+    let note = format!(
+        " (roles created for it from the backup's globals stay: {})",
+        created.join(", ")
+    );
+    match e {
+        BackupError::Refused(m) => BackupError::Refused(m + &note),
+        BackupError::Failed(m) => BackupError::Failed(m + &note),
+        e => BackupError::Failed(format!("{e}{note}")),
+    }
 }
 
 /// The steps after the journal exists; on error the caller settles the journal.
