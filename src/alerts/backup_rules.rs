@@ -15,7 +15,8 @@ fn key(alert: &'static str, rule: &Rule) -> Key {
     }
 }
 
-fn blank(alert: &'static str, rule: &Rule, summary: &str) -> Observation {
+/// An inactive observation of a backup alert, for a rule to fill in.
+pub(super) fn blank(alert: &'static str, rule: &Rule, summary: &str) -> Observation {
     Observation {
         key: key(alert, rule),
         active: false,

@@ -2,27 +2,11 @@
 //! failed) and BackupRestoreTestStale (with drills scheduled, no restore test of a database
 //! has passed within the drill period plus grace). Both read the results the catalog records.
 
-use super::rules::{Facts, Key, Observation, Unit};
+use super::backup_rules::blank;
+use super::rules::{Facts, Observation, Unit};
 use crate::backup::catalog::RestoreTestRecord;
 use crate::config::Rule;
 use std::collections::BTreeMap;
-
-fn blank(alert: &'static str, rule: &Rule, summary: &str) -> Observation {
-    Observation {
-        key: Key {
-            alert,
-            service: "backup",
-            severity: rule.severity,
-        },
-        active: false,
-        value: None,
-        threshold: None,
-        unit: Unit::Count,
-        summary: summary.into(),
-        description: String::new(),
-        note: None,
-    }
-}
 
 fn at(r: &RestoreTestRecord) -> f64 {
     r.at.timestamp_millis() as f64 / 1000.0
