@@ -144,22 +144,8 @@ fn strip_words<'a>(stmt: &'a str, upper: &str, words: &[&str]) -> Option<&'a str
 /// The identifier at the start of `s` (after whitespace), unquoted, and what follows it.
 fn identifier(s: &str) -> Option<(String, &str)> {
     let s = s.trim_start();
-    if let Some(q) = s.strip_prefix('"') {
-        let mut name = String::new();
-        let mut chars = q.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            if c == '"' {
-                if chars.peek().map(|p| p.1) == Some('"') {
-                    chars.next();
-                    name.push('"');
-                } else {
-                    return Some((name, &q[i + 1..]));
-                }
-            } else {
-                name.push(c);
-            }
-        }
-        return None;
+    if s.starts_with('"') {
+        return super::scratch::unquote_ident(s);
     }
     let end = s
         .find(|c: char| c.is_whitespace() || c == ';' || c == ',')

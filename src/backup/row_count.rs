@@ -261,20 +261,8 @@ fn copy_table(line: &[u8]) -> Option<String> {
 /// An identifier at the start of `s` as pg_dump writes it (bare, or "quoted" with ""
 /// doubled), unquoted, and the rest.
 fn identifier(s: &str) -> Option<(String, &str)> {
-    if let Some(q) = s.strip_prefix('"') {
-        let mut name = String::new();
-        let mut chars = q.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '"' if chars.peek().map(|p| p.1) == Some('"') => {
-                    chars.next();
-                    name.push('"');
-                }
-                '"' => return Some((name, &q[i + 1..])),
-                c => name.push(c),
-            }
-        }
-        return None;
+    if s.starts_with('"') {
+        return super::scratch::unquote_ident(s);
     }
     let end = s.find(['.', ' ', '(']).unwrap_or(s.len());
     (end > 0).then(|| (s[..end].to_string(), &s[end..]))
@@ -670,6 +658,18 @@ mod tests {
         c.finish()
     }
 
+    /// The counts of `dump` whole, and split in two at every byte.
+    fn counts_at_every_cut(dump: &[u8], want: &TableRows) {
+        assert_eq!(plain(&[dump]).as_ref(), Some(want));
+        for cut in 1..dump.len() {
+            assert_eq!(
+                plain(&[&dump[..cut], &dump[cut..]]).as_ref(),
+                Some(want),
+                "{cut}"
+            );
+        }
+    }
+
     #[test]
     fn plain_copy_blocks_are_counted_across_chunk_edges() {
         let dump = b"SET x = 1;\nCOPY public.t (a, b) FROM stdin;\n1\tx\n2\ty\n\\.\n\nCOPY app.\"Odd\" (v) FROM stdin;\n\\.\nCOPY public.t (a, b) FROM stdin;\n3\tz\n\\.\n";
@@ -679,14 +679,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(plain(&[dump]), Some(want.clone()));
-        for cut in 1..dump.len() {
-            assert_eq!(
-                plain(&[&dump[..cut], &dump[cut..]]),
-                Some(want.clone()),
-                "{cut}"
-            );
-        }
+        counts_at_every_cut(dump, &want);
     }
 
     #[test]
@@ -716,14 +709,7 @@ COPY public.u (a) FROM stdin;\n3\n\\.\n";
         ]
         .into_iter()
         .collect();
-        assert_eq!(plain(&[dump]), Some(want.clone()));
-        for cut in 1..dump.len() {
-            assert_eq!(
-                plain(&[&dump[..cut], &dump[cut..]]),
-                Some(want.clone()),
-                "{cut}"
-            );
-        }
+        counts_at_every_cut(dump, &want);
     }
 
     #[test]
