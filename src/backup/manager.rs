@@ -106,6 +106,7 @@ impl Manager {
                 ticks = ticks.wrapping_add(1);
                 if !clean || ticks % 30 == 0 || super::journal::any_pending(&cfg.state.dir) {
                     clean = super::restore_flow::repair_and_log(&cfg).await;
+                    super::restore_flow::sweep_drill_server(&cfg).await;
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return,

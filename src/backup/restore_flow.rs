@@ -415,13 +415,13 @@ pub(super) async fn repair_and_log(cfg: &crate::config::Config) -> bool {
     for p in &problems {
         tracing::error!(problem = %p, "interrupted restore not repaired");
     }
-    sweep_drill_server(cfg).await;
     problems.is_empty()
 }
 
 /// Drops the scratch databases that dead runs left on the server restore tests run on, when
-/// that is not the server of `postgres.url` (swept with the journals above).
-async fn sweep_drill_server(cfg: &crate::config::Config) {
+/// that is not the server of `postgres.url` (the manager's periodic repair runs it beside
+/// [`repair_and_log`]; a restore, which never uses that server, does not wait for it).
+pub(super) async fn sweep_drill_server(cfg: &crate::config::Config) {
     let url = cfg.restore_test_url();
     if url.expose() == cfg.postgres.url.expose() {
         return;
