@@ -31,6 +31,11 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A point in time as Unix seconds with a fraction (milliseconds kept), like [`unix_now`].
+pub fn unix_seconds(t: chrono::DateTime<chrono::Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
 /// This machine's name, for the heartbeat row, the probe key and Alertmanager's `instance`.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

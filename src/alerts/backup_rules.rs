@@ -30,7 +30,7 @@ pub(super) fn blank(alert: &'static str, rule: &Rule, summary: &str) -> Observat
 }
 
 fn finished(m: &BackupMeta) -> f64 {
-    m.finished_at.unwrap_or(m.started_at).timestamp_millis() as f64 / 1000.0
+    crate::unix_seconds(m.finished_at.unwrap_or(m.started_at))
 }
 
 /// BackupFailed: for some database and kind, the newest finished backup is a failure.

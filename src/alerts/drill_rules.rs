@@ -9,7 +9,7 @@ use crate::config::Rule;
 use std::collections::BTreeMap;
 
 fn at(r: &RestoreTestRecord) -> f64 {
-    r.at.timestamp_millis() as f64 / 1000.0
+    crate::unix_seconds(r.at)
 }
 
 /// BackupRestoreTestFailed: for some database, the newest restore test (of any of its

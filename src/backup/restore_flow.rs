@@ -90,7 +90,7 @@ fn note_restore_test(
         Ok(s) => {
             m.last_success
                 .with_label_values(&[db])
-                .set(now.timestamp_millis() as f64 / 1000.0);
+                .set(crate::unix_seconds(now));
             m.duration.with_label_values(&[db]).set(seconds);
             tracing::info!(id = %meta.id, database = db, tables = s.tables, rows = s.rows, duration_seconds = seconds, "restore test passed");
         }

@@ -147,11 +147,11 @@ fn restore_test_metrics(all: &[BackupMeta], metrics: &Metrics) {
     let mut newest_good = std::collections::BTreeMap::new();
     let mut newest_test = std::collections::BTreeMap::new();
     for m in all.iter().filter(|m| m.is_good()) {
-        let at = m.finished_at.unwrap_or(m.started_at).timestamp_millis() as f64 / 1000.0;
+        let at = crate::unix_seconds(m.finished_at.unwrap_or(m.started_at));
         let e = newest_good.entry(m.database.clone()).or_insert(at);
         *e = e.max(at);
         if let Some(t) = m.restore_test.as_ref().filter(|t| t.ok) {
-            let at = t.at.timestamp_millis() as f64 / 1000.0;
+            let at = crate::unix_seconds(t.at);
             let e = newest_test
                 .entry(m.database.clone())
                 .or_insert((at, t.duration_seconds));
@@ -193,7 +193,7 @@ pub(super) fn refresh_metrics(cfg: &Config, metrics: &Metrics) {
         let finished = m.finished_at.unwrap_or(m.started_at);
         b.last_success
             .with_label_values(&labels)
-            .set(finished.timestamp_millis() as f64 / 1000.0);
+            .set(crate::unix_seconds(finished));
         b.last_duration
             .with_label_values(&labels)
             .set(m.duration_seconds);
