@@ -902,6 +902,8 @@ fn write_fixture(root: &Path, entries: &[Entry], now: DateTime<Utc>) -> Vec<Back
                 restore_test: None,
                 globals: None,
                 table_rows: None,
+                offsite: None,
+                location: None,
                 checksum: String::new(),
             };
             catalog::commit(root, &mut meta).unwrap();

@@ -90,6 +90,38 @@ pub struct RestoreTestRecord {
     pub detail: String,
 }
 
+/// Where a backup's off-site copy is, and when its upload was checked (size and SHA-256 of
+/// each file against this metadata): a copy in another bucket than the configured one does
+/// not count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsiteCopy {
+    /// `s3://bucket/prefix`.
+    pub url: String,
+    /// The service, as shown (never with credentials).
+    pub endpoint: String,
+    pub checked_at: DateTime<Utc>,
+}
+
+/// Where a backup's copies are: the local directory, the bucket, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Location {
+    Local,
+    Remote,
+    Both,
+}
+
+impl Location {
+    /// The word `backup list` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Location::Local => "local",
+            Location::Remote => "remote",
+            Location::Both => "local+remote",
+        }
+    }
+}
+
 /// One backup's metadata: the JSON beside the file, and the row of `backup list`. Its
 /// checksum is over its own serialization, so a field added later must be left out when empty
 /// (`skip_serializing_if`), or every older file would fail its checksum.
@@ -144,6 +176,12 @@ pub struct BackupMeta {
     /// The last restore test of this backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_test: Option<RestoreTestRecord>,
+    /// Its copy in the bucket of `[backup.remote]`, once that copy was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsite: Option<OffsiteCopy>,
+    /// Where the backup is, as `backup list` answers it (never stored, never checksummed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
     /// SHA-256 of this JSON written with an empty checksum.
     #[serde(default)]
     pub checksum: String,
@@ -153,6 +191,7 @@ impl BackupMeta {
     fn computed_checksum(&self) -> String {
         let mut unsigned = self.clone();
         unsigned.checksum = String::new();
+        unsigned.location = None;
         let bytes = serde_json::to_vec(&unsigned).unwrap_or_default();
         hex::encode(Sha256::digest(bytes))
     }
@@ -209,6 +248,8 @@ impl BackupMeta {
             restore_test: None,
             globals: None,
             table_rows: None,
+            offsite: None,
+            location: None,
             checksum: String::new(),
         }
     }
@@ -310,12 +351,14 @@ pub fn sync_dir(dir: &Path) -> Result<(), CatalogError> {
 }
 
 fn write_json(path: &Path, meta: &BackupMeta) -> Result<(), CatalogError> {
-    let mut bytes = serde_json::to_vec_pretty(meta).unwrap_or_default();
+    let mut stored = meta.clone();
+    stored.location = None;
+    let mut bytes = serde_json::to_vec_pretty(&stored).unwrap_or_default();
     bytes.push(b'\n');
     crate::durable::write_atomic(path, &bytes).map_err(io("write metadata", path))
 }
 
-fn meta_path(root: &Path, meta: &BackupMeta) -> PathBuf {
+pub fn meta_path(root: &Path, meta: &BackupMeta) -> PathBuf {
     db_dir(root, &meta.database).join(format!("{}.json", meta.id))
 }
 
@@ -473,7 +516,8 @@ mod listing;
 pub mod lock;
 mod sweep;
 pub use listing::{
-    delete_untrusted, listing, listing_with_problems, record_restore_test, record_verify,
+    delete_untrusted, listing, listing_with_problems, record_offsite, record_restore_test,
+    record_verify,
 };
 pub use sweep::sweep;
 

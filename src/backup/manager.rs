@@ -31,6 +31,8 @@ pub(super) struct Manager {
     maintenance: crate::maintenance::MaintenanceHandle,
     /// Every backup retention deletes is recorded there; no log, no deletion.
     audit: crate::audit::AuditHandle,
+    /// Off-site copies: every good backup is queued there.
+    uploads: super::remote::UploadHandle,
     running: HashMap<String, String>,
     jobs: HashMap<String, Job>,
     next_runs: Vec<(BackupKind, DateTime<Utc>)>,
@@ -55,7 +57,14 @@ pub fn start(
         tx,
         events: events_rx,
     };
+    let uploads = super::remote::start(
+        config.clone(),
+        metrics.clone(),
+        audit.clone(),
+        cancel.clone(),
+    );
     let m = Manager {
+        uploads,
         config,
         metrics,
         handle: handle.clone(),
@@ -140,11 +149,9 @@ impl Manager {
                 let _ = reply.send(self.create(database, source, kind, label));
             }
             Cmd::List { database, reply } => {
-                let root = self.cfg().backup.dir.clone();
+                let (cfg, uploads) = (self.cfg(), self.uploads.clone());
                 tokio::spawn(async move {
-                    let all = tokio::task::spawn_blocking(move || catalog::listing(&root))
-                        .await
-                        .unwrap_or_default();
+                    let all = super::remote::listing(&cfg, &uploads).await;
                     let _ = reply.send(Ok(all
                         .into_iter()
                         .filter(|m| database.as_ref().is_none_or(|d| &m.database == d))
@@ -316,6 +323,9 @@ impl Manager {
                 .with_label_values(&[&meta.database, meta.kind.as_str(), result])
                 .inc();
             if meta.is_good() {
+                let (uploads, id, db) =
+                    (self.uploads.clone(), meta.id.clone(), meta.database.clone());
+                tokio::spawn(async move { uploads.enqueue(&id, &db).await });
                 // Retention runs after each good backup.
                 self.prune(false, None);
             }

@@ -17,6 +17,7 @@ mod pipeline_io;
 mod pipeline_tools;
 mod pipeline_write;
 mod prune;
+pub mod remote;
 pub mod restore;
 mod restore_checks;
 mod restore_flow;

@@ -60,6 +60,8 @@ impl BackupRun {
             restore_test: None,
             globals: None,
             table_rows: None,
+            offsite: None,
+            location: None,
             checksum: String::new(),
         };
         tracing::info!(id = %self.id, database = %self.database, kind = %self.kind, "backup started");

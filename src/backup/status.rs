@@ -169,7 +169,7 @@ fn restore_test_metrics(all: &[BackupMeta], metrics: &Metrics) {
 }
 
 /// Sets the catalog gauges and the newest good backup's gauges from the catalog on disk.
-pub(super) fn refresh_metrics(cfg: &Config, metrics: &Metrics) {
+pub(crate) fn refresh_metrics(cfg: &Config, metrics: &Metrics) {
     let all = catalog::listing(&cfg.backup.dir);
     let s = summarize(&all);
     let b = &metrics.backup;

@@ -75,6 +75,8 @@ pub struct BackupConfig {
     pub schedule: ScheduleConfig,
     pub encryption: EncryptionConfig,
     pub restore_test: RestoreTestConfig,
+    /// `[backup.remote]`: the off-site copy of every backup.
+    pub remote: super::RemoteConfig,
 }
 
 /// `[backup.restore_test]`: restore drills. At each scheduled time the newest good backup of
@@ -112,6 +114,7 @@ impl Default for BackupConfig {
             schedule: ScheduleConfig::default(),
             encryption: EncryptionConfig::default(),
             restore_test: RestoreTestConfig::default(),
+            remote: super::RemoteConfig::default(),
         }
     }
 }
@@ -219,6 +222,7 @@ pub(super) fn validate(b: &BackupConfig, out: &mut Vec<super::Problem>) {
     }
     validate_schedule(&b.schedule, &b.restore_test, out);
     validate_encryption(&b.encryption, out);
+    super::backup_remote::validate(&b.remote, out);
 }
 
 /// `backup.dir` must be a directory (or not exist yet, it is then created) on a real file

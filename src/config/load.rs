@@ -157,6 +157,7 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
     let log = cfg.log.clone();
     super::secret_file::with_warnings_shown(&log, || {
         read_secret_files(&mut cfg, &mut problems);
+        super::backup_remote::read_credentials(&mut cfg.backup.remote, env, &mut problems);
         default_timeouts(&mut cfg, &raw);
         problems.extend(validate(&cfg));
     });

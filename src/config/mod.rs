@@ -3,6 +3,7 @@
 mod alerts;
 mod audit;
 mod backup;
+mod backup_remote;
 mod cache;
 mod control;
 mod load;
@@ -19,6 +20,7 @@ pub use backup::{
     is_backup_database_name, is_database_dir_name, parse_identities, BackupConfig, Compression,
     DumpFormat, EncryptionConfig, ScheduleConfig, ALL_DATABASES,
 };
+pub use backup_remote::{parse_bucket_url, BucketUrl, RemoteConfig, SecretValue};
 pub use cache::{CacheConfig, Codec, NamespaceConfig, WarmupConfig, EVICTION_POLICIES};
 pub use control::{group_id, ControlConfig};
 pub use load::{load, resolve_path, LoadError};
@@ -209,6 +211,7 @@ impl Config {
         if let Some(u) = &self.backup.restore_test.url {
             s.extend(u.secrets());
         }
+        s.extend(self.backup.remote.secrets());
         Scrubber::new(s)
     }
 

@@ -39,6 +39,7 @@ pub(super) fn anchor_all(cfg: &mut Config, base: &Path) {
         &mut cfg.redis.password_file,
         &mut cfg.backup.encryption.identity_file,
         &mut cfg.backup.restore_test.url_file,
+        &mut cfg.backup.remote.secret_access_key_file,
         &mut cfg.metrics.tls_cert,
         &mut cfg.metrics.tls_key,
         &mut cfg.metrics.basic_auth_users_file,

@@ -8,6 +8,7 @@ mod cache;
 mod conn_limit;
 pub mod http;
 mod http_stats;
+pub mod offsite;
 pub mod restore_test;
 pub mod security;
 pub mod tls;
@@ -49,6 +50,8 @@ pub struct Metrics {
     pub backup: BackupMetrics,
     /// Restore drills, recovery time and recovery point.
     pub restore_test: restore_test::RestoreTestMetrics,
+    /// Off-site copies in the bucket of `[backup.remote]`.
+    pub offsite: offsite::OffsiteMetrics,
     pub alerts: AlertMetrics,
     /// The HTTP endpoint itself: open, refused and unauthenticated connections.
     pub http: HttpMetrics,
@@ -174,6 +177,7 @@ impl Metrics {
             redis: RedisMetrics::new(&r)?,
             backup: BackupMetrics::new(&r)?,
             restore_test: restore_test::RestoreTestMetrics::new(&r)?,
+            offsite: offsite::OffsiteMetrics::new(&r)?,
             alerts: AlertMetrics::new(&r)?,
             http: HttpMetrics::new(&r)?,
             cache: CacheMetrics::new(&r)?,

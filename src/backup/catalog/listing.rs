@@ -104,6 +104,20 @@ pub fn record_restore_test(
     Ok(meta)
 }
 
+/// Records that backup `id`'s off-site copy was checked.
+pub fn record_offsite(
+    root: &Path,
+    id: &str,
+    copy: super::OffsiteCopy,
+) -> Result<BackupMeta, CatalogError> {
+    let _lock = super::lock::lock(root);
+    let mut meta = find(root, id)?;
+    meta.offsite = Some(copy);
+    meta.seal();
+    write_json(&meta_path(root, &meta), &meta)?;
+    Ok(meta)
+}
+
 /// Removes an entry whose metadata cannot be trusted: its `<id>.json` and any data file of the
 /// names steward gives that ID, in the directory holding it; nothing else.
 pub fn delete_untrusted(root: &Path, id: &str) -> Result<BackupMeta, CatalogError> {

@@ -1,0 +1,45 @@
+//! Off-site copies of backups in an S3-compatible bucket (`[backup.remote]`): the client and
+//! key layout, the durable upload queue and its actor, the bucket's own catalog, and
+//! `local_keep`.
+
+mod error;
+pub mod index;
+pub mod local_keep;
+pub mod queue;
+pub mod store;
+mod upload;
+pub mod uploader;
+
+pub use error::RemoteError;
+pub use store::RemoteStore;
+pub use upload::{counts, counts_for};
+pub use uploader::{start, UploadHandle, UploadStatus};
+
+use crate::backup::catalog::{self, BackupMeta};
+use crate::config::Config;
+
+/// `backup list`: the local catalog and, with a bucket configured, the bucket's (read again
+/// when the last reading is over 30 s old, waiting at most 4 s for it, so the alert engine's
+/// reads are never held up by an unreachable bucket).
+pub async fn listing(cfg: &Config, uploads: &UploadHandle) -> Vec<BackupMeta> {
+    let root = cfg.backup.dir.clone();
+    let local = tokio::task::spawn_blocking(move || catalog::listing(&root))
+        .await
+        .unwrap_or_default();
+    if !cfg.backup.remote.enabled() {
+        return local;
+    }
+    let remote = match tokio::time::timeout(
+        std::time::Duration::from_secs(4),
+        uploads.index(std::time::Duration::from_secs(30)),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err("the bucket did not answer within 4 s".into()),
+    };
+    if let Err(e) = &remote {
+        tracing::warn!(error = %e, "the bucket's catalog could not be read; listing local backups only");
+    }
+    index::merged_listing(local, remote, &cfg.backup.remote)
+}

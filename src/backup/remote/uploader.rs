@@ -1,0 +1,449 @@
+//! The upload actor: keeps the queue moving (one upload at a time, failed ones retried with
+//! backoff), answers with the bucket's catalog and the queue's state, applies `local_keep`
+//! after each checked upload, and keeps the off-site metrics in step.
+
+use super::index::{Index, RemoteBackup};
+use super::queue::{self, Entry};
+use super::store::RemoteStore;
+use super::upload::{self, Outcome};
+use crate::backup::catalog;
+use crate::config::{Config, RemoteConfig};
+use crate::metrics::Metrics;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio_util::sync::CancellationToken;
+
+/// The off-site side of `backup status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UploadStatus {
+    /// `s3://bucket/prefix`.
+    pub url: String,
+    pub endpoint: String,
+    /// Backups waiting for their off-site copy.
+    pub queued: usize,
+    /// Failed attempts in a row since the last upload that succeeded.
+    pub consecutive_failures: u32,
+    /// When the current run of failures began.
+    #[serde(default)]
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Why the last attempt failed (scrubbed).
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// The backup uploading now.
+    #[serde(default)]
+    pub uploading: Option<String>,
+}
+
+enum Msg {
+    Enqueue {
+        id: String,
+        database: String,
+    },
+    Finished {
+        entry: Box<Entry>,
+        out: Result<Outcome, String>,
+    },
+    Status {
+        reply: oneshot::Sender<Option<UploadStatus>>,
+    },
+}
+
+/// The bucket's catalog as last read, shared by the actor and the handles: a reader that finds
+/// it older than it wants reads the bucket again while holding the lock, so readers queue
+/// behind one refresh instead of each sending its own.
+#[derive(Default)]
+struct Snapshot {
+    store: Option<RemoteStore>,
+    index: Index,
+    read: Option<(std::time::Instant, Result<Vec<RemoteBackup>, String>)>,
+    scrubber: crate::secret::Scrubber,
+}
+
+impl Snapshot {
+    async fn get(&mut self, max_age: std::time::Duration) -> Result<Vec<RemoteBackup>, String> {
+        let Some(store) = self.store.clone() else {
+            return Ok(Vec::new());
+        };
+        if let Some((at, r)) = &self.read {
+            if at.elapsed() <= max_age {
+                return r.clone();
+            }
+        }
+        let r = self
+            .index
+            .refresh(&store)
+            .await
+            .map_err(|e| self.scrubber.scrub(&e.to_string()));
+        self.read = Some((std::time::Instant::now(), r.clone()));
+        r
+    }
+}
+
+/// Talks to the upload actor.
+#[derive(Clone)]
+pub struct UploadHandle {
+    tx: mpsc::Sender<Msg>,
+    snapshot: Arc<Mutex<Snapshot>>,
+}
+
+impl UploadHandle {
+    /// Queues a good backup for its off-site copy (nothing when no bucket is configured).
+    pub async fn enqueue(&self, id: &str, database: &str) {
+        let _ = self
+            .tx
+            .send(Msg::Enqueue {
+                id: id.into(),
+                database: database.into(),
+            })
+            .await;
+    }
+
+    /// The bucket's catalog, read again when the last reading is older than `max_age`;
+    /// `Ok(empty)` when no bucket is configured.
+    pub async fn index(&self, max_age: std::time::Duration) -> Result<Vec<RemoteBackup>, String> {
+        self.snapshot.lock().await.get(max_age).await
+    }
+
+    /// The queue's state; `None` when no bucket is configured.
+    pub async fn status(&self) -> Option<UploadStatus> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Msg::Status { reply }).await.ok()?;
+        rx.await.ok().flatten()
+    }
+}
+
+struct Uploader {
+    config: watch::Receiver<Arc<Config>>,
+    metrics: Arc<Metrics>,
+    audit: crate::audit::AuditHandle,
+    cancel: CancellationToken,
+    tx: mpsc::Sender<Msg>,
+    /// The client and the settings it was built from.
+    store: Option<(RemoteConfig, RemoteStore)>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    status: UploadStatus,
+    busy: bool,
+}
+
+/// Starts the actor; it idles while no bucket is configured and follows reloads.
+pub fn start(
+    config: watch::Receiver<Arc<Config>>,
+    metrics: Arc<Metrics>,
+    audit: crate::audit::AuditHandle,
+    cancel: CancellationToken,
+) -> UploadHandle {
+    let (tx, rx) = mpsc::channel(64);
+    let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+    let u = Uploader {
+        config,
+        metrics,
+        audit,
+        cancel,
+        tx: tx.clone(),
+        store: None,
+        snapshot: snapshot.clone(),
+        status: UploadStatus::default(),
+        busy: false,
+    };
+    tokio::spawn(u.run(rx));
+    UploadHandle { tx, snapshot }
+}
+
+impl Uploader {
+    fn cfg(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        self.configure().await;
+        // The bucket changes behind steward's back too (another host's uploads, deletions).
+        let mut reread = tokio::time::interval(std::time::Duration::from_secs(300));
+        reread.tick().await;
+        loop {
+            let wait = self.next_due();
+            tokio::select! {
+                _ = reread.tick() => self.refresh_remote_metrics(),
+                _ = self.cancel.cancelled() => return,
+                msg = rx.recv() => match msg {
+                    Some(m) => self.handle(m).await,
+                    None => return,
+                },
+                changed = self.config.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.configure().await;
+                }
+                _ = tokio::time::sleep(wait) => self.start_next().await,
+            }
+        }
+    }
+
+    /// Rebuilds the client when `[backup.remote]` changed, and queues every good local
+    /// backup without a checked copy in the configured bucket (a backup committed just
+    /// before a stop, or every backup when a bucket is first configured).
+    async fn configure(&mut self) {
+        let cfg = self.cfg();
+        let r = &cfg.backup.remote;
+        if self.store.as_ref().is_some_and(|(old, _)| old == r) {
+            return;
+        }
+        self.store = match RemoteStore::from_config(r) {
+            Ok(Some(s)) => Some((r.clone(), s)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %cfg.scrubber().scrub(&e.to_string()), "backup.remote cannot be used; backups stay local");
+                None
+            }
+        };
+        *self.snapshot.lock().await = Snapshot {
+            store: self.store.as_ref().map(|(_, s)| s.clone()),
+            scrubber: cfg.scrubber(),
+            ..Default::default()
+        };
+        self.status = match &self.store {
+            Some((_, s)) => UploadStatus {
+                url: s.url.clone(),
+                endpoint: s.endpoint.clone(),
+                ..Default::default()
+            },
+            None => UploadStatus::default(),
+        };
+        let Some((_, store)) = self.store.clone() else {
+            self.metrics.offsite.queue.set(0);
+            return;
+        };
+        let (root, state) = (cfg.backup.dir.clone(), cfg.state.dir.clone());
+        let queued = tokio::task::spawn_blocking(move || reconcile(&root, &state, &store))
+            .await
+            .unwrap_or(0);
+        if queued > 0 {
+            tracing::info!(
+                queued,
+                "backups without a checked off-site copy queued for upload"
+            );
+        }
+        self.refresh_queue_metric().await;
+        self.refresh_remote_metrics();
+    }
+
+    async fn handle(&mut self, m: Msg) {
+        match m {
+            Msg::Enqueue { id, database } => {
+                if self.store.is_none() {
+                    return;
+                }
+                let state = self.cfg().state.dir.clone();
+                let e = Entry::new(&id, &database);
+                let saved = tokio::task::spawn_blocking(move || queue::save(&state, &e)).await;
+                if let Ok(Err(e)) = saved {
+                    tracing::error!(id = %id, error = %e, "cannot queue the backup for upload; it is queued again at the next start");
+                }
+                self.refresh_queue_metric().await;
+            }
+            Msg::Finished { entry, out } => self.finished(*entry, out).await,
+            Msg::Status { reply } => {
+                let _ = reply.send(self.store.as_ref().map(|_| self.status.clone()));
+            }
+        }
+    }
+
+    /// How long until the next queued backup is due (long when nothing is queued: an
+    /// enqueue or a reload wakes the loop anyway).
+    fn next_due(&self) -> std::time::Duration {
+        if self.busy || self.store.is_none() {
+            return std::time::Duration::from_secs(3600);
+        }
+        let (entries, _) = queue::load(&self.cfg().state.dir);
+        let now = Utc::now();
+        entries
+            .iter()
+            .map(|e| (e.next_at - now).to_std().unwrap_or_default())
+            .min()
+            .unwrap_or(std::time::Duration::from_secs(3600))
+    }
+
+    async fn start_next(&mut self) {
+        let Some((_, store)) = self.store.clone() else {
+            return;
+        };
+        if self.busy {
+            return;
+        }
+        let cfg = self.cfg();
+        let now = Utc::now();
+        let Some(mut entry) = queue::load(&cfg.state.dir)
+            .0
+            .into_iter()
+            .filter(|e| e.next_at <= now)
+            .min_by_key(|e| (e.next_at, e.queued_at))
+        else {
+            return;
+        };
+        self.busy = true;
+        self.status.uploading = Some(entry.id.clone());
+        let tx = self.tx.clone();
+        let cancel = self.cancel.clone();
+        tokio::spawn(async move {
+            let progress = AtomicU64::new(0);
+            let work = upload::upload(
+                &store,
+                &cfg.backup.dir,
+                &cfg.state.dir,
+                &mut entry,
+                &progress,
+            );
+            let out = tokio::select! {
+                // A stop mid-upload: the entry keeps the multipart upload to abort at the
+                // next start.
+                _ = cancel.cancelled() => return,
+                out = work => out,
+            };
+            let out = out.map_err(|e| cfg.scrubber().scrub(&e.to_string()));
+            let _ = tx
+                .send(Msg::Finished {
+                    entry: Box::new(entry),
+                    out,
+                })
+                .await;
+        });
+    }
+
+    async fn finished(&mut self, mut entry: Entry, out: Result<Outcome, String>) {
+        self.busy = false;
+        self.status.uploading = None;
+        let cfg = self.cfg();
+        let state = cfg.state.dir.clone();
+        match out {
+            Ok(Outcome::Uploaded(meta)) => {
+                let _ = queue::remove(&state, &entry.id);
+                self.metrics
+                    .offsite
+                    .uploads
+                    .with_label_values(&["success"])
+                    .inc();
+                self.status.consecutive_failures = 0;
+                self.status.failing_since = None;
+                self.status.last_error = None;
+                self.status.last_success_at = Some(Utc::now());
+                self.metrics.offsite.consecutive_failures.set(0);
+                tracing::info!(id = %meta.id, database = %meta.database, bytes = meta.stored_bytes, url = %self.status.url, "backup copied off-site and checked");
+                self.after_upload(&meta.database).await;
+            }
+            Ok(Outcome::Gone(why)) => {
+                let _ = queue::remove(&state, &entry.id);
+                tracing::info!(id = %entry.id, reason = %why, "upload dropped from the queue");
+            }
+            Err(error) => {
+                let base = cfg.backup.remote.retry_interval;
+                entry.failed(error.clone(), base);
+                let _ = queue::save(&state, &entry);
+                self.metrics
+                    .offsite
+                    .uploads
+                    .with_label_values(&["failure"])
+                    .inc();
+                self.status.consecutive_failures =
+                    self.status.consecutive_failures.saturating_add(1);
+                self.status.failing_since.get_or_insert_with(Utc::now);
+                self.status.last_error = Some(error.clone());
+                self.metrics
+                    .offsite
+                    .consecutive_failures
+                    .set(self.status.consecutive_failures as i64);
+                tracing::warn!(id = %entry.id, attempts = entry.attempts, next_at = %entry.next_at, error = %error, "upload to the bucket failed; the backup is kept locally and the upload retried");
+            }
+        }
+        self.refresh_queue_metric().await;
+    }
+
+    /// After a checked upload: `local_keep`, then the metrics of both catalogs.
+    async fn after_upload(&mut self, database: &str) {
+        let cfg = self.cfg();
+        if let (Some(keep), Some((_, store))) = (cfg.backup.remote.local_keep, &self.store) {
+            if let Err(e) =
+                super::local_keep::apply(&cfg.backup.dir, database, keep, store, &self.audit).await
+            {
+                tracing::warn!(database, error = %e, "backup.remote.local_keep not applied");
+            }
+        }
+        let (c, m) = (cfg.clone(), self.metrics.clone());
+        let _ = tokio::task::spawn_blocking(move || crate::backup::status::refresh_metrics(&c, &m))
+            .await;
+        self.refresh_remote_metrics();
+    }
+
+    async fn refresh_queue_metric(&mut self) {
+        let state = self.cfg().state.dir.clone();
+        let n = tokio::task::spawn_blocking(move || queue::load(&state).0.len())
+            .await
+            .unwrap_or(0);
+        self.status.queued = n;
+        self.metrics.offsite.queue.set(n as i64);
+    }
+
+    /// Reads the bucket's catalog in the background and sets the per-database gauges.
+    fn refresh_remote_metrics(&self) {
+        if self.store.is_none() {
+            return;
+        }
+        let (snapshot, metrics) = (self.snapshot.clone(), self.metrics.clone());
+        tokio::spawn(async move {
+            let Ok(all) = snapshot.lock().await.get(std::time::Duration::ZERO).await else {
+                return;
+            };
+            set_remote_metrics(&metrics, &all);
+        });
+    }
+}
+
+/// Sets the per-database off-site gauges from the bucket's catalog.
+pub fn set_remote_metrics(metrics: &Metrics, all: &[RemoteBackup]) {
+    use std::collections::BTreeMap;
+    let mut newest: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut bytes: BTreeMap<&str, u64> = BTreeMap::new();
+    for b in all.iter().filter(|b| !b.deleting) {
+        let db = b.meta.database.as_str();
+        *bytes.entry(db).or_default() += b.objects.iter().map(|(_, n)| n).sum::<u64>();
+        if b.meta.is_good() {
+            let at = crate::unix_seconds(b.meta.finished_at.unwrap_or(b.meta.started_at));
+            let e = newest.entry(db).or_insert(at);
+            *e = e.max(at);
+        }
+    }
+    metrics.offsite.last_success.reset();
+    for (db, at) in newest {
+        metrics
+            .offsite
+            .last_success
+            .with_label_values(&[db])
+            .set(at);
+    }
+    metrics.offsite.bytes.reset();
+    for (db, n) in bytes {
+        metrics.offsite.bytes.with_label_values(&[db]).set(n as i64);
+    }
+}
+
+/// Queues every good local backup without a checked copy in `store`'s bucket and without an
+/// entry; returns how many were queued.
+fn reconcile(root: &std::path::Path, state: &std::path::Path, store: &RemoteStore) -> usize {
+    let (all, _) = catalog::load_all(root);
+    let (entries, _) = queue::load(state);
+    let mut n = 0;
+    for m in all.iter().filter(|m| m.is_good()) {
+        let checked = m.offsite.as_ref().is_some_and(|o| upload::counts(o, store));
+        if checked || entries.iter().any(|e| e.id == m.id) {
+            continue;
+        }
+        if queue::save(state, &Entry::new(&m.id, &m.database)).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
