@@ -65,6 +65,9 @@ pub struct DatabaseStatus {
     /// How long the newest passing restore test took: a measured time to come back.
     #[serde(default)]
     pub recovery_time_seconds: Option<f64>,
+    /// Good backups with a copy in the bucket (with `[backup.remote]`).
+    #[serde(default)]
+    pub remote_backups: usize,
 }
 
 /// A scheduled run.
@@ -90,6 +93,9 @@ pub struct StatusReply {
     pub total_bytes: u64,
     /// Metadata files that could not be trusted (altered or unreadable).
     pub problems: Vec<String>,
+    /// The off-site copies' queue, with `[backup.remote]`.
+    #[serde(default)]
+    pub offsite: Option<super::remote::UploadStatus>,
 }
 
 /// One check made by `verify`.

@@ -161,9 +161,18 @@ impl Manager {
             Cmd::Status { reply } => {
                 // Reading the catalog is file I/O: off the actor, like `List`.
                 let (cfg, jobs, next) = (self.cfg(), self.job_infos(), self.next_runs.clone());
+                let uploads = self.uploads.clone();
                 tokio::spawn(async move {
+                    let (merged, offsite) = if cfg.backup.remote.enabled() {
+                        (
+                            Some(super::remote::listing(&cfg, &uploads).await),
+                            uploads.status().await,
+                        )
+                    } else {
+                        (None, None)
+                    };
                     let built = tokio::task::spawn_blocking(move || {
-                        super::status::build(&cfg, jobs, &next)
+                        super::status::build(&cfg, jobs, &next, merged, offsite)
                     });
                     if let Ok(status) = built.await {
                         let _ = reply.send(status);

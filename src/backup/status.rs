@@ -79,14 +79,36 @@ fn newest_restore_test(
         .cloned()
 }
 
+/// Whether a good backup is a recovery point: any, without a bucket; with one, only those with
+/// a copy there (listed as there, or recorded as checked there).
+fn counts_for_recovery(cfg: &Config, m: &BackupMeta) -> bool {
+    use catalog::Location;
+    let r = &cfg.backup.remote;
+    if !r.enabled() {
+        return true;
+    }
+    match m.location {
+        Some(Location::Remote | Location::Both) => true,
+        Some(Location::Local) => false,
+        None => m
+            .offsite
+            .as_ref()
+            .is_some_and(|o| super::remote::counts_for(o, r)),
+    }
+}
+
 /// The reply to `backup status`.
+/// `merged` is the listing with the bucket's backups when a bucket is configured.
 pub(super) fn build(
     cfg: &Config,
     running: Vec<JobInfo>,
     next: &[(BackupKind, DateTime<Utc>)],
+    merged: Option<Vec<BackupMeta>>,
+    offsite: Option<super::remote::UploadStatus>,
 ) -> StatusReply {
     let root = &cfg.backup.dir;
-    let (all, problems) = catalog::listing_with_problems(root);
+    let (local, problems) = catalog::listing_with_problems(root);
+    let all = merged.unwrap_or(local);
     let s = summarize(&all);
     let now = Utc::now();
     let databases = s
@@ -112,11 +134,22 @@ pub(super) fn build(
             last_failure: failure.clone(),
             damaged: s.damaged.get(db).copied().unwrap_or(0),
             last_restore_test: newest_restore_test(&all, db, false),
-            recovery_point_age_seconds: all.iter().find(|m| m.is_good() && &m.database == db).map(
-                |m| {
+            recovery_point_age_seconds: all
+                .iter()
+                .find(|m| m.is_good() && &m.database == db && counts_for_recovery(cfg, m))
+                .map(|m| {
                     (now - m.finished_at.unwrap_or(m.started_at)).num_milliseconds() as f64 / 1000.0
-                },
-            ),
+                }),
+            remote_backups: all
+                .iter()
+                .filter(|m| m.is_good() && &m.database == db)
+                .filter(|m| {
+                    matches!(
+                        m.location,
+                        Some(catalog::Location::Remote | catalog::Location::Both)
+                    )
+                })
+                .count(),
             recovery_time_seconds: newest_restore_test(&all, db, true).map(|t| t.duration_seconds),
             good_backups: *good,
             stored_bytes: *bytes,
@@ -138,18 +171,23 @@ pub(super) fn build(
             .collect(),
         running,
         problems: problems.iter().map(|p| p.to_string()).collect(),
+        offsite,
     }
 }
 
 /// The recovery point (newest intact backup) of each database, and its newest passing
 /// restore test's time and duration, from the catalog.
-fn restore_test_metrics(all: &[BackupMeta], metrics: &Metrics) {
+/// With a bucket configured, only backups with a checked copy there count for the recovery
+/// point: a backup on the database's own disk does not survive the loss of that disk.
+fn restore_test_metrics(cfg: &Config, all: &[BackupMeta], metrics: &Metrics) {
     let mut newest_good = std::collections::BTreeMap::new();
     let mut newest_test = std::collections::BTreeMap::new();
     for m in all.iter().filter(|m| m.is_good()) {
         let at = crate::unix_seconds(m.finished_at.unwrap_or(m.started_at));
-        let e = newest_good.entry(m.database.clone()).or_insert(at);
-        *e = e.max(at);
+        if counts_for_recovery(cfg, m) {
+            let e = newest_good.entry(m.database.clone()).or_insert(at);
+            *e = e.max(at);
+        }
         if let Some(t) = m.restore_test.as_ref().filter(|t| t.ok) {
             let at = crate::unix_seconds(t.at);
             let e = newest_test
@@ -201,7 +239,12 @@ pub(crate) fn refresh_metrics(cfg: &Config, metrics: &Metrics) {
             .with_label_values(&labels)
             .set(m.stored_bytes as i64);
     }
-    restore_test_metrics(&all, metrics);
+    restore_test_metrics(cfg, &all, metrics);
+    if !cfg.backup.remote.enabled() {
+        metrics
+            .restore_test
+            .set_offsite_recovery_points(BTreeMap::new());
+    }
     if let Some(free) = free_bytes(&cfg.backup.dir) {
         b.dir_free.set(free as i64);
     }

@@ -55,6 +55,8 @@ fn list(v: &[BackupMeta]) -> String {
         return "no backups yet; take one with `steward backup create`\n".into();
     }
     let now = Utc::now();
+    // The WHERE column only with a bucket configured (then every entry has a location).
+    let located = v.iter().any(|m| m.location.is_some());
     let mut rows = vec![[
         "ID",
         "DATABASE",
@@ -67,6 +69,9 @@ fn list(v: &[BackupMeta]) -> String {
     ]
     .map(String::from)
     .to_vec()];
+    if located {
+        rows[0].insert(4, "WHERE".into());
+    }
     for m in v {
         let age = (now - m.started_at).num_seconds() as f64;
         let note = match m.status {
@@ -87,6 +92,10 @@ fn list(v: &[BackupMeta]) -> String {
             duration(m.duration_seconds),
             note,
         ]);
+        if located {
+            let at = m.location.map_or("local", |l| l.as_str());
+            rows.last_mut().expect("pushed").insert(4, at.into());
+        }
     }
     table(&rows)
 }
@@ -125,6 +134,28 @@ fn recovery(s: &StatusReply) -> String {
     out
 }
 
+/// The off-site copies: where, how many, and the queue's trouble if any.
+fn offsite(o: &crate::backup::remote::UploadStatus, s: &StatusReply) -> String {
+    let copies: usize = s.databases.iter().map(|d| d.remote_backups).sum();
+    let mut out = format!(
+        "off-site {} at {}: {copies} good backups there, {} waiting for upload",
+        o.url, o.endpoint, o.queued
+    );
+    if let Some(id) = &o.uploading {
+        out += &format!(" (uploading {id})");
+    }
+    out += "\n";
+    if let (Some(since), Some(e)) = (o.failing_since, &o.last_error) {
+        let age = (Utc::now() - since).num_seconds() as f64;
+        out += &format!(
+            "UPLOADS FAILING for {} ({} attempts in a row): {e}\n",
+            duration(age),
+            o.consecutive_failures
+        );
+    }
+    out + "\n"
+}
+
 fn status(s: &StatusReply) -> String {
     let mut out = format!(
         "backup dir {}: {} good backups, {} stored, {} free\n\n",
@@ -135,6 +166,9 @@ fn status(s: &StatusReply) -> String {
     );
     if let Some(p) = &s.dir_problem {
         out += &format!("BACKUPS CANNOT BE WRITTEN: {p}\n\n");
+    }
+    if let Some(o) = &s.offsite {
+        out += &offsite(o, s);
     }
     let mut rows = vec![["DATABASE", "KIND", "LAST GOOD", "AGE", "SIZE"]
         .map(String::from)

@@ -16,6 +16,9 @@ pub struct RestoreTestMetrics {
     /// Unix time of each database's newest intact backup: the recovery point's age is
     /// computed from it at each scrape, so it grows between backups as data at risk does.
     newest_good: RwLock<BTreeMap<String, f64>>,
+    /// The same from the bucket's catalog, when a bucket is configured: the later of the two
+    /// counts.
+    newest_offsite: RwLock<BTreeMap<String, f64>>,
 }
 
 impl RestoreTestMetrics {
@@ -42,6 +45,7 @@ impl RestoreTestMetrics {
                 &["database"],
             )?,
             newest_good: RwLock::new(BTreeMap::new()),
+            newest_offsite: RwLock::new(BTreeMap::new()),
         })
     }
 
@@ -52,11 +56,23 @@ impl RestoreTestMetrics {
         }
     }
 
+    /// Sets the newest intact backup of each database in the bucket (from its catalog).
+    pub fn set_offsite_recovery_points(&self, newest: BTreeMap<String, f64>) {
+        if let Ok(mut n) = self.newest_offsite.write() {
+            *n = newest;
+        }
+    }
+
     /// Brings the recovery point ages up to `now` (before each scrape).
     pub(super) fn refresh_ages(&self, now: f64) {
-        let Ok(newest) = self.newest_good.read() else {
+        let (Ok(local), Ok(offsite)) = (self.newest_good.read(), self.newest_offsite.read()) else {
             return;
         };
+        let mut newest = local.clone();
+        for (db, at) in offsite.iter() {
+            let e = newest.entry(db.clone()).or_insert(*at);
+            *e = e.max(*at);
+        }
         self.recovery_point_age.reset();
         for (db, at) in newest.iter() {
             self.recovery_point_age

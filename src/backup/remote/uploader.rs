@@ -417,13 +417,19 @@ pub fn set_remote_metrics(metrics: &Metrics, all: &[RemoteBackup]) {
         }
     }
     metrics.offsite.last_success.reset();
-    for (db, at) in newest {
+    for (db, at) in &newest {
         metrics
             .offsite
             .last_success
             .with_label_values(&[db])
-            .set(at);
+            .set(*at);
     }
+    metrics.restore_test.set_offsite_recovery_points(
+        newest
+            .into_iter()
+            .map(|(db, at)| (db.to_string(), at))
+            .collect(),
+    );
     metrics.offsite.bytes.reset();
     for (db, n) in bytes {
         metrics.offsite.bytes.with_label_values(&[db]).set(n as i64);
