@@ -51,6 +51,18 @@ pub async fn database_exists(cfg: &Config, database: &str) -> Result<bool, Strin
         .map_err(|e| cfg.scrubber().scrub(&run::pg_error(&e)))
 }
 
+/// Environment variable naming a step at which a restore or an upload stops for good (tests
+/// kill steward there); unset in production, where this costs one lookup per step.
+const PAUSE_VAR: &str = "STEWARD_TEST_PAUSE_AT";
+
+/// Waits forever when [`PAUSE_VAR`] names `step`, after logging that it got there.
+pub(crate) async fn pause_point(step: &str) {
+    if std::env::var(PAUSE_VAR).is_ok_and(|v| v == step) {
+        tracing::warn!(step, "paused at a test pause point ({PAUSE_VAR})");
+        std::future::pending::<()>().await;
+    }
+}
+
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::secret::Scrubber;

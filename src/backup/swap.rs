@@ -190,14 +190,4 @@ pub(super) async fn drop_replaced(ctx: &Ctx, run: &Run, j: &Journal) -> Result<(
     })
 }
 
-/// Environment variable naming a step at which a restore stops for good (tests kill steward
-/// there); unset in production, where this costs one lookup per step.
-const PAUSE_VAR: &str = "STEWARD_TEST_PAUSE_AT";
-
-/// Waits forever when [`PAUSE_VAR`] names `step`, after logging that it got there.
-pub(super) async fn pause_point(step: &str) {
-    if std::env::var(PAUSE_VAR).is_ok_and(|v| v == step) {
-        tracing::warn!(step, "restore paused at a test pause point ({PAUSE_VAR})");
-        std::future::pending::<()>().await;
-    }
-}
+pub(super) use super::pause_point;

@@ -43,6 +43,11 @@ pub const SLACK: Duration = Duration::from_secs(3);
 /// child so that the tests are hermetic whatever the CI environment sets.
 const SCRUBBED_ENV: &[&str] = &[
     "STEWARD_CONFIG",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
     "DATABASE_URL",
     "REDIS_URL",
     "MONITORING_INTERVAL",

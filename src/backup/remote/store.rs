@@ -337,6 +337,9 @@ impl RemoteStore {
                 Some(Ok((p, len))) => {
                     parts.push(p);
                     progress.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+                    if parts.len() == 1 {
+                        crate::backup::pause_point("upload-part").await;
+                    }
                 }
                 Some(Err(e)) => return Err(classify(e, &self.site(&what))),
                 None => break,
