@@ -4,7 +4,9 @@
 # 1. Installs what the tests need when it is missing (Debian/Ubuntu, as root or through sudo):
 #    promtool and prometheus (package prometheus), prometheus-alertmanager and amtool
 #    (package prometheus-alertmanager), PostgreSQL server binaries (postgresql), redis-server, age, zstd, gzip, systemd-analyze,
-#    openssl, curl, setpriv and mount.
+#    openssl, curl, setpriv and mount; and moto_server (PyPI's moto[server], the S3-compatible
+#    store) into a Python virtual environment in ~/.cache/steward-tests/moto-venv (python3 and
+#    python3-venv from Debian when missing), which is then put on PATH for the tests.
 #    `apt-get update` runs once, and only when something has to be installed.
 # 2. cargo fmt --check
 # 3. cargo clippy --all-targets -- -D warnings
@@ -58,6 +60,17 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v mount >/dev/null 2>&1 || missing+=(mount)
+# The off-site backup tests store to moto_server (PyPI's moto[server]), an S3-compatible server
+# each test starts on a free port. Debian does not package it, and pip may not install into
+# Debian's own Python (PEP 668), so it gets a virtual environment of its own, kept between runs;
+# that needs python3 (and python3-venv, added below if `python3 -m venv` fails without it).
+moto_venv="${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/steward-tests/moto-venv"
+if ! command -v moto_server >/dev/null 2>&1 && [ -x "$moto_venv/bin/moto_server" ]; then
+    export PATH="$moto_venv/bin:$PATH"
+fi
+if ! command -v moto_server >/dev/null 2>&1; then
+    command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing missing packages: ${missing[*]}"
@@ -66,6 +79,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
     command -v prometheus-alertmanager >/dev/null 2>&1 || die "prometheus-alertmanager still missing"
     have_pg_server || die "PostgreSQL server binaries (initdb, pg_ctl) still missing"
     command -v redis-server >/dev/null 2>&1 || die "redis-server still missing"
+fi
+
+if ! command -v moto_server >/dev/null 2>&1; then
+    say "installing moto[server] into $moto_venv"
+    # --clear: start over from what an interrupted install left.
+    if ! python3 -m venv --clear "$moto_venv"; then
+        # Debian's python3 makes environments with pip only with python3-venv installed.
+        bash tests/apt-install.sh python3-venv || die "could not install python3-venv"
+        python3 -m venv --clear "$moto_venv" || die "python3 -m venv $moto_venv failed"
+    fi
+    "$moto_venv/bin/python" -m pip install --quiet --disable-pip-version-check 'moto[server]' ||
+        die "pip install 'moto[server]' into $moto_venv failed"
+    # The cargo steps below (and so the tests) find it on PATH.
+    export PATH="$moto_venv/bin:$PATH"
+    command -v moto_server >/dev/null 2>&1 || die "moto_server still missing after installing moto[server]"
 fi
 
 # --- 2-4. cargo -------------------------------------------------------------------------------
