@@ -103,10 +103,21 @@ pub(super) fn classify(e: object_store::Error, site: &Site<'_>) -> RemoteError {
         }
         _ => {}
     }
-    if let object_store::Error::NotFound { .. } = e {
-        return RemoteError::NotFound {
-            what: site.what.into(),
-        };
+    match e {
+        object_store::Error::NotFound { .. } => {
+            return RemoteError::NotFound {
+                what: site.what.into(),
+            }
+        }
+        // A HEAD's refusal has no body to name its reason.
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => return RemoteError::Credentials {
+            endpoint,
+            code:
+                "HTTP 401/403 with no reason given; the key may also lack permissions on the bucket"
+                    .into(),
+        },
+        _ => {}
     }
     if code.is_none() && looks_like_transport(&text) {
         return RemoteError::Unreachable {

@@ -1,0 +1,337 @@
+//! Off-site copies (issue 15) against a real S3-compatible server (moto) and a real,
+//! throwaway PostgreSQL: every backup goes to the bucket and is checked there before it counts
+//! as off-site; an unreachable bucket queues the upload (the backup itself succeeds), a restart
+//! resumes it; a `kill -9` mid-upload leaves no object under a final name and the next start
+//! aborts the unfinished upload and completes the copy; `local_keep = 0` leaves the bucket's
+//! copy only; wrong credentials are named without showing the secret.
+
+mod common;
+
+use common::faults::{backup_section, create_good, list, toml_string};
+use common::s3::{unique_bucket, S3Server, ACCESS_KEY_ID, REGION};
+use common::*;
+use std::time::Duration;
+use steward::backup::api::StatusReply;
+use steward::backup::catalog::{BackupMeta, Location};
+
+/// Bound for an upload to be done and checked (a retry waits `retry_interval`, 1 s here).
+const UPLOAD: Duration = Duration::from_secs(90);
+
+/// `[backup]` with a `[backup.remote]` pointing at `bucket` on `s3`, plus `extra` remote keys.
+fn remote_section(dir: &std::path::Path, s3: &S3Server, bucket: &str, extra: &str) -> String {
+    format!(
+        "{}\n[backup.remote]\nurl = {}\nendpoint = {}\nregion = {}\npath_style = true\nretry_interval = \"1s\"\n{extra}\n",
+        backup_section(dir, ""),
+        toml_string(&format!("s3://{bucket}/prod")),
+        toml_string(&s3.endpoint()),
+        toml_string(REGION),
+    )
+}
+
+/// A daemon backing up `pg` to its own dir and to `bucket`, with the credentials in the
+/// standard variables (the secret given is returned).
+fn start(
+    pg: &Postgres,
+    redis: &Redis,
+    s3: &S3Server,
+    bucket: &str,
+    extra: &str,
+) -> (Steward, String) {
+    let secret = format!("sEcReT/{}+x", random_hex(12));
+    let st = Steward::builder(pg, redis)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", &secret)
+        .with(|s| {
+            s.pg_extra = "write_read_test = false\n".into();
+            let dir = s.state_dir.with_file_name("backups");
+            s.backup = remote_section(&dir, s3, bucket, extra);
+        })
+        .start();
+    (st, secret)
+}
+
+fn find(st: &Steward, id: &str) -> BackupMeta {
+    list(st)
+        .into_iter()
+        .find(|m| m.id == id)
+        .unwrap_or_else(|| panic!("{id} is not listed"))
+}
+
+fn wait_location(st: &Steward, id: &str, want: Location) {
+    st.wait_until(UPLOAD, &format!("{id} to be {want:?}"), |st| {
+        find(st, id).location == Some(want)
+    });
+}
+
+/// The keys under `prod/<database>/` in the bucket.
+fn keys(s3: &S3Server, bucket: &str) -> Vec<String> {
+    s3.keys(bucket, &format!("prod/{PG_DB}/"))
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+#[test]
+fn every_backup_goes_off_site_checked_and_is_listed_where_it_is() {
+    let (pg, redis, s3) = (Postgres::start(), Redis::start(), S3Server::start());
+    let bucket = unique_bucket();
+    s3.create_bucket(&bucket);
+    pg.psql(
+        "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000);",
+        PG_USER,
+        PG_DB,
+    );
+    let (st, _) = start(&pg, &redis, &s3, &bucket, "");
+    let b = create_good(&st);
+    wait_location(&st, &b.id, Location::Both);
+
+    let file = b.file.clone().unwrap();
+    let globals = b.globals.clone().unwrap().file;
+    let mut want = vec![
+        format!("prod/{PG_DB}/{file}"),
+        format!("prod/{PG_DB}/{globals}"),
+        format!("prod/{PG_DB}/{}.json", b.id),
+    ];
+    want.sort();
+    let mut got = keys(&s3, &bucket);
+    got.sort();
+    assert_eq!(got, want);
+    // What the bucket holds is the backup: same bytes as the metadata's hash.
+    let data = s3.get(&bucket, &format!("prod/{PG_DB}/{file}"));
+    assert_eq!(data.len() as u64, b.stored_bytes);
+    assert_eq!(sha256_hex(&data), b.sha256.clone().unwrap());
+    let meta: BackupMeta =
+        serde_json::from_slice(&s3.get(&bucket, &format!("prod/{PG_DB}/{}.json", b.id))).unwrap();
+    assert!(meta.checksum_ok() && meta.id == b.id);
+
+    let listed = find(&st, &b.id);
+    let offsite = listed
+        .offsite
+        .expect("the local metadata records the checked copy");
+    assert_eq!(offsite.url, format!("s3://{bucket}/prod"));
+    assert_eq!(
+        st.metric("steward_backup_uploads_total", &[("result", "success")]),
+        Some(1.0)
+    );
+    assert_eq!(st.metric("steward_backup_upload_queue", &[]), Some(0.0));
+    st.wait_until(UPLOAD, "the bucket's bytes in the metrics", |st| {
+        st.metric("steward_backup_remote_bytes", &[("database", PG_DB)])
+            .is_some_and(|n| n >= b.stored_bytes as f64)
+    });
+    let human = st.ctl_human(&["backup", "list"]).stdout;
+    assert!(
+        human.contains("WHERE") && human.contains("local+remote"),
+        "{human}"
+    );
+    let status: StatusReply = st.ctl(&["backup", "status"]).data();
+    let o = status.offsite.expect("status shows the off-site queue");
+    assert_eq!((o.queued, o.consecutive_failures), (0, 0));
+    assert_eq!(status.databases[0].remote_backups, 1);
+}
+
+#[test]
+fn an_unreachable_bucket_queues_the_upload_and_the_next_start_resumes_it() {
+    let (pg, redis, mut s3) = (Postgres::start(), Redis::start(), S3Server::start());
+    let bucket = unique_bucket();
+    s3.create_bucket(&bucket);
+    let (mut st, _) = start(&pg, &redis, &s3, &bucket, "");
+    s3.stop();
+    // The backup itself succeeds locally.
+    let b = create_good(&st);
+    st.wait_until(UPLOAD, "two failed attempts", |st| {
+        st.metric("steward_backup_uploads_total", &[("result", "failure")])
+            .is_some_and(|n| n >= 2.0)
+    });
+    assert_eq!(find(&st, &b.id).location, Some(Location::Local));
+    assert_eq!(st.metric("steward_backup_upload_queue", &[]), Some(1.0));
+    // With a bucket configured, a backup on the local disk is no recovery point.
+    assert_eq!(
+        st.metric(
+            "steward_backup_recovery_point_age_seconds",
+            &[("database", PG_DB)]
+        ),
+        None
+    );
+    let human = st.ctl_human(&["backup", "status"]).stdout;
+    assert!(human.contains("UPLOADS FAILING"), "{human}");
+    assert!(
+        human.contains("Connection refused") || human.contains("cannot reach"),
+        "{human}"
+    );
+
+    // A stop while the bucket is down; the queue is on disk, the next start resumes it.
+    st.signal(libc::SIGTERM);
+    st.wait_exit(Duration::from_secs(30))
+        .expect("steward stops");
+    s3.start_again();
+    s3.create_bucket(&bucket);
+    st.start_again();
+    wait_location(&st, &b.id, Location::Both);
+    assert_eq!(st.metric("steward_backup_upload_queue", &[]), Some(0.0));
+    assert!(st
+        .metric(
+            "steward_backup_recovery_point_age_seconds",
+            &[("database", PG_DB)]
+        )
+        .is_some());
+    assert_eq!(
+        st.metric("steward_backup_upload_consecutive_failures", &[]),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn kill_9_mid_upload_leaves_no_object_under_a_final_name_and_the_next_start_completes_it() {
+    let (pg, redis, s3) = (Postgres::start(), Redis::start(), S3Server::start());
+    let bucket = unique_bucket();
+    s3.create_bucket(&bucket);
+    // Random text compresses badly: the backup is several parts big.
+    pg.psql(
+        "CREATE TABLE noise AS SELECT g AS id, string_agg(md5(random()::text), '') AS a
+         FROM generate_series(1, 150000) g, generate_series(1, 6) x GROUP BY g;",
+        PG_USER,
+        PG_DB,
+    );
+    let secret = format!("sEcReT/{}", random_hex(12));
+    let mut st = Steward::builder(&pg, &redis)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", &secret)
+        .env("STEWARD_TEST_PAUSE_AT", "upload-part")
+        .with(|s| {
+            s.pg_extra = "write_read_test = false\n".into();
+            let dir = s.state_dir.with_file_name("backups");
+            s.backup = remote_section(&dir, &s3, &bucket, "");
+        })
+        .start();
+    let b = create_good(&st);
+    assert!(
+        b.stored_bytes > 9 * 1024 * 1024,
+        "the backup must take more than one part: {} bytes",
+        b.stored_bytes
+    );
+    st.wait_until(UPLOAD, "the upload to pause after its first part", |st| {
+        !st.log_lines_with("paused at a test pause point").is_empty()
+    });
+    let pending = s3.multipart_uploads(&bucket);
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert!(
+        keys(&s3, &bucket).is_empty(),
+        "nothing under a final name while the upload is unfinished: {:?}",
+        keys(&s3, &bucket)
+    );
+    st.signal(libc::SIGKILL);
+    st.wait_exit(Duration::from_secs(10)).expect("killed");
+    st.remove_env("STEWARD_TEST_PAUSE_AT");
+    st.start_again();
+    wait_location(&st, &b.id, Location::Both);
+    assert!(
+        s3.multipart_uploads(&bucket).is_empty(),
+        "the unfinished upload was aborted: {:?}",
+        s3.multipart_uploads(&bucket)
+    );
+    let data = s3.get(
+        &bucket,
+        &format!("prod/{PG_DB}/{}", b.file.clone().unwrap()),
+    );
+    assert_eq!(sha256_hex(&data), b.sha256.clone().unwrap());
+}
+
+#[test]
+fn local_keep_zero_leaves_only_the_buckets_copy_and_audits_it() {
+    let (pg, redis, s3) = (Postgres::start(), Redis::start(), S3Server::start());
+    let bucket = unique_bucket();
+    s3.create_bucket(&bucket);
+    let (st, _) = start(&pg, &redis, &s3, &bucket, "local_keep = 0\n");
+    let b = create_good(&st);
+    wait_location(&st, &b.id, Location::Remote);
+    let local = st.dir().join("backups").join(PG_DB);
+    let files = common::faults::file_names(&local);
+    assert!(
+        !files.iter().any(|f| f.starts_with(&b.id)),
+        "the local copy is gone: {files:?}"
+    );
+    assert_eq!(keys(&s3, &bucket).len(), 3);
+    let audit = std::fs::read_to_string(st.dir().join("audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("backup_delete") && l.contains(&b.id) && l.contains("local_keep")),
+        "{audit}"
+    );
+}
+
+#[test]
+fn wrong_credentials_are_named_and_the_secret_is_shown_nowhere() {
+    let (pg, redis) = (Postgres::start(), Redis::start());
+    // moto refuses every key it did not issue itself (the check comes before the bucket's).
+    let s3 = S3Server::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let bucket = unique_bucket();
+    let token = format!("ToKeN{}", random_hex(16));
+    let secret = format!("sEcReT/{}+x", random_hex(12));
+    let st = Steward::builder(&pg, &redis)
+        .env("AWS_ACCESS_KEY_ID", "AKIANOSUCHKEY0000000")
+        .env("AWS_SECRET_ACCESS_KEY", &secret)
+        .env("AWS_SESSION_TOKEN", &token)
+        .log_level("trace")
+        .with(|s| {
+            s.pg_extra = "write_read_test = false\n".into();
+            let dir = s.state_dir.with_file_name("backups");
+            s.backup = remote_section(&dir, &s3, &bucket, "");
+        })
+        .start();
+    let b = create_good(&st);
+    st.wait_until(UPLOAD, "a failed upload", |st| {
+        st.metric("steward_backup_uploads_total", &[("result", "failure")])
+            .is_some_and(|n| n >= 1.0)
+    });
+    assert_eq!(find(&st, &b.id).location, Some(Location::Local));
+    let status = st.ctl_human(&["backup", "status"]).stdout;
+    assert!(
+        status.contains("refused the credentials (InvalidAccessKeyId)")
+            || status.contains("refused the credentials (HTTP"),
+        "{status}"
+    );
+    let surfaces = [
+        st.log(),
+        status,
+        st.ctl(&["backup", "status"]).stdout,
+        st.ctl(&["backup", "list"]).stdout,
+        st.metrics(),
+        std::fs::read_to_string(st.dir().join("audit.log")).unwrap_or_default(),
+        st.cli(&[
+            "check-config",
+            "--config",
+            &st.config_path.to_string_lossy(),
+        ])
+        .all(),
+        read_tree(&st.dir().join("state")),
+        read_tree(&st.dir().join("backups")),
+    ];
+    for (i, text) in surfaces.iter().enumerate() {
+        for s in [&secret, &token] {
+            assert!(
+                !text.contains(s.as_str()),
+                "surface {i} shows a secret:\n{text}"
+            );
+        }
+    }
+}
+
+/// Every file's text under `dir`.
+fn read_tree(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out += &read_tree(&p);
+        } else {
+            out += &String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default());
+        }
+    }
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
