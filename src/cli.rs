@@ -248,6 +248,11 @@ pub(crate) enum BackupCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Download a backup from the bucket of [backup.remote] into the backup dir (checked)
+    Fetch {
+        /// A backup ID from `steward backup list` (WHERE remote)
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -357,6 +362,7 @@ fn backup_request(cmd: &BackupCmd) -> Request {
             id: id.clone(),
             force: *force,
         },
+        BackupCmd::Fetch { id } => Request::BackupFetch { id: id.clone() },
     }
 }
 

@@ -190,6 +190,7 @@ fn is_long(req: &Request) -> bool {
         Request::BackupCreate { wait: true, .. }
             | Request::BackupVerify { .. }
             | Request::BackupRestore { .. }
+            | Request::BackupFetch { .. }
             | Request::CacheClear { .. }
             | Request::CacheWarmUp { .. }
     )

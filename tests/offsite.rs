@@ -335,3 +335,52 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
 }
+
+#[test]
+fn a_bare_host_lists_the_buckets_backups_fetches_one_and_restores_it() {
+    let (pg, redis, s3) = (Postgres::start(), Redis::start(), S3Server::start());
+    pg.psql_as_postgres(&format!("ALTER ROLE {PG_USER} CREATEDB"));
+    let bucket = unique_bucket();
+    s3.create_bucket(&bucket);
+    pg.psql(
+        "CREATE TABLE t (id int, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g;",
+        PG_USER,
+        PG_DB,
+    );
+    let (first, _) = start(&pg, &redis, &s3, &bucket, "");
+    let b = create_good(&first);
+    wait_location(&first, &b.id, Location::Both);
+    drop(first);
+
+    // A new host: empty backup and state dirs, the same config and bucket.
+    let (st, _) = start(&pg, &redis, &s3, &bucket, "");
+    wait_location(&st, &b.id, Location::Remote);
+    let fetched: Vec<BackupMeta> = st.ctl(&["backup", "fetch", &b.id]).data();
+    assert_eq!(fetched[0].id, b.id);
+    assert_eq!(find(&st, &b.id).location, Some(Location::Both));
+    let again = st.ctl(&["backup", "fetch", &b.id]);
+    assert!(
+        common::faults::error_of(&again).contains("already"),
+        "{again:?}"
+    );
+    let verify = st.ctl(&["backup", "verify", &b.id]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+    let out = st.ctl(&["backup", "restore", &b.id, "--target-db", "copy_of_t"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let rows = pg.psql(
+        "SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM t",
+        PG_USER,
+        PG_DB,
+    );
+    let copy = pg.psql(
+        "SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM t",
+        PG_USER,
+        "copy_of_t",
+    );
+    assert_eq!(rows, copy);
+    let unknown = st.ctl(&["backup", "fetch", "20200101T000000Z-manual-0000"]);
+    assert!(
+        common::faults::error_of(&unknown).contains("no backup"),
+        "{unknown:?}"
+    );
+}

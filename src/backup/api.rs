@@ -13,6 +13,8 @@ pub enum JobKind {
     Verify,
     Restore,
     RestoreTest,
+    /// `backup fetch`: a download from the bucket.
+    Fetch,
 }
 
 /// A job in progress, with the bytes it has moved so far.

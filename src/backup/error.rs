@@ -26,4 +26,6 @@ pub enum BackupError {
     Failed(String),
     #[error("the backup manager has stopped (steward is shutting down)")]
     Gone,
+    #[error(transparent)]
+    Fetch(#[from] super::remote::fetch::FetchError),
 }

@@ -49,6 +49,10 @@ pub(super) enum Cmd {
     Jobs {
         reply: oneshot::Sender<Vec<JobInfo>>,
     },
+    Fetch {
+        id: String,
+        reply: oneshot::Sender<Result<BackupMeta, BackupError>>,
+    },
     NextRuns(Vec<(BackupKind, DateTime<Utc>)>),
     /// The databases `["*"]` stood for at the scheduler's last answer from the server.
     SetCovered(Vec<String>),
@@ -166,6 +170,11 @@ impl BackupHandle {
     }
 
     /// Jobs in progress.
+    /// `backup fetch ID`: a backup in the bucket downloaded and checked into the local dir.
+    pub async fn fetch(&self, id: String) -> Result<BackupMeta, BackupError> {
+        self.ask(|reply| Cmd::Fetch { id, reply }).await?
+    }
+
     pub async fn jobs(&self) -> Result<Vec<JobInfo>, BackupError> {
         self.ask(|reply| Cmd::Jobs { reply }).await
     }

@@ -233,6 +233,15 @@ impl Manager {
                     let _ = reply.send(out);
                 });
             }
+            Cmd::Fetch { id, reply } => {
+                let (job, progress) = self.add_job(JobKind::Fetch, "", Some(id.clone()));
+                let (cfg, uploads, tx) = (self.cfg(), self.uploads.clone(), self.handle.tx.clone());
+                tokio::spawn(async move {
+                    let out = super::remote::fetch_by_id(&cfg, &uploads, &id, &progress).await;
+                    let _ = reply.send(out.map_err(BackupError::from));
+                    let _ = tx.send(Cmd::Done { job, backup: None }).await;
+                });
+            }
             Cmd::Jobs { reply } => {
                 let _ = reply.send(self.job_infos());
             }
@@ -385,6 +394,7 @@ impl Manager {
                 JobKind::Verify => "verify",
                 JobKind::Restore => "restore",
                 JobKind::RestoreTest => "restore-test",
+                JobKind::Fetch => "fetch",
             },
             self.seq
         );

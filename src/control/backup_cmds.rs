@@ -52,6 +52,7 @@ pub(super) async fn handle(
         Request::BackupPrune { dry_run } => b.prune(dry_run).await.map(|v| Reply::data(&v)),
         Request::BackupDelete { id, force } => b.delete(id, force).await.map(|v| Reply::data(&v)),
         Request::BackupJobs => b.jobs().await.map(|v| Reply::data(&v)),
+        Request::BackupFetch { id } => b.fetch(id).await.map(|v| Reply::data(&vec![v])),
         _ => Ok(Reply::error("not a backup request")),
     };
     let mut reply = out.unwrap_or_else(|e| Reply::error(e.to_string()));

@@ -96,6 +96,10 @@ pub enum Request {
     },
     /// Backup, verify and restore jobs in progress, with their byte counts.
     BackupJobs,
+    /// Download a backup the bucket holds into the local backup dir (checked).
+    BackupFetch {
+        id: String,
+    },
     /// Turn maintenance mode on (or change the current one's reason and end).
     MaintenanceOn {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,6 +154,7 @@ pub const COMMANDS: &[&str] = &[
     "backup_prune",
     "backup_delete",
     "backup_jobs",
+    "backup_fetch",
     "maintenance_on",
     "maintenance_off",
     "maintenance_status",

@@ -20,7 +20,9 @@ pub fn render(req: &Request, reply: &Reply) -> Option<String> {
             parse::<Vec<BackupMeta>>(reply).map(|v| list(&v))
         }
         Request::BackupCreate { .. } => parse::<Vec<Started>>(reply).map(|v| started(&v)),
-        Request::BackupList { .. } => parse::<Vec<BackupMeta>>(reply).map(|v| list(&v)),
+        Request::BackupList { .. } | Request::BackupFetch { .. } => {
+            parse::<Vec<BackupMeta>>(reply).map(|v| list(&v))
+        }
         Request::BackupStatus => parse::<StatusReply>(reply).map(|s| status(&s)),
         Request::BackupVerify { .. } => parse::<VerifyReply>(reply).map(|v| verify(&v)),
         Request::BackupRestore { .. } => parse::<RestoreReply>(reply).map(|r| restore(&r)),

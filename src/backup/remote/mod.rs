@@ -3,6 +3,7 @@
 //! `local_keep`.
 
 mod error;
+pub mod fetch;
 pub mod index;
 pub mod local_keep;
 pub mod queue;
@@ -42,4 +43,31 @@ pub async fn listing(cfg: &Config, uploads: &UploadHandle) -> Vec<BackupMeta> {
         tracing::warn!(error = %e, "the bucket's catalog could not be read; listing local backups only");
     }
     index::merged_listing(local, remote, &cfg.backup.remote)
+}
+
+/// `backup fetch ID` with the configured bucket.
+pub async fn fetch_by_id(
+    cfg: &Config,
+    uploads: &UploadHandle,
+    id: &str,
+    progress: &std::sync::atomic::AtomicU64,
+) -> Result<BackupMeta, fetch::FetchError> {
+    let store = RemoteStore::from_config(&cfg.backup.remote)?.ok_or(fetch::FetchError::NoBucket)?;
+    let remote = uploads
+        .index(std::time::Duration::ZERO)
+        .await
+        .map_err(|detail| RemoteError::Other {
+            what: "reading the bucket's catalog".into(),
+            detail,
+        })?;
+    let out = fetch::fetch(&store, &cfg.backup.dir, &remote, id, progress).await;
+    match &out {
+        Ok(m) => {
+            tracing::info!(id = %m.id, database = %m.database, bytes = m.stored_bytes, "backup fetched from the bucket and checked")
+        }
+        Err(e) => {
+            tracing::warn!(id, error = %cfg.scrubber().scrub(&e.to_string()), "backup fetch failed")
+        }
+    }
+    out
 }

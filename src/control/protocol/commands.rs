@@ -36,6 +36,7 @@ impl Request {
             Request::BackupPrune { .. } => "backup_prune",
             Request::BackupDelete { .. } => "backup_delete",
             Request::BackupJobs => "backup_jobs",
+            Request::BackupFetch { .. } => "backup_fetch",
             Request::MaintenanceOn { .. } => "maintenance_on",
             Request::MaintenanceOff => "maintenance_off",
             Request::MaintenanceStatus => "maintenance_status",
@@ -72,6 +73,7 @@ impl Request {
             | Request::BackupRestore { .. }
             | Request::BackupPrune { .. }
             | Request::BackupDelete { .. }
+            | Request::BackupFetch { .. }
             | Request::MaintenanceOn { .. }
             | Request::MaintenanceOff
             | Request::CacheClear { .. }

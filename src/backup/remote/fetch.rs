@@ -1,0 +1,175 @@
+//! `backup fetch ID`: a backup the bucket holds brought into the local catalog, each file
+//! streamed to a temporary name, checked against the bucket's metadata (size, SHA-256), then
+//! renamed, and the metadata written last, so that a stop part-way leaves nothing that looks
+//! like a backup (the start-up sweep removes the temporary files).
+
+use super::index::RemoteBackup;
+use super::store::RemoteStore;
+use super::RemoteError;
+use crate::backup::catalog::{self, BackupMeta, OffsiteCopy};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+/// Why a fetch did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no backup with ID {0:?} in the bucket; see `steward backup list`")]
+    Unknown(String),
+    #[error("backup {0} is already in the local backup dir")]
+    AlreadyLocal(String),
+    #[error("backup {id} in the bucket is {status}, not good: {why}")]
+    NotGood {
+        id: String,
+        status: String,
+        why: String,
+    },
+    #[error("no bucket is configured ([backup.remote] url)")]
+    NoBucket,
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Catalog(#[from] catalog::CatalogError),
+}
+
+/// Downloads backup `id` from `store` into `root`; returns its local metadata.
+pub async fn fetch(
+    store: &RemoteStore,
+    root: &Path,
+    remote: &[RemoteBackup],
+    id: &str,
+    progress: &std::sync::atomic::AtomicU64,
+) -> Result<BackupMeta, FetchError> {
+    catalog::validate_id(id)?;
+    let b = remote
+        .iter()
+        .find(|b| b.meta.id == id && !b.deleting)
+        .ok_or_else(|| FetchError::Unknown(id.into()))?;
+    let meta = &b.meta;
+    if !meta.is_good() {
+        return Err(FetchError::NotGood {
+            id: id.into(),
+            status: format!("{:?}", meta.status).to_lowercase(),
+            why: meta.error.clone().unwrap_or_default(),
+        });
+    }
+    let r = root.to_path_buf();
+    let i = id.to_string();
+    if tokio::task::spawn_blocking(move || catalog::find(&r, &i).is_ok())
+        .await
+        .unwrap_or(false)
+    {
+        return Err(FetchError::AlreadyLocal(id.into()));
+    }
+    let dir = catalog::db_dir(root, &meta.database);
+    catalog::ensure_dir(&dir)?;
+    let file = meta.file.clone().ok_or_else(|| RemoteError::Other {
+        what: format!("fetch of {id}"),
+        detail: "its metadata names no data file".into(),
+    })?;
+    let expected =
+        catalog::data_file_name(id, meta.format, meta.compression, meta.encryption.is_some());
+    if file != expected {
+        return Err(RemoteError::Other {
+            what: format!("fetch of {id}"),
+            detail: format!(
+                "its data file is called {file:?}, not {expected:?} as steward names it"
+            ),
+        }
+        .into());
+    }
+    let mut files = vec![(file, meta.stored_bytes, meta.sha256.clone())];
+    if let Some(g) = &meta.globals {
+        files.push((g.file.clone(), g.stored_bytes, Some(g.sha256.clone())));
+    }
+    let mut done: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for (name, bytes, sha) in &files {
+        let tmp = dir.join(format!("{name}.tmp"));
+        let out = download(
+            store,
+            &meta.database,
+            name,
+            &tmp,
+            *bytes,
+            sha.as_deref(),
+            progress,
+        )
+        .await;
+        if let Err(e) = out {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            for (t, _) in &done {
+                let _ = tokio::fs::remove_file(t).await;
+            }
+            return Err(e.into());
+        }
+        done.push((tmp, dir.join(name)));
+    }
+    let mut local = meta.clone();
+    local.location = None;
+    local.offsite = Some(OffsiteCopy {
+        url: store.url.clone(),
+        endpoint: store.endpoint.clone(),
+        checked_at: chrono::Utc::now(),
+    });
+    let r = root.to_path_buf();
+    let committed =
+        tokio::task::spawn_blocking(move || -> Result<BackupMeta, catalog::CatalogError> {
+            for (tmp, fin) in &done {
+                std::fs::rename(tmp, fin).map_err(|source| catalog::CatalogError::Io {
+                    what: "rename",
+                    path: tmp.clone(),
+                    source,
+                })?;
+            }
+            catalog::sync_dir(&catalog::db_dir(&r, &local.database))?;
+            catalog::commit(&r, &mut local)?;
+            Ok(local)
+        })
+        .await
+        .map_err(|e| RemoteError::Other {
+            what: format!("fetch of {id}"),
+            detail: e.to_string(),
+        })??;
+    Ok(committed)
+}
+
+/// Streams one object to `tmp` (fsynced), checking its size and SHA-256 on the way.
+async fn download(
+    store: &RemoteStore,
+    database: &str,
+    name: &str,
+    tmp: &Path,
+    bytes: u64,
+    sha256: Option<&str>,
+    progress: &std::sync::atomic::AtomicU64,
+) -> Result<(), RemoteError> {
+    let local = |source| RemoteError::Local {
+        path: tmp.to_path_buf(),
+        source,
+    };
+    let key = store.key(database, name)?;
+    let (_, mut stream) = store.get_stream(&key).await?;
+    let mut f = tokio::fs::File::create(tmp).await.map_err(local)?;
+    let mut hash = Sha256::new();
+    let mut n = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        hash.update(&chunk);
+        n += chunk.len() as u64;
+        progress.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        f.write_all(&chunk).await.map_err(local)?;
+    }
+    f.sync_all().await.map_err(local)?;
+    let got = hex::encode(hash.finalize());
+    if n != bytes || sha256 != Some(got.as_str()) {
+        return Err(RemoteError::Mismatch {
+            what: name.into(),
+            detail: format!(
+                "{n} bytes with SHA-256 {got} downloaded; its metadata says {bytes} bytes with SHA-256 {}",
+                sha256.unwrap_or("(none)")
+            ),
+        });
+    }
+    Ok(())
+}
