@@ -432,6 +432,14 @@ fn dashboard_queries(v: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// Per-database off-site gauges: set from the bucket's listing, so a steward without
+/// `[backup.remote]` (as here) has none; the names are checked against the registry by
+/// tests/grafana.rs instead.
+const ONLY_WITH_A_BUCKET: &[&str] = &[
+    "steward_backup_remote_last_success_timestamp_seconds",
+    "steward_backup_remote_bytes",
+];
+
 #[test]
 fn rules_and_dashboard_name_only_metrics_a_live_steward_emits() {
     let rules = std::fs::read_to_string(prometheus_dir().join("steward-rules.yml")).unwrap();
@@ -500,6 +508,7 @@ fn rules_and_dashboard_name_only_metrics_a_live_steward_emits() {
     let mut problems: Vec<String> = wanted
         .iter()
         .filter(|(n, _)| !emitted.contains(n.as_str()))
+        .filter(|(n, _)| !ONLY_WITH_A_BUCKET.contains(&n.as_str()))
         .map(|(n, file)| format!("{n} is named in {file} but steward does not emit it"))
         .collect();
 

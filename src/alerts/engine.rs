@@ -196,6 +196,16 @@ impl Engine {
             let second = s.next_after(first)?;
             Some((second - first).num_seconds() as f64)
         });
+        let remote = cfg.backup.remote.enabled();
+        let upload = if remote {
+            match tokio::time::timeout(ASK, self.inputs.backup.upload_status()).await {
+                Ok(Ok(status)) => status,
+                // No answer in time: keep the last one rather than forget the failures.
+                _ => self.facts.backups.as_ref().and_then(|b| b.upload.clone()),
+            }
+        } else {
+            None
+        };
         self.facts.backups = Some(BackupFacts {
             metas,
             free_bytes: free,
@@ -203,6 +213,8 @@ impl Engine {
             databases,
             periods,
             drill_period,
+            remote,
+            upload,
         });
     }
 

@@ -6,6 +6,7 @@ mod alertmanager;
 mod backup_rules;
 mod drill_rules;
 mod engine;
+mod offsite_rules;
 mod restarts;
 pub mod rules;
 pub mod state;

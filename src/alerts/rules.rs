@@ -31,6 +31,10 @@ pub struct BackupFacts {
     pub periods: Vec<(BackupKind, f64)>,
     /// Seconds between two restore drills, when they are scheduled.
     pub drill_period: Option<f64>,
+    /// A bucket is configured (`backup.remote.url`): `metas` carry their location.
+    pub remote: bool,
+    /// The off-site upload queue's state; `None` without a bucket or before it answered.
+    pub upload: Option<crate::backup::remote::UploadStatus>,
 }
 
 /// Everything the rules look at, gathered by the engine.
@@ -135,6 +139,11 @@ pub fn evaluate(cfg: &AlertsConfig, f: &Facts) -> Vec<Observation> {
     ));
     out.push(super::drill_rules::stale(&cfg.backup_restore_test_stale, f));
     out.push(super::backup_rules::storage_low(&cfg.backup_storage_low, f));
+    out.push(super::offsite_rules::stale(&cfg.backup_offsite_stale, f));
+    out.push(super::offsite_rules::upload_failing(
+        &cfg.backup_upload_failing,
+        f,
+    ));
     out.push(task_restarting(&cfg.task_restarting, f));
     out.push(eviction_policy(&cfg.cache_eviction_policy, f));
     let disabled: Vec<&str> = cfg

@@ -59,6 +59,10 @@ pub(super) enum Cmd {
     Covered {
         reply: oneshot::Sender<Option<Vec<String>>>,
     },
+    /// The off-site upload queue's state; `None` without a bucket.
+    UploadStatus {
+        reply: oneshot::Sender<Option<super::remote::UploadStatus>>,
+    },
     /// A job finished; `backup` carries the metadata when it was a backup.
     Done {
         job: String,
@@ -208,6 +212,12 @@ impl BackupHandle {
     /// The databases `["*"]` stood for at the server's last answer; `None` before any.
     pub async fn covered(&self) -> Result<Option<Vec<String>>, BackupError> {
         self.ask(|reply| Cmd::Covered { reply }).await
+    }
+
+    /// The off-site upload queue's state (queued, failures in a row, the last error); `None`
+    /// when no bucket is configured.
+    pub async fn upload_status(&self) -> Result<Option<super::remote::UploadStatus>, BackupError> {
+        self.ask(|reply| Cmd::UploadStatus { reply }).await
     }
 
     /// Tells the actor the scheduler's next run times, for status and metrics.

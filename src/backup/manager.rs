@@ -259,6 +259,13 @@ impl Manager {
             Cmd::Covered { reply } => {
                 let _ = reply.send(self.covered.clone());
             }
+            Cmd::UploadStatus { reply } => {
+                // Off the actor: the upload actor answers on its own time.
+                let uploads = self.uploads.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(uploads.status().await);
+                });
+            }
             Cmd::Done { job, backup } => {
                 self.done(job, backup);
                 self.events.send_modify(|n| *n += 1);

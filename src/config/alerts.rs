@@ -50,6 +50,9 @@ pub struct Rule {
     /// instead of the schedules' periods.
     #[serde(default, with = "humantime_serde")]
     pub max_age: Option<Duration>,
+    /// BackupUploadFailing: how many upload attempts in a row must fail before it fires.
+    #[serde(default)]
+    pub min_failures: Option<u32>,
 }
 
 impl Rule {
@@ -64,6 +67,7 @@ impl Rule {
             window: None,
             grace: None,
             max_age: None,
+            min_failures: None,
         }
     }
 
@@ -90,6 +94,7 @@ struct RulePatch {
     grace: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     max_age: Option<Duration>,
+    min_failures: Option<u32>,
 }
 
 macro_rules! alert_rules {
@@ -140,6 +145,8 @@ alert_rules! {
     backup_restore_test_failed: "BackupRestoreTestFailed", [severity];
     backup_restore_test_stale: "BackupRestoreTestStale", [severity, grace, max_age];
     backup_storage_low: "BackupStorageLow", [severity, threshold];
+    backup_offsite_stale: "BackupOffsiteStale", [severity, grace, max_age];
+    backup_upload_failing: "BackupUploadFailing", [severity, min_failures];
     task_restarting: "TaskRestarting", [severity, threshold, window];
     cache_eviction_policy: "CacheEvictionPolicy", [severity];
 }
@@ -160,6 +167,7 @@ fn apply(
         ("window", p.window.is_some()),
         ("grace", p.grace.is_some()),
         ("max_age", p.max_age.is_some()),
+        ("min_failures", p.min_failures.is_some()),
     ];
     if let Some((field, _)) = given.iter().find(|(f, set)| *set && !allowed.contains(f)) {
         let has = if allowed.is_empty() {
@@ -180,6 +188,7 @@ fn apply(
     rule.window = p.window.or(rule.window);
     rule.grace = p.grace.or(rule.grace);
     rule.max_age = p.max_age.or(rule.max_age);
+    rule.min_failures = p.min_failures.or(rule.min_failures);
     Ok(())
 }
 
@@ -194,6 +203,10 @@ impl Default for AlertsConfig {
         stale.grace = Some(Duration::from_secs(2 * 3600));
         let mut drill_stale = Rule::base(0, Warning);
         drill_stale.grace = Some(Duration::from_secs(24 * 3600));
+        let mut offsite_stale = Rule::base(0, Warning);
+        offsite_stale.grace = Some(Duration::from_secs(6 * 3600));
+        let mut upload_failing = Rule::base(0, Warning);
+        upload_failing.min_failures = Some(3);
         let mut restarting = Rule::base(0, Warning).threshold(3.0);
         restarting.window = Some(Duration::from_secs(15 * 60));
         Self {
@@ -209,6 +222,8 @@ impl Default for AlertsConfig {
             backup_restore_test_failed: Rule::base(0, Critical),
             backup_restore_test_stale: drill_stale,
             backup_storage_low: Rule::base(0, Warning).threshold(2.0),
+            backup_offsite_stale: offsite_stale,
+            backup_upload_failing: upload_failing,
             task_restarting: restarting,
             cache_eviction_policy: Rule::base(300, Warning),
         }
@@ -317,6 +332,18 @@ pub(super) fn validate(a: &AlertsConfig, am: &AlertmanagerConfig, out: &mut Vec<
             "must be greater than zero (e.g. \"26h\"), or left out to follow the schedules",
         ));
     }
+    if a.backup_offsite_stale.max_age.is_some_and(|w| w.is_zero()) {
+        out.push(Problem::new(
+            "alerts.backup_offsite_stale.max_age",
+            "must be greater than zero (e.g. \"30h\"), or left out to follow the schedules",
+        ));
+    }
+    if a.backup_upload_failing.min_failures == Some(0) {
+        out.push(Problem::new(
+            "alerts.backup_upload_failing.min_failures",
+            "must be at least 1 (failed upload attempts in a row)",
+        ));
+    }
     validate_alertmanager(am, out);
 }
 
@@ -376,6 +403,39 @@ mod tests {
         assert!(e.contains("alerts.service_down.threshold"), "{e}");
         assert!(e.contains("ServiceDown has no threshold"), "{e}");
         assert!(parse("[service_down]\nfrobnicate = 1\n").is_err());
+    }
+
+    #[test]
+    fn the_offsite_rules_have_their_own_knobs() {
+        let d = AlertsConfig::default();
+        assert_eq!(d.backup_upload_failing.min_failures, Some(3));
+        assert_eq!(
+            d.backup_offsite_stale.grace,
+            Some(Duration::from_secs(6 * 3600))
+        );
+        let c = parse("[backup_upload_failing]\nmin_failures = 5\n[backup_offsite_stale]\nmax_age = \"30h\"\n").unwrap();
+        assert_eq!(c.backup_upload_failing.min_failures, Some(5));
+        assert_eq!(
+            c.backup_offsite_stale.max_age,
+            Some(Duration::from_secs(30 * 3600))
+        );
+        let e = parse("[backup_stale]\nmin_failures = 2\n").unwrap_err();
+        assert!(e.contains("BackupStale has no min_failures"), "{e}");
+        let e = parse("[backup_upload_failing]\ngrace = \"1h\"\n").unwrap_err();
+        assert!(e.contains("BackupUploadFailing has no grace"), "{e}");
+        let mut a = AlertsConfig::default();
+        a.backup_upload_failing.min_failures = Some(0);
+        a.backup_offsite_stale.max_age = Some(Duration::ZERO);
+        let mut out = Vec::new();
+        validate(&a, &AlertmanagerConfig::default(), &mut out);
+        let keys: Vec<_> = out.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "alerts.backup_offsite_stale.max_age",
+                "alerts.backup_upload_failing.min_failures"
+            ]
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! a rule that cannot judge.
 
 use super::*;
-use crate::backup::catalog::BackupStatus;
+use crate::backup::catalog::{BackupStatus, Location};
 use crate::model::check::{PgFigures, RedisFigures, WriteRead};
 use chrono::{DateTime, Utc};
 
@@ -60,7 +60,7 @@ fn meta(db: &str, kind: BackupKind, status: BackupStatus, finished: f64, size: u
 #[test]
 fn every_instance_is_listed_and_a_healthy_world_fires_nothing() {
     let obs = evaluate(&AlertsConfig::default(), &facts());
-    assert_eq!(obs.len(), 18);
+    assert_eq!(obs.len(), 20);
     assert!(obs.iter().all(|o| !o.active), "{obs:?}");
 }
 
@@ -176,6 +176,8 @@ fn catalog(metas: Vec<BackupMeta>) -> BackupFacts {
         databases: vec!["app".into()],
         periods: vec![],
         drill_period: None,
+        remote: false,
+        upload: None,
     }
 }
 
@@ -269,6 +271,8 @@ fn backup_stale_follows_the_schedules_or_max_age() {
         databases: vec!["app".into(), "other".into()],
         periods: vec![(BackupKind::Daily, day), (BackupKind::Weekly, 7.0 * day)],
         drill_period: None,
+        remote: false,
+        upload: None,
     });
     let mut cfg = AlertsConfig::default();
     // Daily 25 h old is within a day + 2 h; "other" has nothing for 3 days: stale.
@@ -312,6 +316,8 @@ fn storage_low_compares_free_space_with_the_last_backup() {
         databases: vec!["app".into()],
         periods: vec![],
         drill_period: None,
+        remote: false,
+        upload: None,
     };
     f.backups = Some(with_free(1999));
     let o = find(
@@ -437,4 +443,166 @@ fn restore_test_alerts_follow_the_newest_test_and_the_drill_period() {
     let b = f.backups.as_mut().unwrap();
     b.metas = vec![tested(now - 7.0 * day, now - 7.0 * day, true)];
     assert!(!find(&evaluate(&cfg, &f), "BackupRestoreTestStale", "backup").active);
+}
+
+fn located(m: BackupMeta, location: Location) -> BackupMeta {
+    BackupMeta {
+        location: Some(location),
+        ..m
+    }
+}
+
+#[test]
+fn offsite_stale_counts_only_backups_in_the_bucket() {
+    let day = 86_400.0;
+    let judge = |cfg: &AlertsConfig, f: &Facts| {
+        find(&evaluate(cfg, f), "BackupOffsiteStale", "backup").clone()
+    };
+    let mut cfg = AlertsConfig::default();
+    let mut f = facts();
+    f.started_at = NOW - 3.0 * day;
+    // A fresh local backup, but the newest in the bucket is 31 h old: a daily schedule (the
+    // shortest period) plus the default 6 h grace allows 30 h.
+    f.backups = Some(BackupFacts {
+        periods: vec![(BackupKind::Weekly, 7.0 * day), (BackupKind::Daily, day)],
+        ..catalog(vec![
+            located(
+                meta("app", BackupKind::Daily, BackupStatus::Good, NOW - 60.0, 5),
+                Location::Local,
+            ),
+            located(
+                meta(
+                    "app",
+                    BackupKind::Daily,
+                    BackupStatus::Failed,
+                    NOW - 120.0,
+                    0,
+                ),
+                Location::Remote,
+            ),
+            located(
+                meta(
+                    "app",
+                    BackupKind::Daily,
+                    BackupStatus::Good,
+                    NOW - 31.0 * 3600.0,
+                    5,
+                ),
+                Location::Both,
+            ),
+        ])
+    });
+    // Without a bucket it cannot judge, and says why.
+    let o = judge(&cfg, &f);
+    assert!(
+        !o.active && o.note.as_deref().unwrap().contains("backup.remote.url"),
+        "{o:?}"
+    );
+    f.backups.as_mut().unwrap().remote = true;
+    let o = judge(&cfg, &f);
+    assert!(o.active, "{o:?}");
+    assert_eq!(
+        (o.value, o.threshold),
+        (Some(31.0 * 3600.0), Some(30.0 * 3600.0))
+    );
+    assert!(
+        o.description
+            .contains("app: newest good backup in the bucket"),
+        "{}",
+        o.description
+    );
+    // A good backup only in the bucket (local copy gone, local_keep) counts.
+    let b = f.backups.as_mut().unwrap();
+    b.metas.push(located(
+        meta(
+            "app",
+            BackupKind::Manual,
+            BackupStatus::Good,
+            NOW - 29.0 * 3600.0,
+            5,
+        ),
+        Location::Remote,
+    ));
+    assert!(!judge(&cfg, &f).active);
+    // max_age instead of the schedules.
+    cfg.backup_offsite_stale.max_age = Some(std::time::Duration::from_secs(28 * 3600));
+    assert!(judge(&cfg, &f).active);
+    cfg.backup_offsite_stale.max_age = None;
+    // A covered database with nothing in the bucket: counted from steward's start (3 days).
+    let b = f.backups.as_mut().unwrap();
+    b.databases.push("other".into());
+    let o = judge(&cfg, &f);
+    assert!(
+        o.active
+            && o.description
+                .contains("other: no good backup in the bucket"),
+        "{o:?}"
+    );
+    assert!(!o.description.contains("app:"), "{}", o.description);
+    f.started_at = NOW - 3600.0;
+    assert!(!judge(&cfg, &f).active);
+    // No schedule and no max_age: nothing to be late for.
+    f.backups.as_mut().unwrap().periods.clear();
+    let o = judge(&cfg, &f);
+    assert!(!o.active && o.note.unwrap().contains("no backup schedule"));
+}
+
+#[test]
+fn upload_failing_fires_at_min_failures_in_a_row_with_the_last_error() {
+    use crate::backup::remote::UploadStatus;
+    let judge = |cfg: &AlertsConfig, f: &Facts| {
+        find(&evaluate(cfg, f), "BackupUploadFailing", "backup").clone()
+    };
+    let status = |failures: u32| UploadStatus {
+        url: "s3://backups/app".into(),
+        queued: 2,
+        consecutive_failures: failures,
+        failing_since: (failures > 0).then(|| at(NOW - 600.0)),
+        last_error: (failures > 0).then(|| "PUT: 403 Forbidden (key ***)".to_string()),
+        ..UploadStatus::default()
+    };
+    let mut cfg = AlertsConfig::default();
+    let mut f = facts();
+    f.backups = Some(BackupFacts {
+        upload: Some(status(5)),
+        ..catalog(vec![])
+    });
+    // No bucket: nothing to judge, whatever the status says.
+    let o = judge(&cfg, &f);
+    assert!(!o.active && o.note.unwrap().contains("backup.remote.url"));
+    let b = f.backups.as_mut().unwrap();
+    b.remote = true;
+    b.upload = None;
+    let o = judge(&cfg, &f);
+    assert!(!o.active && o.note.unwrap().contains("has not answered"));
+    for (failures, active) in [(0, false), (2, false), (3, true), (7, true)] {
+        f.backups.as_mut().unwrap().upload = Some(status(failures));
+        let o = judge(&cfg, &f);
+        assert_eq!(o.active, active, "{failures} failures: {o:?}");
+        assert_eq!(
+            (o.value, o.threshold),
+            (Some(f64::from(failures)), Some(3.0))
+        );
+    }
+    let o = judge(&cfg, &f);
+    assert!(
+        o.description.contains("7 upload attempts in a row"),
+        "{}",
+        o.description
+    );
+    assert!(
+        o.description.contains("403 Forbidden (key ***)"),
+        "{}",
+        o.description
+    );
+    assert!(
+        o.description.contains("2 backups queued"),
+        "{}",
+        o.description
+    );
+    cfg.backup_upload_failing.min_failures = Some(8);
+    assert!(!judge(&cfg, &f).active);
+    cfg.backup_upload_failing.min_failures = Some(1);
+    f.backups.as_mut().unwrap().upload = Some(status(1));
+    assert!(judge(&cfg, &f).active);
 }
