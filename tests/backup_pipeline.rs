@@ -189,6 +189,7 @@ impl Setup {
             sha256: out.sha256.clone(),
             stored_bytes: out.stored_bytes,
             dump_bytes: out.dump_bytes,
+            remote: None,
         }
     }
 }

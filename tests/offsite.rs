@@ -245,11 +245,12 @@ fn local_keep_zero_leaves_only_the_buckets_copy_and_audits_it() {
     let b = create_good(&st);
     wait_location(&st, &b.id, Location::Remote);
     let local = st.dir().join("backups").join(PG_DB);
-    let files = common::faults::file_names(&local);
-    assert!(
-        !files.iter().any(|f| f.starts_with(&b.id)),
-        "the local copy is gone: {files:?}"
-    );
+    // Out of the catalog at once; its files follow.
+    st.wait_until(UPLOAD, "the local copy's files to go", |_| {
+        !common::faults::file_names(&local)
+            .iter()
+            .any(|f| f.starts_with(&b.id))
+    });
     assert_eq!(keys(&s3, &bucket).len(), 3);
     let audit = std::fs::read_to_string(st.dir().join("audit.log")).unwrap();
     assert!(
@@ -383,4 +384,59 @@ fn a_bare_host_lists_the_buckets_backups_fetches_one_and_restores_it() {
         common::faults::error_of(&unknown).contains("no backup"),
         "{unknown:?}"
     );
+}
+
+#[test]
+fn a_backup_only_the_bucket_holds_is_verified_and_restored_streamed_from_it() {
+    let (pg, redis, s3) = (Postgres::start(), Redis::start(), S3Server::start());
+    pg.psql_as_postgres(&format!("ALTER ROLE {PG_USER} CREATEDB"));
+    let bucket = unique_bucket();
+    s3.create_bucket(&bucket);
+    pg.psql(
+        "CREATE TABLE t (id int, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g;",
+        PG_USER,
+        PG_DB,
+    );
+    let (st, _) = start(&pg, &redis, &s3, &bucket, "local_keep = 0\n");
+    let b = create_good(&st);
+    wait_location(&st, &b.id, Location::Remote);
+    let local = st.dir().join("backups").join(PG_DB);
+    st.wait_until(UPLOAD, "the local copy's files to go", |_| {
+        !common::faults::file_names(&local)
+            .iter()
+            .any(|f| f.starts_with(&b.id))
+    });
+
+    let v: steward::backup::api::VerifyReply = st.ctl(&["backup", "verify", &b.id]).data();
+    assert!(v.ok && v.fully_verified, "{v:?}");
+    let out = st.ctl(&["backup", "restore", &b.id, "--target-db", "from_bucket"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let q = "SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM t";
+    assert_eq!(
+        pg.psql(q, PG_USER, PG_DB),
+        pg.psql(q, PG_USER, "from_bucket")
+    );
+    let files = common::faults::file_names(&local);
+    assert!(
+        !files.iter().any(|f| f.starts_with(&b.id)),
+        "no local copy was made: {files:?}"
+    );
+
+    // The bucket's copy altered: verify says so, restore refuses before touching anything.
+    let key = format!("prod/{PG_DB}/{}", b.file.clone().unwrap());
+    let mut data = s3.get(&bucket, &key);
+    let last = data.len() - 1;
+    data[last] ^= 0xff;
+    s3.put(&bucket, &key, &data);
+    let v: steward::backup::api::VerifyReply =
+        st.request_data(&format!(r#"{{"cmd":"backup_verify","id":"{}"}}"#, b.id));
+    assert!(!v.ok, "{v:?}");
+    assert!(
+        v.checks.iter().any(|c| c.name == "sha256" && !c.ok),
+        "{v:?}"
+    );
+    let out = st.ctl(&["backup", "restore", &b.id, "--target-db", "never_made"]);
+    let e = common::faults::error_of(&out);
+    assert!(e.contains("sha256") || e.contains("verification"), "{e}");
+    assert!(pg.try_psql("SELECT 1", PG_USER, "never_made").is_err());
 }

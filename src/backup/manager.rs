@@ -447,6 +447,7 @@ impl Manager {
             progress,
             cancel: self.cancel.clone(),
             maintenance: self.maintenance.clone(),
+            uploads: self.uploads.clone(),
         }
     }
 

@@ -81,6 +81,8 @@ pub(crate) struct Ctx {
     pub cancel: tokio_util::sync::CancellationToken,
     /// A restore replacing a database holds maintenance mode on while it runs.
     pub maintenance: crate::maintenance::MaintenanceHandle,
+    /// The bucket's catalog, for a verify or restore of a backup only the bucket holds.
+    pub uploads: remote::UploadHandle,
 }
 
 use serde::{Deserialize, Serialize};

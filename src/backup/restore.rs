@@ -30,6 +30,19 @@ pub struct StoredBackup {
     pub stored_bytes: u64,
     /// Expected size of the dump inside.
     pub dump_bytes: u64,
+    /// Where to stream it from when it is only in the bucket (`path` then only names it).
+    pub remote: Option<crate::backup::remote::store::RemoteObject>,
+}
+
+impl StoredBackup {
+    /// The stored file, from the local disk or streamed from the bucket. A bucket's reader
+    /// blocks: read it on a blocking thread.
+    pub async fn open_raw(&self) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        match &self.remote {
+            Some(r) => r.open().await,
+            None => Ok(Box::new(std::fs::File::open(&self.path)?)),
+        }
+    }
 }
 
 /// What was done about encryption during a verify.
@@ -91,9 +104,13 @@ pub async fn verify(
     identities: &[age::x25519::Identity],
     progress: Arc<AtomicU64>,
 ) -> Result<VerifyOutput, VerifyError> {
+    let file = b.open_raw().await.map_err(|source| VerifyError::Io {
+        path: b.path.clone(),
+        source,
+    })?;
     let b = b.clone();
     let ids = identities.to_vec();
-    tokio::task::spawn_blocking(move || stream::verify_file(&b, &ids, progress))
+    tokio::task::spawn_blocking(move || stream::verify_file(&b, file, &ids, progress))
         .await
         .map_err(|e| VerifyError::Internal(e.to_string()))?
 }
@@ -179,8 +196,11 @@ pub async fn restore(
     };
 
     // Open and check the headers before starting the child.
+    let file = b.open_raw().await.map_err(|source| RestoreError::Io {
+        path: path.clone(),
+        source,
+    })?;
     let opened = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path).map_err(StreamError::Io)?;
         let counter = stream::RawCounter::new(file, progress);
         let bytes = counter.counter();
         let r = stream::open(counter, compression, encrypted.then_some(&ids[..]))?;

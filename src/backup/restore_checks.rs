@@ -10,8 +10,75 @@ use super::error::BackupError;
 use super::restore::{self, StoredBackup};
 use super::Ctx;
 
-pub(super) fn lookup(ctx: &Ctx, id: &str, action: &'static str) -> Result<BackupMeta, BackupError> {
-    let meta = catalog::find(&ctx.config.backup.dir, id)?;
+/// The backup `id` from the local catalog or, when it is only in the bucket, from the
+/// bucket's catalog (then marked [`catalog::Location::Remote`]: its files are streamed from
+/// there, and a verify's result is not recorded locally).
+pub(super) async fn lookup(
+    ctx: &Ctx,
+    id: &str,
+    action: &'static str,
+) -> Result<BackupMeta, BackupError> {
+    let root = ctx.config.backup.dir.clone();
+    let i = id.to_string();
+    let found = tokio::task::spawn_blocking(move || catalog::find(&root, &i))
+        .await
+        .map_err(|e| BackupError::Failed(format!("reading the catalog stopped: {e}")))?;
+    let meta = match found {
+        Err(catalog::CatalogError::Unknown(_)) if ctx.config.backup.remote.enabled() => {
+            remote_meta(ctx, id).await?
+        }
+        other => other?,
+    };
+    checked_status(meta, id, action)
+}
+
+/// A backup only the bucket holds, as its catalog there says.
+async fn remote_meta(ctx: &Ctx, id: &str) -> Result<BackupMeta, BackupError> {
+    let all = ctx
+        .uploads
+        .index(std::time::Duration::from_secs(30))
+        .await
+        .map_err(|e| {
+            BackupError::Failed(format!(
+                "{id} is not in the local backup dir, and the bucket's catalog cannot be read: {e}"
+            ))
+        })?;
+    let b = all
+        .into_iter()
+        .find(|b| b.meta.id == id && !b.deleting)
+        .ok_or_else(|| catalog::CatalogError::Unknown(id.into()))?;
+    let mut meta = b.meta;
+    meta.location = Some(catalog::Location::Remote);
+    Ok(meta)
+}
+
+/// True when the backup is read from the bucket.
+pub(super) fn is_remote(meta: &BackupMeta) -> bool {
+    meta.location == Some(catalog::Location::Remote)
+}
+
+/// Where `file` of a bucket-only backup is.
+fn remote_object(
+    ctx: &Ctx,
+    meta: &BackupMeta,
+    file: &str,
+) -> Result<crate::backup::remote::store::RemoteObject, BackupError> {
+    let store = crate::backup::remote::RemoteStore::from_config(&ctx.config.backup.remote)
+        .map_err(|e| BackupError::Failed(ctx.scrubber.scrub(&e.to_string())))?
+        .ok_or_else(|| {
+            BackupError::Failed("no bucket is configured ([backup.remote] url)".into())
+        })?;
+    let key = store
+        .key(&meta.database, file)
+        .map_err(|e| BackupError::Failed(e.to_string()))?;
+    Ok(crate::backup::remote::store::RemoteObject { store, key })
+}
+
+fn checked_status(
+    meta: BackupMeta,
+    id: &str,
+    action: &'static str,
+) -> Result<BackupMeta, BackupError> {
     // A damaged backup may be verified again (say, once its identity file is back).
     let verifiable = action == "verified" && meta.status == catalog::BackupStatus::Damaged;
     if meta.status == catalog::BackupStatus::Damaged && !verifiable {
@@ -39,7 +106,16 @@ const DAMAGE_CHECKS: [&str; 3] = ["metadata checksum", "sha256", "size"];
 
 /// Records a verify's outcome in the catalog: a failed [`DAMAGE_CHECKS`] check makes the
 /// backup `damaged`; all checks passing records when it was verified.
-pub(super) fn record(ctx: &Ctx, id: &str, checks: &[Check]) {
+pub(super) fn record(ctx: &Ctx, meta: &BackupMeta, checks: &[Check]) {
+    let id = meta.id.as_str();
+    if is_remote(meta) {
+        // The local catalog has no entry to record it in; the reply says what was found.
+        tracing::info!(
+            id,
+            "verify of a backup only the bucket holds: its result is not recorded"
+        );
+        return;
+    }
     let failed: Vec<String> = checks
         .iter()
         .filter(|c| !c.ok && DAMAGE_CHECKS.contains(&c.name.as_str()))
@@ -68,7 +144,18 @@ pub(super) fn stored(ctx: &Ctx, meta: &BackupMeta) -> Result<StoredBackup, Backu
             meta.id
         ))
     })?;
+    let (path, remote) = if is_remote(meta) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let o = remote_object(ctx, meta, &name)?;
+        (std::path::PathBuf::from(o.shown()), Some(o))
+    } else {
+        (path, None)
+    };
     Ok(StoredBackup {
+        remote,
         path,
         format: meta.format,
         compression: meta.compression,
@@ -97,12 +184,13 @@ pub(super) async fn quick_check(
 ) -> Result<(bool, Vec<Check>), BackupError> {
     let b = stored(ctx, meta)?;
     let progress = ctx.progress.clone();
-    let path = b.path.clone();
-    let hashed = tokio::task::spawn_blocking(move || hash_file(&path, progress))
+    let unreadable =
+        |e: std::io::Error| BackupError::Failed(format!("cannot read {}: {e}", b.path.display()));
+    let file = b.open_raw().await.map_err(unreadable)?;
+    let hashed = tokio::task::spawn_blocking(move || hash_reader(file, progress))
         .await
         .map_err(|e| BackupError::Failed(format!("hashing stopped: {e}")))?;
-    let (sha, size) = hashed
-        .map_err(|e| BackupError::Failed(format!("cannot read {}: {e}", b.path.display())))?;
+    let (sha, size) = hashed.map_err(unreadable)?;
     let checks = vec![
         Check {
             name: "metadata checksum".into(),
@@ -123,11 +211,10 @@ pub(super) async fn quick_check(
     Ok((checks.iter().all(|c| c.ok), checks))
 }
 
-pub(super) fn hash_file(
-    path: &std::path::Path,
+pub(super) fn hash_reader(
+    file: Box<dyn std::io::Read + Send>,
     progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> std::io::Result<(String, u64)> {
-    let file = std::fs::File::open(path)?;
     let mut reader = super::pipeline_io::HashingReader::new(
         std::io::BufReader::with_capacity(1 << 20, file),
         progress,
@@ -161,23 +248,20 @@ pub(super) async fn check(ctx: &Ctx, meta: &BackupMeta) -> Result<(bool, Vec<Che
 /// but does not make the backup damaged: its data still restores (`--skip-roles`).
 async fn globals_check(ctx: &Ctx, meta: &BackupMeta) -> Option<Check> {
     let g = meta.globals.as_ref()?;
-    let Some(path) = catalog::globals_path(&ctx.config.backup.dir, meta) else {
-        return Some(Check {
-            name: "globals".into(),
-            ok: false,
-            detail: format!("the metadata names {:?}, not a file steward writes", g.file),
-        });
-    };
-    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let shown = path.display().to_string();
-    let hashed = tokio::task::spawn_blocking(move || hash_file(&path, progress)).await;
-    let (ok, detail) = match hashed {
-        Ok(Ok((sha, size))) if sha == g.sha256 && size == g.stored_bytes => {
-            (true, "roles and tablespaces file matches".to_string())
+    let (ok, detail) = match globals_bytes(ctx, meta).await {
+        Ok(None) => (
+            false,
+            format!("the metadata names {:?}, not a file steward writes", g.file),
+        ),
+        Ok(Some((bytes, shown))) => {
+            let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            if sha == g.sha256 && bytes.len() as u64 == g.stored_bytes {
+                (true, "roles and tablespaces file matches".to_string())
+            } else {
+                (false, format!("{shown} hashes to {sha}, not {}", g.sha256))
+            }
         }
-        Ok(Ok((sha, _))) => (false, format!("{shown} hashes to {sha}, not {}", g.sha256)),
-        Ok(Err(e)) => (false, format!("cannot read {shown}: {e}")),
-        Err(e) => (false, format!("hashing stopped: {e}")),
+        Err(e) => (false, e),
     };
     Some(Check {
         name: "globals".into(),
@@ -265,4 +349,41 @@ fn checks_of(out: &restore::VerifyOutput) -> Vec<Check> {
         });
     }
     v
+}
+
+/// The most a globals file may weigh when read whole.
+const GLOBALS_CAP: u64 = 64 * 1024 * 1024;
+
+/// The stored globals file of a backup, whole, with its name for messages: from the local
+/// dir, or from the bucket for a backup only there; `None` when the metadata names no file
+/// steward writes.
+pub(super) async fn globals_bytes(
+    ctx: &Ctx,
+    meta: &BackupMeta,
+) -> Result<Option<(Vec<u8>, String)>, String> {
+    let Some(path) = catalog::globals_path(&ctx.config.backup.dir, meta) else {
+        return Ok(None);
+    };
+    if is_remote(meta) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let o = remote_object(ctx, meta, &name).map_err(|e| e.to_string())?;
+        let bytes = o.store.get_small(&o.key, GLOBALS_CAP).await.map_err(|e| {
+            format!(
+                "cannot read {}: {}",
+                o.shown(),
+                ctx.scrubber.scrub(&e.to_string())
+            )
+        })?;
+        return Ok(Some((bytes.to_vec(), o.shown())));
+    }
+    let shown = path.display().to_string();
+    let read = tokio::task::spawn_blocking(move || std::fs::read(&path)).await;
+    match read {
+        Ok(Ok(bytes)) => Ok(Some((bytes, shown))),
+        Ok(Err(e)) => Err(format!("cannot read {shown}: {e}")),
+        Err(e) => Err(format!("reading stopped: {e}")),
+    }
 }

@@ -21,9 +21,9 @@ pub(super) async fn verify(
     id: &str,
     restore_test: bool,
 ) -> Result<VerifyReply, BackupError> {
-    let meta = lookup(ctx, id, "verified")?;
+    let meta = lookup(ctx, id, "verified").await?;
     let (ok, checks) = check(ctx, &meta).await?;
-    record(ctx, id, &checks);
+    record(ctx, &meta, &checks);
     let mut reply = VerifyReply {
         id: id.into(),
         ok,
@@ -164,7 +164,7 @@ async fn restore_inner(
     target: Option<String>,
     options: RestoreOptions,
 ) -> Result<RestoreReply, BackupError> {
-    let meta = lookup(ctx, id, "restored")?;
+    let meta = lookup(ctx, id, "restored").await?;
     if options.no_owner && meta.format == crate::config::DumpFormat::Plain {
         return Err(BackupError::Refused(format!(
             "{id} is a plain-format backup: its SQL sets every owner, so --no-owner cannot leave them out; restore it as a role that may take those owners (a superuser), or take custom-format backups ([backup] format = \"custom\")"
@@ -174,7 +174,7 @@ async fn restore_inner(
     // restored, into a scratch database that is dropped if anything goes wrong.
     let (ok, checks) = quick_check(ctx, &meta).await?;
     if !ok {
-        record(ctx, id, &checks);
+        record(ctx, &meta, &checks);
         let detail = checks
             .iter()
             .filter(|c| !c.ok)

@@ -4,7 +4,7 @@
 //! superuser it is made a member of the roles it created for the length of the restore (so
 //! that it may give them their objects), and that membership is taken back afterwards.
 
-use super::catalog::{self, BackupMeta};
+use super::catalog::BackupMeta;
 use super::error::BackupError;
 use super::globals_script::{without_superuser_attributes, RoleScript};
 use super::scratch::{ident, pg_failed, Run};
@@ -256,16 +256,22 @@ async fn borrow(ctx: &Ctx, run: &Run, out: &mut Created) -> Result<(), BackupErr
 /// The backup's globals script, checked against its recorded SHA-256 and decoded; `None`
 /// when the backup has none.
 async fn read_script(ctx: &Ctx, meta: &BackupMeta) -> Result<Option<String>, BackupError> {
-    let Some(path) = catalog::globals_path(&ctx.config.backup.dir, meta) else {
+    let refused = |e: String| {
+        BackupError::Refused(format!(
+            "the backup's roles cannot be read ({e}); restore with --skip-roles to go on without them; nothing was restored"
+        ))
+    };
+    let Some((bytes, shown)) = super::restore_checks::globals_bytes(ctx, meta)
+        .await
+        .map_err(refused)?
+    else {
         return Ok(None);
     };
     let expected = meta.globals.as_ref().map(|g| g.sha256.clone());
     let ids = super::restore_checks::identities(ctx)?;
     let compression = meta.compression;
     let encrypted = meta.encryption.is_some();
-    let shown = path.display().to_string();
     let read = tokio::task::spawn_blocking(move || -> Result<String, String> {
-        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {shown}: {e}"))?;
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
         if Some(sha) != expected {
             return Err(format!(

@@ -93,6 +93,7 @@ pub(super) fn layer_name(compression: Compression, encrypted: bool) -> &'static 
 /// Checks a backup file: hash, size, and the stream inside (see [`super::restore::verify`]).
 pub(super) fn verify_file(
     b: &StoredBackup,
+    file: Box<dyn Read + Send>,
     ids: &[age::x25519::Identity],
     progress: Arc<AtomicU64>,
 ) -> Result<VerifyOutput, VerifyError> {
@@ -100,7 +101,6 @@ pub(super) fn verify_file(
         path: b.path.clone(),
         source,
     };
-    let file = std::fs::File::open(&b.path).map_err(io_err)?;
     let mut raw = HashingReader::new(file, progress);
     let mut decryption = match (b.encrypted, ids.is_empty()) {
         (false, _) => Decryption::NotEncrypted,

@@ -356,6 +356,34 @@ impl RemoteStore {
     }
 }
 
+/// An object to read from a blocking context (the restore and verify pipelines read with
+/// `std::io::Read` on a blocking thread): the bucket streams it, nothing is stored locally.
+#[derive(Debug, Clone)]
+pub struct RemoteObject {
+    pub store: RemoteStore,
+    pub key: Key,
+}
+
+impl RemoteObject {
+    /// Starts the download; the returned reader blocks on the runtime for each chunk, so it
+    /// must be read on a blocking thread (`spawn_blocking`), never on the runtime itself.
+    pub async fn open(&self) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        let (_, stream) = self
+            .store
+            .get_stream(&self.key)
+            .await
+            .map_err(std::io::Error::other)?;
+        let reader =
+            tokio_util::io::StreamReader::new(stream.map(|c| c.map_err(std::io::Error::other)));
+        Ok(Box::new(tokio_util::io::SyncIoBridge::new(reader)))
+    }
+
+    /// `s3://bucket/key`, for messages.
+    pub fn shown(&self) -> String {
+        format!("s3://{}/{}", self.store.bucket, self.key)
+    }
+}
+
 /// Reads up to one part; shorter only at the end of the file.
 async fn read_part(file: &mut tokio::fs::File) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; PART_BYTES];

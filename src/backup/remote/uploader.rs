@@ -365,7 +365,21 @@ impl Uploader {
     /// After a checked upload: `local_keep`, then the metrics of both catalogs.
     async fn after_upload(&mut self, database: &str) {
         let cfg = self.cfg();
-        if let (Some(keep), Some((_, store))) = (cfg.backup.remote.local_keep, &self.store) {
+        // The bucket's catalog is read again first: a listing must never miss a backup whose
+        // local copy `local_keep` removes next. When it cannot be read, the local copies stay
+        // until the next upload.
+        let fresh = self
+            .snapshot
+            .lock()
+            .await
+            .get(std::time::Duration::ZERO)
+            .await;
+        if let Ok(all) = &fresh {
+            set_remote_metrics(&self.metrics, all);
+        }
+        if let (Some(keep), Some((_, store)), Ok(_)) =
+            (cfg.backup.remote.local_keep, &self.store, &fresh)
+        {
             if let Err(e) =
                 super::local_keep::apply(&cfg.backup.dir, database, keep, store, &self.audit).await
             {
@@ -375,7 +389,6 @@ impl Uploader {
         let (c, m) = (cfg.clone(), self.metrics.clone());
         let _ = tokio::task::spawn_blocking(move || crate::backup::status::refresh_metrics(&c, &m))
             .await;
-        self.refresh_remote_metrics();
     }
 
     async fn refresh_queue_metric(&mut self) {
