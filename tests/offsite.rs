@@ -11,6 +11,7 @@ use common::faults::{backup_section, create_good, list, toml_string};
 use common::s3::{unique_bucket, S3Server, ACCESS_KEY_ID, REGION};
 use common::*;
 use std::time::Duration;
+use steward::alerts::{AlertState, AlertsReply};
 use steward::backup::api::StatusReply;
 use steward::backup::catalog::{BackupMeta, Location};
 
@@ -48,6 +49,15 @@ fn start(
         })
         .start();
     (st, secret)
+}
+
+fn alert_state(st: &Steward, name: &str) -> AlertState {
+    let a: AlertsReply = st.ctl(&["alerts"]).data();
+    a.alerts
+        .into_iter()
+        .find(|a| a.alert == name)
+        .unwrap_or_else(|| panic!("no alert {name}"))
+        .state
 }
 
 fn find(st: &Steward, id: &str) -> BackupMeta {
@@ -134,13 +144,22 @@ fn an_unreachable_bucket_queues_the_upload_and_the_next_start_resumes_it() {
     let (pg, redis, mut s3) = (Postgres::start(), Redis::start(), S3Server::start());
     let bucket = unique_bucket();
     s3.create_bucket(&bucket);
-    let (mut st, _) = start(&pg, &redis, &s3, &bucket, "");
+    let (mut st, _) = start(
+        &pg,
+        &redis,
+        &s3,
+        &bucket,
+        "\n[alerts.backup_offsite_stale]\nmax_age = \"20s\"\n",
+    );
     s3.stop();
     // The backup itself succeeds locally.
     let b = create_good(&st);
-    st.wait_until(UPLOAD, "two failed attempts", |st| {
-        st.metric("steward_backup_uploads_total", &[("result", "failure")])
-            .is_some_and(|n| n >= 2.0)
+    st.wait_until(UPLOAD, "BackupUploadFailing to fire", |st| {
+        alert_state(st, "BackupUploadFailing") == AlertState::Firing
+    });
+    // No copy in the bucket 20 s after the start: the off-site copy is stale.
+    st.wait_until(UPLOAD, "BackupOffsiteStale to fire", |st| {
+        alert_state(st, "BackupOffsiteStale") == AlertState::Firing
     });
     assert_eq!(find(&st, &b.id).location, Some(Location::Local));
     assert_eq!(st.metric("steward_backup_upload_queue", &[]), Some(1.0));
@@ -168,6 +187,15 @@ fn an_unreachable_bucket_queues_the_upload_and_the_next_start_resumes_it() {
     st.start_again();
     wait_location(&st, &b.id, Location::Both);
     assert_eq!(st.metric("steward_backup_upload_queue", &[]), Some(0.0));
+    st.wait_until(UPLOAD, "BackupUploadFailing to resolve", |st| {
+        alert_state(st, "BackupUploadFailing") != AlertState::Firing
+    });
+    // A fresh backup in the bucket: the off-site copy is recent again.
+    let fresh = create_good(&st);
+    wait_location(&st, &fresh.id, Location::Both);
+    st.wait_until(UPLOAD, "BackupOffsiteStale to resolve", |st| {
+        alert_state(st, "BackupOffsiteStale") != AlertState::Firing
+    });
     assert!(st
         .metric(
             "steward_backup_recovery_point_age_seconds",

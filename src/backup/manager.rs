@@ -63,6 +63,16 @@ pub fn start(
         audit.clone(),
         cancel.clone(),
     );
+    // An upload's end changes what the catalog says (where a backup is): watchers hear it as
+    // a backup event.
+    let (mut uploaded, to_self) = (uploads.events(), handle.tx.clone());
+    tokio::spawn(async move {
+        while uploaded.changed().await.is_ok() {
+            if to_self.send(Cmd::Pruned).await.is_err() {
+                return;
+            }
+        }
+    });
     let m = Manager {
         uploads,
         config,

@@ -89,6 +89,7 @@ impl Snapshot {
 pub struct UploadHandle {
     tx: mpsc::Sender<Msg>,
     snapshot: Arc<Mutex<Snapshot>>,
+    events: watch::Receiver<u64>,
 }
 
 impl UploadHandle {
@@ -107,6 +108,12 @@ impl UploadHandle {
     /// `Ok(empty)` when no bucket is configured.
     pub async fn index(&self, max_age: std::time::Duration) -> Result<Vec<RemoteBackup>, String> {
         self.snapshot.lock().await.get(max_age).await
+    }
+
+    /// Bumped after each upload attempt, so that watchers (the alert engine, through the
+    /// backup actor) read the catalogs again at once.
+    pub fn events(&self) -> watch::Receiver<u64> {
+        self.events.clone()
     }
 
     /// The queue's state; `None` when no bucket is configured.
@@ -128,6 +135,7 @@ struct Uploader {
     snapshot: Arc<Mutex<Snapshot>>,
     status: UploadStatus,
     busy: bool,
+    events: watch::Sender<u64>,
 }
 
 /// Starts the actor; it idles while no bucket is configured and follows reloads.
@@ -139,6 +147,7 @@ pub fn start(
 ) -> UploadHandle {
     let (tx, rx) = mpsc::channel(64);
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+    let (events, events_rx) = watch::channel(0);
     let u = Uploader {
         config,
         metrics,
@@ -149,9 +158,14 @@ pub fn start(
         snapshot: snapshot.clone(),
         status: UploadStatus::default(),
         busy: false,
+        events,
     };
     tokio::spawn(u.run(rx));
-    UploadHandle { tx, snapshot }
+    UploadHandle {
+        tx,
+        snapshot,
+        events: events_rx,
+    }
 }
 
 impl Uploader {
@@ -360,6 +374,7 @@ impl Uploader {
             }
         }
         self.refresh_queue_metric().await;
+        self.events.send_modify(|n| *n += 1);
     }
 
     /// After a checked upload: `local_keep`, then the metrics of both catalogs.
