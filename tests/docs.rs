@@ -45,6 +45,8 @@ fn shell_words(line: &str) -> Vec<String> {
                 any = true;
             }
             (None, '#') if cur.is_empty() && !any => break,
+            // A control operator (`cmd &`, `cmd && next`, `cmd | next`) ends the command.
+            (None, '&' | '|' | ';') if cur.is_empty() && !any => break,
             (None, c) if c.is_whitespace() => {
                 if !cur.is_empty() || any {
                     words.push(std::mem::take(&mut cur));

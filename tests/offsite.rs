@@ -346,6 +346,25 @@ fn wrong_credentials_are_named_and_the_secret_is_shown_nowhere() {
     }
 }
 
+/// The `steward --config … backup …` lines of the README's "Disaster recovery" section, each
+/// without its comment.
+fn readme_recovery_steps() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## Disaster recovery")
+        .nth(1)
+        .expect("the README has a Disaster recovery section");
+    let section = section.split("\n## ").next().unwrap();
+    let steps: Vec<String> = section
+        .lines()
+        .filter(|l| l.starts_with("steward --config steward.toml backup "))
+        .map(|l| l.split('#').next().unwrap().trim().to_string())
+        .collect();
+    assert_eq!(steps.len(), 3, "list, verify, restore: {steps:?}");
+    steps
+}
+
 /// Every file's text under `dir`.
 fn read_tree(dir: &std::path::Path) -> String {
     let mut out = String::new();
@@ -384,6 +403,32 @@ fn a_bare_host_lists_the_buckets_backups_fetches_one_and_restores_it() {
     // A new host: empty backup and state dirs, the same config and bucket.
     let (st, _) = start(&pg, &redis, &s3, &bucket, "");
     wait_location(&st, &b.id, Location::Remote);
+    // The README's disaster-recovery steps, as written (this config, this backup, this name).
+    for line in readme_recovery_steps() {
+        let config = st.config_path.to_string_lossy().into_owned();
+        let args: Vec<String> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|w| match w {
+                "steward.toml" => config.clone(),
+                "ID" => b.id.clone(),
+                "app" => "recovered".into(),
+                w => w.into(),
+            })
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = st.cli(&args);
+        assert_eq!(out.code, 0, "{line}: {out:?}");
+        if line.contains("backup list") {
+            assert!(
+                out.stdout.contains(&b.id) && out.stdout.contains("remote"),
+                "{}",
+                out.stdout
+            );
+        }
+    }
+    let q = "SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM t";
+    assert_eq!(pg.psql(q, PG_USER, PG_DB), pg.psql(q, PG_USER, "recovered"));
     let fetched: Vec<BackupMeta> = st.ctl(&["backup", "fetch", &b.id]).data();
     assert_eq!(fetched[0].id, b.id);
     assert_eq!(find(&st, &b.id).location, Some(Location::Both));
