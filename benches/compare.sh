@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks steward against the tools it replaces, on this machine, in one run, in four parts:
+# Benchmarks steward against the tools it replaces, on this machine, in one run, in five parts:
 #
 #   bash benches/compare.sh
 #
@@ -18,6 +18,12 @@
 #    on a throwaway PostgreSQL and redis-server of its own, `steward cache warm-up` of a
 #    1,000,000-row table, in keys/s against the target of 100,000 keys/s, with steward's peak
 #    RSS meanwhile (see that script's header). About a minute.
+# 5. Off-site backups (issue 15): benches/offsite.sh, run after part 4 (before part 2) with the
+#    same steward binary: on a throwaway PostgreSQL cluster (the database of part 2) and a moto S3
+#    server of its own, steward's backup to the bucket (`backup create --wait` + the checked
+#    upload) against `pg_dump | gzip -6 | aws s3 cp -`, its restore of a remote-only backup
+#    against `aws s3 cp - | gunzip | psql`, and its peak RSS meanwhile (see that script's header).
+#    About 8 minutes.
 #
 # Part 1:
 # - installs the peers when missing (Debian packages prometheus-postgres-exporter,
@@ -35,6 +41,8 @@
 #   BENCH_BACKUP=0   skip part 2
 #   BENCH_CACHE=0    skip part 3
 #   BENCH_WARMUP=0   skip part 4
+#   BENCH_OFFSITE=0  skip part 5
+#   BENCH_OFFSITE_RUNS: see benches/offsite.sh
 #   BENCH_WARMUP_ROWS: see benches/warmup.sh
 #   BENCH_CACHE_RUNS, BENCH_CACHE_KEYS: see benches/cache.sh
 #   BENCH_BACKUP_RUNS, BENCH_TMPDIR: see benches/backup.sh
@@ -57,6 +65,7 @@ RUN_METRICS=${BENCH_METRICS:-1}
 RUN_BACKUP=${BENCH_BACKUP:-1}
 RUN_CACHE=${BENCH_CACHE:-1}
 RUN_WARMUP=${BENCH_WARMUP:-1}
+RUN_OFFSITE=${BENCH_OFFSITE:-1}
 WRK_ARGS=(-t1 -c4 -d5s --latency)
 
 export DEBIAN_FRONTEND=noninteractive
@@ -85,12 +94,24 @@ run_warmup_part() {
     env STEWARD_BIN="$STEWARD_BIN" bash "$ROOT/benches/warmup.sh" || die "the cache warm-up benchmark failed"
 }
 
-# Part 2 replaces this process (so that signals reach it directly) once parts 1 and 3 are done.
+# Part 5 (off-site backups) runs after part 4, before part 2.
+run_offsite_part() {
+    if [ "$RUN_OFFSITE" = 0 ]; then
+        say "skipping the off-site backup benchmark (BENCH_OFFSITE=0)"
+        return 0
+    fi
+    echo
+    env STEWARD_BIN="$STEWARD_BIN" bash "$ROOT/benches/offsite.sh" || die "the off-site backup benchmark failed"
+}
+
+# Part 2 replaces this process (so that signals reach it directly) once parts 1, 3, 4 and 5 are
+# done.
 run_backup_part() {
     cleanup
     pids=()
     run_cache_part
     run_warmup_part
+    run_offsite_part
     if [ "$RUN_BACKUP" = 0 ]; then
         say "skipping the backup benchmark (BENCH_BACKUP=0)"
         exit 0
