@@ -495,6 +495,17 @@ fn a_backup_only_the_bucket_holds_is_verified_and_restored_streamed_from_it() {
         "no local copy was made: {files:?}"
     );
 
+    // A restore test (what a drill runs) of it is recorded in its metadata in the bucket.
+    let v: steward::backup::api::VerifyReply =
+        st.ctl(&["backup", "verify", &b.id, "--restore-test"]).data();
+    assert!(v.ok && v.restore_test.is_some(), "{v:?}");
+    st.wait_until(UPLOAD, "the restore test in the bucket's metadata", |st| {
+        find(st, &b.id).restore_test.is_some_and(|t| t.ok)
+    });
+    let there: BackupMeta =
+        serde_json::from_slice(&s3.get(&bucket, &format!("prod/{PG_DB}/{}.json", b.id))).unwrap();
+    assert!(there.checksum_ok() && there.restore_test.is_some_and(|t| t.ok));
+
     // The bucket's copy altered: verify says so, restore refuses before touching anything.
     let key = format!("prod/{PG_DB}/{}", b.file.clone().unwrap());
     let mut data = s3.get(&bucket, &key);
@@ -512,4 +523,23 @@ fn a_backup_only_the_bucket_holds_is_verified_and_restored_streamed_from_it() {
     let e = common::faults::error_of(&out);
     assert!(e.contains("sha256") || e.contains("verification"), "{e}");
     assert!(pg.try_psql("SELECT 1", PG_USER, "never_made").is_err());
+}
+
+#[test]
+fn a_missing_bucket_is_named_and_the_backup_stays_local() {
+    let (pg, redis, s3) = (Postgres::start(), Redis::start(), S3Server::start());
+    let bucket = unique_bucket(); // never created
+    let (st, _) = start(&pg, &redis, &s3, &bucket, "");
+    let b = create_good(&st);
+    st.wait_until(UPLOAD, "a failed upload", |st| {
+        st.metric("steward_backup_uploads_total", &[("result", "failure")])
+            .is_some_and(|n| n >= 1.0)
+    });
+    assert_eq!(find(&st, &b.id).location, Some(Location::Local));
+    assert!(st.dir().join("backups").join(PG_DB).join(b.file.clone().unwrap()).is_file());
+    let status = st.ctl_human(&["backup", "status"]).stdout;
+    assert!(
+        status.contains(&format!("the bucket {bucket:?} does not exist")),
+        "{status}"
+    );
 }

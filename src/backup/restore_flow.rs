@@ -34,7 +34,7 @@ pub(super) async fn verify(
     if ok && restore_test {
         let started = Instant::now();
         let out = restore_test_run(ctx, &meta).await;
-        note_restore_test(ctx, &meta, &out, started.elapsed().as_secs_f64());
+        note_restore_test(ctx, &meta, &out, started.elapsed().as_secs_f64()).await;
         match out {
             Ok(summary) => reply.restore_test = Some(summary),
             Err(e) => {
@@ -62,7 +62,7 @@ pub(super) async fn verify(
 
 /// Records a restore test's outcome in the catalog and the metrics (the drill's duration is
 /// a measured recovery time).
-fn note_restore_test(
+async fn note_restore_test(
     ctx: &Ctx,
     meta: &BackupMeta,
     out: &Result<RestoreSummary, BackupError>,
@@ -79,7 +79,15 @@ fn note_restore_test(
             .map(|e| ctx.scrubber.scrub(&e.to_string()))
             .unwrap_or_default(),
     };
-    if let Err(e) = super::catalog::record_restore_test(&ctx.config.backup.dir, &meta.id, record) {
+    let recorded = if super::restore_checks::is_remote(meta) {
+        // Only the bucket holds it (`local_keep = 0`): the result goes into its metadata there.
+        super::remote::record_restore_test(&ctx.config, &ctx.uploads, meta, record).await
+    } else {
+        super::catalog::record_restore_test(&ctx.config.backup.dir, &meta.id, record)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    if let Err(e) = recorded {
         tracing::warn!(id = %meta.id, error = %e, "cannot record the restore test in the catalog");
     }
     let m = &ctx.metrics.restore_test;

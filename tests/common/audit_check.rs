@@ -18,6 +18,7 @@ pub fn admin_command_of_args(args: &[&str]) -> Option<&'static str> {
         ("backup", "restore") => "backup_restore",
         ("backup", "prune") => "backup_prune",
         ("backup", "delete") => "backup_delete",
+        ("backup", "fetch") => "backup_fetch",
         ("cache", "clear") => "cache_clear",
         ("cache", "warm-up") => "cache_warm_up",
         _ => return None,

@@ -71,3 +71,35 @@ pub async fn fetch_by_id(
     }
     out
 }
+
+/// Records a restore test of a backup only the bucket holds in its metadata there (read
+/// again, checked, sealed and stored whole: a single PUT replaces it atomically).
+pub async fn record_restore_test(
+    cfg: &Config,
+    uploads: &UploadHandle,
+    meta: &BackupMeta,
+    record: catalog::RestoreTestRecord,
+) -> Result<(), String> {
+    let scrub = |e: RemoteError| cfg.scrubber().scrub(&e.to_string());
+    let store = RemoteStore::from_config(&cfg.backup.remote)
+        .map_err(scrub)?
+        .ok_or("no bucket is configured")?;
+    let key = store
+        .key(&meta.database, &format!("{}.json", meta.id))
+        .map_err(scrub)?;
+    let bytes = store.get_small(&key, 16 * 1024 * 1024).await.map_err(scrub)?;
+    let mut stored: BackupMeta =
+        serde_json::from_slice(&bytes).map_err(|e| format!("its metadata in the bucket: {e}"))?;
+    if !stored.checksum_ok() || stored.id != meta.id || stored.database != meta.database {
+        return Err("its metadata in the bucket cannot be trusted; left as it is".into());
+    }
+    stored.restore_test = Some(record);
+    stored.location = None;
+    stored.seal();
+    let mut json = serde_json::to_vec_pretty(&stored).map_err(|e| e.to_string())?;
+    json.push(b'\n');
+    store.put_small(&key, json.into()).await.map_err(scrub)?;
+    // The next listing reads the bucket again.
+    let _ = uploads.index(std::time::Duration::ZERO).await;
+    Ok(())
+}

@@ -16,9 +16,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
-/// Size of each part of a multipart upload, and so the memory an upload holds per part in
-/// flight (S3 wants at least 5 MiB for every part but the last).
-pub const PART_BYTES: usize = 8 * 1024 * 1024;
+/// The smallest part of a multipart upload S3 takes (but for the last), and so the memory an
+/// upload holds per part in flight for files up to [`MAX_PARTS`] × this size.
+pub const PART_BYTES: usize = 5 * 1024 * 1024;
+/// Parts of one upload at most: S3 allows 10,000; the rest is margin for a file that grows
+/// while it is read (it then fails its hash check anyway).
+const MAX_PARTS: u64 = 9_000;
+
+/// The part size for a file of `len` bytes: [`PART_BYTES`], or larger (whole MiB) when the
+/// file would need more than [`MAX_PARTS`] parts.
+pub fn part_size(len: u64) -> usize {
+    const MIB: u64 = 1024 * 1024;
+    let needed = len.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
+    needed.max(PART_BYTES as u64) as usize
+}
 /// Parts sent at once: two keep the link busy while the next part is read and hashed.
 const PARTS_IN_FLIGHT: usize = 2;
 
@@ -266,7 +277,7 @@ impl RemoteStore {
         }
     }
 
-    /// Uploads the file at `path` under `key` in parts of [`PART_BYTES`] (one request when it
+    /// Uploads the file at `path` under `key` in parts of [`part_size`] (one request when it
     /// is smaller), hashing it as it is read. `begun` is called with the multipart upload's ID
     /// before any part is sent, so that a stop mid-upload can be cleaned up after: the object
     /// appears under `key` only when the last request completes. The service checks each
@@ -288,12 +299,14 @@ impl RemoteStore {
         };
         let what = format!("upload of {key}");
         let mut file = tokio::fs::File::open(path).await.map_err(local)?;
+        let len = file.metadata().await.map_err(local)?.len();
+        let part = part_size(len);
         let mut hash = Sha256::new();
         let mut total = 0u64;
-        let first = read_part(&mut file).await.map_err(local)?;
+        let first = read_part(&mut file, part).await.map_err(local)?;
         hash.update(&first);
         total += first.len() as u64;
-        if first.len() < PART_BYTES {
+        if first.len() < part {
             self.put_small(key, Bytes::from(first)).await?;
             progress.fetch_add(total, std::sync::atomic::Ordering::Relaxed);
             return Ok(Sent {
@@ -326,7 +339,7 @@ impl RemoteStore {
                         .map(|p| (p, len))
                 });
                 idx += 1;
-                let chunk = read_part(&mut file).await.map_err(local)?;
+                let chunk = read_part(&mut file, part).await.map_err(local)?;
                 if !chunk.is_empty() {
                     hash.update(&chunk);
                     total += chunk.len() as u64;
@@ -384,11 +397,11 @@ impl RemoteObject {
     }
 }
 
-/// Reads up to one part; shorter only at the end of the file.
-async fn read_part(file: &mut tokio::fs::File) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; PART_BYTES];
+/// Reads up to one part of `part` bytes; shorter only at the end of the file.
+async fn read_part(file: &mut tokio::fs::File, part: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; part];
     let mut filled = 0;
-    while filled < PART_BYTES {
+    while filled < part {
         let n = file.read(&mut buf[filled..]).await?;
         if n == 0 {
             break;
@@ -397,4 +410,20 @@ async fn read_part(file: &mut tokio::fs::File) -> std::io::Result<Vec<u8>> {
     }
     buf.truncate(filled);
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_stay_within_what_s3_allows() {
+        assert_eq!(part_size(0), PART_BYTES);
+        assert_eq!(part_size(40 * 1024 * 1024 * 1024), PART_BYTES);
+        for len in [50u64 << 30, 100 << 30, 4 << 40] {
+            let p = part_size(len) as u64;
+            assert!(len.div_ceil(p) <= MAX_PARTS, "{len}: {p}");
+            assert_eq!(p % (1024 * 1024), 0);
+        }
+    }
 }

@@ -669,3 +669,30 @@ fn an_unknown_section_set_only_by_a_variable_is_the_variables_one_problem() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn backup_remote_from_steward_and_aws_variables_with_the_secret_kept_out_of_sight() {
+    let f = file("[backup.remote]\nurl = \"s3://file-bucket/x\"\nregion = \"eu-west-3\"\n");
+    let e = env(&[
+        ("STEWARD_BACKUP__REMOTE__URL", "s3://env-bucket/prod"),
+        ("STEWARD_BACKUP__REMOTE__LOCAL_KEEP", "0"),
+        ("STEWARD_BACKUP__REMOTE__PATH_STYLE", "true"),
+        ("AWS_ACCESS_KEY_ID", "AKIAFROMENV"),
+        ("AWS_SECRET_ACCESS_KEY", "Sp3cPw9xSecretKey"),
+        ("AWS_REGION", "us-west-2"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+    ]);
+    let c = load(f.path(), &e).unwrap();
+    let r = &c.backup.remote;
+    assert_eq!(r.url, "s3://env-bucket/prod");
+    assert_eq!(r.local_keep, Some(0));
+    assert!(r.path_style);
+    // The file's region wins over AWS_REGION; the rest came from the variables.
+    assert_eq!(r.region, "eu-west-3");
+    assert_eq!(r.endpoint, "http://127.0.0.1:9000");
+    assert_eq!(r.access_key_id, "AKIAFROMENV");
+    assert_eq!(r.secret_access_key.as_ref().unwrap().expose(), "Sp3cPw9xSecretKey");
+    assert_no_password(&c.to_redacted_toml());
+    assert_no_password(&format!("{c:?}"));
+    assert_eq!(c.scrubber().scrub("key Sp3cPw9xSecretKey"), "key ***");
+}
