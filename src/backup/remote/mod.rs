@@ -1,17 +1,20 @@
 //! Off-site copies of backups in an S3-compatible bucket (`[backup.remote]`): the client and
-//! key layout, the durable upload queue and its actor, the bucket's own catalog, and
-//! `local_keep`.
+//! key layout, the durable upload queue and its actor, the bucket's own catalog, `local_keep`
+//! and retention in the bucket.
 
 mod error;
 pub mod fetch;
 pub mod index;
 pub mod local_keep;
+pub mod prune;
 pub mod queue;
+mod snapshot;
 pub mod store;
 mod upload;
 pub mod uploader;
 
 pub use error::RemoteError;
+pub use snapshot::PruneArgs;
 pub use store::RemoteStore;
 pub use upload::{counts, counts_for};
 pub use uploader::{start, UploadHandle, UploadStatus};
