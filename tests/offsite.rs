@@ -496,8 +496,9 @@ fn a_backup_only_the_bucket_holds_is_verified_and_restored_streamed_from_it() {
     );
 
     // A restore test (what a drill runs) of it is recorded in its metadata in the bucket.
-    let v: steward::backup::api::VerifyReply =
-        st.ctl(&["backup", "verify", &b.id, "--restore-test"]).data();
+    let v: steward::backup::api::VerifyReply = st
+        .ctl(&["backup", "verify", &b.id, "--restore-test"])
+        .data();
     assert!(v.ok && v.restore_test.is_some(), "{v:?}");
     st.wait_until(UPLOAD, "the restore test in the bucket's metadata", |st| {
         find(st, &b.id).restore_test.is_some_and(|t| t.ok)
@@ -536,7 +537,12 @@ fn a_missing_bucket_is_named_and_the_backup_stays_local() {
             .is_some_and(|n| n >= 1.0)
     });
     assert_eq!(find(&st, &b.id).location, Some(Location::Local));
-    assert!(st.dir().join("backups").join(PG_DB).join(b.file.clone().unwrap()).is_file());
+    assert!(st
+        .dir()
+        .join("backups")
+        .join(PG_DB)
+        .join(b.file.clone().unwrap())
+        .is_file());
     let status = st.ctl_human(&["backup", "status"]).stdout;
     assert!(
         status.contains(&format!("the bucket {bucket:?} does not exist")),

@@ -191,12 +191,17 @@ pub struct Pruned {
     pub kind: BackupKind,
     pub reason: String,
     pub stored_bytes: u64,
+    /// Which copy went: the local one or the bucket's (`[backup.remote]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<super::catalog::Location>,
 }
 
 /// Reply to `backup prune`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PruneReply {
     pub dry_run: bool,
+    /// Local deletions, then (with a bucket) the bucket's.
     pub deleted: Vec<Pruned>,
+    /// Local backups kept.
     pub kept: usize,
 }

@@ -516,8 +516,8 @@ mod listing;
 pub mod lock;
 mod sweep;
 pub use listing::{
-    delete_untrusted, listing, listing_with_problems, record_offsite, record_restore_test,
-    record_verify,
+    delete_untrusted, listing, listing_with_problems, parse_id, record_offsite,
+    record_restore_test, record_verify,
 };
 pub use sweep::sweep;
 

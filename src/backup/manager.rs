@@ -377,13 +377,13 @@ impl Manager {
     ) {
         let ctx = self.ctx(Arc::new(AtomicU64::new(0)));
         let tx = self.handle.tx.clone();
-        let audit = self.audit.clone();
+        let (audit, uploads) = (self.audit.clone(), self.uploads.clone());
         tokio::spawn(async move {
             let out = match (dry_run, audit.ready().await) {
                 (false, Err(e)) => Err(BackupError::Failed(format!(
                     "retention deleted nothing: {e}"
                 ))),
-                _ => super::prune::run(&ctx, dry_run, &audit, reply.is_some()).await,
+                _ => super::prune::run(&ctx, dry_run, &audit, reply.is_some(), &uploads).await,
             };
             if let (Err(e), None) = (&out, &reply) {
                 tracing::warn!(error = %e, "retention after backup failed");

@@ -1,5 +1,7 @@
 //! Applying retention to the catalog: what `retention::select` picks is deleted (metadata renamed to a
 //! `.deleting` marker first, then the file, so a crash never leaves a listed backup without its file); nothing steward did not write is ever touched.
+//! On request, retention in the bucket (`[backup.remote]`) runs after it, and the reply names
+//! which copy each deletion took.
 
 use super::api::{PruneReply, Pruned};
 use super::catalog;
@@ -10,12 +12,15 @@ use chrono::Utc;
 
 /// Runs retention now; with `dry_run`, only reports. Each deletion's audit line is written
 /// and flushed before the deletion; when it cannot be, retention stops there (what was
-/// deleted before is reported in the error).
+/// deleted before is reported in the error). On request (`backup prune`) the bucket's copies
+/// are pruned too; after a backup they are not, since the bucket's run follows that backup's
+/// checked upload.
 pub(super) async fn run(
     ctx: &Ctx,
     dry_run: bool,
     audit: &crate::audit::AuditHandle,
     on_request: bool,
+    uploads: &super::remote::UploadHandle,
 ) -> Result<PruneReply, BackupError> {
     let started = std::time::Instant::now();
     let cfg = ctx.config.clone();
@@ -75,9 +80,27 @@ pub(super) async fn run(
     if !dry_run {
         ctx.metrics.backup.last_prune.set(crate::unix_now());
     }
+    let kept = all.len() - deleted.len();
+    if on_request {
+        let args = super::remote::PruneArgs {
+            cfg: &ctx.config,
+            audit,
+            metrics: &ctx.metrics,
+            trigger: super::remote::prune::Trigger::Request,
+            dry_run,
+        };
+        let remote = uploads.prune(args).await.map_err(|e| {
+            BackupError::Failed(format!(
+                "{e} (locally, {} backups {})",
+                deleted.len(),
+                if dry_run { "would go" } else { "were deleted" }
+            ))
+        })?;
+        deleted.extend(remote);
+    }
     Ok(PruneReply {
         dry_run,
-        kept: all.len() - deleted.len(),
+        kept,
         deleted,
     })
 }
@@ -139,5 +162,6 @@ fn pruned(m: &catalog::BackupMeta, reason: &str) -> Pruned {
         kind: m.kind,
         reason: reason.into(),
         stored_bytes: m.stored_bytes,
+        location: Some(catalog::Location::Local),
     }
 }

@@ -314,10 +314,18 @@ fn restore(r: &RestoreReply) -> String {
 
 fn prune(p: &PruneReply) -> String {
     let verb = if p.dry_run { "would delete" } else { "deleted" };
-    let mut out = format!("{verb} {} backups, keeping {}\n", p.deleted.len(), p.kept);
+    let mut out = format!(
+        "{verb} {} backups, keeping {} local ones\n",
+        p.deleted.len(),
+        p.kept
+    );
     for d in &p.deleted {
+        // Which copy went: the local one or the bucket's.
+        let copy = d
+            .location
+            .map_or(String::new(), |l| format!("{} ", l.as_str()));
         out += &format!(
-            "  {} {} {} ({}): {}\n",
+            "  {copy}{} {} {} ({}): {}\n",
             d.id,
             d.database,
             d.kind,

@@ -105,7 +105,7 @@ impl BackupMetrics {
             )?,
             prune_deleted: r.counter(
                 "steward_backup_pruned_total",
-                "Backups deleted by retention.",
+                "Backup copies deleted by retention, locally and in the bucket.",
                 &["database", "kind"],
             )?,
             last_prune: r.float(

@@ -53,8 +53,9 @@ fn damaged_entry(path: &Path, reason: &str) -> Option<BackupMeta> {
     Some(m)
 }
 
-/// The start time and kind an ID carries.
-fn parse_id(id: &str) -> Option<(DateTime<Utc>, BackupKind)> {
+/// The start time and kind an ID carries: what an entry whose metadata cannot be trusted is
+/// dated and kinded by (the ID is the name steward gave it).
+pub fn parse_id(id: &str) -> Option<(DateTime<Utc>, BackupKind)> {
     let stamp = chrono::NaiveDateTime::parse_from_str(id.get(..16)?, "%Y%m%dT%H%M%SZ").ok()?;
     let kind_word = id.get(17..)?.rsplit_once('-')?.0;
     let kind = BackupKind::ALL

@@ -10,7 +10,7 @@ use crate::backup::catalog::{self, BackupMeta, BackupStatus};
 use std::collections::HashMap;
 
 /// The most a metadata object may weigh (row counts of many tables make it large).
-const META_CAP: u64 = 16 * 1024 * 1024;
+pub(super) const META_CAP: u64 = 16 * 1024 * 1024;
 
 /// A backup as the bucket holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +80,8 @@ impl Index {
 }
 
 /// What an object is to a backup.
-enum Role {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
     Meta,
     Deleting,
     File,
@@ -88,7 +89,7 @@ enum Role {
 
 /// `<prefix>/<database dir>/<id><rest>` → database, ID and role; `None` for anything steward
 /// does not name that way (never read, never touched).
-fn parse_key(store: &RemoteStore, key: &str) -> Option<(String, String, Role)> {
+pub(super) fn parse_key(store: &RemoteStore, key: &str) -> Option<(String, String, Role)> {
     let rest = match store.root() {
         Some(root) => key.strip_prefix(root.as_ref())?.strip_prefix('/')?,
         None => key,
@@ -152,12 +153,12 @@ async fn read_meta(
     let parsed: Result<BackupMeta, String> =
         serde_json::from_slice(&bytes).map_err(|e| format!("it is not metadata: {e}"));
     Ok(match parsed {
-        Ok(m) if !m.checksum_ok() => damaged_from(m, "its checksum does not match its content"),
         Ok(m) if m.id != id || m.database != database => damaged(
             id,
             database,
             "it names another backup than its key does".into(),
         ),
+        Ok(m) if !m.checksum_ok() => damaged_from(m, "its checksum does not match its content"),
         Ok(mut m) => {
             // The local record of an off-site copy means nothing in the bucket itself.
             m.offsite = None;
@@ -167,8 +168,13 @@ async fn read_meta(
     })
 }
 
+/// A damaged entry named by its key alone: dated and kinded by its ID, so that it is listed
+/// (and aged by retention) where it belongs.
 fn damaged(id: &str, database: &str, reason: String) -> BackupMeta {
     let mut m = placeholder(id, database);
+    if let Some((started_at, kind)) = catalog::parse_id(id) {
+        (m.started_at, m.kind) = (started_at, kind);
+    }
     m.status = BackupStatus::Damaged;
     m.error = Some(format!(
         "its metadata in the bucket cannot be trusted: {reason}"
@@ -176,6 +182,7 @@ fn damaged(id: &str, database: &str, reason: String) -> BackupMeta {
     m
 }
 
+/// A damaged entry from metadata that names the backup its key does but fails its checksum.
 fn damaged_from(mut m: BackupMeta, reason: &str) -> BackupMeta {
     m.status = BackupStatus::Damaged;
     m.error = Some(format!(

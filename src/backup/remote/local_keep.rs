@@ -1,6 +1,7 @@
 //! `backup.remote.local_keep`: once a backup's off-site copy is checked, the local copies of
 //! its database beyond the newest `local_keep` good ones go, each audited first. A local copy
-//! whose off-site copy is not checked (in the configured bucket) is never deleted here.
+//! whose off-site copy is not checked (in the configured bucket), or is no longer listed there
+//! as good (the bucket's retention or someone else removed it), is never deleted here.
 
 use super::store::RemoteStore;
 use super::upload::counts;
@@ -14,6 +15,7 @@ pub fn select(
     database: &str,
     keep: u32,
     store: &RemoteStore,
+    in_bucket: &std::collections::HashSet<String>,
 ) -> Vec<BackupMeta> {
     let mut good: Vec<&BackupMeta> = all
         .iter()
@@ -23,6 +25,7 @@ pub fn select(
     good.into_iter()
         .skip(keep as usize)
         .filter(|m| m.offsite.as_ref().is_some_and(|o| counts(o, store)))
+        .filter(|m| in_bucket.contains(&m.id))
         .cloned()
         .collect()
 }
@@ -35,6 +38,7 @@ pub async fn apply(
     keep: u32,
     store: &RemoteStore,
     audit: &crate::audit::AuditHandle,
+    in_bucket: &std::collections::HashSet<String>,
 ) -> Result<usize, String> {
     let started = std::time::Instant::now();
     let r = root.to_path_buf();
@@ -42,7 +46,7 @@ pub async fn apply(
         .await
         .map_err(|e| e.to_string())?;
     let mut gone = 0;
-    for m in select(&all, database, keep, store) {
+    for m in select(&all, database, keep, store, in_bucket) {
         let args = serde_json::json!({
             "id": m.id,
             "database": m.database,
@@ -71,4 +75,61 @@ pub async fn apply(
         }
     }
     Ok(gone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::catalog::{BackupStatus, OffsiteCopy};
+    use crate::backup::BackupKind;
+
+    #[test]
+    fn only_copies_the_bucket_lists_now_let_a_local_copy_go() {
+        let r = crate::config::RemoteConfig {
+            url: "s3://some-bucket/prod".into(),
+            endpoint: "http://127.0.0.1:9".into(),
+            ..Default::default()
+        };
+        let store = RemoteStore::from_config(&r).unwrap().unwrap();
+        let copy = |m: &mut BackupMeta, url: &str| {
+            m.offsite = Some(OffsiteCopy {
+                url: url.into(),
+                endpoint: store.endpoint.clone(),
+                checked_at: chrono::Utc::now(),
+            })
+        };
+        let mut all = Vec::new();
+        for (i, url) in [
+            "s3://some-bucket/prod",
+            "s3://some-bucket/prod",
+            "s3://other/x",
+            "",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut m = BackupMeta::sample(
+                &format!("2026110{i}T020000Z-daily-000{i}"),
+                "app",
+                BackupKind::Daily,
+                BackupStatus::Good,
+            );
+            m.started_at -= chrono::Duration::days(i as i64);
+            if !url.is_empty() {
+                copy(&mut m, url);
+            }
+            all.push(m);
+        }
+        // Newest first: 0 is kept by keep = 1; 1 has a checked copy but the bucket lost it;
+        // 2's copy is in another bucket; 3 was never uploaded.
+        let in_bucket: std::collections::HashSet<String> = [all[0].id.clone()].into();
+        assert!(select(&all, "app", 1, &store, &in_bucket).is_empty());
+        let in_bucket: std::collections::HashSet<String> =
+            all.iter().map(|m| m.id.clone()).collect();
+        let gone: Vec<String> = select(&all, "app", 1, &store, &in_bucket)
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(gone, vec![all[1].id.clone()]);
+    }
 }

@@ -1,17 +1,20 @@
 //! Off-site copies of backups in an S3-compatible bucket (`[backup.remote]`): the client and
-//! key layout, the durable upload queue and its actor, the bucket's own catalog, and
-//! `local_keep`.
+//! key layout, the durable upload queue and its actor, the bucket's own catalog, `local_keep`
+//! and retention in the bucket.
 
 mod error;
 pub mod fetch;
 pub mod index;
 pub mod local_keep;
+pub mod prune;
 pub mod queue;
+mod snapshot;
 pub mod store;
 mod upload;
 pub mod uploader;
 
 pub use error::RemoteError;
+pub use snapshot::PruneArgs;
 pub use store::RemoteStore;
 pub use upload::{counts, counts_for};
 pub use uploader::{start, UploadHandle, UploadStatus};
@@ -87,7 +90,10 @@ pub async fn record_restore_test(
     let key = store
         .key(&meta.database, &format!("{}.json", meta.id))
         .map_err(scrub)?;
-    let bytes = store.get_small(&key, 16 * 1024 * 1024).await.map_err(scrub)?;
+    let bytes = store
+        .get_small(&key, 16 * 1024 * 1024)
+        .await
+        .map_err(scrub)?;
     let mut stored: BackupMeta =
         serde_json::from_slice(&bytes).map_err(|e| format!("its metadata in the bucket: {e}"))?;
     if !stored.checksum_ok() || stored.id != meta.id || stored.database != meta.database {

@@ -2,10 +2,13 @@
 //! backoff), answers with the bucket's catalog and the queue's state, applies `local_keep`
 //! after each checked upload, and keeps the off-site metrics in step.
 
-use super::index::{Index, RemoteBackup};
+use super::index::RemoteBackup;
+use super::prune::Trigger;
 use super::queue::{self, Entry};
+use super::snapshot::{prune_bucket, PruneArgs, Snapshot};
 use super::store::RemoteStore;
 use super::upload::{self, Outcome};
+use crate::backup::api::Pruned;
 use crate::backup::catalog;
 use crate::config::{Config, RemoteConfig};
 use crate::metrics::Metrics;
@@ -53,43 +56,14 @@ enum Msg {
     },
 }
 
-/// The bucket's catalog as last read, shared by the actor and the handles: a reader that finds
-/// it older than it wants reads the bucket again while holding the lock, so readers queue
-/// behind one refresh instead of each sending its own.
-#[derive(Default)]
-struct Snapshot {
-    store: Option<RemoteStore>,
-    index: Index,
-    read: Option<(std::time::Instant, Result<Vec<RemoteBackup>, String>)>,
-    scrubber: crate::secret::Scrubber,
-}
-
-impl Snapshot {
-    async fn get(&mut self, max_age: std::time::Duration) -> Result<Vec<RemoteBackup>, String> {
-        let Some(store) = self.store.clone() else {
-            return Ok(Vec::new());
-        };
-        if let Some((at, r)) = &self.read {
-            if at.elapsed() <= max_age {
-                return r.clone();
-            }
-        }
-        let r = self
-            .index
-            .refresh(&store)
-            .await
-            .map_err(|e| self.scrubber.scrub(&e.to_string()));
-        self.read = Some((std::time::Instant::now(), r.clone()));
-        r
-    }
-}
-
 /// Talks to the upload actor.
 #[derive(Clone)]
 pub struct UploadHandle {
     tx: mpsc::Sender<Msg>,
     snapshot: Arc<Mutex<Snapshot>>,
     events: watch::Receiver<u64>,
+    /// Held by a retention run in the bucket.
+    pruning: Arc<Mutex<()>>,
 }
 
 impl UploadHandle {
@@ -116,6 +90,11 @@ impl UploadHandle {
         self.events.clone()
     }
 
+    /// Retention in the bucket (`backup prune`); nothing when no bucket is configured.
+    pub async fn prune(&self, args: PruneArgs<'_>) -> Result<Vec<Pruned>, String> {
+        prune_bucket(&self.snapshot, &self.pruning, args).await
+    }
+
     /// The queue's state; `None` when no bucket is configured.
     pub async fn status(&self) -> Option<UploadStatus> {
         let (reply, rx) = oneshot::channel();
@@ -133,6 +112,7 @@ struct Uploader {
     /// The client and the settings it was built from.
     store: Option<(RemoteConfig, RemoteStore)>,
     snapshot: Arc<Mutex<Snapshot>>,
+    pruning: Arc<Mutex<()>>,
     status: UploadStatus,
     busy: bool,
     events: watch::Sender<u64>,
@@ -148,6 +128,7 @@ pub fn start(
     let (tx, rx) = mpsc::channel(64);
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
     let (events, events_rx) = watch::channel(0);
+    let pruning = Arc::new(Mutex::new(()));
     let u = Uploader {
         config,
         metrics,
@@ -156,6 +137,7 @@ pub fn start(
         tx: tx.clone(),
         store: None,
         snapshot: snapshot.clone(),
+        pruning: pruning.clone(),
         status: UploadStatus::default(),
         busy: false,
         events,
@@ -165,6 +147,7 @@ pub fn start(
         tx,
         snapshot,
         events: events_rx,
+        pruning,
     }
 }
 
@@ -347,6 +330,9 @@ impl Uploader {
                 self.status.last_success_at = Some(Utc::now());
                 self.metrics.offsite.consecutive_failures.set(0);
                 tracing::info!(id = %meta.id, database = %meta.database, bytes = meta.stored_bytes, url = %self.status.url, "backup copied off-site and checked");
+                // The bucket holds a new backup: no listing may answer from a reading taken
+                // before it, once `local_keep` has removed the local copy.
+                self.snapshot.lock().await.read = None;
                 self.after_upload(&meta.database).await;
             }
             Ok(Outcome::Gone(why)) => {
@@ -377,7 +363,8 @@ impl Uploader {
         self.events.send_modify(|n| *n += 1);
     }
 
-    /// After a checked upload: `local_keep`, then the metrics of both catalogs.
+    /// After a checked upload: `local_keep`, retention in the bucket (a new copy there may
+    /// let older ones go), then the metrics of both catalogs.
     async fn after_upload(&mut self, database: &str) {
         let cfg = self.cfg();
         // The bucket's catalog is read again first: a listing must never miss a backup whose
@@ -392,14 +379,37 @@ impl Uploader {
         if let Ok(all) = &fresh {
             set_remote_metrics(&self.metrics, all);
         }
-        if let (Some(keep), Some((_, store)), Ok(_)) =
+        if let (Some(keep), Some((_, store)), Ok(all)) =
             (cfg.backup.remote.local_keep, &self.store, &fresh)
         {
-            if let Err(e) =
-                super::local_keep::apply(&cfg.backup.dir, database, keep, store, &self.audit).await
-            {
+            // Only what the bucket lists as good right now: a record of a checked copy the
+            // bucket has since lost lets no local copy go.
+            let in_bucket = all
+                .iter()
+                .filter(|b| !b.deleting && b.meta.is_good())
+                .map(|b| b.meta.id.clone())
+                .collect();
+            let applied = super::local_keep::apply(
+                &cfg.backup.dir,
+                database,
+                keep,
+                store,
+                &self.audit,
+                &in_bucket,
+            );
+            if let Err(e) = applied.await {
                 tracing::warn!(database, error = %e, "backup.remote.local_keep not applied");
             }
+        }
+        let args = PruneArgs {
+            cfg: &cfg,
+            audit: &self.audit,
+            metrics: &self.metrics,
+            trigger: Trigger::AfterUpload,
+            dry_run: false,
+        };
+        if let Err(e) = prune_bucket(&self.snapshot, &self.pruning, args).await {
+            tracing::warn!(error = %e, "retention in the bucket not applied");
         }
         let (c, m) = (cfg.clone(), self.metrics.clone());
         let _ = tokio::task::spawn_blocking(move || crate::backup::status::refresh_metrics(&c, &m))

@@ -691,7 +691,10 @@ fn backup_remote_from_steward_and_aws_variables_with_the_secret_kept_out_of_sigh
     assert_eq!(r.region, "eu-west-3");
     assert_eq!(r.endpoint, "http://127.0.0.1:9000");
     assert_eq!(r.access_key_id, "AKIAFROMENV");
-    assert_eq!(r.secret_access_key.as_ref().unwrap().expose(), "Sp3cPw9xSecretKey");
+    assert_eq!(
+        r.secret_access_key.as_ref().unwrap().expose(),
+        "Sp3cPw9xSecretKey"
+    );
     assert_no_password(&c.to_redacted_toml());
     assert_no_password(&format!("{c:?}"));
     assert_eq!(c.scrubber().scrub("key Sp3cPw9xSecretKey"), "key ***");
