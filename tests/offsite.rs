@@ -549,3 +549,51 @@ fn a_missing_bucket_is_named_and_the_backup_stays_local() {
         "{status}"
     );
 }
+
+#[test]
+fn the_bucket_stopped_during_an_upload_queues_it_and_it_resumes_when_the_bucket_is_back() {
+    let (pg, redis, mut s3) = (Postgres::start(), Redis::start(), S3Server::start());
+    let bucket = unique_bucket();
+    s3.create_bucket(&bucket);
+    pg.psql(
+        "CREATE TABLE noise AS SELECT g AS id, string_agg(md5(random()::text), '') AS a
+         FROM generate_series(1, 80000) g, generate_series(1, 6) x GROUP BY g;",
+        PG_USER,
+        PG_DB,
+    );
+    // Each upload waits 4 s after its first part: long enough to stop the bucket under it.
+    let st = Steward::builder(&pg, &redis)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", "sEcReT-during")
+        .env("STEWARD_TEST_PAUSE_AT", "upload-part")
+        .env("STEWARD_TEST_PAUSE_MS", "4000")
+        .with(|s| {
+            s.pg_extra = "write_read_test = false\n".into();
+            let dir = s.state_dir.with_file_name("backups");
+            s.backup = remote_section(&dir, &s3, &bucket, "");
+        })
+        .start();
+    let b = create_good(&st);
+    assert!(b.stored_bytes > 6 * 1024 * 1024, "{} bytes", b.stored_bytes);
+    st.wait_until(UPLOAD, "the upload to pause after its first part", |st| {
+        !st.log_lines_with("paused at a test pause point").is_empty()
+    });
+    s3.stop();
+    st.wait_until(UPLOAD, "the upload to fail", |st| {
+        st.metric("steward_backup_uploads_total", &[("result", "failure")])
+            .is_some_and(|n| n >= 1.0)
+    });
+    assert_eq!(find(&st, &b.id).location, Some(Location::Local));
+    assert_eq!(st.metric("steward_backup_upload_queue", &[]), Some(1.0));
+    // Back (empty: moto keeps nothing), the bucket made again: the queued upload resumes.
+    s3.start_again();
+    s3.create_bucket(&bucket);
+    wait_location(&st, &b.id, Location::Both);
+    let data = s3.get(
+        &bucket,
+        &format!("prod/{PG_DB}/{}", b.file.clone().unwrap()),
+    );
+    assert_eq!(sha256_hex(&data), b.sha256.clone().unwrap());
+    assert!(s3.multipart_uploads(&bucket).is_empty());
+    assert_eq!(st.metric("steward_backup_upload_queue", &[]), Some(0.0));
+}
