@@ -321,3 +321,61 @@ need_positive() {
 # min A B / max A B: the smaller / larger number; A may be empty (the first round).
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }'; }
 max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 > a + 0) ? b : a }'; }
+
+# The database of the backup benchmarks (backup.sh, offsite.sh), so that their figures compare:
+# a throwaway cluster tuned for bulk loading (fsync off), database $DB from `pgbench -i -s
+# $SCALE` plus $EVENTS rows of bench_events (timestamptz, md5 text, jsonb). Defines sql (psql
+# on $DB's cluster as the client side of every baseline) and row_counts DB, and sets
+# counts_src. Needs PSQL, CREATEDB, PGBENCH, DB, SCALE and EVENTS set, and pg_tools run.
+bench_backup_database() {
+    pg_create --superuser-password <<EOF
+    max_connections = 20
+    fsync = off
+    synchronous_commit = off
+    full_page_writes = off
+    shared_buffers = 256MB
+    maintenance_work_mem = 256MB
+    max_wal_size = 4GB
+    checkpoint_timeout = 30min
+    autovacuum = off
+EOF
+    pg_start
+
+    # The client side of every baseline command (pg): TCP to 127.0.0.1 with the password, exactly
+    # the way steward's own pg_dump and psql connect; nothing from the caller's PG* environment.
+    pg_client_env
+    sql() { "${pg[@]}" "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
+
+    say "building database $DB: pgbench -i -s $SCALE, then $EVENTS rows of bench_events"
+    build_start=$SECONDS
+    "${pg[@]}" "$CREATEDB" "$DB"
+    "${pg[@]}" "$PGBENCH" -i -s "$SCALE" -q "$DB" >"$tmp/pgbench.log" 2>&1 ||
+        { tail -n 20 "$tmp/pgbench.log" >&2; die "pgbench -i failed"; }
+    sql -d "$DB" <<EOF
+    CREATE TABLE bench_events (
+        id         bigint PRIMARY KEY,
+        created_at timestamptz NOT NULL,
+        name       text NOT NULL,
+        payload    jsonb NOT NULL
+    );
+    SELECT setseed(0.42);
+    INSERT INTO bench_events
+    SELECT g,
+           timestamptz '2024-01-01 00:00:00+00' + g * interval '17 seconds',
+           md5(g::text),
+           jsonb_build_object(
+               'user_id', g % 5000,
+               'session', md5((g * 31)::text),
+               'score', round((random() * 1000)::numeric, 2),
+               'active', g % 3 = 0,
+               'tags', jsonb_build_array('t' || (g % 7), 't' || (g % 11), 't' || (g % 13)))
+    FROM generate_series(1, $EVENTS) AS g;
+    VACUUM ANALYZE;
+    CHECKPOINT;
+EOF
+    db_bytes=$(sql -d "$DB" -c "SELECT pg_database_size('$DB')")
+    say "database $DB: $((db_bytes / 1048576)) MB, built in $((SECONDS - build_start)) s"
+    [ "$db_bytes" -ge $((500 * 1048576)) ] || die "database $DB is only $((db_bytes / 1048576)) MB; the benchmark wants at least 500 MB"
+    row_counts() { sql -d "$1" -c "SELECT (SELECT count(*) FROM pgbench_accounts) || ' ' || (SELECT count(*) FROM bench_events) || ' ' || (SELECT count(*) FROM pgbench_branches) || ' ' || (SELECT count(*) FROM pgbench_tellers)"; }
+    counts_src=$(row_counts "$DB")
+}
