@@ -60,6 +60,54 @@ fn alert_state(st: &Steward, name: &str) -> AlertState {
         .state
 }
 
+/// A backup of `rows` rows of random text (it compresses badly: several upload parts) taken
+/// by a daemon whose uploads stop at the `upload-part` pause point after their first part
+/// (for `env`'s STEWARD_TEST_PAUSE_MS, else for good); returns once the upload is there.
+fn paused_upload(
+    pg: &Postgres,
+    redis: &Redis,
+    s3: &S3Server,
+    bucket: &str,
+    rows: u32,
+    env: &[(&str, &str)],
+) -> (Steward, BackupMeta) {
+    pg.psql(
+        &format!(
+            "CREATE TABLE noise AS SELECT g AS id, string_agg(md5(random()::text), '') AS a
+             FROM generate_series(1, {rows}) g, generate_series(1, 6) x GROUP BY g;"
+        ),
+        PG_USER,
+        PG_DB,
+    );
+    let mut builder = Steward::builder(pg, redis)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            &format!("sEcReT/{}", random_hex(12)),
+        )
+        .env("STEWARD_TEST_PAUSE_AT", "upload-part");
+    for (k, v) in env {
+        builder = builder.env(k, v);
+    }
+    let st = builder
+        .with(|s| {
+            s.pg_extra = "write_read_test = false\n".into();
+            let dir = s.state_dir.with_file_name("backups");
+            s.backup = remote_section(&dir, s3, bucket, "");
+        })
+        .start();
+    let b = create_good(&st);
+    assert!(
+        b.stored_bytes > 6 * 1024 * 1024,
+        "the backup must take more than one 5 MiB part: {} bytes",
+        b.stored_bytes
+    );
+    st.wait_until(UPLOAD, "the upload to pause after its first part", |st| {
+        !st.log_lines_with("paused at a test pause point").is_empty()
+    });
+    (st, b)
+}
+
 fn find(st: &Steward, id: &str) -> BackupMeta {
     list(st)
         .into_iter()
@@ -213,33 +261,7 @@ fn kill_9_mid_upload_leaves_no_object_under_a_final_name_and_the_next_start_comp
     let (pg, redis, s3) = (Postgres::start(), Redis::start(), S3Server::start());
     let bucket = unique_bucket();
     s3.create_bucket(&bucket);
-    // Random text compresses badly: the backup is several parts big.
-    pg.psql(
-        "CREATE TABLE noise AS SELECT g AS id, string_agg(md5(random()::text), '') AS a
-         FROM generate_series(1, 150000) g, generate_series(1, 6) x GROUP BY g;",
-        PG_USER,
-        PG_DB,
-    );
-    let secret = format!("sEcReT/{}", random_hex(12));
-    let mut st = Steward::builder(&pg, &redis)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", &secret)
-        .env("STEWARD_TEST_PAUSE_AT", "upload-part")
-        .with(|s| {
-            s.pg_extra = "write_read_test = false\n".into();
-            let dir = s.state_dir.with_file_name("backups");
-            s.backup = remote_section(&dir, &s3, &bucket, "");
-        })
-        .start();
-    let b = create_good(&st);
-    assert!(
-        b.stored_bytes > 9 * 1024 * 1024,
-        "the backup must take more than one part: {} bytes",
-        b.stored_bytes
-    );
-    st.wait_until(UPLOAD, "the upload to pause after its first part", |st| {
-        !st.log_lines_with("paused at a test pause point").is_empty()
-    });
+    let (mut st, b) = paused_upload(&pg, &redis, &s3, &bucket, 150_000, &[]);
     let pending = s3.multipart_uploads(&bucket);
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert!(
@@ -555,29 +577,15 @@ fn the_bucket_stopped_during_an_upload_queues_it_and_it_resumes_when_the_bucket_
     let (pg, redis, mut s3) = (Postgres::start(), Redis::start(), S3Server::start());
     let bucket = unique_bucket();
     s3.create_bucket(&bucket);
-    pg.psql(
-        "CREATE TABLE noise AS SELECT g AS id, string_agg(md5(random()::text), '') AS a
-         FROM generate_series(1, 80000) g, generate_series(1, 6) x GROUP BY g;",
-        PG_USER,
-        PG_DB,
-    );
     // Each upload waits 4 s after its first part: long enough to stop the bucket under it.
-    let st = Steward::builder(&pg, &redis)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", "sEcReT-during")
-        .env("STEWARD_TEST_PAUSE_AT", "upload-part")
-        .env("STEWARD_TEST_PAUSE_MS", "4000")
-        .with(|s| {
-            s.pg_extra = "write_read_test = false\n".into();
-            let dir = s.state_dir.with_file_name("backups");
-            s.backup = remote_section(&dir, &s3, &bucket, "");
-        })
-        .start();
-    let b = create_good(&st);
-    assert!(b.stored_bytes > 6 * 1024 * 1024, "{} bytes", b.stored_bytes);
-    st.wait_until(UPLOAD, "the upload to pause after its first part", |st| {
-        !st.log_lines_with("paused at a test pause point").is_empty()
-    });
+    let (st, b) = paused_upload(
+        &pg,
+        &redis,
+        &s3,
+        &bucket,
+        80_000,
+        &[("STEWARD_TEST_PAUSE_MS", "4000")],
+    );
     s3.stop();
     st.wait_until(UPLOAD, "the upload to fail", |st| {
         st.metric("steward_backup_uploads_total", &[("result", "failure")])
