@@ -153,6 +153,7 @@ mod tests {
                 force: false,
             },
             Request::BackupJobs,
+            Request::BackupFetch { id: id() },
             Request::MaintenanceOn {
                 reason: None,
                 for_seconds: None,
@@ -199,6 +200,7 @@ mod tests {
                 "backup_restore",
                 "backup_prune",
                 "backup_delete",
+                "backup_fetch",
                 "maintenance_on",
                 "maintenance_off",
                 "cache_clear",
