@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::sync::{mpsc, watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
 /// The off-site side of `backup status`.
@@ -48,10 +48,12 @@ enum Msg {
         entry: Box<Entry>,
         out: Result<Outcome, String>,
     },
-    Status {
-        reply: oneshot::Sender<Option<UploadStatus>>,
-    },
 }
+
+/// The longest one reading of the bucket's catalog may take: an unanswering bucket (requests
+/// hang until the client's 300 s timeout, then are retried) must not hold the catalog's lock,
+/// and so the actor (`local_keep`, a reload), for many minutes.
+const REFRESH_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The bucket's catalog as last read, shared by the actor and the handles: a reader that finds
 /// it older than it wants reads the bucket again while holding the lock, so readers queue
@@ -74,11 +76,14 @@ impl Snapshot {
                 return r.clone();
             }
         }
-        let r = self
-            .index
-            .refresh(&store)
-            .await
-            .map_err(|e| self.scrubber.scrub(&e.to_string()));
+        let r = match tokio::time::timeout(REFRESH_BOUND, self.index.refresh(&store)).await {
+            Ok(r) => r.map_err(|e| self.scrubber.scrub(&e.to_string())),
+            Err(_) => Err(format!(
+                "the bucket at {} did not answer within {} s",
+                store.endpoint,
+                REFRESH_BOUND.as_secs()
+            )),
+        };
         self.read = Some((std::time::Instant::now(), r.clone()));
         r
     }
@@ -90,6 +95,9 @@ pub struct UploadHandle {
     tx: mpsc::Sender<Msg>,
     snapshot: Arc<Mutex<Snapshot>>,
     events: watch::Receiver<u64>,
+    /// The queue's state as the actor last published it: read without asking the actor, which
+    /// may be waiting on the bucket.
+    shown: watch::Receiver<Option<UploadStatus>>,
 }
 
 impl UploadHandle {
@@ -116,11 +124,10 @@ impl UploadHandle {
         self.events.clone()
     }
 
-    /// The queue's state; `None` when no bucket is configured.
+    /// The queue's state; `None` when no bucket is configured. Never waits for the actor
+    /// (it may be waiting on an unanswering bucket).
     pub async fn status(&self) -> Option<UploadStatus> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Msg::Status { reply }).await.ok()?;
-        rx.await.ok().flatten()
+        self.shown.borrow().clone()
     }
 }
 
@@ -136,6 +143,7 @@ struct Uploader {
     status: UploadStatus,
     busy: bool,
     events: watch::Sender<u64>,
+    shown: watch::Sender<Option<UploadStatus>>,
 }
 
 /// Starts the actor; it idles while no bucket is configured and follows reloads.
@@ -148,6 +156,7 @@ pub fn start(
     let (tx, rx) = mpsc::channel(64);
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
     let (events, events_rx) = watch::channel(0);
+    let (shown, shown_rx) = watch::channel(None);
     let u = Uploader {
         config,
         metrics,
@@ -159,12 +168,14 @@ pub fn start(
         status: UploadStatus::default(),
         busy: false,
         events,
+        shown,
     };
     tokio::spawn(u.run(rx));
     UploadHandle {
         tx,
         snapshot,
         events: events_rx,
+        shown: shown_rx,
     }
 }
 
@@ -175,6 +186,7 @@ impl Uploader {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         self.configure().await;
+        self.publish();
         // The bucket changes behind steward's back too (another host's uploads, deletions).
         let mut reread = tokio::time::interval(std::time::Duration::from_secs(300));
         reread.tick().await;
@@ -195,7 +207,18 @@ impl Uploader {
                 }
                 _ = tokio::time::sleep(wait) => self.start_next().await,
             }
+            self.publish();
         }
+    }
+
+    /// Makes the queue's state what [`UploadHandle::status`] answers.
+    fn publish(&self) {
+        let now = self.store.as_ref().map(|_| self.status.clone());
+        self.shown.send_if_modified(|s| {
+            let changed = *s != now;
+            *s = now;
+            changed
+        });
     }
 
     /// Rebuilds the client when `[backup.remote]` changed, and queues every good local
@@ -261,9 +284,6 @@ impl Uploader {
                 self.refresh_queue_metric().await;
             }
             Msg::Finished { entry, out } => self.finished(*entry, out).await,
-            Msg::Status { reply } => {
-                let _ = reply.send(self.store.as_ref().map(|_| self.status.clone()));
-            }
         }
     }
 
@@ -335,7 +355,19 @@ impl Uploader {
         let state = cfg.state.dir.clone();
         match out {
             Ok(Outcome::Uploaded(meta)) => {
-                let _ = queue::remove(&state, &entry.id);
+                // A reload may have pointed `[backup.remote]` at another bucket while this
+                // upload ran (to the bucket it began with): the backup waits for its copy in
+                // the configured one, instead of leaving the queue with none there.
+                let elsewhere = self.store.as_ref().is_some_and(|(_, s)| {
+                    !meta.offsite.as_ref().is_some_and(|o| upload::counts(o, s))
+                });
+                if elsewhere {
+                    let again = Entry::new(&entry.id, &entry.database);
+                    let _ = queue::save(&state, &again);
+                    tracing::info!(id = %entry.id, "backup.remote changed during its upload; queued again for the configured bucket");
+                } else {
+                    let _ = queue::remove(&state, &entry.id);
+                }
                 self.metrics
                     .offsite
                     .uploads
@@ -347,6 +379,7 @@ impl Uploader {
                 self.status.last_success_at = Some(Utc::now());
                 self.metrics.offsite.consecutive_failures.set(0);
                 tracing::info!(id = %meta.id, database = %meta.database, bytes = meta.stored_bytes, url = %self.status.url, "backup copied off-site and checked");
+                self.publish();
                 self.after_upload(&meta.database).await;
             }
             Ok(Outcome::Gone(why)) => {
@@ -392,11 +425,18 @@ impl Uploader {
         if let Ok(all) = &fresh {
             set_remote_metrics(&self.metrics, all);
         }
-        if let (Some(keep), Some((_, store)), Ok(_)) =
+        if let (Some(keep), Some((_, store)), Ok(remote)) =
             (cfg.backup.remote.local_keep, &self.store, &fresh)
         {
-            if let Err(e) =
-                super::local_keep::apply(&cfg.backup.dir, database, keep, store, &self.audit).await
+            if let Err(e) = super::local_keep::apply(
+                &cfg.backup.dir,
+                database,
+                keep,
+                store,
+                remote,
+                &self.audit,
+            )
+            .await
             {
                 tracing::warn!(database, error = %e, "backup.remote.local_keep not applied");
             }
