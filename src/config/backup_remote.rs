@@ -115,9 +115,11 @@ impl RemoteConfig {
 /// `s3://bucket[/prefix]`: a bucket name S3 accepts (3–63 of `a-z0-9.-`, starting and ending
 /// with a letter or digit) and a prefix without empty, `.` or `..` segments.
 pub fn parse_bucket_url(url: &str) -> Result<BucketUrl, String> {
-    let rest = url.strip_prefix("s3://").ok_or_else(|| {
-        format!("{url:?} is not an s3:// URL; write it as \"s3://bucket/prefix\"")
-    })?;
+    // A value that is not of the expected shape is never quoted back: it may be a secret
+    // pasted into the wrong key.
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| "is not an s3:// URL; write it as \"s3://bucket/prefix\"".to_string())?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-';
     let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
@@ -126,18 +128,17 @@ pub fn parse_bucket_url(url: &str) -> Result<BucketUrl, String> {
         || !edge_ok(bucket.chars().next())
         || !edge_ok(bucket.chars().last())
     {
-        return Err(format!(
-            "{bucket:?} is not a bucket name: 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit"
-        ));
+        return Err(
+            "does not name a bucket: 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit, after s3://"
+                .into(),
+        );
     }
     let prefix = prefix.trim_matches('/');
     if prefix
         .split('/')
         .any(|s| (s.is_empty() && !prefix.is_empty()) || s == "." || s == "..")
     {
-        return Err(format!(
-            "prefix {prefix:?} has an empty, \".\" or \"..\" part"
-        ));
+        return Err("its prefix (after the bucket) has an empty, \".\" or \"..\" part".into());
     }
     Ok(BucketUrl {
         bucket: bucket.into(),
@@ -201,12 +202,10 @@ pub(super) fn validate(r: &RemoteConfig, out: &mut Vec<super::Problem>) {
                     ));
                 }
             }
+            // Not quoted back: it may be a secret pasted into the wrong key.
             _ => out.push(Problem::new(
                 "backup.remote.endpoint",
-                format!(
-                    "{:?} is not an http:// or https:// address such as \"https://s3.eu-central-003.backblazeb2.com\"",
-                    crate::secret::scrub_urls(endpoint)
-                ),
+                "is not an http:// or https:// address such as \"https://s3.eu-central-003.backblazeb2.com\"",
             )),
         }
     }
@@ -232,6 +231,27 @@ pub(super) fn validate(r: &RemoteConfig, out: &mut Vec<super::Problem>) {
             "backup.remote.access_key_id",
             "is not an access key ID (no spaces, at most 256 characters)",
         ));
+    } else if r.access_key_id.contains(['/', '+', '=']) {
+        // The shape of a secret access key (base64), never of a key ID: the two swapped.
+        out.push(Problem::new(
+            "backup.remote.access_key_id",
+            "looks like a secret access key (key IDs have no '/', '+' or '='); give the key's ID here and the secret in backup.remote.secret_access_key_file",
+        ));
+    }
+    // A secret also given in a key that is shown (status, metadata, check-config) is refused,
+    // never quoted.
+    for (key, value) in [
+        ("backup.remote.url", &r.url),
+        ("backup.remote.endpoint", &r.endpoint),
+        ("backup.remote.region", &r.region),
+        ("backup.remote.access_key_id", &r.access_key_id),
+    ] {
+        if r.secrets().iter().any(|s| value.contains(s.as_str())) {
+            out.push(Problem::new(
+                key,
+                "holds the secret access key or session token; they belong only in backup.remote.secret_access_key_file or AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN",
+            ));
+        }
     }
     for (key, v) in [
         ("backup.remote.retention_days", r.retention_days),
@@ -311,6 +331,64 @@ mod tests {
         let mut out = Vec::new();
         validate(&r, &mut out);
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_secret_in_the_wrong_key_is_refused_and_never_quoted() {
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let env: HashMap<String, String> = [("AWS_SECRET_ACCESS_KEY", secret)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let cases = [
+            ("url", format!("s3://{secret}")),
+            ("url", format!("s3://bucket/{secret}")),
+            ("url", secret.to_string()),
+            ("endpoint", secret.to_string()),
+            ("endpoint", format!("https://s3.example.com/{secret}")),
+            ("access_key_id", secret.to_string()),
+            ("region", secret.to_string()),
+        ];
+        for (key, value) in cases {
+            let mut r = RemoteConfig {
+                url: "s3://abc".into(),
+                access_key_id: "AKIAEXAMPLE".into(),
+                ..Default::default()
+            };
+            match key {
+                "url" => r.url = value.clone(),
+                "endpoint" => r.endpoint = value.clone(),
+                "access_key_id" => r.access_key_id = value.clone(),
+                _ => r.region = value.clone(),
+            }
+            let mut problems = Vec::new();
+            read_credentials(&mut r, &env, &mut problems);
+            validate(&r, &mut problems);
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.key == format!("backup.remote.{key}")),
+                "{key} = {value}: {problems:?}"
+            );
+            let shown = format!("{problems:?}");
+            assert!(!shown.contains("wJalr"), "{key} = {value}: {shown}");
+        }
+        // Swapped: the secret as the ID, even when the environment does not give it.
+        let mut r = RemoteConfig {
+            url: "s3://abc".into(),
+            access_key_id: secret.into(),
+            secret_access_key: Some(SecretValue("AKIAEXAMPLE".into())),
+            ..Default::default()
+        };
+        r.secret_access_key_file = Some("/x".into());
+        let mut problems = Vec::new();
+        validate(&r, &mut problems);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.key == "backup.remote.access_key_id" && p.reason.contains("looks like")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -228,21 +228,23 @@ impl Config {
 
     /// The effective config as TOML, secrets redacted: what `check-config` prints.
     pub fn to_redacted_toml(&self) -> String {
+        let scrubber = self.scrubber();
         let rendered = toml::Value::try_from(self).and_then(|mut v| {
-            scrub_strings(&mut v);
+            scrub_strings(&mut v, &scrubber);
             toml::to_string_pretty(&v)
         });
         rendered.unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
 
-/// Masks a URL password or `password=` pair in every string value, also where no secret
-/// belongs (`log.level`, say), so a password put in the wrong key is not shown either.
-fn scrub_strings(v: &mut toml::Value) {
+/// Masks a URL password, a `password=` pair and every known secret (the secret access key
+/// and session token among them) in every string value, also where no secret belongs
+/// (`log.level`, say), so a secret put in the wrong key is not shown either.
+fn scrub_strings(v: &mut toml::Value, scrubber: &Scrubber) {
     match v {
-        toml::Value::String(s) => *s = crate::secret::scrub_urls(s),
-        toml::Value::Array(a) => a.iter_mut().for_each(scrub_strings),
-        toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| scrub_strings(v)),
+        toml::Value::String(s) => *s = scrubber.scrub(s),
+        toml::Value::Array(a) => a.iter_mut().for_each(|v| scrub_strings(v, scrubber)),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| scrub_strings(v, scrubber)),
         _ => {}
     }
 }

@@ -97,7 +97,7 @@ pub async fn fetch(
         )
         .await;
         if let Err(e) = out {
-            let _ = tokio::fs::remove_file(&tmp).await;
+            // `download` removed its own file (and left another fetch's alone).
             for (t, _) in &done {
                 let _ = tokio::fs::remove_file(t).await;
             }
@@ -149,8 +149,48 @@ async fn download(
         source,
     };
     let key = store.key(database, name)?;
-    let (_, mut stream) = store.get_stream(&key).await?;
-    let mut f = tokio::fs::File::create(tmp).await.map_err(local)?;
+    // Never another fetch's file: two fetches of one backup writing one temporary file could
+    // commit one whose start the other had just truncated.
+    let mut f = match tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .await
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(RemoteError::Other {
+                what: format!("download of {name}"),
+                detail: "another fetch of this backup is in progress".into(),
+            })
+        }
+        Err(e) => return Err(local(e)),
+    };
+    let out = write_checked(store, &key, name, &mut f, bytes, sha256, progress, tmp).await;
+    if out.is_err() {
+        drop(f);
+        let _ = tokio::fs::remove_file(tmp).await;
+    }
+    out
+}
+
+/// The body of [`download`]: streams `key` into `f`, fsyncs, checks size and SHA-256.
+#[allow(clippy::too_many_arguments)]
+async fn write_checked(
+    store: &RemoteStore,
+    key: &object_store::path::Path,
+    name: &str,
+    f: &mut tokio::fs::File,
+    bytes: u64,
+    sha256: Option<&str>,
+    progress: &std::sync::atomic::AtomicU64,
+    tmp: &Path,
+) -> Result<(), RemoteError> {
+    let local = |source| RemoteError::Local {
+        path: tmp.to_path_buf(),
+        source,
+    };
+    let (_, mut stream) = store.get_stream(key).await?;
     let mut hash = Sha256::new();
     let mut n = 0u64;
     while let Some(chunk) = stream.next().await {

@@ -65,6 +65,11 @@ impl Index {
             }
         }
         self.cache.retain(|k, _| seen.contains_key(k));
+        for b in by_id.values_mut() {
+            if let Some(why) = missing_file(b) {
+                b.meta = damaged_from(b.meta.clone(), &why);
+            }
+        }
         let mut all: Vec<RemoteBackup> = by_id
             .into_values()
             .filter(|b| b.deleting || b.meta.status != BackupStatus::Running)
@@ -168,6 +173,40 @@ async fn read_meta(
     })
 }
 
+/// Why good metadata in the bucket is no backup there: a file it names is missing there or
+/// of another size (deleted, or replaced, behind steward's back).
+fn missing_file(b: &RemoteBackup) -> Option<String> {
+    let m = &b.meta;
+    if !m.is_good() || b.deleting {
+        return None;
+    }
+    let mut files: Vec<(&str, u64)> = m
+        .file
+        .as_deref()
+        .map(|f| (f, m.stored_bytes))
+        .into_iter()
+        .collect();
+    if let Some(g) = &m.globals {
+        files.push((g.file.as_str(), g.stored_bytes));
+    }
+    if files.is_empty() {
+        return Some("it names no data file".into());
+    }
+    files.into_iter().find_map(|(file, bytes)| {
+        let found = b
+            .objects
+            .iter()
+            .find(|(k, _)| k.rsplit('/').next() == Some(file));
+        match found {
+            None => Some(format!("its file {file} is not in the bucket")),
+            Some((_, n)) if *n != bytes => Some(format!(
+                "its file {file} is {n} bytes in the bucket, its metadata says {bytes}"
+            )),
+            Some(_) => None,
+        }
+    })
+}
+
 /// A damaged entry named by its key alone: dated and kinded by its ID, so that it is listed
 /// (and aged by retention) where it belongs.
 fn damaged(id: &str, database: &str, reason: String) -> BackupMeta {
@@ -192,6 +231,38 @@ fn damaged_from(mut m: BackupMeta, reason: &str) -> BackupMeta {
     m
 }
 
+/// True when `b`, a backup in the bucket, is `m` whole: good metadata naming the same files,
+/// sizes and hashes, and an object of the recorded size for each file.
+pub fn holds(b: &RemoteBackup, m: &BackupMeta) -> bool {
+    let r = &b.meta;
+    let has = |file: &str, bytes: u64| {
+        b.objects
+            .iter()
+            .any(|(k, n)| *n == bytes && k.rsplit('/').next() == Some(file))
+    };
+    let globals_ok = match (&m.globals, &r.globals) {
+        (None, None) => true,
+        (Some(g), Some(h)) => {
+            g.file == h.file
+                && g.sha256 == h.sha256
+                && g.stored_bytes == h.stored_bytes
+                && has(&g.file, g.stored_bytes)
+        }
+        _ => false,
+    };
+    !b.deleting
+        && r.is_good()
+        && r.id == m.id
+        && r.database == m.database
+        && r.sha256.is_some()
+        && r.sha256 == m.sha256
+        && r.stored_bytes == m.stored_bytes
+        && r.file.is_some()
+        && r.file == m.file
+        && m.file.as_deref().is_some_and(|f| has(f, m.stored_bytes))
+        && globals_ok
+}
+
 /// `backup list` with a bucket configured: every local backup marked local or both, and the
 /// bucket's backups that are not here marked remote. When the bucket could not be read
 /// (`remote` is `Err`), a local backup counts as both when its record of a checked copy names
@@ -210,7 +281,10 @@ pub fn merged_listing(
                 .map(|b| (b.meta.id.as_str(), b))
                 .collect();
             for m in &mut local {
-                m.location = Some(if there.contains_key(m.id.as_str()) {
+                // Both only when the bucket holds this very backup whole: metadata of the same
+                // name that is damaged, another's, or without its data object is no copy.
+                let held = there.get(m.id.as_str()).is_some_and(|b| holds(b, m));
+                m.location = Some(if held {
                     Location::Both
                 } else {
                     Location::Local
@@ -257,5 +331,51 @@ mod tests {
         assert!(!is_file_suffix(".txt"));
         assert!(!is_file_suffix(".sql"));
         assert!(!is_file_suffix(".sql.gz.tmp"));
+    }
+
+    #[test]
+    fn good_metadata_without_its_files_in_the_bucket_is_no_backup_there() {
+        use crate::backup::catalog::Location;
+        let id = "20260101T000000Z-manual-0001";
+        let mut m = BackupMeta::sample(
+            id,
+            "app",
+            crate::backup::BackupKind::Manual,
+            BackupStatus::Good,
+        );
+        m.file = Some(format!("{id}.sql.gz"));
+        m.stored_bytes = 10;
+        m.sha256 = Some("a".repeat(64));
+        let whole = RemoteBackup {
+            meta: m.clone(),
+            objects: vec![
+                (format!("p/app/{id}.sql.gz"), 10),
+                (format!("p/app/{id}.json"), 500),
+            ],
+            deleting: false,
+        };
+        assert_eq!(missing_file(&whole), None);
+        let mut gone = whole.clone();
+        gone.objects.remove(0);
+        assert!(missing_file(&gone).unwrap().contains("not in the bucket"));
+        let mut short = whole.clone();
+        short.objects[0].1 = 9;
+        assert!(missing_file(&short).is_some());
+
+        let config = crate::config::RemoteConfig {
+            url: "s3://abc/p".into(),
+            ..Default::default()
+        };
+        let listed = |remote: Vec<RemoteBackup>| {
+            merged_listing(vec![m.clone()], Ok(remote), &config)[0].location
+        };
+        assert_eq!(listed(vec![whole.clone()]), Some(Location::Both));
+        // Metadata of the same name that is another backup's, or damaged: local only.
+        let mut other = whole.clone();
+        other.meta.sha256 = Some("b".repeat(64));
+        assert_eq!(listed(vec![other]), Some(Location::Local));
+        let mut damaged = whole.clone();
+        damaged.meta = damaged_from(damaged.meta, "x");
+        assert_eq!(listed(vec![damaged]), Some(Location::Local));
     }
 }

@@ -1,21 +1,24 @@
 //! `backup.remote.local_keep`: once a backup's off-site copy is checked, the local copies of
 //! its database beyond the newest `local_keep` good ones go, each audited first. A local copy
-//! whose off-site copy is not checked (in the configured bucket), or is no longer listed there
-//! as good (the bucket's retention or someone else removed it), is never deleted here.
+//! whose off-site copy is not checked (in the configured bucket) is never deleted here, nor
+//! one the bucket's catalog as just read does not hold whole: the local record of a checked
+//! copy is no proof that the bucket still holds it (emptied or changed behind steward's back).
 
+use super::index::RemoteBackup;
 use super::store::RemoteStore;
 use super::upload::counts;
 use crate::backup::catalog::{self, BackupMeta};
 use std::path::Path;
 
-/// The local backups of `database` that `keep` lets go: good, beyond the newest `keep`, and
-/// with a checked copy in `store`'s bucket.
+/// The local backups of `database` that `keep` lets go: good, beyond the newest `keep`, with
+/// a checked copy in `store`'s bucket, and held whole in `remote` (that bucket's catalog as
+/// just read).
 pub fn select(
     all: &[BackupMeta],
     database: &str,
     keep: u32,
     store: &RemoteStore,
-    in_bucket: &std::collections::HashSet<String>,
+    remote: &[RemoteBackup],
 ) -> Vec<BackupMeta> {
     let mut good: Vec<&BackupMeta> = all
         .iter()
@@ -25,7 +28,7 @@ pub fn select(
     good.into_iter()
         .skip(keep as usize)
         .filter(|m| m.offsite.as_ref().is_some_and(|o| counts(o, store)))
-        .filter(|m| in_bucket.contains(&m.id))
+        .filter(|m| remote.iter().any(|b| super::index::holds(b, m)))
         .cloned()
         .collect()
 }
@@ -37,8 +40,8 @@ pub async fn apply(
     database: &str,
     keep: u32,
     store: &RemoteStore,
+    remote: &[RemoteBackup],
     audit: &crate::audit::AuditHandle,
-    in_bucket: &std::collections::HashSet<String>,
 ) -> Result<usize, String> {
     let started = std::time::Instant::now();
     let r = root.to_path_buf();
@@ -46,7 +49,7 @@ pub async fn apply(
         .await
         .map_err(|e| e.to_string())?;
     let mut gone = 0;
-    for m in select(&all, database, keep, store, in_bucket) {
+    for m in select(&all, database, keep, store, remote) {
         let args = serde_json::json!({
             "id": m.id,
             "database": m.database,
@@ -74,6 +77,7 @@ pub async fn apply(
             Err(e) => return Err(e.to_string()),
         }
     }
+    tracing::debug!(database, keep, gone, "backup.remote.local_keep applied");
     Ok(gone)
 }
 
@@ -83,53 +87,77 @@ mod tests {
     use crate::backup::catalog::{BackupStatus, OffsiteCopy};
     use crate::backup::BackupKind;
 
-    #[test]
-    fn only_copies_the_bucket_lists_now_let_a_local_copy_go() {
+    fn store() -> RemoteStore {
         let r = crate::config::RemoteConfig {
             url: "s3://some-bucket/prod".into(),
             endpoint: "http://127.0.0.1:9".into(),
+            path_style: true,
             ..Default::default()
         };
-        let store = RemoteStore::from_config(&r).unwrap().unwrap();
-        let copy = |m: &mut BackupMeta, url: &str| {
-            m.offsite = Some(OffsiteCopy {
-                url: url.into(),
-                endpoint: store.endpoint.clone(),
-                checked_at: chrono::Utc::now(),
-            })
-        };
-        let mut all = Vec::new();
-        for (i, url) in [
-            "s3://some-bucket/prod",
-            "s3://some-bucket/prod",
-            "s3://other/x",
-            "",
-        ]
-        .iter()
-        .enumerate()
-        {
-            let mut m = BackupMeta::sample(
-                &format!("2026110{i}T020000Z-daily-000{i}"),
-                "app",
-                BackupKind::Daily,
-                BackupStatus::Good,
-            );
-            m.started_at -= chrono::Duration::days(i as i64);
-            if !url.is_empty() {
-                copy(&mut m, url);
-            }
-            all.push(m);
+        RemoteStore::from_config(&r).unwrap().unwrap()
+    }
+
+    fn local(id: &str, minute: i64, store: &RemoteStore) -> BackupMeta {
+        let mut m = BackupMeta::sample(id, "app", BackupKind::Manual, BackupStatus::Good);
+        m.started_at = chrono::Utc::now() - chrono::Duration::minutes(60 - minute);
+        m.file = Some(format!("{id}.sql.gz"));
+        m.stored_bytes = 100 + minute as u64;
+        m.sha256 = Some(format!("{minute:064}"));
+        m.offsite = Some(OffsiteCopy {
+            url: store.url.clone(),
+            endpoint: store.endpoint.clone(),
+            checked_at: chrono::Utc::now(),
+        });
+        m
+    }
+
+    fn in_bucket(m: &BackupMeta) -> RemoteBackup {
+        let mut meta = m.clone();
+        meta.offsite = None;
+        RemoteBackup {
+            objects: vec![
+                (
+                    format!("prod/app/{}", m.file.clone().unwrap()),
+                    m.stored_bytes,
+                ),
+                (format!("prod/app/{}.json", m.id), 900),
+            ],
+            meta,
+            deleting: false,
         }
-        // Newest first: 0 is kept by keep = 1; 1 has a checked copy but the bucket lost it;
-        // 2's copy is in another bucket; 3 was never uploaded.
-        let in_bucket: std::collections::HashSet<String> = [all[0].id.clone()].into();
-        assert!(select(&all, "app", 1, &store, &in_bucket).is_empty());
-        let in_bucket: std::collections::HashSet<String> =
-            all.iter().map(|m| m.id.clone()).collect();
-        let gone: Vec<String> = select(&all, "app", 1, &store, &in_bucket)
-            .into_iter()
-            .map(|m| m.id)
-            .collect();
-        assert_eq!(gone, vec![all[1].id.clone()]);
+    }
+
+    #[test]
+    fn a_local_copy_goes_only_when_the_bucket_as_read_holds_it_whole() {
+        let s = store();
+        let old = local("20260101T000000Z-manual-0001", 1, &s);
+        let new = local("20260101T000100Z-manual-0002", 2, &s);
+        let all = vec![old.clone(), new.clone()];
+        let ids = |r: &[RemoteBackup]| -> Vec<String> {
+            select(&all, "app", 1, &s, r)
+                .into_iter()
+                .map(|m| m.id)
+                .collect()
+        };
+        let whole = vec![in_bucket(&old), in_bucket(&new)];
+        assert_eq!(ids(&whole), vec![old.id.clone()]);
+        // The bucket was emptied behind steward's back: the local record proves nothing.
+        assert!(ids(&[in_bucket(&new)]).is_empty());
+        assert!(ids(&[]).is_empty());
+        // Its data object gone or cut short, its deletion begun, or another backup's
+        // metadata under its key: not held.
+        let mut no_data = in_bucket(&old);
+        no_data.objects.retain(|(k, _)| k.ends_with(".json"));
+        let mut short = in_bucket(&old);
+        short.objects[0].1 -= 1;
+        let mut deleting = in_bucket(&old);
+        deleting.deleting = true;
+        let mut other = in_bucket(&old);
+        other.meta.sha256 = Some("f".repeat(64));
+        let mut damaged = in_bucket(&old);
+        damaged.meta.status = BackupStatus::Damaged;
+        for b in [no_data, short, deleting, other, damaged] {
+            assert!(ids(&[b.clone(), in_bucket(&new)]).is_empty(), "{b:?}");
+        }
     }
 }

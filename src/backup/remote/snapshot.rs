@@ -11,6 +11,11 @@ use crate::metrics::Metrics;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
+/// The longest one reading of the bucket's catalog may take: an unanswering bucket (requests
+/// hang until the client's 300 s timeout, then are retried) must not hold the catalog's lock,
+/// and so the actor (`local_keep`, a reload), for many minutes.
+const REFRESH_BOUND: Duration = Duration::from_secs(60);
+
 /// A reader that finds the last reading older than it wants reads the bucket again while
 /// holding the lock, so readers queue behind one refresh instead of each sending its own.
 #[derive(Default)]
@@ -31,11 +36,14 @@ impl Snapshot {
                 return r.clone();
             }
         }
-        let r = self
-            .index
-            .refresh(&store)
-            .await
-            .map_err(|e| self.scrubber.scrub(&e.to_string()));
+        let r = match tokio::time::timeout(REFRESH_BOUND, self.index.refresh(&store)).await {
+            Ok(r) => r.map_err(|e| self.scrubber.scrub(&e.to_string())),
+            Err(_) => Err(format!(
+                "the bucket at {} did not answer within {} s",
+                store.endpoint,
+                REFRESH_BOUND.as_secs()
+            )),
+        };
         self.read = Some((Instant::now(), r.clone()));
         r
     }

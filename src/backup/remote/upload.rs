@@ -10,6 +10,9 @@ use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
+/// The most a metadata object may weigh, as the bucket's catalog reads it.
+const META_CAP: u64 = 16 * 1024 * 1024;
+
 /// What became of a queued backup.
 #[derive(Debug)]
 pub(super) enum Outcome {
@@ -88,6 +91,7 @@ pub(super) async fn upload(
         )
         .await?;
     }
+    crate::backup::pause_point("upload-files-sent").await;
     let json_path = catalog::meta_path(root, &meta);
     let json = tokio::fs::read(&json_path)
         .await
@@ -105,11 +109,15 @@ pub(super) async fn upload(
             detail: "the bucket does not hold the metadata just stored".into(),
         });
     }
+    crate::backup::pause_point("upload-meta-sent").await;
     record(store, root, &meta).await
 }
 
 /// A stop between the metadata's upload and its record here leaves a complete copy in the
 /// bucket: it is recorded, never sent again (a local file damaged since must not replace it).
+/// Metadata under this backup's key that steward did not write for this very backup (another
+/// host's, a user's object, damaged) is never taken for its copy nor overwritten: the upload
+/// fails, naming the key, and the backup stays queued (and local).
 async fn already_there(
     store: &RemoteStore,
     root: &Path,
@@ -119,11 +127,52 @@ async fn already_there(
     if store.size(&key).await?.is_none() {
         return Ok(false);
     }
+    let bytes = match store.get_small(&key, META_CAP).await {
+        Ok(b) => Some(b),
+        Err(RemoteError::NotFound { .. }) => return Ok(false),
+        Err(RemoteError::Mismatch { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let theirs = bytes.and_then(|b| serde_json::from_slice::<BackupMeta>(&b).ok());
+    let ours = theirs.is_some_and(|t| {
+        t.checksum_ok()
+            && t.id == meta.id
+            && t.database == meta.database
+            && t.file == meta.file
+            && t.sha256.is_some()
+            && t.sha256 == meta.sha256
+            && t.stored_bytes == meta.stored_bytes
+            && t.globals
+                .as_ref()
+                .map(|g| (&g.file, &g.sha256, g.stored_bytes))
+                == meta
+                    .globals
+                    .as_ref()
+                    .map(|g| (&g.file, &g.sha256, g.stored_bytes))
+    });
+    if !ours {
+        return Err(RemoteError::Mismatch {
+            what: key.to_string(),
+            detail: format!(
+                "an object steward did not write for backup {} is under its metadata's key; it is left alone and the backup stays local until it is moved away",
+                meta.id
+            ),
+        });
+    }
     let Some(data) = catalog::data_path(root, meta) else {
         return Ok(false);
     };
     let data_key = store.key(&meta.database, &file_name(&data))?;
-    Ok(store.size(&data_key).await? == Some(meta.stored_bytes))
+    if store.size(&data_key).await? != Some(meta.stored_bytes) {
+        return Ok(false);
+    }
+    match (&meta.globals, catalog::globals_path(root, meta)) {
+        (Some(g), Some(_)) => {
+            let gkey = store.key(&meta.database, &g.file)?;
+            Ok(store.size(&gkey).await? == Some(g.stored_bytes))
+        }
+        _ => Ok(true),
+    }
 }
 
 /// Writes the off-site record into the local metadata.

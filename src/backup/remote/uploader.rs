@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::sync::{mpsc, watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
 /// The off-site side of `backup status`.
@@ -51,9 +51,6 @@ enum Msg {
         entry: Box<Entry>,
         out: Result<Outcome, String>,
     },
-    Status {
-        reply: oneshot::Sender<Option<UploadStatus>>,
-    },
 }
 
 /// Talks to the upload actor.
@@ -64,6 +61,9 @@ pub struct UploadHandle {
     events: watch::Receiver<u64>,
     /// Held by a retention run in the bucket.
     pruning: Arc<Mutex<()>>,
+    /// The queue's state as the actor last published it: read without asking the actor, which
+    /// may be waiting on the bucket.
+    shown: watch::Receiver<Option<UploadStatus>>,
 }
 
 impl UploadHandle {
@@ -95,11 +95,10 @@ impl UploadHandle {
         prune_bucket(&self.snapshot, &self.pruning, args).await
     }
 
-    /// The queue's state; `None` when no bucket is configured.
+    /// The queue's state; `None` when no bucket is configured. Never waits for the actor
+    /// (it may be waiting on an unanswering bucket).
     pub async fn status(&self) -> Option<UploadStatus> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Msg::Status { reply }).await.ok()?;
-        rx.await.ok().flatten()
+        self.shown.borrow().clone()
     }
 }
 
@@ -116,6 +115,7 @@ struct Uploader {
     status: UploadStatus,
     busy: bool,
     events: watch::Sender<u64>,
+    shown: watch::Sender<Option<UploadStatus>>,
 }
 
 /// Starts the actor; it idles while no bucket is configured and follows reloads.
@@ -129,6 +129,7 @@ pub fn start(
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
     let (events, events_rx) = watch::channel(0);
     let pruning = Arc::new(Mutex::new(()));
+    let (shown, shown_rx) = watch::channel(None);
     let u = Uploader {
         config,
         metrics,
@@ -141,6 +142,7 @@ pub fn start(
         status: UploadStatus::default(),
         busy: false,
         events,
+        shown,
     };
     tokio::spawn(u.run(rx));
     UploadHandle {
@@ -148,6 +150,7 @@ pub fn start(
         snapshot,
         events: events_rx,
         pruning,
+        shown: shown_rx,
     }
 }
 
@@ -158,6 +161,7 @@ impl Uploader {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         self.configure().await;
+        self.publish();
         // The bucket changes behind steward's back too (another host's uploads, deletions).
         let mut reread = tokio::time::interval(std::time::Duration::from_secs(300));
         reread.tick().await;
@@ -178,7 +182,18 @@ impl Uploader {
                 }
                 _ = tokio::time::sleep(wait) => self.start_next().await,
             }
+            self.publish();
         }
+    }
+
+    /// Makes the queue's state what [`UploadHandle::status`] answers.
+    fn publish(&self) {
+        let now = self.store.as_ref().map(|_| self.status.clone());
+        self.shown.send_if_modified(|s| {
+            let changed = *s != now;
+            *s = now;
+            changed
+        });
     }
 
     /// Rebuilds the client when `[backup.remote]` changed, and queues every good local
@@ -244,9 +259,6 @@ impl Uploader {
                 self.refresh_queue_metric().await;
             }
             Msg::Finished { entry, out } => self.finished(*entry, out).await,
-            Msg::Status { reply } => {
-                let _ = reply.send(self.store.as_ref().map(|_| self.status.clone()));
-            }
         }
     }
 
@@ -318,7 +330,19 @@ impl Uploader {
         let state = cfg.state.dir.clone();
         match out {
             Ok(Outcome::Uploaded(meta)) => {
-                let _ = queue::remove(&state, &entry.id);
+                // A reload may have pointed `[backup.remote]` at another bucket while this
+                // upload ran (to the bucket it began with): the backup waits for its copy in
+                // the configured one, instead of leaving the queue with none there.
+                let elsewhere = self.store.as_ref().is_some_and(|(_, s)| {
+                    !meta.offsite.as_ref().is_some_and(|o| upload::counts(o, s))
+                });
+                if elsewhere {
+                    let again = Entry::new(&entry.id, &entry.database);
+                    let _ = queue::save(&state, &again);
+                    tracing::info!(id = %entry.id, "backup.remote changed during its upload; queued again for the configured bucket");
+                } else {
+                    let _ = queue::remove(&state, &entry.id);
+                }
                 self.metrics
                     .offsite
                     .uploads
@@ -333,6 +357,7 @@ impl Uploader {
                 // The bucket holds a new backup: no listing may answer from a reading taken
                 // before it, once `local_keep` has removed the local copy.
                 self.snapshot.lock().await.read = None;
+                self.publish();
                 self.after_upload(&meta.database).await;
             }
             Ok(Outcome::Gone(why)) => {
@@ -379,25 +404,19 @@ impl Uploader {
         if let Ok(all) = &fresh {
             set_remote_metrics(&self.metrics, all);
         }
-        if let (Some(keep), Some((_, store)), Ok(all)) =
+        if let (Some(keep), Some((_, store)), Ok(remote)) =
             (cfg.backup.remote.local_keep, &self.store, &fresh)
         {
-            // Only what the bucket lists as good right now: a record of a checked copy the
-            // bucket has since lost lets no local copy go.
-            let in_bucket = all
-                .iter()
-                .filter(|b| !b.deleting && b.meta.is_good())
-                .map(|b| b.meta.id.clone())
-                .collect();
-            let applied = super::local_keep::apply(
+            if let Err(e) = super::local_keep::apply(
                 &cfg.backup.dir,
                 database,
                 keep,
                 store,
+                remote,
                 &self.audit,
-                &in_bucket,
-            );
-            if let Err(e) = applied.await {
+            )
+            .await
+            {
                 tracing::warn!(database, error = %e, "backup.remote.local_keep not applied");
             }
         }

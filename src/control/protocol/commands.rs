@@ -153,7 +153,7 @@ mod tests {
                 force: false,
             },
             Request::BackupJobs,
-            Request::BackupFetch { id: "x".into() },
+            Request::BackupFetch { id: id() },
             Request::MaintenanceOn {
                 reason: None,
                 for_seconds: None,
