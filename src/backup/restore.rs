@@ -200,6 +200,17 @@ pub async fn restore(
         path: path.clone(),
         source,
     })?;
+    // A backup streamed from the bucket is checked as it is read (it was not hashed first):
+    // the tool's input does not end until every byte matched.
+    let verified = match &b.remote {
+        Some(_) => {
+            let v = stream::VerifyingReader::new(file, b.stored_bytes, &b.sha256);
+            let flag = v.verified();
+            (Box::new(v) as Box<dyn std::io::Read + Send>, Some(flag))
+        }
+        None => (file, None),
+    };
+    let (file, verified) = verified;
     let opened = tokio::task::spawn_blocking(move || {
         let counter = stream::RawCounter::new(file, progress);
         let bytes = counter.counter();
@@ -291,6 +302,18 @@ pub async fn restore(
         }
     };
     drop(rx);
+    let unverified = matches!(fed, Ok(true))
+        && verified
+            .as_ref()
+            .is_some_and(|v| !v.load(std::sync::atomic::Ordering::Relaxed));
+    let fed = if unverified {
+        Err(RestoreError::Stream {
+            path: b.path.clone(),
+            message: "the dump ended before the stored file was read to its end, so its SHA-256 was not checked; nothing was committed".into(),
+        })
+    } else {
+        fed
+    };
     let complete = match fed {
         Ok(complete) => complete,
         Err(e) => {

@@ -177,6 +177,15 @@ pub(super) fn identities(ctx: &Ctx) -> Result<Vec<age::x25519::Identity>, Backup
     Ok(crate::config::parse_identities(&text))
 }
 
+/// The metadata's own checksum.
+pub(super) fn metadata_check(meta: &BackupMeta) -> Check {
+    Check {
+        name: "metadata checksum".into(),
+        ok: meta.checksum_ok(),
+        detail: "matches".into(),
+    }
+}
+
 /// Metadata checksum, file size and SHA-256: what must hold before any database is touched.
 pub(super) async fn quick_check(
     ctx: &Ctx,

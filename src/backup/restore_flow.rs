@@ -179,8 +179,15 @@ async fn restore_inner(
         )));
     }
     // The hash proves the file is the one written; the stream inside is checked as it is
-    // restored, into a scratch database that is dropped if anything goes wrong.
-    let (ok, checks) = quick_check(ctx, &meta).await?;
+    // restored, into a scratch database that is dropped if anything goes wrong. A backup only
+    // the bucket holds is downloaded once: its hash and size are checked as it streams into
+    // the restore, whose input does not end (so nothing commits) until they matched.
+    let (ok, checks) = if super::restore_checks::is_remote(&meta) {
+        let c = super::restore_checks::metadata_check(&meta);
+        (c.ok, vec![c])
+    } else {
+        quick_check(ctx, &meta).await?
+    };
     if !ok {
         record(ctx, &meta, &checks);
         let detail = checks

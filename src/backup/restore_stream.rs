@@ -243,3 +243,113 @@ impl<R: Read> Read for RawCounter<R> {
         Ok(n)
     }
 }
+
+/// Checks the stored bytes as they stream past (a backup read from the bucket is read once,
+/// not hashed first and read again): once its metadata's size has been read, the SHA-256 must
+/// match, else the read that completed it fails; a stream that ends short or runs long fails
+/// too. `verified` is set when the whole file checked out, and the restore holds back the
+/// end of the tool's input until it is, so a damaged file never commits.
+pub(super) struct VerifyingReader<R> {
+    inner: R,
+    hash: sha2::Sha256,
+    read: u64,
+    expected_bytes: u64,
+    expected_sha256: String,
+    verified: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R> VerifyingReader<R> {
+    pub(super) fn new(inner: R, expected_bytes: u64, expected_sha256: &str) -> Self {
+        Self {
+            inner,
+            hash: <sha2::Sha256 as sha2::Digest>::new(),
+            read: 0,
+            expected_bytes,
+            expected_sha256: expected_sha256.to_ascii_lowercase(),
+            verified: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    /// Set once every byte was read and matched.
+    pub(super) fn verified(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.verified.clone()
+    }
+}
+
+impl<R: Read> Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        use std::io::{Error, ErrorKind};
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        self.hash.update(&buf[..n]);
+        if n == 0 && self.read < self.expected_bytes {
+            return Err(Error::new(
+                ErrorKind::UnexpectedEof,
+                format!(
+                    "size mismatch: the stored file ended after {} bytes, its metadata says {}",
+                    self.read, self.expected_bytes
+                ),
+            ));
+        }
+        if self.read > self.expected_bytes {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "size mismatch: the stored file is longer than the {} bytes its metadata says",
+                    self.expected_bytes
+                ),
+            ));
+        }
+        let done = self.read == self.expected_bytes;
+        if done && !self.verified.load(std::sync::atomic::Ordering::Relaxed) {
+            let sha = hex::encode(self.hash.clone().finalize());
+            if sha != self.expected_sha256 {
+                return Err(Error::new(
+                    ErrorKind::InvalidData,
+                    format!(
+                        "SHA-256 mismatch: the metadata has {}, the stored file has {sha}",
+                        self.expected_sha256
+                    ),
+                ));
+            }
+            self.verified
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod verifying_tests {
+    use super::*;
+    use sha2::Digest;
+
+    fn run(data: &[u8], expected: &[u8]) -> (std::io::Result<u64>, bool) {
+        let sha = hex::encode(sha2::Sha256::digest(expected));
+        let mut r = VerifyingReader::new(data, expected.len() as u64, &sha);
+        let v = r.verified();
+        let out = std::io::copy(&mut r, &mut std::io::sink());
+        (out, v.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    #[test]
+    fn only_the_exact_bytes_verify() {
+        let good = b"the stored backup".repeat(1000);
+        assert!(matches!(run(&good, &good), (Ok(_), true)));
+        let mut altered = good.clone();
+        altered[5] ^= 1;
+        let (out, ok) = run(&altered, &good);
+        assert!(!ok && out.unwrap_err().to_string().contains("SHA-256 mismatch"));
+        let (out, ok) = run(&good[..100], &good);
+        assert!(
+            !ok && out
+                .unwrap_err()
+                .to_string()
+                .contains("ended after 100 bytes")
+        );
+        let longer = [good.as_slice(), b"x"].concat();
+        let (out, _) = run(&longer, &good);
+        assert!(out.unwrap_err().to_string().contains("longer"));
+    }
+}
