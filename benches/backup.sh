@@ -82,31 +82,7 @@ start_steward() {
     local name=$1 compression=$2 level=$3 dir=$tmp/steward-$1
     mkdir -p "$dir"
     pick_port
-    cat >"$dir/steward.toml" <<EOF
-[postgres]
-url = "postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
-interval = "10s"
-timeout = "5s"
-write_read_test = false
-
-[redis]
-url = "redis://127.0.0.1:$REDIS_PORT/0"
-interval = "10s"
-timeout = "5s"
-write_read_test = false
-
-$(steward_toml_local "$dir" "${ports[-1]}" warn)
-
-[backup]
-dir = "$dir/backups"
-databases = ["$DB"]
-compression = "$compression"
-level = $level
-
-[backup.schedule]
-daily = ""
-weekly = ""
-EOF
+    bench_steward_toml "$dir" "${ports[-1]}" "$compression" "$level" >"$dir/steward.toml"
     spawn_steward "$dir"
     steward_pid[$name]=$SPAWNED_PID
     wait_steward "$SPAWNED_PID" "$dir/ctl.sock" "$dir/steward.log" "steward ($name)"

@@ -379,3 +379,36 @@ EOF
     row_counts() { sql -d "$1" -c "SELECT (SELECT count(*) FROM pgbench_accounts) || ' ' || (SELECT count(*) FROM bench_events) || ' ' || (SELECT count(*) FROM pgbench_branches) || ' ' || (SELECT count(*) FROM pgbench_tellers)"; }
     counts_src=$(row_counts "$DB")
 }
+
+# The config of a backup benchmark's steward (backup.sh, offsite.sh), on stdout: the throwaway
+# cluster's postgres database, Redis at REDIS_PORT (closed: not benchmarked), control and
+# metrics under DIR (metrics on PORT), database $DB backed up with COMPRESSION at LEVEL, no
+# schedules. Needs PG_PASSWORD, PG_PORT, REDIS_PORT and DB.
+bench_steward_toml() {
+    local dir=$1 port=$2 compression=$3 level=$4
+    cat <<EOF
+[postgres]
+url = "postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
+interval = "10s"
+timeout = "5s"
+write_read_test = false
+
+[redis]
+url = "redis://127.0.0.1:$REDIS_PORT/0"
+interval = "10s"
+timeout = "5s"
+write_read_test = false
+
+$(steward_toml_local "$dir" "$port" warn)
+
+[backup]
+dir = "$dir/backups"
+databases = ["$DB"]
+compression = "$compression"
+level = $level
+
+[backup.schedule]
+daily = ""
+weekly = ""
+EOF
+}

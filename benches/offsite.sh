@@ -182,30 +182,9 @@ start_steward() {
     mkdir -p "$dir"
     pick_port
     metrics_port[$name]=${ports[-1]}
-    cat >"$dir/steward.toml" <<EOF
-[postgres]
-url = "postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
-interval = "10s"
-timeout = "5s"
-write_read_test = false
-
-[redis]
-url = "redis://127.0.0.1:$REDIS_PORT/0"
-interval = "10s"
-timeout = "5s"
-write_read_test = false
-
-$(steward_toml_local "$dir" "${ports[-1]}" warn)
-
-[backup]
-dir = "$dir/backups"
-databases = ["$DB"]
-compression = "$compression"
-level = $level
-
-[backup.schedule]
-daily = ""
-weekly = ""
+    {
+        bench_steward_toml "$dir" "${ports[-1]}" "$compression" "$level"
+        cat <<EOF
 
 [backup.remote]
 url = "s3://$BUCKET/$prefix"
@@ -214,6 +193,7 @@ region = "$REGION"
 path_style = true
 $extra
 EOF
+    } >"$dir/steward.toml"
     spawn_steward "$dir"
     steward_pid[$name]=$SPAWNED_PID
     wait_steward "$SPAWNED_PID" "$dir/ctl.sock" "$dir/steward.log" "steward ($name)"
