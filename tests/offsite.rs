@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::faults::{backup_section, create_good, list, toml_string};
-use common::s3::{unique_bucket, S3Server, ACCESS_KEY_ID, REGION};
+use common::faults::{create_good, list};
+use common::s3::{unique_bucket, S3Server, ACCESS_KEY_ID};
 use common::*;
 use std::time::Duration;
 use steward::alerts::{AlertState, AlertsReply};
@@ -17,17 +17,6 @@ use steward::backup::catalog::{BackupMeta, Location};
 
 /// Bound for an upload to be done and checked (a retry waits `retry_interval`, 1 s here).
 const UPLOAD: Duration = Duration::from_secs(90);
-
-/// `[backup]` with a `[backup.remote]` pointing at `bucket` on `s3`, plus `extra` remote keys.
-fn remote_section(dir: &std::path::Path, s3: &S3Server, bucket: &str, extra: &str) -> String {
-    format!(
-        "{}\n[backup.remote]\nurl = {}\nendpoint = {}\nregion = {}\npath_style = true\nretry_interval = \"1s\"\n{extra}\n",
-        backup_section(dir, ""),
-        toml_string(&format!("s3://{bucket}/prod")),
-        toml_string(&s3.endpoint()),
-        toml_string(REGION),
-    )
-}
 
 /// A daemon backing up `pg` to its own dir and to `bucket`, with the credentials in the
 /// standard variables (the secret given is returned).
@@ -45,7 +34,7 @@ fn start(
         .with(|s| {
             s.pg_extra = "write_read_test = false\n".into();
             let dir = s.state_dir.with_file_name("backups");
-            s.backup = remote_section(&dir, s3, bucket, extra);
+            s.backup = s3.backup_config(&dir, bucket, extra);
         })
         .start();
     (st, secret)
@@ -93,7 +82,7 @@ fn paused_upload(
         .with(|s| {
             s.pg_extra = "write_read_test = false\n".into();
             let dir = s.state_dir.with_file_name("backups");
-            s.backup = remote_section(&dir, s3, bucket, "");
+            s.backup = s3.backup_config(&dir, bucket, "");
         })
         .start();
     let b = create_good(&st);
@@ -327,7 +316,7 @@ fn wrong_credentials_are_named_and_the_secret_is_shown_nowhere() {
         .with(|s| {
             s.pg_extra = "write_read_test = false\n".into();
             let dir = s.state_dir.with_file_name("backups");
-            s.backup = remote_section(&dir, &s3, &bucket, "");
+            s.backup = s3.backup_config(&dir, &bucket, "");
         })
         .start();
     let b = create_good(&st);

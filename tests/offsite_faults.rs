@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::faults::{backup_section, create_good, list, toml_string};
-use common::s3::{unique_bucket, S3Server, ACCESS_KEY_ID, REGION};
+use common::faults::{create_good, list};
+use common::s3::{unique_bucket, S3Server, ACCESS_KEY_ID};
 use common::*;
 use std::time::{Duration, Instant};
 use steward::backup::api::StatusReply;
@@ -16,16 +16,6 @@ use steward::backup::catalog::{BackupMeta, Location};
 
 /// Bound for an upload to be done and checked (a retry waits `retry_interval`, 1 s here).
 const UPLOAD: Duration = Duration::from_secs(90);
-
-fn remote_section(dir: &std::path::Path, s3: &S3Server, bucket: &str, extra: &str) -> String {
-    format!(
-        "{}\n[backup.remote]\nurl = {}\nendpoint = {}\nregion = {}\npath_style = true\nretry_interval = \"1s\"\n{extra}\n",
-        backup_section(dir, ""),
-        toml_string(&format!("s3://{bucket}/prod")),
-        toml_string(&s3.endpoint()),
-        toml_string(REGION),
-    )
-}
 
 fn builder(
     pg: &Postgres,
@@ -43,7 +33,7 @@ fn builder(
         .with(|s| {
             s.pg_extra = "write_read_test = false\n".into();
             let dir = s.state_dir.with_file_name("backups");
-            s.backup = remote_section(&dir, s3, bucket, extra);
+            s.backup = s3.backup_config(&dir, bucket, extra);
         })
 }
 

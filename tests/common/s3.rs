@@ -123,6 +123,19 @@ impl S3Server {
         unreachable!()
     }
 
+    /// `[backup]` in `dir` (schedules off) and `[backup.remote]` pointing at `bucket` on this
+    /// server under the prefix `prod` (path style, retries after 1 s), plus `extra` remote keys.
+    pub fn backup_config(&self, dir: &std::path::Path, bucket: &str, extra: &str) -> String {
+        use super::faults::{backup_section, toml_string};
+        format!(
+            "{}\n[backup.remote]\nurl = {}\nendpoint = {}\nregion = {}\npath_style = true\nretry_interval = \"1s\"\n{extra}\n",
+            backup_section(dir, ""),
+            toml_string(&format!("s3://{bucket}/prod")),
+            toml_string(&self.endpoint()),
+            toml_string(REGION),
+        )
+    }
+
     /// `http://127.0.0.1:PORT`
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
