@@ -8,7 +8,7 @@
 mod common;
 
 use common::faults::{create_good, list};
-use common::s3::{unique_bucket, S3Server, ACCESS_KEY_ID};
+use common::s3::{unique_bucket, wait_uploads_settled, S3Server, ACCESS_KEY_ID};
 use common::*;
 use std::time::Duration;
 use steward::alerts::{AlertState, AlertsReply};
@@ -156,11 +156,11 @@ fn every_backup_goes_off_site_checked_and_is_listed_where_it_is() {
         .offsite
         .expect("the local metadata records the checked copy");
     assert_eq!(offsite.url, format!("s3://{bucket}/prod"));
+    wait_uploads_settled(&st, UPLOAD);
     assert_eq!(
         st.metric("steward_backup_uploads_total", &[("result", "success")]),
         Some(1.0)
     );
-    assert_eq!(st.metric("steward_backup_upload_queue", &[]), Some(0.0));
     st.wait_until(UPLOAD, "the bucket's bytes in the metrics", |st| {
         st.metric("steward_backup_remote_bytes", &[("database", PG_DB)])
             .is_some_and(|n| n >= b.stored_bytes as f64)
@@ -223,7 +223,7 @@ fn an_unreachable_bucket_queues_the_upload_and_the_next_start_resumes_it() {
     s3.create_bucket(&bucket);
     st.start_again();
     wait_location(&st, &b.id, Location::Both);
-    assert_eq!(st.metric("steward_backup_upload_queue", &[]), Some(0.0));
+    wait_uploads_settled(&st, UPLOAD);
     st.wait_until(UPLOAD, "BackupUploadFailing to resolve", |st| {
         alert_state(st, "BackupUploadFailing") != AlertState::Firing
     });
@@ -592,5 +592,5 @@ fn the_bucket_stopped_during_an_upload_queues_it_and_it_resumes_when_the_bucket_
     );
     assert_eq!(sha256_hex(&data), b.sha256.clone().unwrap());
     assert!(s3.multipart_uploads(&bucket).is_empty());
-    assert_eq!(st.metric("steward_backup_upload_queue", &[]), Some(0.0));
+    wait_uploads_settled(&st, UPLOAD);
 }

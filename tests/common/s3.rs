@@ -49,6 +49,16 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound for one request of the harness's own.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Waits (bounded) until steward's upload queue is empty and its last upload succeeded. A
+/// backup is listed `local+remote` as soon as its local record is written, a moment before the
+/// upload actor takes it off the queue and counts it: a test asserting on the queue waits here.
+pub fn wait_uploads_settled(st: &super::Steward, timeout: Duration) {
+    st.wait_until(timeout, "the upload queue to empty", |st| {
+        st.metric("steward_backup_upload_queue", &[]) == Some(0.0)
+            && st.metric("steward_backup_upload_consecutive_failures", &[]) == Some(0.0)
+    });
+}
+
 /// A fresh, valid bucket name (lowercase, 29 characters): `steward-test-<16 hex digits>`.
 pub fn unique_bucket() -> String {
     format!("steward-test-{}", random_hex(8))

@@ -343,6 +343,9 @@ impl Uploader {
                 } else {
                     let _ = queue::remove(&state, &entry.id);
                 }
+                // The gauge follows the queue at once, not after the follow-up work below
+                // (listing and pruning the bucket may take a while).
+                self.refresh_queue_metric().await;
                 self.metrics
                     .offsite
                     .uploads
