@@ -240,8 +240,8 @@ impl RedisMetrics {
             command_latency: r.float_vec(
                 "steward_redis_command_latency_seconds",
                 "Per-command latency percentiles since the server started or CONFIG RESETSTAT \
-                 (INFO latencystats, Redis 7+): quantile 0.5, 0.99 and 0.999.",
-                &["command", "quantile"],
+                 (INFO latencystats, Redis 7+): percentile 50, 99 and 99.9.",
+                &["command", "percentile"],
             )?,
             memory_fragmentation_ratio: r.float(
                 "steward_redis_memory_fragmentation_ratio",

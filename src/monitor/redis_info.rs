@@ -83,9 +83,10 @@ impl Info {
     }
 
     /// `latency_percentiles_usec_get:p50=1.003,p99=2.007,p99.9=5.023` (Redis 7+) → per
-    /// command, the 0.5, 0.99 and 0.999 quantiles in seconds (other configured ones ignored).
+    /// command, the 50th, 99th and 99.9th percentiles in seconds, labelled `50`, `99`, `99.9`
+    /// (other configured percentiles ignored).
     pub fn latencies(&self) -> BTreeMap<&str, Vec<(&'static str, f64)>> {
-        const WANTED: [(&str, &str); 3] = [("p50", "0.5"), ("p99", "0.99"), ("p99.9", "0.999")];
+        const WANTED: [(&str, &str); 3] = [("p50", "50"), ("p99", "99"), ("p99.9", "99.9")];
         self.0
             .iter()
             .filter_map(|(k, v)| {
@@ -285,7 +286,7 @@ mod tests {
         assert_eq!(c["config|get"].calls, 3);
         assert_eq!(c["old"].failed, 0);
         let l = info.latencies();
-        assert_eq!(l["get"][2], ("0.999", 5.023e-6));
+        assert_eq!(l["get"][2], ("99.9", 5.023e-6));
     }
 
     #[test]
