@@ -107,6 +107,9 @@ pub struct RedisFigures {
     /// Hits over lookups since the previous check; absent when there were no lookups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hit_ratio: Option<f64>,
+    /// The application's keyspace lookups since the previous check (steward's own left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookups: Option<u64>,
     pub evicted_keys: u64,
     pub expired_keys: u64,
     pub ops_per_sec: u64,

@@ -162,6 +162,7 @@ impl RedisProbe {
             keyspace_hits: num("keyspace_hits"),
             keyspace_misses: num("keyspace_misses"),
             hit_ratio: interval.hit_ratio,
+            lookups: interval.lookups,
             evicted_keys: num("evicted_keys"),
             expired_keys: num("expired_keys"),
             ops_per_sec: num("instantaneous_ops_per_sec"),

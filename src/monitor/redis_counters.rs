@@ -54,6 +54,9 @@ pub struct Interval {
     /// The application's hits over its lookups (steward's own left out); `None` on the first
     /// check or when there were no lookups.
     pub hit_ratio: Option<f64>,
+    /// The application's lookups (hits and misses, steward's own left out); `None` on the
+    /// first check.
+    pub lookups: Option<u64>,
     /// Connections refused since the previous check; `None` on the first check.
     pub rejected: Option<u64>,
 }
@@ -80,6 +83,7 @@ impl Tracker {
         let lookups = hits + misses;
         Interval {
             hit_ratio: (lookups > 0).then(|| hits as f64 / lookups as f64),
+            lookups: Some(lookups),
             rejected: Some(rejected),
         }
     }
