@@ -1,7 +1,7 @@
 //! Redis monitoring in depth, each signal shown against a real state made in the test: a
 //! BGSAVE that fails and then succeeds, connections refused by `maxclients`, a client blocked in
 //! BLPOP, per-command statistics, an empty configured database, a replica (role, link, lag,
-//! link down when the master dies), and the hit ratio of a known application mix with and
+//! link down when the master dies), the Redis alerts firing and resolving, and the hit ratio of a known application mix with and
 //! without the statistics scan running (steward's own lookups left out).
 
 mod common;
@@ -50,6 +50,15 @@ fn wait_metric(
     ok: impl Fn(f64) -> bool,
 ) {
     st.wait_until(WAIT, what, |st| st.metric(name, labels).is_some_and(&ok));
+}
+
+/// Waits until steward's alert `alert` has made the transition `to` (`firing`, `resolved`).
+fn wait_transition(st: &Steward, alert: &str, to: &str) {
+    let labels = [("alert", alert), ("to", to)];
+    let what = format!("{alert} {to}");
+    wait_metric(st, "steward_alert_transitions_total", &labels, &what, |v| {
+        v >= 1.0
+    });
 }
 
 /// Persistence, clients, commands, empty databases and the server's start time, on one server.
@@ -102,6 +111,7 @@ fn persistence_clients_commands_and_databases() {
         "the failed BGSAVE",
         |v| v == 0.0,
     );
+    wait_transition(&st, "RedisPersistenceFailing", "firing");
     assert!(
         st.metric("steward_redis_rdb_changes_since_last_save", &[])
             .unwrap()
@@ -122,6 +132,7 @@ fn persistence_clients_commands_and_databases() {
         "the good BGSAVE",
         |v| v == 1.0,
     );
+    wait_transition(&st, "RedisPersistenceFailing", "resolved");
     wait_metric(
         &st,
         "steward_redis_last_save_timestamp_seconds",
@@ -227,6 +238,8 @@ fn persistence_clients_commands_and_databases() {
         "3 rejected connections",
         |v| v >= 3.0,
     );
+    wait_transition(&st, "RedisRejectedConnections", "firing");
+    wait_transition(&st, "RedisRejectedConnections", "resolved");
 
     // Memory, network and server figures; the start time does not move between checks.
     let start = st.metric("steward_redis_start_time_seconds", &[]).unwrap();
@@ -292,6 +305,7 @@ fn replica_role_lag_and_link() {
     let on_replica = Steward::builder(&pg, &replica)
         .with(|s| s.pg_extra = "write_read_test = false\n".into())
         .with(|s| s.redis_extra = "write_read_test = false\n".into())
+        .with(|s| s.backup += "\n[alerts.redis_replica_link_down]\nfor = \"0s\"\n")
         .start();
     wait_metric(
         &on_master,
@@ -365,6 +379,7 @@ fn replica_role_lag_and_link() {
         "the link down",
         |v| v == 0.0,
     );
+    wait_transition(&on_replica, "RedisReplicaLinkDown", "firing");
     promtool_clean(&on_replica.metrics());
 }
 
