@@ -6,9 +6,11 @@ mod backup;
 pub mod basic_auth;
 mod cache;
 mod conn_limit;
+pub mod families;
 pub mod http;
 mod http_stats;
 pub mod offsite;
+mod postgres;
 pub mod redis;
 pub mod restore_test;
 pub mod security;
@@ -19,6 +21,7 @@ pub use audit::AuditMetrics;
 pub use backup::BackupMetrics;
 pub use cache::CacheMetrics;
 pub use http_stats::HttpMetrics;
+pub use postgres::PgMetrics;
 pub use redis::RedisMetrics;
 
 use prometheus::{
@@ -64,17 +67,6 @@ pub struct Metrics {
     pub maintenance_mode: IntGauge,
     /// Audit log entries written or not.
     pub audit: AuditMetrics,
-}
-
-/// PostgreSQL figures from the last good check.
-pub struct PgMetrics {
-    pub connections: IntGauge,
-    pub max_connections: IntGauge,
-    pub reserved_connections: IntGauge,
-    pub usage_ratio: Gauge,
-    pub database_size: IntGauge,
-    pub version_num: IntGauge,
-    pub in_recovery: IntGauge,
 }
 
 pub(crate) struct Reg<'a>(&'a Registry);
@@ -253,41 +245,6 @@ impl Metrics {
         let mut buf = Vec::with_capacity(16 * 1024);
         let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
-    }
-}
-
-impl PgMetrics {
-    fn new(r: &Reg) -> Result<Self, MetricsError> {
-        Ok(Self {
-            connections: r.int(
-                "steward_postgres_connections",
-                "Client backends connected (pg_stat_activity).",
-            )?,
-            max_connections: r.int(
-                "steward_postgres_max_connections",
-                "The server's max_connections.",
-            )?,
-            reserved_connections: r.int(
-                "steward_postgres_reserved_connections",
-                "The server's superuser_reserved_connections.",
-            )?,
-            usage_ratio: r.float(
-                "steward_postgres_connection_usage_ratio",
-                "Connections over max_connections minus superuser_reserved_connections.",
-            )?,
-            database_size: r.int(
-                "steward_postgres_database_size_bytes",
-                "Size of the monitored database.",
-            )?,
-            version_num: r.int(
-                "steward_postgres_server_version_num",
-                "The server's server_version_num.",
-            )?,
-            in_recovery: r.int(
-                "steward_postgres_in_recovery",
-                "1 when the server is a read-only standby.",
-            )?,
-        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! Monitoring: the board of last results, the per-service monitor loop, and its handle.
 
 pub mod history;
+pub mod pg_collect;
 pub mod pool_error;
 pub mod postgres;
 pub mod redis;
