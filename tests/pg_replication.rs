@@ -47,6 +47,33 @@ fn collect_again(st: &Steward) {
     assert_eq!(out.code, 0, "{out:?}");
 }
 
+/// `promtool check metrics` on what steward serves, with every family of these groups filled.
+fn lint(st: &Steward) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    let body = st.metrics();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn grant_monitor(pg: &Postgres) {
     pg.psql_as_postgres(&format!("GRANT pg_monitor TO {PG_USER}"));
 }
@@ -56,7 +83,10 @@ fn a_paused_replica_lags_on_both_sides_and_an_inactive_slot_retains_wal() {
     let (pg, redis) = (Postgres::start(), Redis::start());
     grant_monitor(&pg);
     let standby = pg.start_standby("replica1");
-    // After the base backup (whose end switches WAL segments): the slot starts near empty.
+    // A physical slot reserves WAL from the last checkpoint's redo pointer, and the base
+    // backup's end switched WAL segments since its checkpoint: a new checkpoint first, so the
+    // slot starts near empty.
+    pg.psql_as_postgres("CHECKPOINT");
     pg.psql_as_postgres("SELECT pg_create_physical_replication_slot('stale_slot', true)");
 
     let primary_st = Steward::builder(&pg, &redis)
@@ -154,6 +184,7 @@ fn a_paused_replica_lags_on_both_sides_and_an_inactive_slot_retains_wal() {
         "warning",
         AlertState::Firing,
     );
+    lint(&primary_st);
     standby_st.wait_until(WAIT, "the standby's lag and replay delay", |st| {
         st.metric("steward_postgres_standby_lag_bytes", &[])
             .is_some_and(|b| b > 1_000_000.0)
@@ -162,6 +193,7 @@ fn a_paused_replica_lags_on_both_sides_and_an_inactive_slot_retains_wal() {
                 .is_some_and(|d| d > 3.0)
     });
     wait_state(&standby_st, "ReplicationLag", "warning", AlertState::Firing);
+    lint(&standby_st);
 
     // Replay resumed: caught up, delay back to 0; the slot dropped.
     standby.psql_as_postgres("SELECT pg_wal_replay_resume()");
@@ -295,6 +327,7 @@ fn xid_age_dead_tuples_checkpoints_and_a_failing_archiver() {
                 .is_some_and(|a| a >= 0.0)
     });
     assert_eq!(st.metric("steward_postgres_archived_total", &[]), Some(0.0));
+    lint(&st);
 
     // Transaction IDs burnt: the vacuum group (every 5 min) is made to run again.
     pg.psql(
