@@ -140,8 +140,10 @@ fn a_paused_replica_lags_on_both_sides_and_an_inactive_slot_retains_wal() {
             "[alerts.replication_lag]\nthreshold = 3\nfor = \"1s\"\n",
         ))
         .start();
-    standby_st.wait_until(WAIT, "the standby's replication group", |st| {
+    standby_st.wait_until(WAIT, "the standby's groups", |st| {
         up(st, "replication")
+            && up(st, "checkpoints")
+            && up(st, "vacuum")
             && st.metric("steward_postgres_in_recovery", &[]) == Some(1.0)
             && st
                 .metric("steward_postgres_standby_lag_bytes", &[])
