@@ -32,6 +32,8 @@ pub struct Inputs {
     pub supervisor: SupervisorHandle,
     pub metrics: Arc<Metrics>,
     pub maintenance: MaintenanceFlag,
+    /// What the PostgreSQL collector groups found, for the rules over them.
+    pub pg_facts: crate::monitor::pg_collect::FactsRx,
 }
 
 /// How long the engine waits for another actor's answer before using what it has.
@@ -246,6 +248,7 @@ impl Engine {
         let cfg = self.cfg();
         self.facts.now = crate::unix_now();
         self.facts.expect_eviction_policy = cfg.cache.expect_eviction_policy.clone();
+        self.facts.pg = self.inputs.pg_facts.borrow().clone();
         let obs = rules::evaluate(&cfg.alerts, &self.facts);
         let holds = holds(&cfg);
         let changes = self.tracker.apply(

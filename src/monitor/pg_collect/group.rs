@@ -49,16 +49,27 @@ impl Spec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Group {
     Server,
+    Replication,
+    Checkpoints,
+    Vacuum,
 }
 
 impl Group {
     /// Every group, in the order a round runs them (cheap ones first).
-    pub const ALL: &'static [Group] = &[Group::Server];
+    pub const ALL: &'static [Group] = &[
+        Group::Server,
+        Group::Replication,
+        Group::Checkpoints,
+        Group::Vacuum,
+    ];
 
     /// The group's fixed description.
     pub fn spec(self) -> &'static Spec {
         match self {
             Group::Server => &groups::server::SPEC,
+            Group::Replication => &groups::replication::SPEC,
+            Group::Checkpoints => &groups::checkpoints::SPEC,
+            Group::Vacuum => &groups::vacuum::SPEC,
         }
     }
 
@@ -67,6 +78,9 @@ impl Group {
     pub fn forget(self, facts: &mut PgFacts) {
         match self {
             Group::Server => facts.server = None,
+            Group::Replication => facts.replication = None,
+            Group::Checkpoints => facts.archiver = None,
+            Group::Vacuum => facts.vacuum = None,
         }
     }
 
@@ -81,6 +95,13 @@ impl Group {
     ) -> Result<(), tokio_postgres::Error> {
         match self {
             Group::Server => groups::server::collect(client, version_num, out, facts).await,
+            Group::Replication => {
+                groups::replication::collect(client, version_num, out, facts).await
+            }
+            Group::Checkpoints => {
+                groups::checkpoints::collect(client, version_num, out, facts).await
+            }
+            Group::Vacuum => groups::vacuum::collect(client, version_num, out, facts).await,
         }
     }
 }

@@ -1,4 +1,7 @@
 //! One module per collector group: its families, its queries per server version, and how its
 //! rows become series and facts.
 
+pub mod checkpoints;
+pub mod replication;
 pub mod server;
+pub mod vacuum;
