@@ -11,6 +11,7 @@ pub mod faults;
 pub mod peers;
 pub mod redis_extra;
 pub mod pg_standby;
+pub mod prom_query;
 pub mod s3;
 pub mod tls;
 pub mod tmpfs;
