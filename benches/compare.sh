@@ -261,21 +261,26 @@ for i in 0 1 2; do
     rss[i]=$(status_kb "${procs[$i]}" VmRSS)
 done
 
-rps=() p99=() samples=() rss_load=()
+rps=() p50=() p99=() samples=() rss_load=()
 for i in 0 1 2; do
     samples[i]=$(curl -fsS --max-time 5 "${urls[$i]}" | grep -cv -e '^#' -e '^[[:space:]]*$' || true)
     say "wrk ${WRK_ARGS[*]} ${urls[$i]}"
     out=$(wrk "${WRK_ARGS[@]}" "${urls[$i]}")
     rps[i]=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-    p99[i]=$(awk '
-        function ms(v) {
-            if (v ~ /us$/) return v / 1000
-            if (v ~ /ms$/) return v + 0
-            if (v ~ /s$/) return v * 1000
-            if (v ~ /m$/) return v * 60000
-            return v + 0
-        }
-        $1 == "99%" { printf "%.3f", ms($2) }' <<<"$out")
+    # percentile P: wrk's latency at P ("99%") in ms.
+    percentile() {
+        awk -v p="$1" '
+            function ms(v) {
+                if (v ~ /us$/) return v / 1000
+                if (v ~ /ms$/) return v + 0
+                if (v ~ /s$/) return v * 1000
+                if (v ~ /m$/) return v * 60000
+                return v + 0
+            }
+            $1 == p { printf "%.3f", ms($2) }' <<<"$out"
+    }
+    p50[i]=$(percentile 50%)
+    p99[i]=$(percentile 99%)
     if grep -Eq 'Non-2xx|Socket errors' <<<"$out"; then
         printf '    warning (%s): %s\n' "${names[$i]}" "$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ')" >&2
     fi
@@ -295,7 +300,7 @@ redis_exp_version=$("$REDIS_EXPORTER" --version 2>&1 | head -n 1 | sed 's/.*msg=
 steward_version=$("$STEWARD_BIN" --version 2>&1 | head -n 1 || true)
 
 echo
-echo "steward vs exporters — $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "steward vs exporters — $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "  $steward_version"
 echo "  $pg_exp_version"
 echo "  $redis_exp_version"
@@ -303,6 +308,7 @@ echo "  /metrics load: wrk ${WRK_ARGS[*]}; services checked every 1 s; idle RSS 
 echo
 printf '%-22s %14s %20s %17s\n' "" steward postgres_exporter redis_exporter
 printf '%-22s %14.0f %20.0f %17.0f\n' "requests/s" "${rps[0]}" "${rps[1]}" "${rps[2]}"
+printf '%-22s %14.3f %20.3f %17.3f\n' "p50 latency (ms)" "${p50[0]}" "${p50[1]}" "${p50[2]}"
 printf '%-22s %14.3f %20.3f %17.3f\n' "p99 latency (ms)" "${p99[0]}" "${p99[1]}" "${p99[2]}"
 printf '%-22s %14d %20d %17d\n' "samples per scrape" "${samples[0]}" "${samples[1]}" "${samples[2]}"
 mb() { awk -v k="$1" 'BEGIN{print k/1024}'; }
