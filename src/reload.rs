@@ -254,6 +254,16 @@ pub fn diff(old: &Config, new: &Config) -> ReloadReply {
     section("log", old.log != new.log, None);
     // The audit writer reads its path for every entry: applies without a restart.
     section("audit", old.audit != new.audit, None);
+    // The name marks the heartbeat row and the probe key: both monitors start writing under
+    // the new one (the maintenance actor follows the config itself).
+    if old.instance != new.instance {
+        r.changed.push("instance".to_string());
+        for task in ["monitor.postgres", "monitor.redis"] {
+            if !r.restarted.iter().any(|t| t == task) {
+                r.restarted.push(task.to_string());
+            }
+        }
+    }
     r.needs_restart = restart_keys(old, new);
     r
 }
