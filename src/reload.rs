@@ -138,7 +138,7 @@ impl Reloader {
     }
 
     async fn reload(&self, running: &Config) -> Result<ReloadReply, ReloadError> {
-        let (new, guards) = match self.read().await {
+        let (mut new, guards) = match self.read().await {
             Ok(read) => read,
             Err(e) => {
                 self.metrics.reload_ok.set(0);
@@ -149,6 +149,7 @@ impl Reloader {
                 return Err(e);
             }
         };
+        new.keep_running_port_in_name(running);
         self.http.install(guards, &new.metrics);
         let old = self.config.borrow().clone();
         let mut reply = diff(&old, &new);

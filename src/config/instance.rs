@@ -14,6 +14,9 @@ pub struct InstanceConfig {
     /// Empty: the host name and the metrics port (`web1:9732`), filled in at load so that
     /// `check-config` shows the name in use. Two stewards on one host differ by their port.
     pub name: String,
+    /// The name was left empty and filled in with the default (not a key).
+    #[serde(skip)]
+    pub defaulted: bool,
 }
 
 impl InstanceConfig {
@@ -65,9 +68,21 @@ pub fn name_problem(name: &str) -> Option<String> {
 
 /// Fills in the default name (see [`InstanceConfig::name`]) once the metrics port is known.
 pub(super) fn resolve(c: &mut Config) {
+    c.instance.defaulted = c.instance.name.trim().is_empty();
     c.instance.name = c
         .instance
         .resolved(&crate::hostname(), c.metrics.listen.port());
+}
+
+impl Config {
+    /// For a config read on reload: a default name keeps the port steward listens on (the
+    /// `running` config's; a new `metrics.listen` applies only at the next start), so that
+    /// changing the port in the file does not rename the instance before it is in use.
+    pub fn keep_running_port_in_name(&mut self, running: &Config) {
+        if self.instance.defaulted {
+            self.instance.name = default_name(&crate::hostname(), running.metrics.listen.port());
+        }
+    }
 }
 
 /// Checks `[instance] name` (the loader has filled in the default, which always passes).
@@ -93,6 +108,7 @@ mod tests {
         assert_eq!(name_problem(&long), None, "{long}");
         let named = InstanceConfig {
             name: " blue ".into(),
+            defaulted: false,
         };
         assert_eq!(named.resolved("web1", 9732), "blue");
     }
@@ -108,6 +124,30 @@ mod tests {
         let p = name_problem(&"x".repeat(MAX_NAME + 1)).unwrap();
         assert!(p.contains("129 characters") && p.contains("128"), "{p}");
         assert_eq!(name_problem(&"x".repeat(MAX_NAME)), None);
+    }
+
+    #[test]
+    fn a_default_name_keeps_the_running_port_on_reload() {
+        let mut running = Config::default();
+        running.metrics.listen = "127.0.0.1:9100".parse().unwrap();
+        resolve(&mut running);
+        assert!(running.instance.defaulted);
+        // The file read again, with a new port and still no name.
+        let mut new = running.clone();
+        new.instance = InstanceConfig::default();
+        new.metrics.listen = "127.0.0.1:9200".parse().unwrap();
+        resolve(&mut new);
+        assert!(new.instance.name.ends_with(":9200"));
+        new.keep_running_port_in_name(&running);
+        assert_eq!(new.instance, running.instance);
+        // An explicit name is the file's, whatever the port.
+        new.instance = InstanceConfig {
+            name: "blue".into(),
+            ..Default::default()
+        };
+        resolve(&mut new);
+        new.keep_running_port_in_name(&running);
+        assert_eq!(new.instance.name, "blue");
     }
 
     #[test]
