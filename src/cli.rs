@@ -259,19 +259,19 @@ pub(crate) enum BackupCmd {
 pub(crate) enum TaskCmd {
     /// Stop the task and start it again
     Restart {
-        /// monitor.postgres, monitor.redis, backup.scheduler, cache.warmup, alertmanager,
+        /// monitor.postgres, monitor.redis, collector.postgres, backup.scheduler, cache.warmup, alertmanager,
         /// alerts, cache.stats, http or control
         name: String,
     },
     /// Stop the task until resumed (not `control`, which serves these commands)
     Pause {
-        /// monitor.postgres, monitor.redis, backup.scheduler, cache.warmup, alertmanager,
+        /// monitor.postgres, monitor.redis, collector.postgres, backup.scheduler, cache.warmup, alertmanager,
         /// alerts, cache.stats or http
         name: String,
     },
     /// Start a paused task again
     Resume {
-        /// monitor.postgres, monitor.redis, backup.scheduler, cache.warmup, alertmanager,
+        /// monitor.postgres, monitor.redis, collector.postgres, backup.scheduler, cache.warmup, alertmanager,
         /// alerts, cache.stats or http
         name: String,
     },

@@ -88,6 +88,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         tracing::warn!(error = %e, "admin commands will be refused until the audit log is writable");
     }
     spawn_monitors(&sup, &cfg_rx, &board, &metrics, &handles).await?;
+    let _pg_facts = spawn_pg_collector(&sup, &cfg_rx, &metrics).await?;
     let backup = crate::backup::start(
         cfg_rx.clone(),
         metrics.clone(),
@@ -295,6 +296,37 @@ async fn spawn_monitors(
         }),
     )
     .await
+}
+
+/// Registers `collector.postgres`, the PostgreSQL collector groups, and their families in the
+/// registry; returns where their facts are published for the alerts.
+async fn spawn_pg_collector(
+    sup: &SupervisorHandle,
+    cfg: &watch::Receiver<Arc<Config>>,
+    metrics: &Arc<Metrics>,
+) -> Result<crate::monitor::pg_collect::FactsRx, DaemonError> {
+    let store = crate::monitor::pg_collect::store().map_err(crate::metrics::MetricsError::from)?;
+    metrics
+        .registry
+        .register(Box::new(store.clone()))
+        .map_err(crate::metrics::MetricsError::from)?;
+    let (tx, rx) = watch::channel(None);
+    let tx = Arc::new(tx);
+    let (c, m) = (cfg.clone(), metrics.clone());
+    sup.spawn(
+        "collector.postgres",
+        factory(move |token| {
+            let (c, m, s, tx) = (c.clone(), m.clone(), store.clone(), tx.clone());
+            async move {
+                crate::monitor::pg_collect::Collector::new(c, m, s, tx)
+                    .run(token)
+                    .await;
+                Ok(())
+            }
+        }),
+    )
+    .await?;
+    Ok(rx)
 }
 
 /// Registers `cache.stats`, the statistics scan, TTL audit and eviction-policy task.

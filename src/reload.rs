@@ -255,6 +255,10 @@ pub fn diff(old: &Config, new: &Config) -> ReloadReply {
     section("log", old.log != new.log, None);
     // The audit writer reads its path for every entry: applies without a restart.
     section("audit", old.audit != new.audit, None);
+    if old.postgres != new.postgres {
+        // The collector groups connect with the same [postgres] url and timeout.
+        r.restarted.push("collector.postgres".to_string());
+    }
     // The name marks the heartbeat row and the probe key: both monitors start writing under
     // the new one (the maintenance actor follows the config itself).
     if old.instance != new.instance {

@@ -149,6 +149,9 @@ alert_rules! {
     backup_upload_failing: "BackupUploadFailing", [severity, min_failures];
     task_restarting: "TaskRestarting", [severity, threshold, window];
     cache_eviction_policy: "CacheEvictionPolicy", [severity];
+    redis_persistence_failing: "RedisPersistenceFailing", [severity];
+    redis_replica_link_down: "RedisReplicaLinkDown", [severity];
+    redis_rejected_connections: "RedisRejectedConnections", [severity, threshold];
 }
 
 /// Lays a patch over a rule's defaults, refusing knobs the rule does not have.
@@ -226,6 +229,9 @@ impl Default for AlertsConfig {
             backup_upload_failing: upload_failing,
             task_restarting: restarting,
             cache_eviction_policy: Rule::base(300, Warning),
+            redis_persistence_failing: Rule::base(0, Critical),
+            redis_replica_link_down: Rule::base(60, Critical),
+            redis_rejected_connections: Rule::base(0, Warning).threshold(0.0),
         }
     }
 }
@@ -303,6 +309,10 @@ pub(super) fn validate(a: &AlertsConfig, am: &AlertmanagerConfig, out: &mut Vec<
         (
             "alerts.cache_hit_ratio_low.min_lookups_per_second",
             a.cache_hit_ratio_low.min_lookups_per_second,
+        ),
+        (
+            "alerts.redis_rejected_connections.threshold",
+            a.redis_rejected_connections.threshold,
         ),
     ] {
         if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {

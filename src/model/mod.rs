@@ -4,4 +4,5 @@
 //! control socket, which re-exports it on the wire.
 
 pub mod check;
+pub mod pg_facts;
 pub mod task;

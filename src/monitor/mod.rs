@@ -1,9 +1,13 @@
 //! Monitoring: the board of last results, the per-service monitor loop, and its handle.
 
 pub mod history;
+pub mod pg_collect;
 pub mod pool_error;
 pub mod postgres;
 pub mod redis;
+mod redis_counters;
+mod redis_info;
+mod redis_record;
 pub mod wake;
 
 use crate::mailbox::Mailbox;
