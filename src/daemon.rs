@@ -88,7 +88,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         tracing::warn!(error = %e, "admin commands will be refused until the audit log is writable");
     }
     spawn_monitors(&sup, &cfg_rx, &board, &metrics, &handles).await?;
-    let _pg_facts = spawn_pg_collector(&sup, &cfg_rx, &metrics).await?;
+    let pg_facts = spawn_pg_collector(&sup, &cfg_rx, &metrics).await?;
     let backup = crate::backup::start(
         cfg_rx.clone(),
         metrics.clone(),
@@ -133,6 +133,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
             supervisor: sup.clone(),
             metrics: metrics.clone(),
             maintenance: Arc::new(move || m.borrow().is_some()),
+            pg_facts,
         };
         crate::alerts::spawn(&sup, inputs).await?
     };

@@ -7,6 +7,7 @@ mod backup_rules;
 mod drill_rules;
 mod engine;
 mod offsite_rules;
+mod pg_session_rules;
 mod restarts;
 pub mod rules;
 pub mod state;

@@ -53,6 +53,10 @@ pub struct Facts {
     pub restarts_in_window: Vec<(String, u64)>,
     /// `cache.expect_eviction_policy`: the `maxmemory-policy` Redis should have.
     pub expect_eviction_policy: Option<String>,
+    /// The PostgreSQL collector groups' newest round; `None` before the first.
+    pub pg: Option<Arc<crate::model::pg_facts::PgFacts>>,
+    /// Deadlocks per database within the Deadlocks window; `None` before two readings.
+    pub pg_deadlocks: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// What an alert's value and threshold measure, so they can be shown in their own terms.
@@ -144,6 +148,16 @@ pub fn evaluate(cfg: &AlertsConfig, f: &Facts) -> Vec<Observation> {
         &cfg.backup_upload_failing,
         f,
     ));
+    out.push(super::pg_session_rules::long_transaction(
+        &cfg.long_transaction,
+        f,
+    ));
+    out.push(super::pg_session_rules::idle_in_transaction(
+        &cfg.idle_in_transaction,
+        f,
+    ));
+    out.push(super::pg_session_rules::lock_waits(&cfg.lock_waits, f));
+    out.push(super::pg_session_rules::deadlocks(&cfg.deadlocks, f));
     out.push(task_restarting(&cfg.task_restarting, f));
     out.push(eviction_policy(&cfg.cache_eviction_policy, f));
     let disabled: Vec<&str> = cfg

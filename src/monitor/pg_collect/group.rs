@@ -49,16 +49,20 @@ impl Spec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Group {
     Server,
+    Sessions,
+    Database,
 }
 
 impl Group {
     /// Every group, in the order a round runs them (cheap ones first).
-    pub const ALL: &'static [Group] = &[Group::Server];
+    pub const ALL: &'static [Group] = &[Group::Server, Group::Sessions, Group::Database];
 
     /// The group's fixed description.
     pub fn spec(self) -> &'static Spec {
         match self {
             Group::Server => &groups::server::SPEC,
+            Group::Sessions => &groups::sessions::SPEC,
+            Group::Database => &groups::database::SPEC,
         }
     }
 
@@ -67,6 +71,8 @@ impl Group {
     pub fn forget(self, facts: &mut PgFacts) {
         match self {
             Group::Server => facts.server = None,
+            Group::Sessions => facts.sessions = None,
+            Group::Database => facts.database = None,
         }
     }
 
@@ -81,6 +87,8 @@ impl Group {
     ) -> Result<(), tokio_postgres::Error> {
         match self {
             Group::Server => groups::server::collect(client, version_num, out, facts).await,
+            Group::Sessions => groups::sessions::collect(client, version_num, out, facts).await,
+            Group::Database => groups::database::collect(client, version_num, out, facts).await,
         }
     }
 }
