@@ -311,7 +311,12 @@ fn without_pg_monitor_other_roles_sessions_are_hidden_and_a_denied_group_alone_i
         theirs(st) == Some(1.0)
     });
 
-    pg.psql_as_postgres("REVOKE EXECUTE ON FUNCTION pg_blocking_pids(integer) FROM PUBLIC");
+    // Function privileges live in each database's catalog: revoke where steward connects.
+    pg.psql(
+        "REVOKE EXECUTE ON FUNCTION pg_blocking_pids(integer) FROM PUBLIC",
+        "postgres",
+        PG_DB,
+    );
     st.wait_until(WAIT, "the sessions group to be down", |st| {
         st.metric("steward_postgres_collector_up", &[("group", "sessions")]) == Some(0.0)
     });
