@@ -30,7 +30,9 @@ fn the_client_finds_its_daemon_from_any_directory() {
         elsewhere.path(),
         &[],
     );
-    assert_eq!(out.code, 0, "{out:?}");
+    // Found and answered: 0, or 1 when a service's first check (500 ms timeout) failed on a
+    // loaded machine; 3 would be "no daemon", what this test is about.
+    assert!(matches!(out.code, 0 | 1), "{out:?}");
     assert!(out.reply().ok, "{out:?}");
 }
 

@@ -84,8 +84,8 @@ struct Engine {
     inputs: Inputs,
     tracker: Tracker,
     facts: Facts,
-    /// The previous Redis check's time and lookup count, for the lookup rate.
-    prev_redis: Option<(f64, u64)>,
+    /// The previous Redis check's time, for the rate of the application's lookups.
+    prev_redis: Option<f64>,
     /// Per task, the restarts within the TaskRestarting window.
     restarts: HashMap<String, RestartWindow>,
     /// Recent deadlocks per database, for Deadlocks.
@@ -146,15 +146,13 @@ impl Engine {
 
     fn observe_redis(&mut self, r: Option<Arc<CheckResult>>) {
         if let Some(f) = r.as_ref().filter(|c| c.up).and_then(|c| c.redis.as_ref()) {
-            let (now, lookups) = (
-                r.as_ref().map_or(0.0, |c| c.checked_at),
-                f.keyspace_hits + f.keyspace_misses,
-            );
-            self.facts.redis_lookups_per_second = match self.prev_redis {
-                Some((t, n)) if now > t && lookups >= n => Some((lookups - n) as f64 / (now - t)),
+            let now = r.as_ref().map_or(0.0, |c| c.checked_at);
+            // The application's lookups only: steward's own (the statistics scan) left out.
+            self.facts.redis_lookups_per_second = match (self.prev_redis, f.lookups) {
+                (Some(t), Some(n)) if now > t => Some(n as f64 / (now - t)),
                 _ => None,
             };
-            self.prev_redis = Some((now, lookups));
+            self.prev_redis = Some(now);
         }
         self.facts.redis = r;
     }

@@ -8,6 +8,7 @@ mod drill_rules;
 mod engine;
 mod offsite_rules;
 mod pg_session_rules;
+mod redis_rules;
 mod restarts;
 pub mod rules;
 pub mod state;

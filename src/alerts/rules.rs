@@ -160,6 +160,18 @@ pub fn evaluate(cfg: &AlertsConfig, f: &Facts) -> Vec<Observation> {
     out.push(super::pg_session_rules::deadlocks(&cfg.deadlocks, f));
     out.push(task_restarting(&cfg.task_restarting, f));
     out.push(eviction_policy(&cfg.cache_eviction_policy, f));
+    out.push(super::redis_rules::persistence_failing(
+        &cfg.redis_persistence_failing,
+        f,
+    ));
+    out.push(super::redis_rules::replica_link_down(
+        &cfg.redis_replica_link_down,
+        f,
+    ));
+    out.push(super::redis_rules::rejected_connections(
+        &cfg.redis_rejected_connections,
+        f,
+    ));
     let disabled: Vec<&str> = cfg
         .rules()
         .into_iter()

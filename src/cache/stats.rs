@@ -219,7 +219,7 @@ impl Stats {
         for (_, k) in &batch.keys {
             pipe.cmd("PTTL").arg(k);
         }
-        let pttls: Vec<i64> = pipe.query_async(conn).await.map_err(|e| ("PTTL", e))?;
+        let pttls = self.read_ttls(conn, pipe).await?;
         let mut wants = vec![0usize; self.pass.tallies.len()];
         let mut sample = Vec::new();
         let mut expire = Vec::new();
@@ -304,6 +304,22 @@ impl Stats {
         }
         self.pass.other_keys += batch.other;
         Ok(())
+    }
+
+    /// Sends a batch of `PTTL`s and counts them as steward's own lookups (Redis counts each as
+    /// a keyspace hit, or a miss for a key gone since SCAN), so that the hit ratio the probe
+    /// reports is the application's: the batch holds the lookup gate until it is counted.
+    async fn read_ttls(
+        &self,
+        conn: &mut MultiplexedConnection,
+        pipe: redis::Pipeline,
+    ) -> Result<Vec<i64>, (&'static str, redis::RedisError)> {
+        let own = &self.metrics.redis.own;
+        let _batch = own.batch().await;
+        let pttls: Vec<i64> = pipe.query_async(conn).await.map_err(|e| ("PTTL", e))?;
+        let misses = pttls.iter().filter(|t| **t == -2).count() as u64;
+        own.count(pttls.len() as u64 - misses, misses);
+        Ok(pttls)
     }
 
     /// A command Redis refuses (disabled on a managed Redis, `EXPIRE … NX` before Redis 7) is

@@ -153,6 +153,9 @@ alert_rules! {
     idle_in_transaction: "IdleInTransaction", [severity, threshold];
     lock_waits: "LockWaits", [severity, threshold];
     deadlocks: "Deadlocks", [severity, window];
+    redis_persistence_failing: "RedisPersistenceFailing", [severity];
+    redis_replica_link_down: "RedisReplicaLinkDown", [severity];
+    redis_rejected_connections: "RedisRejectedConnections", [severity, threshold];
 }
 
 /// Lays a patch over a rule's defaults, refusing knobs the rule does not have.
@@ -236,6 +239,9 @@ impl Default for AlertsConfig {
             idle_in_transaction: Rule::base(0, Warning).threshold(300.0),
             lock_waits: Rule::base(0, Warning).threshold(60.0),
             deadlocks,
+            redis_persistence_failing: Rule::base(0, Critical),
+            redis_replica_link_down: Rule::base(60, Critical),
+            redis_rejected_connections: Rule::base(0, Warning).threshold(0.0),
         }
     }
 }
@@ -323,6 +329,10 @@ pub(super) fn validate(a: &AlertsConfig, am: &AlertmanagerConfig, out: &mut Vec<
             a.idle_in_transaction.threshold,
         ),
         ("alerts.lock_waits.threshold", a.lock_waits.threshold),
+        (
+            "alerts.redis_rejected_connections.threshold",
+            a.redis_rejected_connections.threshold,
+        ),
     ] {
         if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
             out.push(Problem::new(

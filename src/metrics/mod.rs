@@ -11,6 +11,7 @@ pub mod http;
 mod http_stats;
 pub mod offsite;
 mod postgres;
+pub mod redis;
 pub mod restore_test;
 pub mod security;
 pub mod tls;
@@ -21,6 +22,7 @@ pub use backup::BackupMetrics;
 pub use cache::CacheMetrics;
 pub use http_stats::HttpMetrics;
 pub use postgres::PgMetrics;
+pub use redis::RedisMetrics;
 
 use prometheus::{
     Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
@@ -65,22 +67,6 @@ pub struct Metrics {
     pub maintenance_mode: IntGauge,
     /// Audit log entries written or not.
     pub audit: AuditMetrics,
-}
-
-/// Redis figures from the last good check.
-pub struct RedisMetrics {
-    pub memory_used: IntGauge,
-    pub memory_max: IntGauge,
-    pub hit_ratio: Gauge,
-    pub evicted: IntCounter,
-    pub expired: IntCounter,
-    pub hits: IntCounter,
-    pub misses: IntCounter,
-    pub connected_clients: IntGauge,
-    pub max_clients: IntGauge,
-    pub ops_per_second: IntGauge,
-    pub db_keys: IntGaugeVec,
-    pub info: IntGaugeVec,
 }
 
 pub(crate) struct Reg<'a>(&'a Registry);
@@ -259,53 +245,6 @@ impl Metrics {
         let mut buf = Vec::with_capacity(16 * 1024);
         let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
-    }
-}
-
-impl RedisMetrics {
-    fn new(r: &Reg) -> Result<Self, MetricsError> {
-        let hit_ratio = r.float(
-            "steward_redis_cache_hit_ratio",
-            "Keyspace hits over lookups during the last check interval (NaN when there were none).",
-        )?;
-        hit_ratio.set(f64::NAN);
-        Ok(Self {
-            memory_used: r.int("steward_redis_memory_used_bytes", "INFO used_memory.")?,
-            memory_max: r.int(
-                "steward_redis_memory_max_bytes",
-                "INFO maxmemory (0 means no limit).",
-            )?,
-            hit_ratio,
-            evicted: r.counter0(
-                "steward_redis_evicted_keys_total",
-                "Keys evicted, as seen by steward.",
-            )?,
-            expired: r.counter0(
-                "steward_redis_expired_keys_total",
-                "Keys expired, as seen by steward.",
-            )?,
-            hits: r.counter0(
-                "steward_redis_keyspace_hits_total",
-                "Keyspace hits, as seen by steward.",
-            )?,
-            misses: r.counter0(
-                "steward_redis_keyspace_misses_total",
-                "Keyspace misses, as seen by steward.",
-            )?,
-            connected_clients: r
-                .int("steward_redis_connected_clients", "INFO connected_clients.")?,
-            max_clients: r.int("steward_redis_max_clients", "The server's maxclients.")?,
-            ops_per_second: r.int(
-                "steward_redis_ops_per_second",
-                "INFO instantaneous_ops_per_sec.",
-            )?,
-            db_keys: r.int_vec("steward_redis_db_keys", "Keys per database.", &["db"])?,
-            info: r.int_vec(
-                "steward_redis_info",
-                "Always 1; the labels carry the server version and eviction policy.",
-                &["version", "maxmemory_policy"],
-            )?,
-        })
     }
 }
 

@@ -107,11 +107,70 @@ pub struct RedisFigures {
     /// Hits over lookups since the previous check; absent when there were no lookups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hit_ratio: Option<f64>,
+    /// The application's keyspace lookups since the previous check (steward's own left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookups: Option<u64>,
     pub evicted_keys: u64,
     pub expired_keys: u64,
     pub ops_per_sec: u64,
-    /// Keys per database, e.g. {"db0": 12}.
+    /// Keys per database, e.g. {"db0": 12}; the configured database and databases seen
+    /// before are listed with 0 when empty.
     pub keys: BTreeMap<String, u64>,
+    /// Persistence, replication, clients and server facts (`INFO all`); `None` where the
+    /// server does not report them.
+    #[serde(default)]
+    pub depth: RedisDepth,
+}
+
+/// The deeper facts of a Redis check: persistence, replication, clients, memory and server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RedisDepth {
+    /// INFO `rdb_last_bgsave_status` is `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdb_last_bgsave_ok: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdb_changes_since_last_save: Option<u64>,
+    /// INFO `rdb_last_save_time`, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdb_last_save_time: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aof_enabled: Option<bool>,
+    /// INFO `aof_last_write_status` is `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aof_last_write_ok: Option<bool>,
+    /// `master` or `replica`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_replicas: Option<u64>,
+    /// On a replica: INFO `master_link_status` is `up`; `None` on a master.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_link_up: Option<bool>,
+    /// On a master: bytes each replica (`ip:port`, at most 32, the rest as `other`) is behind.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replica_lag_bytes: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_clients: Option<u64>,
+    /// INFO `rejected_connections`: connections refused (maxclients) since the server started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_connections: Option<u64>,
+    /// Connections refused since the previous check (none on the first check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_connections_delta: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_rss_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_peak_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_input_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_output_bytes: Option<u64>,
+    /// Unix time the server started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time_seconds: Option<f64>,
+    /// SLOWLOG LEN, when the server allows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slowlog_length: Option<u64>,
 }
 
 /// One probe of one service.

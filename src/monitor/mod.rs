@@ -5,6 +5,9 @@ pub mod pg_collect;
 pub mod pool_error;
 pub mod postgres;
 pub mod redis;
+mod redis_counters;
+mod redis_info;
+mod redis_record;
 
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;

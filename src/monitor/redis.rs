@@ -1,7 +1,10 @@
-//! The Redis probe: PING, `INFO` figures (memory, clients, hit ratio, evictions, keys) and a
-//! SET/GET/DEL write/read test.
+//! The Redis probe: PING, `INFO all` figures (memory, clients, hit ratio, evictions, keys,
+//! persistence, replication, commands; read by `redis_info`, counted by `redis_counters`),
+//! `SLOWLOG LEN`, and a SET/GET/DEL write/read test.
 
 use super::pool_error::{no_connection, LastError};
+use super::redis_counters::Tracker;
+use super::redis_info::{db_name, Info};
 use super::{step, Deadline, Probe};
 use crate::config::RedisConfig;
 use crate::metrics::Metrics;
@@ -9,7 +12,7 @@ use crate::model::check::{CheckResult, PoolState, RedisFigures, Service, WriteRe
 use crate::secret::Scrubber;
 use bb8::{Pool, PooledConnection, RunError};
 use bb8_redis::RedisConnectionManager;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,17 +40,10 @@ pub struct RedisProbe {
     scrubber: Scrubber,
     key: String,
     /// Server counters at the previous check, to turn them into deltas.
-    prev: Option<Counters>,
-    /// Hits our own write/read test caused since the previous `INFO`; not the application's.
-    own_hits: u64,
-}
-
-#[derive(Clone, Copy)]
-struct Counters {
-    hits: u64,
-    misses: u64,
-    evicted: u64,
-    expired: u64,
+    counters: Tracker,
+    /// The database `[redis] url` selects (`db0`), and those seen since: an empty one is
+    /// reported with 0 keys rather than left out.
+    dbs: BTreeSet<String>,
 }
 
 impl RedisProbe {
@@ -69,6 +65,12 @@ impl RedisProbe {
             .retry_connection(false)
             .test_on_check_out(true)
             .build_unchecked(manager);
+        let db = db_name(
+            client(cfg, &scrubber)?
+                .get_connection_info()
+                .redis_settings()
+                .db(),
+        );
         let host = crate::hostname();
         Ok(Self {
             pool,
@@ -77,8 +79,8 @@ impl RedisProbe {
             metrics,
             scrubber,
             key: format!("steward:probe:{}:{}", host.trim(), std::process::id()),
-            prev: None,
-            own_hits: 0,
+            counters: Tracker::default(),
+            dbs: BTreeSet::from([db]),
         })
     }
 
@@ -104,14 +106,29 @@ impl RedisProbe {
         Ok(conn)
     }
 
+    /// `INFO all` and `SLOWLOG LEN` in one round trip, while no batch of steward's own
+    /// lookups is in flight (so they can be taken out exactly).
     async fn stats(
         &mut self,
         conn: &mut redis::aio::MultiplexedConnection,
     ) -> Result<RedisFigures, redis::RedisError> {
-        let text: String = redis::cmd("INFO").query_async(conn).await?;
-        let info = parse_info(&text);
-        let num = |k: &str| info.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        let maxclients = match info.get("maxclients").and_then(|v| v.parse().ok()) {
+        let own = &self.metrics.redis.own;
+        let guard = tokio::time::timeout(self.cfg.timeout / 4, own.snapshot()).await;
+        if guard.is_err() {
+            tracing::debug!("a cache statistics batch is still in flight; INFO without waiting");
+        }
+        let (text, slowlog): (String, redis::RedisResult<u64>) = redis::pipe()
+            .ignore_errors()
+            .cmd("INFO")
+            .arg("all")
+            .cmd("SLOWLOG")
+            .arg("LEN")
+            .query_async(conn)
+            .await?;
+        let own_lookups = own.take();
+        drop(guard);
+        let info = Info::parse(&text);
+        let maxclients = match info.num("maxclients") {
             Some(n) => Some(n),
             // Older servers leave it out of INFO; CONFIG may be disabled on managed Redis.
             None => redis::cmd("CONFIG")
@@ -122,50 +139,36 @@ impl RedisProbe {
                 .ok()
                 .and_then(|v| v.get(1).and_then(|n| n.parse().ok())),
         };
-        let now = Counters {
-            hits: num("keyspace_hits"),
-            misses: num("keyspace_misses"),
-            evicted: num("evicted_keys"),
-            expired: num("expired_keys"),
-        };
-        let own = std::mem::take(&mut self.own_hits);
-        let hit_ratio = self.prev.and_then(|p| {
-            let hits = delta(p.hits, now.hits).saturating_sub(own);
-            let lookups = hits + delta(p.misses, now.misses);
-            (lookups > 0).then(|| hits as f64 / lookups as f64)
-        });
-        self.count(now, own);
+        let interval = self
+            .counters
+            .advance(&info, own_lookups, &self.metrics.redis);
+        let mut keys = info.keyspace();
+        self.dbs.extend(keys.keys().cloned());
+        for db in &self.dbs {
+            keys.entry(db.clone()).or_insert(0);
+        }
+        let mut depth = info.depth(crate::unix_now());
+        depth.slowlog_length = slowlog.ok();
+        depth.rejected_connections_delta = interval.rejected;
+        let num = |k: &str| info.num(k).unwrap_or(0);
         Ok(RedisFigures {
-            server_version: info.get("redis_version").cloned().unwrap_or_default(),
+            server_version: info.get("redis_version").unwrap_or_default().to_string(),
             used_memory_bytes: num("used_memory"),
             maxmemory_bytes: num("maxmemory"),
-            maxmemory_policy: info.get("maxmemory_policy").cloned().unwrap_or_default(),
-            mem_fragmentation_ratio: info
-                .get("mem_fragmentation_ratio")
-                .and_then(|v| v.parse().ok()),
+            maxmemory_policy: info.get("maxmemory_policy").unwrap_or_default().to_string(),
+            mem_fragmentation_ratio: info.float("mem_fragmentation_ratio"),
             connected_clients: num("connected_clients"),
             maxclients,
-            keyspace_hits: now.hits,
-            keyspace_misses: now.misses,
-            hit_ratio,
-            evicted_keys: now.evicted,
-            expired_keys: now.expired,
+            keyspace_hits: num("keyspace_hits"),
+            keyspace_misses: num("keyspace_misses"),
+            hit_ratio: interval.hit_ratio,
+            lookups: interval.lookups,
+            evicted_keys: num("evicted_keys"),
+            expired_keys: num("expired_keys"),
             ops_per_sec: num("instantaneous_ops_per_sec"),
-            keys: keyspace(&info),
+            keys,
+            depth,
         })
-    }
-
-    /// Advances steward's counters by what the server counted since the last check.
-    fn count(&mut self, now: Counters, own_hits: u64) {
-        if let Some(p) = self.prev {
-            let r = &self.metrics.redis;
-            r.hits
-                .inc_by(delta(p.hits, now.hits).saturating_sub(own_hits));
-            r.misses.inc_by(delta(p.misses, now.misses));
-            r.evicted.inc_by(delta(p.evicted, now.evicted));
-            r.expired.inc_by(delta(p.expired, now.expired));
-        }
-        self.prev = Some(now);
     }
 
     async fn write_read(
@@ -186,6 +189,9 @@ impl RedisProbe {
             .query_async(conn)
             .await
             .map_err(|e| format!("GET failed: {e}"))?;
+        // Our GET is a keyspace hit (or miss) Redis counts; not the application's.
+        let found = u64::from(got.is_some());
+        self.metrics.redis.own.count(found, 1 - found);
         let _: i64 = redis::cmd("DEL")
             .arg(&self.key)
             .query_async(conn)
@@ -195,15 +201,6 @@ impl RedisProbe {
             Some(v) if v == token => Ok(()),
             other => Err(format!("GET returned {other:?}, SET wrote {token:?}")),
         }
-    }
-}
-
-/// A server counter's growth; a drop means the server restarted and counts from zero again.
-fn delta(prev: u64, now: u64) -> u64 {
-    if now >= prev {
-        now - prev
-    } else {
-        now
     }
 }
 
@@ -285,6 +282,8 @@ fn record(m: &Metrics, f: &RedisFigures) {
     r.connected_clients.set(f.connected_clients as i64);
     r.max_clients.set(f.maxclients.map_or(0, |n| n as i64));
     r.ops_per_second.set(f.ops_per_sec as i64);
+    r.memory_fragmentation_ratio
+        .set(f.mem_fragmentation_ratio.unwrap_or(f64::NAN));
     r.db_keys.reset();
     for (db, n) in &f.keys {
         r.db_keys.with_label_values(&[db.as_str()]).set(*n as i64);
@@ -293,49 +292,5 @@ fn record(m: &Metrics, f: &RedisFigures) {
     r.info
         .with_label_values(&[f.server_version.as_str(), f.maxmemory_policy.as_str()])
         .set(1);
-}
-
-/// `INFO` text → field map (section headers and blank lines skipped).
-fn parse_info(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.trim_end().split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// `db0:keys=3,expires=1,avg_ttl=0` lines → {"db0": 3}.
-fn keyspace(info: &HashMap<String, String>) -> BTreeMap<String, u64> {
-    info.iter()
-        .filter(|(k, _)| k.starts_with("db") && k[2..].chars().all(|c| c.is_ascii_digit()))
-        .filter_map(|(k, v)| {
-            let keys = v
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("keys="))?
-                .parse()
-                .ok()?;
-            Some((k.clone(), keys))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn info_parsing() {
-        let info = parse_info("# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\ndb12:keys=7,expires=0,avg_ttl=0\r\n");
-        assert_eq!(info["redis_version"], "7.0.15");
-        let ks = keyspace(&info);
-        assert_eq!(ks["db0"], 3);
-        assert_eq!(ks["db12"], 7);
-        assert_eq!(ks.len(), 2);
-    }
-
-    #[test]
-    fn deltas_survive_server_restart() {
-        assert_eq!(delta(10, 15), 5);
-        assert_eq!(delta(10, 3), 3);
-    }
+    super::redis_record::depth(r, &f.depth);
 }

@@ -9,6 +9,7 @@
 pub mod audit_check;
 pub mod faults;
 pub mod peers;
+pub mod redis_extra;
 pub mod s3;
 pub mod tls;
 pub mod tmpfs;
