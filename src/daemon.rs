@@ -133,7 +133,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
             supervisor: sup.clone(),
             metrics: metrics.clone(),
             maintenance: Arc::new(move || m.borrow().is_some()),
-            pg_facts,
+            pg_facts: pg_facts.clone(),
         };
         crate::alerts::spawn(&sup, inputs).await?
     };

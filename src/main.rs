@@ -54,6 +54,7 @@ fn set_sigpipe(action: libc::sighandler_t) {
 
 fn run_daemon(cli: &Cli, env: HashMap<String, String>) -> anyhow::Result<ExitCode> {
     let config_file = steward::config::resolve_path(cli.config.as_deref(), &env);
+    one_malloc_arena();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("steward")
@@ -66,6 +67,21 @@ fn run_daemon(cli: &Cli, env: HashMap<String, String>) -> anyhow::Result<ExitCod
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(ExitCode::SUCCESS)
 }
+
+/// glibc gives each thread that allocates its own arena (up to 8 per CPU), each holding on to
+/// freed memory; steward allocates little, so one arena is enough. Measured with
+/// benches/compare.sh's config: 0.2 to 0.9 MB less resident memory, idle and after wrk, with
+/// the same requests/s. Must run before the runtime starts its threads.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn one_malloc_arena() {
+    // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn one_malloc_arena() {}
 
 fn check_config(cli: &Cli, env: &HashMap<String, String>) -> anyhow::Result<ExitCode> {
     let path = steward::config::resolve_path(cli.config.as_deref(), env);

@@ -117,6 +117,7 @@ impl Reloader {
             match cmd {
                 Cmd::Reload(reply) => {
                     let out = self.reload(&running).await;
+                    self.metrics.changed();
                     last = match &out {
                         Ok(r) => ReloadStatus {
                             pending_restart: r.needs_restart.clone(),

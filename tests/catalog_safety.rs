@@ -154,7 +154,11 @@ fn another_instances_turn_is_a_skip_not_a_failure() {
     st.wait_until(JOB, "the skip to be counted", |st| {
         st.metric(
             "steward_backups_total",
-            &[("database", PG_DB), ("result", "skipped")],
+            &[
+                ("database", PG_DB),
+                ("kind", "manual"),
+                ("result", "skipped"),
+            ],
         ) == Some(1.0)
     });
     assert_eq!(alert_active(&st, "BackupFailed"), Some(0.0));

@@ -33,7 +33,7 @@ pub struct Inputs {
     pub supervisor: SupervisorHandle,
     pub metrics: Arc<Metrics>,
     pub maintenance: MaintenanceFlag,
-    /// The PostgreSQL collector groups' facts.
+    /// What the PostgreSQL collector groups found, for the rules over them.
     pub pg_facts: crate::monitor::pg_collect::FactsRx,
 }
 
@@ -280,6 +280,7 @@ impl Engine {
         // Deadlocks leave the window as time passes, between two rounds too.
         let window = self.deadlock_window();
         self.facts.pg_deadlocks = self.deadlocks.recent(self.facts.now, window);
+        self.facts.pg = self.inputs.pg_facts.borrow().clone();
         let obs = rules::evaluate(&cfg.alerts, &self.facts);
         let holds = holds(&cfg);
         let changes = self.tracker.apply(

@@ -7,6 +7,7 @@ mod backup_rules;
 mod drill_rules;
 mod engine;
 mod offsite_rules;
+mod pg_replication_rules;
 mod pg_session_rules;
 mod redis_rules;
 mod restarts;

@@ -53,7 +53,7 @@ pub struct Facts {
     pub restarts_in_window: Vec<(String, u64)>,
     /// `cache.expect_eviction_policy`: the `maxmemory-policy` Redis should have.
     pub expect_eviction_policy: Option<String>,
-    /// The PostgreSQL collector groups' newest round; `None` before the first.
+    /// What the PostgreSQL collector groups found; `None` before their first round.
     pub pg: Option<Arc<crate::model::pg_facts::PgFacts>>,
     /// Deadlocks per database within the Deadlocks window; `None` before two readings.
     pub pg_deadlocks: Option<std::collections::BTreeMap<String, u64>>,
@@ -170,6 +170,15 @@ pub fn evaluate(cfg: &AlertsConfig, f: &Facts) -> Vec<Observation> {
     ));
     out.push(super::redis_rules::rejected_connections(
         &cfg.redis_rejected_connections,
+        f,
+    ));
+    out.push(super::pg_replication_rules::lag(&cfg.replication_lag, f));
+    out.push(super::pg_replication_rules::slot_inactive(
+        &cfg.replication_slot_inactive,
+        f,
+    ));
+    out.extend(super::pg_replication_rules::xid_wraparound(
+        &cfg.xid_wraparound,
         f,
     ));
     let disabled: Vec<&str> = cfg

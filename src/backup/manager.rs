@@ -111,6 +111,14 @@ impl Manager {
                 .inc();
         }
         self.refresh_metrics();
+        // The counters of every database backed up exist at 0 before its first backup, so
+        // that increase() sees it (["*"] asks the server, bounded by postgres.timeout).
+        let (cfg, metrics) = (self.cfg(), self.metrics.clone());
+        tokio::spawn(async move {
+            for db in super::selection::resolve(&cfg).await.unwrap_or_default() {
+                metrics.know_backup_database(&db);
+            }
+        });
         // Restores cut short by a stop are finished or rolled back, and scratch databases of
         // dead runs dropped, as soon as PostgreSQL answers; later, a restore that could not be
         // settled when it failed (PostgreSQL gone at that moment) is repaired once it is back.
@@ -309,6 +317,7 @@ impl Manager {
         let id = catalog::new_id(started, kind);
         let (job, progress) = self.add_job(JobKind::Backup, &database, Some(id.clone()));
         self.running.insert(database.clone(), id.clone());
+        self.metrics.know_backup_database(&database);
         self.metrics
             .backup
             .running

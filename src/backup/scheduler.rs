@@ -110,16 +110,11 @@ pub(super) async fn covered(parts: &SchedulerParts, cfg: &Config) -> Vec<String>
     dbs
 }
 
-/// Exports the skipped counters of `dbs` at zero, so a first skip is an increase.
+/// Exports the counters of `dbs` (skipped, backups, pruned, restore tests) at zero, so a
+/// first event is an increase.
 fn register_skipped(parts: &SchedulerParts, dbs: &[String]) {
     for db in dbs {
-        for kind in [BackupKind::Daily, BackupKind::Weekly] {
-            parts
-                .metrics
-                .backup
-                .skipped
-                .with_label_values(&[db, kind.as_str()]);
-        }
+        parts.metrics.know_backup_database(db);
     }
 }
 

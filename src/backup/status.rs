@@ -213,6 +213,7 @@ pub(crate) fn refresh_metrics(cfg: &Config, metrics: &Metrics) {
     let b = &metrics.backup;
     b.damaged.reset();
     for db in s.per_db.keys() {
+        metrics.know_backup_database(db);
         let n = s.damaged.get(db).copied().unwrap_or(0);
         b.damaged.with_label_values(&[db.as_str()]).set(n as i64);
     }

@@ -34,7 +34,7 @@ pub struct Rule {
     /// The rule's limit, in the unit its documentation names (seconds, a ratio, a factor, a count).
     #[serde(default)]
     pub threshold: Option<f64>,
-    /// PostgresConnectionsHigh's second, critical limit.
+    /// The second, critical limit of PostgresConnectionsHigh and XidWraparound.
     #[serde(default)]
     pub critical: Option<f64>,
     /// CacheHitRatioLow stays quiet below this much traffic.
@@ -156,6 +156,9 @@ alert_rules! {
     redis_persistence_failing: "RedisPersistenceFailing", [severity];
     redis_replica_link_down: "RedisReplicaLinkDown", [severity];
     redis_rejected_connections: "RedisRejectedConnections", [severity, threshold];
+    replication_lag: "ReplicationLag", [severity, threshold];
+    replication_slot_inactive: "ReplicationSlotInactive", [severity, threshold];
+    xid_wraparound: "XidWraparound", [threshold, critical];
 }
 
 /// Lays a patch over a rule's defaults, refusing knobs the rule does not have.
@@ -199,6 +202,9 @@ fn apply(
     Ok(())
 }
 
+/// ReplicationSlotInactive's default: an inactive slot holding more than 1 GiB of WAL.
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
 impl Default for AlertsConfig {
     fn default() -> Self {
         use Severity::{Critical, Warning};
@@ -216,6 +222,8 @@ impl Default for AlertsConfig {
         upload_failing.min_failures = Some(3);
         let mut deadlocks = Rule::base(0, Warning);
         deadlocks.window = Some(Duration::from_secs(5 * 60));
+        let mut wraparound = Rule::base(300, Warning).threshold(0.5);
+        wraparound.critical = Some(0.8);
         let mut restarting = Rule::base(0, Warning).threshold(3.0);
         restarting.window = Some(Duration::from_secs(15 * 60));
         Self {
@@ -242,6 +250,9 @@ impl Default for AlertsConfig {
             redis_persistence_failing: Rule::base(0, Critical),
             redis_replica_link_down: Rule::base(60, Critical),
             redis_rejected_connections: Rule::base(0, Warning).threshold(0.0),
+            replication_lag: Rule::base(120, Warning).threshold(300.0),
+            replication_slot_inactive: Rule::base(300, Warning).threshold(GIB),
+            xid_wraparound: wraparound,
         }
     }
 }
@@ -299,15 +310,30 @@ pub(super) fn validate(a: &AlertsConfig, am: &AlertmanagerConfig, out: &mut Vec<
         a.cache_hit_ratio_low.threshold,
         out,
     );
-    if let (Some(w), Some(c)) = (
-        a.postgres_connections_high.threshold,
-        a.postgres_connections_high.critical,
-    ) {
-        if c < w {
-            out.push(Problem::new(
-                "alerts.postgres_connections_high.critical",
-                format!("{c} is below the warning threshold {w}; the critical limit must be the higher one"),
-            ));
+    ratio(
+        "alerts.xid_wraparound.threshold",
+        a.xid_wraparound.threshold,
+        out,
+    );
+    ratio(
+        "alerts.xid_wraparound.critical",
+        a.xid_wraparound.critical,
+        out,
+    );
+    for (key, rule) in [
+        (
+            "alerts.postgres_connections_high.critical",
+            &a.postgres_connections_high,
+        ),
+        ("alerts.xid_wraparound.critical", &a.xid_wraparound),
+    ] {
+        if let (Some(w), Some(c)) = (rule.threshold, rule.critical) {
+            if c < w {
+                out.push(Problem::new(
+                    key,
+                    format!("{c} is below the warning threshold {w}; the critical limit must be the higher one"),
+                ));
+            }
         }
     }
     for (key, v) in [
@@ -332,6 +358,14 @@ pub(super) fn validate(a: &AlertsConfig, am: &AlertmanagerConfig, out: &mut Vec<
         (
             "alerts.redis_rejected_connections.threshold",
             a.redis_rejected_connections.threshold,
+        ),
+        (
+            "alerts.replication_lag.threshold",
+            a.replication_lag.threshold,
+        ),
+        (
+            "alerts.replication_slot_inactive.threshold",
+            a.replication_slot_inactive.threshold,
         ),
     ] {
         if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
@@ -469,6 +503,34 @@ mod tests {
             [
                 "alerts.backup_offsite_stale.max_age",
                 "alerts.backup_upload_failing.min_failures"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_postgres_replication_rules_have_their_knobs_and_limits() {
+        let d = AlertsConfig::default();
+        assert_eq!(d.replication_lag.threshold, Some(300.0));
+        assert_eq!(d.replication_slot_inactive.threshold, Some(GIB));
+        assert_eq!(
+            (d.xid_wraparound.threshold, d.xid_wraparound.critical),
+            (Some(0.5), Some(0.8))
+        );
+        let c = parse("[replication_lag]\nthreshold = 10\nfor = \"5s\"\n").unwrap();
+        assert_eq!(c.replication_lag.threshold, Some(10.0));
+        let e = parse("[xid_wraparound]\nseverity = \"critical\"\n").unwrap_err();
+        assert!(e.contains("XidWraparound has no severity"), "{e}");
+        let mut a = AlertsConfig::default();
+        a.xid_wraparound.threshold = Some(0.9);
+        a.replication_slot_inactive.threshold = Some(-1.0);
+        let mut out = Vec::new();
+        validate(&a, &AlertmanagerConfig::default(), &mut out);
+        let keys: Vec<_> = out.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "alerts.xid_wraparound.critical",
+                "alerts.replication_slot_inactive.threshold"
             ]
         );
     }

@@ -83,6 +83,7 @@ pub async fn serve(stream: UnixStream, a: Admitted, d: &Dispatcher) {
                 "request line longer than {MAX_LINE} bytes; discarded"
             )),
         };
+        d.metrics.changed();
         let sent = send(&mut write, &reply).await;
         if restart_self && reply.ok {
             // The restart ends this connection with the rest; the reply is already out.

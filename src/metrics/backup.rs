@@ -124,4 +124,67 @@ impl BackupMetrics {
         }
         Ok(m)
     }
+
+    /// Exports every counter series of `database` at 0 (each kind and result), so that
+    /// `increase()` in a rule or on the dashboard sees its first backup, skip or prune: a
+    /// series born at 1 has no increase. Idempotent; called for the databases steward backs up
+    /// as soon as it knows them.
+    pub fn know_database(&self, database: &str) {
+        for kind in KINDS {
+            for result in BACKUP_RESULTS {
+                self.total.with_label_values(&[database, kind, result]);
+            }
+            self.prune_deleted.with_label_values(&[database, kind]);
+        }
+        for kind in SCHEDULED_KINDS {
+            self.skipped.with_label_values(&[database, kind]);
+        }
+    }
+}
+
+/// The `kind` label values (`BackupKind::as_str`).
+const KINDS: [&str; 4] = ["manual", "daily", "weekly", "pre-restore"];
+/// The kinds a schedule starts, the only ones maintenance mode skips.
+const SCHEDULED_KINDS: [&str; 2] = ["daily", "weekly"];
+/// The `result` label values of `steward_backups_total`.
+const BACKUP_RESULTS: [&str; 3] = ["success", "failure", "skipped"];
+
+impl super::Metrics {
+    /// Exports the backup and restore-test counters of `database` at 0 (see
+    /// [`BackupMetrics::know_database`]).
+    pub fn know_backup_database(&self, database: &str) {
+        self.backup.know_database(database);
+        self.restore_test.know_database(database);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_labels_are_every_backup_kind() {
+        let all: Vec<&str> = crate::backup::BackupKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(all, KINDS);
+    }
+
+    #[test]
+    fn a_known_database_has_every_counter_at_zero() {
+        let m = super::super::Metrics::new().unwrap();
+        m.know_backup_database("app");
+        let text = String::from_utf8(m.render()).unwrap();
+        for line in [
+            r#"steward_backups_total{database="app",kind="daily",result="success"} 0"#,
+            r#"steward_backups_total{database="app",kind="pre-restore",result="skipped"} 0"#,
+            r#"steward_backup_pruned_total{database="app",kind="manual"} 0"#,
+            r#"steward_backup_skipped_total{database="app",kind="weekly"} 0"#,
+            r#"steward_backup_restore_tests_total{database="app",result="failure"} 0"#,
+        ] {
+            assert!(text.contains(line), "missing {line}");
+        }
+        assert!(!text.contains(r#"steward_backup_skipped_total{database="app",kind="manual"}"#));
+    }
 }

@@ -88,7 +88,10 @@ pub async fn serve(
             },
         };
         let sec = state.security.borrow().clone();
-        let slot = match limits.admit(peer.ip(), sec.max_per_address) {
+        let admitted = limits.admit(peer.ip(), sec.max_per_address);
+        // The open gauge or a refusal counter moved: this connection's scrape shows it.
+        state.metrics.changed();
+        let slot = match admitted {
             Ok((slot, evicted)) => {
                 if evicted {
                     let refused = &state.metrics.http.refused;
@@ -112,11 +115,13 @@ pub async fn serve(
         tokio::spawn(async move {
             // Closed at once, without the grace, when evicted to make room for another address.
             let evicted = slot.evicted();
-            let _slot = slot;
+            let metrics = state.metrics.clone();
             tokio::select! {
                 _ = evicted.cancelled() => {}
                 _ = accept_one(stream, peer, state, sec, cancel) => {}
             }
+            drop(slot);
+            metrics.changed();
         });
     }
 }
@@ -139,7 +144,10 @@ async fn accept_one(
             };
             match tls {
                 Some(tls) => serve_conn(tls, peer.ip(), state, sec, cancel).await,
-                None => state.metrics.http.tls_handshake_failures.inc(),
+                None => {
+                    state.metrics.http.tls_handshake_failures.inc();
+                    state.metrics.changed();
+                }
             }
         }
     }
@@ -193,12 +201,7 @@ async fn handle(
             match auth.check(req.headers().get(AUTHORIZATION), peer).await {
                 Verdict::Allowed => {}
                 Verdict::Denied => {
-                    state
-                        .metrics
-                        .http
-                        .auth_failures
-                        .with_label_values(&["denied"])
-                        .inc();
+                    auth_failure(state, "denied");
                     let mut r = text(
                         StatusCode::UNAUTHORIZED,
                         "authentication required: give the user and password of [metrics] basic_auth_users\n",
@@ -210,12 +213,7 @@ async fn handle(
                     return r;
                 }
                 Verdict::Busy => {
-                    state
-                        .metrics
-                        .http
-                        .auth_failures
-                        .with_label_values(&["busy"])
-                        .inc();
+                    auth_failure(state, "busy");
                     return text(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "too many password checks in progress; retry shortly\n",
@@ -225,6 +223,13 @@ async fn handle(
         }
     }
     route(state, &req)
+}
+
+/// Counts a refused request by basic auth, visible at the next scrape.
+fn auth_failure(state: &HttpState, reason: &str) {
+    let failures = &state.metrics.http.auth_failures;
+    failures.with_label_values(&[reason]).inc();
+    state.metrics.changed();
 }
 
 fn is_fatal(e: &std::io::Error) -> bool {
@@ -240,7 +245,7 @@ fn route(state: &HttpState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
     match req.uri().path() {
         "/metrics" => {
-            let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            let mut r = Response::new(Full::new(state.metrics.scrape_body()));
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

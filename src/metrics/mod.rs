@@ -13,6 +13,7 @@ pub mod offsite;
 mod postgres;
 pub mod redis;
 pub mod restore_test;
+pub mod scrape;
 pub mod security;
 pub mod tls;
 
@@ -67,6 +68,8 @@ pub struct Metrics {
     pub maintenance_mode: IntGauge,
     /// Audit log entries written or not.
     pub audit: AuditMetrics,
+    /// The last `/metrics` body, re-encoded when the state changed (see `scrape`).
+    pub scrape: scrape::ScrapeCache,
 }
 
 pub(crate) struct Reg<'a>(&'a Registry);
@@ -207,6 +210,7 @@ impl Metrics {
                 "steward_maintenance_mode",
                 "1 while maintenance mode is on, else 0.",
             )?,
+            scrape: scrape::ScrapeCache::default(),
             registry,
         };
         let build = m.int_vecs_build_info()?;
@@ -238,7 +242,17 @@ impl Metrics {
         )
     }
 
-    /// The text exposition of everything registered.
+    /// Says that stored state changed: the next scrape encodes afresh (see `scrape`).
+    pub fn changed(&self) {
+        self.scrape.changed();
+    }
+
+    /// The `/metrics` body: the cached encoding while nothing changed, else a fresh one.
+    pub fn scrape_body(&self) -> bytes::Bytes {
+        self.scrape.get_or_encode(|| self.render())
+    }
+
+    /// The text exposition of everything registered, encoded now.
     pub fn render(&self) -> Vec<u8> {
         use prometheus::Encoder;
         self.restore_test.refresh_ages(crate::unix_now());

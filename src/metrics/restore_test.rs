@@ -49,6 +49,14 @@ impl RestoreTestMetrics {
         })
     }
 
+    /// Exports both results of `database`'s restore tests at 0, so that `increase()` sees
+    /// its first drill.
+    pub(super) fn know_database(&self, database: &str) {
+        for result in ["success", "failure"] {
+            self.tests.with_label_values(&[database, result]);
+        }
+    }
+
     /// Sets the newest intact backup of each database (from the catalog).
     pub fn set_recovery_points(&self, newest: BTreeMap<String, f64>) {
         if let Ok(mut n) = self.newest_good.write() {

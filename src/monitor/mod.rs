@@ -216,6 +216,7 @@ pub async fn run<P: Probe>(
         };
         tracker.observe(&r);
         publish(&board, &metrics, r.clone());
+        metrics.changed();
         if let Some(reply) = reply {
             let _ = reply.send(r);
         }

@@ -9,6 +9,8 @@
 pub mod audit_check;
 pub mod faults;
 pub mod peers;
+pub mod pg_standby;
+pub mod prom_query;
 pub mod redis_extra;
 pub mod s3;
 pub mod tls;

@@ -51,11 +51,21 @@ pub enum Group {
     Server,
     Sessions,
     Database,
+    Replication,
+    Checkpoints,
+    Vacuum,
 }
 
 impl Group {
     /// Every group, in the order a round runs them (cheap ones first).
-    pub const ALL: &'static [Group] = &[Group::Server, Group::Sessions, Group::Database];
+    pub const ALL: &'static [Group] = &[
+        Group::Server,
+        Group::Sessions,
+        Group::Database,
+        Group::Replication,
+        Group::Checkpoints,
+        Group::Vacuum,
+    ];
 
     /// The group's fixed description.
     pub fn spec(self) -> &'static Spec {
@@ -63,6 +73,9 @@ impl Group {
             Group::Server => &groups::server::SPEC,
             Group::Sessions => &groups::sessions::SPEC,
             Group::Database => &groups::database::SPEC,
+            Group::Replication => &groups::replication::SPEC,
+            Group::Checkpoints => &groups::checkpoints::SPEC,
+            Group::Vacuum => &groups::vacuum::SPEC,
         }
     }
 
@@ -73,6 +86,9 @@ impl Group {
             Group::Server => facts.server = None,
             Group::Sessions => facts.sessions = None,
             Group::Database => facts.database = None,
+            Group::Replication => facts.replication = None,
+            Group::Checkpoints => facts.archiver = None,
+            Group::Vacuum => facts.vacuum = None,
         }
     }
 
@@ -89,6 +105,13 @@ impl Group {
             Group::Server => groups::server::collect(client, version_num, out, facts).await,
             Group::Sessions => groups::sessions::collect(client, version_num, out, facts).await,
             Group::Database => groups::database::collect(client, version_num, out, facts).await,
+            Group::Replication => {
+                groups::replication::collect(client, version_num, out, facts).await
+            }
+            Group::Checkpoints => {
+                groups::checkpoints::collect(client, version_num, out, facts).await
+            }
+            Group::Vacuum => groups::vacuum::collect(client, version_num, out, facts).await,
         }
     }
 }
