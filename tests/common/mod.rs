@@ -9,9 +9,9 @@
 pub mod audit_check;
 pub mod faults;
 pub mod peers;
-pub mod redis_extra;
 pub mod pg_standby;
 pub mod prom_query;
+pub mod redis_extra;
 pub mod s3;
 pub mod tls;
 pub mod tmpfs;
