@@ -205,6 +205,21 @@ impl CmdOutput {
             .unwrap_or_else(|e| panic!("stdout is not a JSON reply ({e}): {self:?}"))
     }
 
+    /// The payload of a `--json` reply to `status` or `health`, which exit 1 (with an ok
+    /// reply) when a service is down: for tests whose steward has no services.
+    pub fn served<T: serde::de::DeserializeOwned>(&self) -> T {
+        assert!(matches!(self.code, 0 | 1), "no answer: {self:?}");
+        let r = self.reply();
+        assert!(r.ok, "error reply: {self:?}");
+        serde_json::from_value(r.data.clone())
+            .unwrap_or_else(|e| panic!("unexpected reply shape ({e}): {}", self.stdout))
+    }
+
+    /// Whether a `status` or `health` got an answer (exit 0, or 1 with a service down).
+    pub fn answered(&self) -> bool {
+        matches!(self.code, 0 | 1) && self.reply().ok
+    }
+
     /// The payload of a successful `--json` reply.
     pub fn data<T: serde::de::DeserializeOwned>(&self) -> T {
         assert_eq!(self.code, 0, "command failed: {self:?}");
