@@ -108,6 +108,8 @@ impl Engine {
         let mut catalog_tick = tokio::time::interval(Duration::from_secs(30));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.read_catalog().await;
+        // Before the first request is served: `steward alerts` never answers with no rules.
+        self.evaluate();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
