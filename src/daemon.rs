@@ -250,9 +250,21 @@ async fn spawn_monitors(
             let c = rx.borrow().clone();
             let (b, m, h) = (b.clone(), m.clone(), h.clone());
             async move {
-                let probe = PgProbe::new(&c.postgres, m.clone(), c.scrubber())
-                    .map_err(TaskError::from_display)?;
-                monitor::run(probe, c.postgres.interval, b, m, h, token).await;
+                let plan = monitor::Plan {
+                    interval: c.postgres.interval,
+                    timeout: c.postgres.timeout,
+                    wake: Default::default(),
+                };
+                let name = c.instance_name();
+                let probe = PgProbe::new(
+                    &c.postgres,
+                    m.clone(),
+                    c.scrubber(),
+                    &name,
+                    plan.wake.clone(),
+                )
+                .map_err(TaskError::from_display)?;
+                monitor::run(probe, plan, b, m, h, token).await;
                 Ok(())
             }
         }),
@@ -270,9 +282,16 @@ async fn spawn_monitors(
             let c = rx.borrow().clone();
             let (b, m, h) = (b.clone(), m.clone(), h.clone());
             async move {
-                let probe = RedisProbe::new(&c.redis, m.clone(), c.scrubber())
-                    .map_err(TaskError::from_display)?;
-                monitor::run(probe, c.redis.interval, b, m, h, token).await;
+                let plan = monitor::Plan {
+                    interval: c.redis.interval,
+                    timeout: c.redis.timeout,
+                    wake: Default::default(),
+                };
+                let name = c.instance_name();
+                let probe =
+                    RedisProbe::new(&c.redis, m.clone(), c.scrubber(), &name, plan.wake.clone())
+                        .map_err(TaskError::from_display)?;
+                monitor::run(probe, plan, b, m, h, token).await;
                 Ok(())
             }
         }),

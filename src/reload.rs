@@ -139,7 +139,7 @@ impl Reloader {
     }
 
     async fn reload(&self, running: &Config) -> Result<ReloadReply, ReloadError> {
-        let (new, guards) = match self.read().await {
+        let (mut new, guards) = match self.read().await {
             Ok(read) => read,
             Err(e) => {
                 self.metrics.reload_ok.set(0);
@@ -150,6 +150,7 @@ impl Reloader {
                 return Err(e);
             }
         };
+        new.keep_running_port_in_name(running);
         self.http.install(guards, &new.metrics);
         let old = self.config.borrow().clone();
         let mut reply = diff(&old, &new);
@@ -258,6 +259,16 @@ pub fn diff(old: &Config, new: &Config) -> ReloadReply {
     if old.postgres != new.postgres {
         // The collector groups connect with the same [postgres] url and timeout.
         r.restarted.push("collector.postgres".to_string());
+    }
+    // The name marks the heartbeat row and the probe key: both monitors start writing under
+    // the new one (the maintenance actor follows the config itself).
+    if old.instance != new.instance {
+        r.changed.push("instance".to_string());
+        for task in ["monitor.postgres", "monitor.redis"] {
+            if !r.restarted.iter().any(|t| t == task) {
+                r.restarted.push(task.to_string());
+            }
+        }
     }
     r.needs_restart = restart_keys(old, new);
     r

@@ -233,6 +233,7 @@ fn every_documented_config_key_exists() {
         "state.",
         "shutdown.",
         "maintenance.",
+        "instance.",
     ];
     let mut bad = BTreeSet::new();
     for (file, text) in pages() {

@@ -249,7 +249,7 @@ fn task_help_names_every_task() {
     let help = st.cli(&["task", "restart", "--help"]);
     assert_eq!(help.code, 0, "{help:?}");
     let names: Vec<String> = st.tasks().into_iter().map(|t| t.name).collect();
-    assert_eq!(names.len(), 9, "{names:?}");
+    assert_eq!(names.len(), 10, "{names:?}");
     for n in &names {
         assert!(
             help.stdout.contains(n.as_str()),

@@ -152,6 +152,7 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
         }
     };
     super::paths::anchor_all(&mut cfg, &super::paths::base_dir(path));
+    super::instance::resolve(&mut cfg);
     // Secret files are read here and in validation; their warnings must show even before
     // logging is set up.
     let log = cfg.log.clone();

@@ -6,6 +6,7 @@ mod backup;
 mod backup_remote;
 mod cache;
 mod control;
+mod instance;
 mod load;
 mod metrics;
 mod paths;
@@ -23,6 +24,7 @@ pub use backup::{
 pub use backup_remote::{parse_bucket_url, BucketUrl, RemoteConfig, SecretValue};
 pub use cache::{CacheConfig, Codec, NamespaceConfig, WarmupConfig, EVICTION_POLICIES};
 pub use control::{group_id, ControlConfig};
+pub use instance::{InstanceConfig, MAX_NAME as MAX_INSTANCE_NAME};
 pub use load::{load, resolve_path, LoadError};
 pub use metrics::{BcryptHash, MetricsConfig};
 pub use paths::{anchored, base_dir};
@@ -56,6 +58,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[audit]`: the log of admin commands and of what steward deletes or changes by itself.
     pub audit: AuditConfig,
+    /// `[instance]`: this steward's name on shared servers.
+    pub instance: InstanceConfig,
 }
 
 /// `[maintenance]`: what maintenance mode (`steward maintenance on`) holds back.
@@ -213,6 +217,13 @@ impl Config {
         }
         s.extend(self.backup.remote.secrets());
         Scrubber::new(s)
+    }
+
+    /// This steward's name (`[instance] name`, else host name and metrics port): what marks
+    /// its heartbeat row and Redis keys as its own.
+    pub fn instance_name(&self) -> String {
+        self.instance
+            .resolved(&crate::hostname(), self.metrics.listen.port())
     }
 
     /// The server restore tests (drills and `verify --restore-test`) run on:

@@ -88,6 +88,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     }
     super::control::check(c, &mut out);
     super::audit::check(c, &mut out);
+    super::instance::check(c, &mut out);
     super::metrics::check(c, &mut out);
     super::backup::validate(&c.backup, &mut out);
     super::alerts::validate(&c.alerts, &c.alertmanager, &mut out);

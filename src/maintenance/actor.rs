@@ -36,8 +36,8 @@ pub(super) enum Cmd {
     Release {
         id: u64,
     },
-    /// A publish task finished.
-    Published(Result<(), String>),
+    /// A publish task finished; the retired names it cleaned up.
+    Published(Result<publish::Shared, String>, Vec<String>),
 }
 
 /// What [`super::start`] hands over.
@@ -68,12 +68,22 @@ pub(super) struct Actor {
     published_at: Option<f64>,
     error: Option<String>,
     redis_up: Option<bool>,
+    /// This instance's name (`[instance] name`), which marks its keys.
+    name: String,
+    /// Names this process had before a reload renamed it, whose own key is still to delete.
+    retired: Vec<String>,
+    /// Another instance's period holds the shared key (logged once per change).
+    shared_by_other: bool,
 }
 
 impl Actor {
     pub fn new(p: Parts) -> Self {
+        let name = p.config.borrow().instance_name();
         Self {
             p,
+            name,
+            retired: Vec::new(),
+            shared_by_other: false,
             hold: None,
             next_hold: 0,
             // At start Redis may hold a stale key (or none after a Redis restart).
@@ -113,7 +123,17 @@ impl Actor {
                     self.redis_checked(up);
                 }
                 Ok(()) = config.changed() => {
-                    let url = config.borrow_and_update().redis.url.clone();
+                    let (url, name) = {
+                        let c = config.borrow_and_update();
+                        (c.redis.url.clone(), c.instance_name())
+                    };
+                    if name != self.name {
+                        tracing::info!(from = %self.name, to = %name, "instance renamed; its maintenance key follows");
+                        let old = std::mem::replace(&mut self.name, name);
+                        self.retired.push(old);
+                        self.dirty = true;
+                        self.kick();
+                    }
                     if url != redis_url {
                         redis_url = url;
                         self.dirty = true;
@@ -143,7 +163,7 @@ impl Actor {
                 let _ = reply.send(self.hold(reason).await);
             }
             Cmd::Release { id } => self.release(id).await,
-            Cmd::Published(result) => self.published(result),
+            Cmd::Published(result, retired) => self.published(result, retired),
         }
     }
 
@@ -293,16 +313,42 @@ impl Actor {
         let state = self.p.stored.current.clone();
         self.sending = Some(state.clone());
         let tx = self.p.tx.clone();
+        let name = self.name.clone();
+        let retired = self.retired.clone();
+        let periods = self.periods();
         tokio::spawn(async move {
-            let out = publish::publish(&cfg, state.as_ref()).await;
-            let _ = tx.send(Cmd::Published(out)).await;
+            let out = publish::publish(&cfg, &name, state.as_ref(), &periods, &retired).await;
+            let _ = tx.send(Cmd::Published(out, retired)).await;
         });
     }
 
-    fn published(&mut self, result: Result<(), String>) {
+    /// The starts of this instance's periods, current and ended: a key whose `since` is one
+    /// of them is this instance's, whatever name (or none) it carries.
+    fn periods(&self) -> Vec<f64> {
+        let s = &self.p.stored;
+        s.current
+            .iter()
+            .chain(s.history.iter().map(|e| &e.period))
+            .map(|m| m.since)
+            .collect()
+    }
+
+    fn published(&mut self, result: Result<publish::Shared, String>, retired: Vec<String>) {
         let sent = self.sending.take();
         match result {
-            Ok(()) => {
+            Ok(shared) => {
+                self.retired.retain(|n| !retired.contains(n));
+                let other = shared == publish::Shared::Other;
+                if other != self.shared_by_other {
+                    self.shared_by_other = other;
+                    if other {
+                        tracing::info!(
+                            key = publish::REDIS_KEY,
+                            own_key = %publish::own_key(&self.name),
+                            "another steward's maintenance holds the shared key; it is left alone, this instance's own key follows its state"
+                        );
+                    }
+                }
                 self.last_published = sent;
                 if self.error.take().is_some() {
                     tracing::info!(

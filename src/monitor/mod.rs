@@ -8,6 +8,7 @@ pub mod redis;
 mod redis_counters;
 mod redis_info;
 mod redis_record;
+pub mod wake;
 
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
@@ -166,11 +167,30 @@ impl MonitorHandle {
     }
 }
 
-/// Runs a monitor until cancelled: probes every `interval`, answers on-demand checks,
-/// publishes every result, and logs each change of state once.
+/// When a monitor checks: its interval and timeout, and the wake its pool raises when a
+/// connection is lost.
+#[derive(Clone)]
+pub struct Plan {
+    pub interval: Duration,
+    /// The check's timeout; a whole check is cut off at this plus [`CHECK_SLACK`].
+    pub timeout: Duration,
+    pub wake: wake::Wake,
+}
+
+/// How far past its timeout a check may run before the monitor gives up on it: the steps
+/// share the timeout, this only covers the bookkeeping between them.
+pub const CHECK_SLACK: Duration = Duration::from_secs(1);
+
+/// The least time between two checks a lost connection asks for, so that a server closing
+/// connections as fast as they open cannot make the monitor spin.
+const WAKE_GAP: Duration = Duration::from_secs(1);
+
+/// Runs a monitor until cancelled: probes every `interval`, at once when a pooled connection
+/// is lost or a pool test fails, answers on-demand checks, publishes every result, and logs
+/// each change of state once.
 pub async fn run<P: Probe>(
     mut probe: P,
-    interval: Duration,
+    plan: Plan,
     board: Board,
     metrics: Arc<Metrics>,
     handle: MonitorHandle,
@@ -180,46 +200,105 @@ pub async fn run<P: Probe>(
         _ = cancel.cancelled() => return,
         rx = handle.mailbox.take() => rx,
     };
+    let service = probe.service();
     metrics
         .check_interval
-        .with_label_values(&[probe.service().as_str()])
-        .set(interval.as_secs_f64());
-    let mut tracker = Transitions::new(probe.service(), board.last(probe.service()));
+        .with_label_values(&[service.as_str()])
+        .set(plan.interval.as_secs_f64());
+    let mut tracker = Transitions::new(service, board.last(service));
     let mut next = Instant::now();
+    let mut last_probe: Option<Instant> = None;
     let mut health = tokio::time::interval_at((Instant::now() + HEALTH_EVERY).into(), HEALTH_EVERY);
     loop {
         let sleep = tokio::time::sleep_until(next.into());
         let reply = tokio::select! {
             _ = cancel.cancelled() => return,
             _ = health.tick() => {
+                // An on-demand check does not wait for a pool test: the test is dropped.
                 let ok = tokio::select! {
                     _ = cancel.cancelled() => return,
                     ok = probe.health_check() => ok,
+                    Some(MonitorCmd::CheckNow(reply)) = rx.recv() => {
+                        next = Instant::now() + plan.interval;
+                        last_probe = Some(Instant::now());
+                        check(&mut probe, &plan, &mut tracker, &board, &metrics, Some(reply), &cancel).await;
+                        continue;
+                    }
                 };
                 let result = if ok { "success" } else { "failure" };
                 metrics
                     .pool_health_checks
-                    .with_label_values(&[probe.service().as_str(), result])
+                    .with_label_values(&[service.as_str(), result])
                     .inc();
+                if !ok {
+                    tracing::debug!(service = service.as_str(), "pool test failed; checking now");
+                    next = Instant::now();
+                }
+                continue;
+            }
+            _ = plan.wake.raised() => {
+                tracing::debug!(service = service.as_str(), "a pooled connection was lost; checking now");
+                let soon = last_probe.map_or_else(Instant::now, |t| t + WAKE_GAP);
+                next = next.min(soon.max(Instant::now()));
                 continue;
             }
             _ = sleep => {
-                next = Instant::now() + interval;
+                next = Instant::now() + plan.interval;
                 None
             }
             Some(MonitorCmd::CheckNow(reply)) = rx.recv() => Some(reply),
         };
-        // A check in progress is abandoned on shutdown or restart rather than waited for.
-        let r = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = probe.probe() => r,
-        };
-        tracker.observe(&r);
-        publish(&board, &metrics, r.clone());
-        metrics.changed();
-        if let Some(reply) = reply {
-            let _ = reply.send(r);
-        }
+        last_probe = Some(Instant::now());
+        check(
+            &mut probe,
+            &plan,
+            &mut tracker,
+            &board,
+            &metrics,
+            reply,
+            &cancel,
+        )
+        .await;
+    }
+}
+
+/// One check, cut off at the timeout plus [`CHECK_SLACK`] whatever the probe does; the result
+/// is published and sent to `reply`. A check in progress is abandoned on shutdown or restart
+/// rather than waited for.
+async fn check<P: Probe>(
+    probe: &mut P,
+    plan: &Plan,
+    tracker: &mut Transitions,
+    board: &Board,
+    metrics: &Metrics,
+    reply: Option<oneshot::Sender<CheckResult>>,
+    cancel: &CancellationToken,
+) {
+    let service = probe.service();
+    let started = Instant::now();
+    let bound = plan.timeout + CHECK_SLACK;
+    let r = tokio::select! {
+        _ = cancel.cancelled() => return,
+        r = tokio::time::timeout(bound, probe.probe()) => r.unwrap_or_else(|_| cut_off(service, plan.timeout, started)),
+    };
+    tracker.observe(&r);
+    publish(board, metrics, r.clone());
+    metrics.changed();
+    if let Some(reply) = reply {
+        let _ = reply.send(r);
+    }
+}
+
+/// The result of a check that overran its timeout.
+fn cut_off(service: Service, timeout: Duration, started: Instant) -> CheckResult {
+    CheckResult {
+        error: Some(format!(
+            "the check did not finish within its timeout of {}",
+            humantime::format_duration(timeout)
+        )),
+        duration_seconds: started.elapsed().as_secs_f64(),
+        checked_at: crate::unix_now(),
+        ..CheckResult::unchecked(service)
     }
 }
 

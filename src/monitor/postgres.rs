@@ -1,19 +1,16 @@
 //! The PostgreSQL probe: round trip, connections, size, version, and a heartbeat write/read test.
 
-use super::pool_error::{no_connection, LastError};
+use super::pool_error::{checkout, postgres_refused, LastError};
 use super::{step, Deadline, Probe};
 use crate::config::PostgresConfig;
 use crate::metrics::Metrics;
 use crate::model::check::{CheckResult, PgFigures, PoolState, Service, WriteRead};
 use crate::secret::Scrubber;
-use bb8::{Pool, PooledConnection, RunError};
-use bb8_postgres::PostgresConnectionManager;
+use bb8::{Pool, PooledConnection};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio_postgres::NoTls;
-
-type Manager = PostgresConnectionManager<NoTls>;
+type Manager = super::wake::PgManager;
 
 /// Why the probe could not be built (the URL was validated, so only a driver surprise).
 #[derive(Debug, thiserror::Error)]
@@ -35,10 +32,14 @@ pub struct PgProbe {
 
 impl PgProbe {
     /// Builds the pool without connecting, so a server that is down now does not stop the task.
+    /// `instance` names this steward's heartbeat row; `wake` is raised when the server ends
+    /// a pooled connection.
     pub fn new(
         cfg: &PostgresConfig,
         metrics: Arc<Metrics>,
         scrubber: Scrubber,
+        instance: &str,
+        wake: super::wake::Wake,
     ) -> Result<Self, PgProbeError> {
         let mut pg = tokio_postgres::Config::from_str(cfg.url.expose())
             .map_err(|e| PgProbeError::Url(scrubber.scrub(&e.to_string())))?;
@@ -46,7 +47,7 @@ impl PgProbe {
         pg.application_name("steward")
             .connect_timeout(cfg.timeout)
             .options(format!("-c statement_timeout={ms} -c lock_timeout={ms}"));
-        let last_error = LastError::new(describe);
+        let last_error = LastError::with_refusal(describe, postgres_refused);
         let pool = Pool::builder()
             .max_size(cfg.pool_max)
             // Inside the check's own timeout, so the pool's reason is what gets reported.
@@ -54,15 +55,14 @@ impl PgProbe {
             .retry_connection(false)
             .test_on_check_out(false)
             .error_sink(Box::new(last_error.clone()))
-            .build_unchecked(PostgresConnectionManager::new(pg, NoTls));
-        let host = crate::hostname();
+            .build_unchecked(super::wake::PgManager::new(pg, wake));
         Ok(Self {
             pool,
             last_error,
             cfg: cfg.clone(),
             metrics,
             scrubber,
-            instance: format!("steward@{}", host.trim()),
+            instance: format!("steward@{instance}"),
             table_ready: false,
         })
     }
@@ -72,11 +72,7 @@ impl PgProbe {
     }
 
     async fn connect_and_ping(&self) -> Result<PooledConnection<'static, Manager>, String> {
-        let conn = self.pool.get_owned().await.map_err(|e| match e {
-            RunError::User(e) => describe(&e),
-            RunError::TimedOut => no_connection(self.last_error.latest(), self.cfg.timeout),
-        })?;
-        self.last_error.clear();
+        let conn = checkout(&self.pool, &self.last_error, self.cfg.timeout).await?;
         conn.simple_query("SELECT 1")
             .await
             .map_err(|e| describe(&e))?;
@@ -319,6 +315,6 @@ mod tests {
     async fn probe_builds_without_a_server() {
         let m = Arc::new(Metrics::new().unwrap());
         let cfg = PostgresConfig::default();
-        assert!(PgProbe::new(&cfg, m, Scrubber::default()).is_ok());
+        assert!(PgProbe::new(&cfg, m, Scrubber::default(), "t", Default::default()).is_ok());
     }
 }

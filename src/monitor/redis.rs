@@ -2,16 +2,16 @@
 //! persistence, replication, commands; read by `redis_info`, counted by `redis_counters`),
 //! `SLOWLOG LEN`, and a SET/GET/DEL write/read test.
 
-use super::pool_error::{no_connection, LastError};
+use super::pool_error::{checkout, redis_refused, LastError};
 use super::redis_counters::Tracker;
 use super::redis_info::{db_name, Info};
+use super::wake::RedisManager;
 use super::{step, Deadline, Probe};
 use crate::config::RedisConfig;
 use crate::metrics::Metrics;
 use crate::model::check::{CheckResult, PoolState, RedisFigures, Service, WriteRead};
 use crate::secret::Scrubber;
-use bb8::{Pool, PooledConnection, RunError};
-use bb8_redis::RedisConnectionManager;
+use bb8::{Pool, PooledConnection};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,7 +33,7 @@ pub fn client(cfg: &RedisConfig, scrubber: &Scrubber) -> Result<redis::Client, R
 
 /// Probes one Redis server through steward's own pool.
 pub struct RedisProbe {
-    pool: Pool<RedisConnectionManager>,
+    pool: Pool<RedisManager>,
     last_error: LastError<redis::RedisError>,
     cfg: RedisConfig,
     metrics: Arc<Metrics>,
@@ -48,15 +48,18 @@ pub struct RedisProbe {
 
 impl RedisProbe {
     /// Builds the pool without connecting, so a server that is down now does not stop the task.
+    /// `instance` names this steward's probe key; `wake` is raised when the server ends a
+    /// pooled connection.
     pub fn new(
         cfg: &RedisConfig,
         metrics: Arc<Metrics>,
         scrubber: Scrubber,
+        instance: &str,
+        wake: super::wake::Wake,
     ) -> Result<Self, RedisProbeError> {
-        let info = client(cfg, &scrubber)?.get_connection_info().clone();
-        let manager = RedisConnectionManager::new(info)
-            .map_err(|e| RedisProbeError::Url(scrubber.scrub(&e.to_string())))?;
-        let last_error = LastError::new(|e: &redis::RedisError| e.to_string());
+        let manager = RedisManager::new(client(cfg, &scrubber)?, cfg.timeout, wake);
+        let last_error =
+            LastError::with_refusal(|e: &redis::RedisError| e.to_string(), redis_refused);
         let pool = Pool::builder()
             .max_size(cfg.pool_max)
             // Inside the check's own timeout, so the pool's reason is what gets reported.
@@ -71,14 +74,13 @@ impl RedisProbe {
                 .redis_settings()
                 .db(),
         );
-        let host = crate::hostname();
         Ok(Self {
             pool,
             last_error,
             cfg: cfg.clone(),
             metrics,
             scrubber,
-            key: format!("steward:probe:{}:{}", host.trim(), std::process::id()),
+            key: format!("steward:probe:{instance}:{}", std::process::id()),
             counters: Tracker::default(),
             dbs: BTreeSet::from([db]),
         })
@@ -88,14 +90,8 @@ impl RedisProbe {
         PoolState::of(&self.pool.state(), self.cfg.pool_max)
     }
 
-    async fn connect_and_ping(
-        &self,
-    ) -> Result<PooledConnection<'static, RedisConnectionManager>, String> {
-        let mut conn = self.pool.get_owned().await.map_err(|e| match e {
-            RunError::User(e) => e.to_string(),
-            RunError::TimedOut => no_connection(self.last_error.latest(), self.cfg.timeout),
-        })?;
-        self.last_error.clear();
+    async fn connect_and_ping(&self) -> Result<PooledConnection<'static, RedisManager>, String> {
+        let mut conn = checkout(&self.pool, &self.last_error, self.cfg.timeout).await?;
         let pong: String = redis::cmd("PING")
             .query_async(&mut *conn)
             .await
