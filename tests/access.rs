@@ -133,8 +133,7 @@ fn a_denied_uid_is_refused_and_audited() {
 fn a_reader_gets_status_but_not_admin_commands() {
     let st = start(&format!("allow_uids = [0, {NOBODY}]\nadmin_uids = [0]\n"));
     let out = as_user(&st, NOBODY, NOBODY, &[], &["status"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.reply().ok);
+    assert!(out.answered(), "{out:?}");
     let out = as_user(&st, NOBODY, NOBODY, &[], &["backup", "list"]);
     assert_eq!(out.code, 0, "read-only: {out:?}");
 
@@ -177,9 +176,9 @@ fn groups_grant_access_primary_and_supplementary() {
     assert_ne!(out.code, 0, "no listed group: {out:?}");
     assert!(out.reply().error.unwrap().contains("uid 65533"));
     let out = as_user(&st, OTHER_UID, READ_GID, &[NOBODY], &["status"]);
-    assert_eq!(out.code, 0, "primary group: {out:?}");
+    assert!(out.answered(), "primary group: {out:?}");
     let out = as_user(&st, OTHER_UID, NOBODY, &[READ_GID], &["status"]);
-    assert_eq!(out.code, 0, "supplementary group: {out:?}");
+    assert!(out.answered(), "supplementary group: {out:?}");
     let out = as_user(&st, OTHER_UID, NOBODY, &[READ_GID], &["maintenance", "on"]);
     assert_ne!(out.code, 0, "a reader group is not an admin group: {out:?}");
     assert!(!maintenance_on(&st));

@@ -294,7 +294,7 @@ fn postgres_or_redis_down_is_one_line_and_the_daemon_carries_on() {
     let human = st.ctl_human(&["cache", "warm-up"]);
     assert_eq!(human.code, 1);
     assert_eq!(human.stderr.lines().count(), 1, "{human:?}");
-    assert_eq!(st.ctl(&["status"]).code, 0, "the daemon still answers");
+    assert!(st.ctl(&["status"]).answered(), "the daemon still answers");
 
     let redis_password = random_password();
     let redis_url = format!("redis://:{redis_password}@127.0.0.1:{}/0", free_port());
@@ -305,7 +305,7 @@ fn postgres_or_redis_down_is_one_line_and_the_daemon_carries_on() {
     let e = error_of(&out);
     assert!(e.starts_with("cannot reach Redis"), "{e}");
     assert!(!out.all().contains(&redis_password));
-    assert_eq!(st2.ctl(&["status"]).code, 0, "the daemon still answers");
+    assert!(st2.ctl(&["status"]).answered(), "the daemon still answers");
     let t = st2.task("cache.warmup");
     assert_eq!(t.state, TaskState::Running, "{t:?}");
 }

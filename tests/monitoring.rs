@@ -92,6 +92,10 @@ fn both_up_within_two_intervals_and_metrics_lint_clean() {
     // Let every check (write/read included) have run at least once more.
     st.wait_checks("postgres", 1);
     st.wait_checks("redis", 1);
+    // The per-database figures come from the collector's database group.
+    st.wait_until(Duration::from_secs(60), "the database group to run", |st| {
+        st.metric("steward_postgres_collector_up", &[("group", "database")]) == Some(1.0)
+    });
 
     let body = st.metrics();
     let (ok, text) = promtool_check(&body);
@@ -126,7 +130,12 @@ fn both_up_within_two_intervals_and_metrics_lint_clean() {
     );
     assert!(v("steward_postgres_server_version_num", &[]) >= 150000.0);
     assert!(v("steward_postgres_connections", &[]) >= 1.0);
-    assert!(v("steward_postgres_database_size_bytes", &[]) > 1_000_000.0);
+    assert!(
+        v(
+            "steward_postgres_database_size_bytes",
+            &[("database", PG_DB)]
+        ) > 1_000_000.0
+    );
     assert_eq!(
         v("steward_redis_memory_max_bytes", &[]),
         0.0,

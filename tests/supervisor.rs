@@ -213,7 +213,12 @@ fn the_control_task_cannot_be_paused_and_answers_its_restart() {
         });
     assert!(audited, "the refused pause is in the audit log");
     assert_eq!(st.task("control").state, TaskState::Running);
-    assert_eq!(st.ctl(&["status"]).code, 0, "the socket still serves");
+    // Served: 0, or 1 because this steward's services (none) are down.
+    let status = st.ctl(&["status"]);
+    assert!(
+        matches!(status.code, 0 | 1) && status.reply().ok,
+        "the socket still serves: {status:?}"
+    );
 
     let before = st.task("control").started_at;
     let out = st.ctl(&["task", "restart", "control"]);

@@ -3,6 +3,7 @@
 //! metrics, log lines, replies and Alertmanager notices.
 
 use super::alertmanager::Notice;
+use super::pg_session_rules::DeadlockWindow;
 use super::restarts::RestartWindow;
 use super::rules::{self, BackupFacts, Facts, Key};
 use super::state::{AlertState, Tracker, Transition};
@@ -72,6 +73,7 @@ pub(super) async fn run(
         },
         prev_redis: None,
         restarts: HashMap::new(),
+        deadlocks: DeadlockWindow::default(),
         notices,
     };
     engine.run(rx, cancel).await;
@@ -86,6 +88,8 @@ struct Engine {
     prev_redis: Option<f64>,
     /// Per task, the restarts within the TaskRestarting window.
     restarts: HashMap<String, RestartWindow>,
+    /// Recent deadlocks per database, for Deadlocks.
+    deadlocks: DeadlockWindow,
     notices: Arc<watch::Sender<Vec<Notice>>>,
 }
 
@@ -98,6 +102,7 @@ impl Engine {
         let mut pg = self.inputs.board.subscribe(Service::Postgres);
         let mut redis = self.inputs.board.subscribe(Service::Redis);
         let mut backups = self.inputs.backup.events();
+        let mut pg_facts = self.inputs.pg_facts.clone();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut tasks_tick = tokio::time::interval(Duration::from_secs(2));
         let mut catalog_tick = tokio::time::interval(Duration::from_secs(30));
@@ -111,6 +116,11 @@ impl Engine {
                 },
                 Ok(()) = pg.changed() => {
                     self.facts.postgres = pg.borrow_and_update().clone();
+                    self.evaluate();
+                }
+                Ok(()) = pg_facts.changed() => {
+                    let f = pg_facts.borrow_and_update().clone();
+                    self.observe_pg(f);
                     self.evaluate();
                 }
                 Ok(()) = redis.changed() => {
@@ -145,6 +155,25 @@ impl Engine {
             self.prev_redis = Some(now);
         }
         self.facts.redis = r;
+    }
+
+    /// Takes a new round of the collector groups, reading the deadlock counters once per round.
+    fn observe_pg(&mut self, f: Option<Arc<crate::model::pg_facts::PgFacts>>) {
+        let window = self.deadlock_window();
+        let reading = f
+            .as_ref()
+            .and_then(|f| f.database.as_ref())
+            .map(|d| &d.deadlocks);
+        self.facts.pg_deadlocks = self.deadlocks.observe(crate::unix_now(), reading, window);
+        self.facts.pg = f;
+    }
+
+    fn deadlock_window(&self) -> f64 {
+        self.cfg()
+            .alerts
+            .deadlocks
+            .window
+            .map_or(300.0, |w| w.as_secs_f64())
     }
 
     /// Re-reads the catalog and the free space of the backup directory.
@@ -248,6 +277,9 @@ impl Engine {
         let cfg = self.cfg();
         self.facts.now = crate::unix_now();
         self.facts.expect_eviction_policy = cfg.cache.expect_eviction_policy.clone();
+        // Deadlocks leave the window as time passes, between two rounds too.
+        let window = self.deadlock_window();
+        self.facts.pg_deadlocks = self.deadlocks.recent(self.facts.now, window);
         self.facts.pg = self.inputs.pg_facts.borrow().clone();
         let obs = rules::evaluate(&cfg.alerts, &self.facts);
         let holds = holds(&cfg);

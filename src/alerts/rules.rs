@@ -55,6 +55,8 @@ pub struct Facts {
     pub expect_eviction_policy: Option<String>,
     /// What the PostgreSQL collector groups found; `None` before their first round.
     pub pg: Option<Arc<crate::model::pg_facts::PgFacts>>,
+    /// Deadlocks per database within the Deadlocks window; `None` before two readings.
+    pub pg_deadlocks: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// What an alert's value and threshold measure, so they can be shown in their own terms.
@@ -146,6 +148,16 @@ pub fn evaluate(cfg: &AlertsConfig, f: &Facts) -> Vec<Observation> {
         &cfg.backup_upload_failing,
         f,
     ));
+    out.push(super::pg_session_rules::long_transaction(
+        &cfg.long_transaction,
+        f,
+    ));
+    out.push(super::pg_session_rules::idle_in_transaction(
+        &cfg.idle_in_transaction,
+        f,
+    ));
+    out.push(super::pg_session_rules::lock_waits(&cfg.lock_waits, f));
+    out.push(super::pg_session_rules::deadlocks(&cfg.deadlocks, f));
     out.push(task_restarting(&cfg.task_restarting, f));
     out.push(eviction_policy(&cfg.cache_eviction_policy, f));
     out.push(super::redis_rules::persistence_failing(

@@ -149,6 +149,10 @@ alert_rules! {
     backup_upload_failing: "BackupUploadFailing", [severity, min_failures];
     task_restarting: "TaskRestarting", [severity, threshold, window];
     cache_eviction_policy: "CacheEvictionPolicy", [severity];
+    long_transaction: "LongTransaction", [severity, threshold];
+    idle_in_transaction: "IdleInTransaction", [severity, threshold];
+    lock_waits: "LockWaits", [severity, threshold];
+    deadlocks: "Deadlocks", [severity, window];
     redis_persistence_failing: "RedisPersistenceFailing", [severity];
     redis_replica_link_down: "RedisReplicaLinkDown", [severity];
     redis_rejected_connections: "RedisRejectedConnections", [severity, threshold];
@@ -216,6 +220,8 @@ impl Default for AlertsConfig {
         offsite_stale.grace = Some(Duration::from_secs(6 * 3600));
         let mut upload_failing = Rule::base(0, Warning);
         upload_failing.min_failures = Some(3);
+        let mut deadlocks = Rule::base(0, Warning);
+        deadlocks.window = Some(Duration::from_secs(5 * 60));
         let mut wraparound = Rule::base(300, Warning).threshold(0.5);
         wraparound.critical = Some(0.8);
         let mut restarting = Rule::base(0, Warning).threshold(3.0);
@@ -237,6 +243,10 @@ impl Default for AlertsConfig {
             backup_upload_failing: upload_failing,
             task_restarting: restarting,
             cache_eviction_policy: Rule::base(300, Warning),
+            long_transaction: Rule::base(0, Warning).threshold(3600.0),
+            idle_in_transaction: Rule::base(0, Warning).threshold(300.0),
+            lock_waits: Rule::base(0, Warning).threshold(60.0),
+            deadlocks,
             redis_persistence_failing: Rule::base(0, Critical),
             redis_replica_link_down: Rule::base(60, Critical),
             redis_rejected_connections: Rule::base(0, Warning).threshold(0.0),
@@ -337,6 +347,15 @@ pub(super) fn validate(a: &AlertsConfig, am: &AlertmanagerConfig, out: &mut Vec<
             a.cache_hit_ratio_low.min_lookups_per_second,
         ),
         (
+            "alerts.long_transaction.threshold",
+            a.long_transaction.threshold,
+        ),
+        (
+            "alerts.idle_in_transaction.threshold",
+            a.idle_in_transaction.threshold,
+        ),
+        ("alerts.lock_waits.threshold", a.lock_waits.threshold),
+        (
             "alerts.redis_rejected_connections.threshold",
             a.redis_rejected_connections.threshold,
         ),
@@ -368,6 +387,12 @@ pub(super) fn validate(a: &AlertsConfig, am: &AlertmanagerConfig, out: &mut Vec<
         out.push(Problem::new(
             "alerts.task_restarting.window",
             "must be greater than zero (e.g. \"15m\")",
+        ));
+    }
+    if a.deadlocks.window.is_some_and(|w| w.is_zero()) {
+        out.push(Problem::new(
+            "alerts.deadlocks.window",
+            "must be greater than zero (e.g. \"5m\")",
         ));
     }
     if a.backup_stale.max_age.is_some_and(|w| w.is_zero()) {

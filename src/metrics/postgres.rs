@@ -10,7 +10,6 @@ pub struct PgMetrics {
     pub max_connections: IntGauge,
     pub reserved_connections: IntGauge,
     pub usage_ratio: prometheus::Gauge,
-    pub database_size: IntGauge,
     pub version_num: IntGauge,
     pub in_recovery: IntGauge,
     /// How long each group's last run took: where a slow server spends steward's time.
@@ -39,10 +38,6 @@ impl PgMetrics {
             usage_ratio: r.float(
                 "steward_postgres_connection_usage_ratio",
                 "Connections over max_connections minus superuser_reserved_connections.",
-            )?,
-            database_size: r.int(
-                "steward_postgres_database_size_bytes",
-                "Size of the monitored database.",
             )?,
             version_num: r.int(
                 "steward_postgres_server_version_num",

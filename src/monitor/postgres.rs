@@ -264,7 +264,7 @@ fn record(m: &Metrics, f: &PgFigures) {
     m.pg.max_connections.set(f.max_connections);
     m.pg.reserved_connections.set(f.reserved_connections);
     m.pg.usage_ratio.set(f.connection_usage_ratio);
-    m.pg.database_size.set(f.database_size_bytes);
+    // The size is in the check result (status); the metric is the database group's, per database.
     m.pg.version_num.set(f.server_version_num);
     m.pg.in_recovery.set(i64::from(f.in_recovery));
 }

@@ -9,9 +9,9 @@
 pub mod audit_check;
 pub mod faults;
 pub mod peers;
-pub mod redis_extra;
 pub mod pg_standby;
 pub mod prom_query;
+pub mod redis_extra;
 pub mod s3;
 pub mod tls;
 pub mod tmpfs;
@@ -203,6 +203,21 @@ impl CmdOutput {
     pub fn reply(&self) -> Reply {
         serde_json::from_str(self.stdout.trim())
             .unwrap_or_else(|e| panic!("stdout is not a JSON reply ({e}): {self:?}"))
+    }
+
+    /// The payload of a `--json` reply to `status` or `health`, which exit 1 (with an ok
+    /// reply) when a service is down: for tests whose steward has no services.
+    pub fn served<T: serde::de::DeserializeOwned>(&self) -> T {
+        assert!(matches!(self.code, 0 | 1), "no answer: {self:?}");
+        let r = self.reply();
+        assert!(r.ok, "error reply: {self:?}");
+        serde_json::from_value(r.data.clone())
+            .unwrap_or_else(|e| panic!("unexpected reply shape ({e}): {}", self.stdout))
+    }
+
+    /// Whether a `status` or `health` got an answer (exit 0, or 1 with a service down).
+    pub fn answered(&self) -> bool {
+        matches!(self.code, 0 | 1) && self.reply().ok
     }
 
     /// The payload of a successful `--json` reply.

@@ -60,7 +60,7 @@ fn meta(db: &str, kind: BackupKind, status: BackupStatus, finished: f64, size: u
 #[test]
 fn every_instance_is_listed_and_a_healthy_world_fires_nothing() {
     let obs = evaluate(&AlertsConfig::default(), &facts());
-    assert_eq!(obs.len(), 27);
+    assert_eq!(obs.len(), 31);
     assert!(obs.iter().all(|o| !o.active), "{obs:?}");
 }
 

@@ -49,6 +49,8 @@ impl Spec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Group {
     Server,
+    Sessions,
+    Database,
     Replication,
     Checkpoints,
     Vacuum,
@@ -58,6 +60,8 @@ impl Group {
     /// Every group, in the order a round runs them (cheap ones first).
     pub const ALL: &'static [Group] = &[
         Group::Server,
+        Group::Sessions,
+        Group::Database,
         Group::Replication,
         Group::Checkpoints,
         Group::Vacuum,
@@ -67,6 +71,8 @@ impl Group {
     pub fn spec(self) -> &'static Spec {
         match self {
             Group::Server => &groups::server::SPEC,
+            Group::Sessions => &groups::sessions::SPEC,
+            Group::Database => &groups::database::SPEC,
             Group::Replication => &groups::replication::SPEC,
             Group::Checkpoints => &groups::checkpoints::SPEC,
             Group::Vacuum => &groups::vacuum::SPEC,
@@ -78,6 +84,8 @@ impl Group {
     pub fn forget(self, facts: &mut PgFacts) {
         match self {
             Group::Server => facts.server = None,
+            Group::Sessions => facts.sessions = None,
+            Group::Database => facts.database = None,
             Group::Replication => facts.replication = None,
             Group::Checkpoints => facts.archiver = None,
             Group::Vacuum => facts.vacuum = None,
@@ -95,6 +103,8 @@ impl Group {
     ) -> Result<(), tokio_postgres::Error> {
         match self {
             Group::Server => groups::server::collect(client, version_num, out, facts).await,
+            Group::Sessions => groups::sessions::collect(client, version_num, out, facts).await,
+            Group::Database => groups::database::collect(client, version_num, out, facts).await,
             Group::Replication => {
                 groups::replication::collect(client, version_num, out, facts).await
             }

@@ -2,6 +2,8 @@
 //! rows become series and facts.
 
 pub mod checkpoints;
+pub mod database;
 pub mod replication;
 pub mod server;
+pub mod sessions;
 pub mod vacuum;
