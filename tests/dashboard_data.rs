@@ -4,9 +4,12 @@
 //! live steward emits is on a panel; "All" instances never brings in another exporter's
 //! `process_*` series; and a maintenance window shorter than the annotation's step shows.
 //!
-//! The steward here has done everything the dashboard reports on: checks of PostgreSQL and
-//! Redis (with keys, a maxmemory, cache namespaces scanned), scheduled backups copied to a
-//! bucket (moto), a restore test, a firing alert, and maintenance mode on.
+//! The steward here has done everything the dashboard reports on: checks of PostgreSQL (an
+//! autovacuumed table with dead tuples, an inactive replication slot) and Redis (with keys, a
+//! maxmemory, a replica, cache namespaces scanned), scheduled backups copied to a bucket
+//! (moto), a restore test, a firing alert, and maintenance mode on. States too costly to make
+//! here (standbys, a failing archiver) are listed in NO_DATA_EXPECTED with the test that
+//! makes them.
 
 mod common;
 
@@ -22,9 +25,36 @@ const WAIT: Duration = Duration::from_secs(90);
 /// Backups, uploads and the restore test.
 const BACKUP_WAIT: Duration = Duration::from_secs(120);
 
-/// Queries allowed to return nothing here, each with the reason. Keep it empty: make the state
-/// a query needs in the test instead.
-const NO_DATA_EXPECTED: &[(&str, &str)] = &[];
+/// Queries allowed to return nothing here, each with the state they need and the test that
+/// makes it. Keep it short: make the state a query needs in this test when that is cheap.
+const NO_DATA_EXPECTED: &[(&str, &str)] = &[
+    (
+        "panel \"Replication lag (time)\" target A",
+        "a streaming PostgreSQL replica: tests/pg_replication.rs (a paused replica)",
+    ),
+    (
+        "panel \"Replication lag (bytes)\" target A",
+        "a streaming PostgreSQL replica: tests/pg_replication.rs (a paused replica)",
+    ),
+    (
+        "panel \"Standby replay delay\" target A",
+        "steward watching a PostgreSQL standby: tests/pg_replication.rs",
+    ),
+    (
+        "panel \"Standby replay delay\" target B",
+        "steward watching a PostgreSQL standby: tests/pg_replication.rs",
+    ),
+    (
+        "panel \"Last failed archive attempt\" target A",
+        "archive_mode on (a server restart) and a failing archive_command: \
+         tests/pg_replication.rs (a failing archiver)",
+    ),
+    (
+        "panel \"Replicas and master link\" target B",
+        "steward watching a Redis replica (master_link_up is absent on a master): \
+         tests/redis_depth.rs",
+    ),
+];
 
 /// Families a live steward emits that no panel needs to show (see tests/grafana.rs
 /// NOT_ON_A_PANEL): none.
@@ -131,11 +161,30 @@ fn every_dashboard_query_returns_data_from_a_live_steward() {
     let bucket = unique_bucket();
     s3.create_bucket(&bucket);
     pg.psql(
-        "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000);",
+        "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000);
+         ALTER TABLE t SET (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0);
+         DELETE FROM t WHERE id <= 100;",
         PG_USER,
         PG_DB,
     );
     pg.psql_as_postgres(&format!("ALTER ROLE {PG_USER} CREATEDB"));
+    // An autovacuumed table that has dead tuples again (the vacuum panels), and an inactive
+    // replication slot that reserves WAL (the slot panels).
+    pg.psql_as_postgres("ALTER SYSTEM SET autovacuum_naptime = '1s'");
+    pg.psql_as_postgres("SELECT pg_reload_conf()");
+    let vacuumed = poll(WAIT, || {
+        let q = "SELECT last_autovacuum IS NOT NULL FROM pg_stat_user_tables WHERE relname = 't'";
+        pg.psql(q, PG_USER, PG_DB).trim() == "t"
+    });
+    assert!(vacuumed, "autovacuum never vacuumed t");
+    pg.psql(
+        "ALTER TABLE t SET (autovacuum_enabled = false); DELETE FROM t WHERE id <= 200;",
+        PG_USER,
+        PG_DB,
+    );
+    pg.psql_as_postgres("SELECT pg_create_physical_replication_slot('dashboard', true)");
+    // A Redis replica: the master's replica lag.
+    let _replica = Redis::start_replica_of(&redis);
     redis
         .command(&["CONFIG", "SET", "maxmemory", "64mb"])
         .unwrap();
@@ -240,6 +289,12 @@ fn every_dashboard_query_returns_data_from_a_live_steward() {
         })
         .collect();
     assert!(queries.len() >= 80, "{} queries", queries.len());
+    for (origin, _) in NO_DATA_EXPECTED {
+        assert!(
+            queries.iter().any(|q| q.origin == *origin),
+            "NO_DATA_EXPECTED names {origin}, which the dashboard does not have"
+        );
+    }
     // The manual backup is in "Backups by result" (a counter born at 1 would show 0).
     let by_result = queries
         .iter()
