@@ -86,40 +86,6 @@ fn example_prometheus_and_alertmanager_configs_are_valid() {
 // End to end
 // ---------------------------------------------------------------------------------------------
 
-/// The shipped prometheus.yml with its targets pointed at this test's steward and Alertmanager,
-/// 1 s scrape and evaluation intervals, and the rules file by absolute path.
-fn shipped_config_for(steward: &str, alertmanager: &str) -> String {
-    let mut text = std::fs::read_to_string(prometheus_dir().join("prometheus.yml")).unwrap();
-    let rules = prometheus_dir().join("steward-rules.yml");
-    for (from, to) in [
-        (
-            r#"targets: ["127.0.0.1:9732"]"#,
-            format!(r#"targets: ["{steward}"]"#),
-        ),
-        (
-            r#"targets: ["127.0.0.1:9093"]"#,
-            format!(r#"targets: ["{alertmanager}"]"#),
-        ),
-        ("scrape_interval: 15s", "scrape_interval: 1s".into()),
-        ("evaluation_interval: 15s", "evaluation_interval: 1s".into()),
-        (
-            "  - steward-rules.yml",
-            format!(
-                "  - {}",
-                serde_json::to_string(rules.to_str().unwrap()).unwrap()
-            ),
-        ),
-    ] {
-        assert_eq!(
-            text.matches(from).count(),
-            1,
-            "prometheus.yml changed shape: expected `{from}` once"
-        );
-        text = text.replace(from, &to);
-    }
-    text
-}
-
 /// The alerts in `alerts` whose `service` label is postgres.
 fn postgres_down(alerts: Vec<Value>) -> Vec<Value> {
     alerts
@@ -150,7 +116,7 @@ impl Stack {
             .with(|s| s.backup += "\n[alerts.service_down]\nfor = \"1s\"\n")
             .start();
         let target = format!("127.0.0.1:{}", st.metrics_port());
-        let prom = Prometheus::start(&shipped_config_for(&target, &am.addr()));
+        let prom = Prometheus::start(&prom_query::shipped_prometheus_config(&target, &am.addr()));
         st.wait_until(PEER_TIMEOUT, "Prometheus: up{job=\"steward\"} == 1", |_| {
             prom.query_value(r#"up{job="steward"}"#) == Some(1.0)
         });
