@@ -84,9 +84,9 @@ async fn serve(extra: usize, addr: std::net::SocketAddr) {
         board: steward::monitor::Board::default(),
         security: sec.subscribe(),
     };
-    let listener = Arc::new(http::bind(addr).await.expect("bind"));
+    let listener = http::bind(addr).expect("bind");
     eprintln!("serving /metrics on {addr} with {extra} extra series");
-    http::serve(listener, state, tokio_util::sync::CancellationToken::new())
+    http::serve_on_own_thread(&listener, state, tokio_util::sync::CancellationToken::new())
         .await
         .expect("serve");
 }

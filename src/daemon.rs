@@ -61,7 +61,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::new()?);
     metrics.reload_ok.set(1);
     metrics.reload_success_time.set(crate::unix_now());
-    let http_listener = Arc::new(http::bind(cfg.metrics.listen).await?);
+    let http_listener = Arc::new(http::bind(cfg.metrics.listen)?);
     let http_security =
         crate::metrics::security::SecurityHandle::start(&cfg.metrics).map_err(HttpError::from)?;
     let control_bound = control_server::bind(&cfg.control)?;
@@ -148,7 +148,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         factory(move |token| {
             let (l, s) = (http_listener.clone(), state.clone());
             async move {
-                http::serve(l, s, token)
+                http::serve_on_own_thread(&l, s, token)
                     .await
                     .map_err(TaskError::from_display)
             }
@@ -204,6 +204,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         tokio::spawn(watchdog(sup.clone(), root.clone(), period));
     }
     tracing::info!("steward is serving");
+    tokio::spawn(release_startup_pages(SETTLE));
     loop {
         tokio::select! {
             // Never awaited here: whatever a reload does, SIGTERM is still heard.
@@ -360,6 +361,26 @@ async fn sighup(reload: ReloadHandle) {
     // The reloader logs the outcome itself.
     let _ = reload.reload().await;
     notify(&[NotifyState::Ready]);
+    release_startup_pages(Duration::ZERO).await;
+}
+
+/// How long after "serving" starting is over: the first checks, collector rounds and backup
+/// catalog reading have run by then.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// After `after`, hands back the program pages only starting (or a reload) needed; see
+/// `residency`. A refusal only leaves steward larger, so it is logged at debug.
+async fn release_startup_pages(after: Duration) {
+    tokio::time::sleep(after).await;
+    match tokio::task::spawn_blocking(crate::residency::release_startup_pages).await {
+        Ok(Ok(r)) => tracing::debug!(
+            mappings = r.mappings,
+            bytes = r.bytes,
+            "handed the kernel back the program pages only starting needed"
+        ),
+        Ok(Err(e)) => tracing::debug!("program pages kept resident: {e}"),
+        Err(e) => tracing::debug!("program pages kept resident: {e}"),
+    }
 }
 
 async fn shutdown(

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod monitor;
 pub mod reload;
+pub mod residency;
 pub mod secret;
 pub mod supervisor;
 

@@ -52,6 +52,10 @@ pub enum HttpError {
     Accept(#[source] std::io::Error),
     #[error(transparent)]
     Security(#[from] super::security::SecurityError),
+    #[error("cannot start the HTTP thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("the HTTP thread stopped without saying why (it panicked); see the log above")]
+    ThreadLost,
 }
 
 /// What a request may read: the registry, the monitors' last results, and the current guards.
@@ -63,18 +67,71 @@ pub struct HttpState {
     pub security: watch::Receiver<Arc<Security>>,
 }
 
-/// Binds the listener up front, so a taken port fails the start with a clear message.
-pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, HttpError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| HttpError::Bind { addr, source })
+/// Binds the listener up front, so a taken port fails the start with a clear message. It is a
+/// plain socket: each start of the HTTP task registers it with that start's own runtime.
+pub fn bind(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, HttpError> {
+    let bind = || {
+        let l = std::net::TcpListener::bind(addr)?;
+        l.set_nonblocking(true)?;
+        Ok(l)
+    };
+    bind().map_err(|source| HttpError::Bind { addr, source })
 }
 
-/// Accepts and serves connections until cancelled.
-pub async fn serve(
-    listener: Arc<TcpListener>,
+/// Serves HTTP on a thread of its own, with a single-threaded runtime, until cancelled: a flood
+/// of scrapes then takes at most one core and never delays checks, backups or the control
+/// socket, and their work never delays a scrape. It also keeps a scrape on one thread from
+/// accept to reply, which is what keeps its latency flat on a small machine.
+pub async fn serve_on_own_thread(
+    listener: &std::net::TcpListener,
     state: HttpState,
     cancel: CancellationToken,
+) -> Result<(), HttpError> {
+    let listener = listener.try_clone().map_err(HttpError::Accept)?;
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("steward-http".into())
+        .spawn(move || {
+            let _ = done.send(run_runtime(listener, state, cancel));
+        })
+        .map_err(HttpError::Thread)?;
+    result.await.unwrap_or(Err(HttpError::ThreadLost))
+}
+
+fn run_runtime(
+    listener: std::net::TcpListener,
+    state: HttpState,
+    cancel: CancellationToken,
+) -> Result<(), HttpError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(HttpError::Thread)?;
+    rt.block_on(async move {
+        let listener = TcpListener::from_std(listener).map_err(HttpError::Accept)?;
+        serve(listener, state, cancel).await
+    })
+}
+
+/// Accepts and serves connections until cancelled; then lets the responses in flight finish
+/// (within [`CLOSE_GRACE`]), since the runtime they run on ends with this call.
+pub async fn serve(
+    listener: TcpListener,
+    state: HttpState,
+    cancel: CancellationToken,
+) -> Result<(), HttpError> {
+    let conns = tokio_util::task::TaskTracker::new();
+    let served = accept_loop(&listener, &state, &cancel, &conns).await;
+    conns.close();
+    let _ = tokio::time::timeout(CLOSE_GRACE, conns.wait()).await;
+    served
+}
+
+async fn accept_loop(
+    listener: &TcpListener,
+    state: &HttpState,
+    cancel: &CancellationToken,
+    conns: &tokio_util::task::TaskTracker,
 ) -> Result<(), HttpError> {
     let limits = ConnLimits::new(MAX_CONNECTIONS, state.metrics.http.open.clone());
     loop {
@@ -112,7 +169,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (state, cancel) = (state.clone(), cancel.clone());
-        tokio::spawn(async move {
+        conns.spawn(async move {
             // Closed at once, without the grace, when evicted to make room for another address.
             let evicted = slot.evicted();
             let metrics = state.metrics.clone();
