@@ -192,7 +192,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     });
     let rx = cfg_rx.clone();
     sup.spawn(
-        "control",
+        crate::control::protocol::CONTROL_TASK,
         factory(move |token| {
             let cfg = rx.borrow().control.clone();
             server.clone().run(cfg, token)

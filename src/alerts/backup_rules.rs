@@ -2,7 +2,9 @@
 //! backup in the catalog failed its verify or its metadata its checksum), BackupStale (the
 //! dead-man's switch: no good backup within its period plus grace) and BackupStorageLow.
 
-use super::rules::{Facts, Key, Observation, Unit};
+use super::backup_age::{self, finished};
+use super::facts::Facts;
+use super::observation::{Key, Observation, Unit};
 use crate::backup::catalog::{BackupMeta, BackupStatus};
 use crate::config::Rule;
 use std::collections::BTreeMap;
@@ -17,20 +19,7 @@ fn key(alert: &'static str, rule: &Rule) -> Key {
 
 /// An inactive observation of a backup alert, for a rule to fill in.
 pub(super) fn blank(alert: &'static str, rule: &Rule, summary: &str) -> Observation {
-    Observation {
-        key: key(alert, rule),
-        active: false,
-        value: None,
-        threshold: None,
-        unit: Unit::Count,
-        summary: summary.into(),
-        description: String::new(),
-        note: None,
-    }
-}
-
-fn finished(m: &BackupMeta) -> f64 {
-    crate::unix_seconds(m.finished_at.unwrap_or(m.started_at))
+    Observation::new(key(alert, rule), summary.into())
 }
 
 /// BackupFailed: for some database and kind, the newest finished backup is a failure.
@@ -138,18 +127,13 @@ pub fn stale(rule: &Rule, f: &Facts) -> Observation {
                 .filter(|m| m.is_good() && &m.database == db && kind.is_none_or(|k| m.kind == k))
                 .map(finished)
                 .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))));
-            let age = f.now - newest.unwrap_or(f.started_at);
+            let what = kind.map_or("good backup".to_string(), |k| format!("good {k} backup"));
+            let (age, line) = backup_age::age(f, db, &what, newest, *limit);
             if age / limit > worst / worst_limit {
                 worst = age;
                 worst_limit = *limit;
             }
-            if age > *limit {
-                let what = kind.map_or("good".to_string(), |k| format!("good {k}"));
-                late.push(match newest {
-                    Some(_) => format!("{db}: newest {what} backup is {age:.0} s old (limit {limit:.0} s)"),
-                    None => format!("{db}: no {what} backup in the {age:.0} s since steward started (limit {limit:.0} s)"),
-                });
-            }
+            late.extend(line);
         }
     }
     o.unit = Unit::Seconds;

@@ -2,8 +2,10 @@
 //! failed) and BackupRestoreTestStale (with drills scheduled, no restore test of a database
 //! has passed within the drill period plus grace). Both read the results the catalog records.
 
+use super::backup_age;
 use super::backup_rules::blank;
-use super::rules::{Facts, Observation, Unit};
+use super::facts::Facts;
+use super::observation::Observation;
 use crate::backup::catalog::RestoreTestRecord;
 use crate::config::Rule;
 use std::collections::BTreeMap;
@@ -73,32 +75,20 @@ pub fn stale(rule: &Rule, f: &Facts) -> Observation {
             return o;
         }
     };
-    let mut late = Vec::new();
-    let mut worst: f64 = 0.0;
-    for db in &b.databases {
-        let newest = b
-            .metas
+    let newest = |db: &str| {
+        b.metas
             .iter()
-            .filter(|m| &m.database == db)
+            .filter(|m| m.database == db)
             .filter_map(|m| m.restore_test.as_ref().filter(|r| r.ok).map(at))
-            .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))));
-        let age = f.now - newest.unwrap_or(f.started_at);
-        worst = worst.max(age);
-        if age > limit {
-            late.push(match newest {
-                Some(_) => format!("{db}: newest passing restore test is {age:.0} s old (limit {limit:.0} s)"),
-                None => format!("{db}: no passing restore test in the {age:.0} s since steward started (limit {limit:.0} s)"),
-            });
-        }
-    }
-    o.unit = Unit::Seconds;
-    o.value = Some(worst);
-    o.threshold = Some(limit);
-    o.active = !late.is_empty();
-    o.description = if late.is_empty() {
-        "every database had a recent passing restore test".into()
-    } else {
-        late.join("; ")
+            .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))))
     };
-    o
+    backup_age::judge(
+        o,
+        f,
+        &b.databases,
+        limit,
+        "passing restore test",
+        "every database had a recent passing restore test",
+        newest,
+    )
 }

@@ -3,9 +3,11 @@
 //! metrics, log lines, replies and Alertmanager notices.
 
 use super::alertmanager::Notice;
+use super::facts::{BackupFacts, Facts};
+use super::observation::{Key, Observation};
 use super::pg_session_rules::DeadlockWindow;
 use super::restarts::RestartWindow;
-use super::rules::{self, BackupFacts, Facts, Key};
+use super::rules;
 use super::state::{AlertState, Tracker, Transition};
 use super::{AlertHandle, AlertStatus, AlertsReply, Cmd};
 use crate::backup::schedule::Schedules;
@@ -385,7 +387,7 @@ fn holds(cfg: &Config) -> HashMap<&'static str, f64> {
         .collect()
 }
 
-fn notice(k: &Key, starts_at: f64, o: &rules::Observation) -> Notice {
+fn notice(k: &Key, starts_at: f64, o: &Observation) -> Notice {
     Notice {
         alertname: k.alert,
         service: k.service,

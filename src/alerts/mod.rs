@@ -3,11 +3,15 @@
 //! of firing alerts to Alertmanager.
 
 mod alertmanager;
+mod backup_age;
 mod backup_rules;
 mod drill_rules;
 mod engine;
+mod facts;
+pub mod observation;
 mod offsite_rules;
 mod pg_replication_rules;
+mod pg_rule;
 mod pg_session_rules;
 mod redis_rules;
 mod restarts;
@@ -42,7 +46,7 @@ pub struct AlertStatus {
     pub threshold: Option<f64>,
     /// What value and threshold measure: count, seconds, ratio or bytes.
     #[serde(default)]
-    pub unit: rules::Unit,
+    pub unit: observation::Unit,
     /// The rule's `for`, seconds.
     pub for_seconds: f64,
     pub summary: String,

@@ -2,8 +2,10 @@
 //! backup with a copy in the bucket is older than the schedules allow) and BackupUploadFailing
 //! (upload attempts keep failing). Without a bucket both are inactive, with a note.
 
+use super::backup_age::{self, finished};
 use super::backup_rules::blank;
-use super::rules::{Facts, Observation, Unit};
+use super::facts::Facts;
+use super::observation::Observation;
 use crate::backup::catalog::{BackupMeta, Location};
 use crate::config::Rule;
 
@@ -12,10 +14,6 @@ const NO_BUCKET: &str = "no backup.remote.url: backups are not copied off-site";
 /// Whether the bucket holds a copy of this backup (as the merged listing says).
 fn offsite(m: &BackupMeta) -> bool {
     matches!(m.location, Some(Location::Remote | Location::Both))
-}
-
-fn finished(m: &BackupMeta) -> f64 {
-    crate::unix_seconds(m.finished_at.unwrap_or(m.started_at))
 }
 
 /// BackupOffsiteStale: with a bucket configured, a database's newest good backup that is in
@@ -42,34 +40,22 @@ pub fn stale(rule: &Rule, f: &Facts) -> Observation {
             return o;
         }
     };
-    let mut late = Vec::new();
-    let mut worst: f64 = 0.0;
-    for db in &b.databases {
-        let newest = b
-            .metas
+    let newest = |db: &str| {
+        b.metas
             .iter()
-            .filter(|m| m.is_good() && &m.database == db && offsite(m))
+            .filter(|m| m.is_good() && m.database == db && offsite(m))
             .map(finished)
-            .reduce(f64::max);
-        let age = f.now - newest.unwrap_or(f.started_at);
-        worst = worst.max(age);
-        if age > limit {
-            late.push(match newest {
-                Some(_) => format!("{db}: newest good backup in the bucket is {age:.0} s old (limit {limit:.0} s)"),
-                None => format!("{db}: no good backup in the bucket in the {age:.0} s since steward started (limit {limit:.0} s)"),
-            });
-        }
-    }
-    o.unit = Unit::Seconds;
-    o.value = Some(worst);
-    o.threshold = Some(limit);
-    o.active = !late.is_empty();
-    o.description = if late.is_empty() {
-        "every database has a recent good backup in the bucket".into()
-    } else {
-        late.join("; ")
+            .reduce(f64::max)
     };
-    o
+    backup_age::judge(
+        o,
+        f,
+        &b.databases,
+        limit,
+        "good backup in the bucket",
+        "every database has a recent good backup in the bucket",
+        newest,
+    )
 }
 
 /// BackupUploadFailing: with a bucket configured, at least `min_failures` upload attempts in

@@ -4,26 +4,11 @@
 //! XidWraparound (the oldest database's transaction ID age over `threshold` / `critical` of
 //! the 2^31 before wraparound).
 
-use super::rules::{Facts, Key, Observation, Unit};
+use super::facts::Facts;
+use super::observation::{Observation, Unit};
+use super::pg_rule::{self, Head};
 use crate::config::{Rule, Severity};
 use crate::model::pg_facts::{PgFacts, ReplicationFacts, VacuumFacts};
-
-fn blank(alert: &'static str, severity: Severity, summary: &str) -> Observation {
-    Observation {
-        key: Key {
-            alert,
-            service: "postgres",
-            severity,
-        },
-        active: false,
-        value: None,
-        threshold: None,
-        unit: Unit::Count,
-        summary: summary.into(),
-        description: String::new(),
-        note: None,
-    }
-}
 
 fn no_group(group: &str) -> String {
     format!(
@@ -51,41 +36,29 @@ fn vacuum(f: &Facts) -> Result<&VacuumFacts, String> {
 /// ReplicationLag: on a primary the largest replay lag among its replicas, on a standby its
 /// replay delay, above `threshold` seconds.
 pub fn lag(rule: &Rule, f: &Facts) -> Observation {
-    let limit = rule.threshold.unwrap_or(f64::INFINITY);
-    let mut o = blank(
+    let head = Head::of(
+        rule,
         "ReplicationLag",
-        rule.severity,
+        Unit::Seconds,
         "PostgreSQL replication lags behind",
     );
-    o.unit = Unit::Seconds;
-    o.threshold = Some(limit);
-    let r = match replication(f) {
-        Ok(r) => r,
-        Err(note) => {
-            o.note = Some(note);
-            return o;
-        }
-    };
+    let limit = head.limit;
+    pg_rule::judge(head, replication(f), |o, r| judge_lag(o, r, limit))
+}
+
+fn judge_lag(mut o: Observation, r: &ReplicationFacts, limit: f64) -> Observation {
     let (who, lag) = if r.in_recovery {
         match r.standby_replay_delay_seconds {
             Some(d) => ("this standby's replay".to_string(), d),
-            None => {
-                o.note = Some("this standby has not replayed a transaction yet".into());
-                return o;
-            }
+            None => return o.note("this standby has not replayed a transaction yet"),
         }
     } else {
         match &r.max_lag_seconds {
             Some((name, s)) => (format!("replica {name:?}"), *s),
-            None if r.replicas == 0 => {
-                o.note = Some("no replica is streaming from this server".into());
-                return o;
-            }
+            None if r.replicas == 0 => return o.note("no replica is streaming from this server"),
             None => {
-                o.note = Some(
-                    "replica positions are hidden from steward's role: grant it pg_monitor".into(),
-                );
-                return o;
+                return o
+                    .note("replica positions are hidden from steward's role: grant it pg_monitor")
             }
         }
     };
@@ -104,39 +77,33 @@ pub fn lag(rule: &Rule, f: &Facts) -> Observation {
 /// ReplicationSlotInactive: a slot nobody consumes holds more than `threshold` bytes of WAL
 /// on disk (it grows until the disk fills or `max_slot_wal_keep_size` invalidates the slot).
 pub fn slot_inactive(rule: &Rule, f: &Facts) -> Observation {
-    let limit = rule.threshold.unwrap_or(f64::INFINITY);
-    let mut o = blank(
+    let head = Head::of(
+        rule,
         "ReplicationSlotInactive",
-        rule.severity,
+        Unit::Bytes,
         "an inactive replication slot retains WAL",
     );
-    o.unit = Unit::Bytes;
-    o.threshold = Some(limit);
-    let r = match replication(f) {
-        Ok(r) => r,
-        Err(note) => {
-            o.note = Some(note);
-            return o;
-        }
-    };
-    o.value = Some(r.inactive_slots.first().map_or(0.0, |(_, b)| *b));
-    let over: Vec<String> = r
-        .inactive_slots
-        .iter()
-        .filter(|(_, b)| *b > limit)
-        .map(|(name, b)| format!("{name} retains {b:.0} bytes"))
-        .collect();
-    o.active = !over.is_empty();
-    o.description = if over.is_empty() {
-        format!("no inactive slot retains more than {limit:.0} bytes of WAL")
-    } else {
-        format!(
-            "inactive replication slots: {} (limit {limit:.0} bytes); drop a slot no longer \
-             needed with pg_drop_replication_slot()",
-            over.join(", ")
-        )
-    };
-    o
+    let limit = head.limit;
+    pg_rule::judge(head, replication(f), |mut o, r| {
+        o.value = Some(r.inactive_slots.first().map_or(0.0, |(_, b)| *b));
+        let over: Vec<String> = r
+            .inactive_slots
+            .iter()
+            .filter(|(_, b)| *b > limit)
+            .map(|(name, b)| format!("{name} retains {b:.0} bytes"))
+            .collect();
+        o.active = !over.is_empty();
+        o.description = if over.is_empty() {
+            format!("no inactive slot retains more than {limit:.0} bytes of WAL")
+        } else {
+            format!(
+                "inactive replication slots: {} (limit {limit:.0} bytes); drop a slot no \
+                 longer needed with pg_drop_replication_slot()",
+                over.join(", ")
+            )
+        };
+        o
+    })
 }
 
 /// XidWraparound: the oldest database's `age(datfrozenxid) / 2^31` above `threshold`
@@ -149,31 +116,29 @@ pub fn xid_wraparound(rule: &Rule, f: &Facts) -> Vec<Observation> {
     .into_iter()
     .filter_map(|(severity, limit)| Some((severity, limit?)))
     .map(|(severity, limit)| {
-        let mut o = blank(
-            "XidWraparound",
+        let head = Head {
             severity,
-            "PostgreSQL transaction IDs near wraparound",
-        );
-        o.unit = Unit::Ratio;
-        o.threshold = Some(limit);
-        let v = match vacuum(f) {
-            Ok(v) => v,
-            Err(note) => {
-                o.note = Some(note);
-                return o;
-            }
+            limit,
+            ..Head::of(
+                rule,
+                "XidWraparound",
+                Unit::Ratio,
+                "PostgreSQL transaction IDs near wraparound",
+            )
         };
-        o.value = Some(v.max_wraparound_ratio);
-        o.active = v.max_wraparound_ratio > limit;
-        o.description = format!(
-            "database {} has datfrozenxid {} transactions old ({:.1}% of the way to \
-             wraparound); VACUUM (FREEZE) its oldest tables and look for what blocks \
-             autovacuum (long transactions, stale slots, prepared transactions)",
-            v.oldest_database,
-            v.max_xid_age,
-            v.max_wraparound_ratio * 100.0
-        );
-        o
+        pg_rule::judge(head, vacuum(f), |mut o, v| {
+            o.value = Some(v.max_wraparound_ratio);
+            o.active = v.max_wraparound_ratio > limit;
+            o.description = format!(
+                "database {} has datfrozenxid {} transactions old ({:.1}% of the way to \
+                 wraparound); VACUUM (FREEZE) its oldest tables and look for what blocks \
+                 autovacuum (long transactions, stale slots, prepared transactions)",
+                v.oldest_database,
+                v.max_xid_age,
+                v.max_wraparound_ratio * 100.0
+            );
+            o
+        })
     })
     .collect()
 }

@@ -2,27 +2,12 @@
 //! groups found: LongTransaction, IdleInTransaction, LockWaits and Deadlocks (with the window
 //! of recent deadlocks the engine keeps from the counters).
 
-use super::rules::{Facts, Key, Observation, Unit};
+use super::facts::Facts;
+use super::observation::{Observation, Unit};
+use super::pg_rule::{self, Head};
 use crate::config::Rule;
 use crate::model::pg_facts::SessionFacts;
 use std::collections::{BTreeMap, VecDeque};
-
-fn blank(alert: &'static str, rule: &Rule, summary: &str) -> Observation {
-    Observation {
-        key: Key {
-            alert,
-            service: "postgres",
-            severity: rule.severity,
-        },
-        active: false,
-        value: None,
-        threshold: None,
-        unit: Unit::Count,
-        summary: summary.into(),
-        description: String::new(),
-        note: None,
-    }
-}
 
 /// The sessions group's facts, or the note saying why there are none.
 fn sessions(f: &Facts) -> Result<&SessionFacts, &'static str> {
@@ -37,43 +22,34 @@ fn sessions(f: &Facts) -> Result<&SessionFacts, &'static str> {
 
 /// An age against a limit in seconds, shared by the three session rules.
 fn age_rule(
-    mut o: Observation,
-    rule: &Rule,
+    head: Head,
     f: &Facts,
     value: impl Fn(&SessionFacts) -> f64,
     what: &str,
 ) -> Observation {
-    let limit = rule.threshold.unwrap_or(f64::INFINITY);
-    o.unit = Unit::Seconds;
-    o.threshold = Some(limit);
-    let s = match sessions(f) {
-        Ok(s) => s,
-        Err(note) => {
-            o.note = Some(note.into());
-            return o;
-        }
-    };
-    let v = value(s);
-    o.value = Some(v);
-    o.active = v > limit;
-    o.description = if v > 0.0 {
-        format!("{what} {v:.0} s (limit {limit} s)")
-    } else {
-        format!("{what}: none")
-    };
-    o
+    let limit = head.limit;
+    pg_rule::judge(head, sessions(f), |mut o, s| {
+        let v = value(s);
+        o.value = Some(v);
+        o.active = v > limit;
+        o.description = if v > 0.0 {
+            format!("{what} {v:.0} s (limit {limit} s)")
+        } else {
+            format!("{what}: none")
+        };
+        o
+    })
 }
 
 /// LongTransaction: an active session's transaction is older than `threshold` seconds.
 pub fn long_transaction(rule: &Rule, f: &Facts) -> Observation {
-    let o = blank(
-        "LongTransaction",
-        rule,
-        "a PostgreSQL transaction runs long",
-    );
     age_rule(
-        o,
-        rule,
+        Head::of(
+            rule,
+            "LongTransaction",
+            Unit::Seconds,
+            "a PostgreSQL transaction runs long",
+        ),
         f,
         |s| s.active_xact_max_age_seconds,
         "the oldest transaction of an active session has been open",
@@ -83,14 +59,13 @@ pub fn long_transaction(rule: &Rule, f: &Facts) -> Observation {
 /// IdleInTransaction: a session idle in transaction holds a transaction older than
 /// `threshold` seconds (its snapshot and locks stay while the application does nothing).
 pub fn idle_in_transaction(rule: &Rule, f: &Facts) -> Observation {
-    let o = blank(
-        "IdleInTransaction",
-        rule,
-        "a PostgreSQL session sits idle in an open transaction",
-    );
     age_rule(
-        o,
-        rule,
+        Head::of(
+            rule,
+            "IdleInTransaction",
+            Unit::Seconds,
+            "a PostgreSQL session sits idle in an open transaction",
+        ),
         f,
         |s| s.idle_in_xact_max_age_seconds,
         "the oldest transaction of a session idle in transaction has been open",
@@ -99,10 +74,13 @@ pub fn idle_in_transaction(rule: &Rule, f: &Facts) -> Observation {
 
 /// LockWaits: a session has waited for a lock longer than `threshold` seconds.
 pub fn lock_waits(rule: &Rule, f: &Facts) -> Observation {
-    let o = blank("LockWaits", rule, "PostgreSQL sessions wait for locks");
     let mut o = age_rule(
-        o,
-        rule,
+        Head::of(
+            rule,
+            "LockWaits",
+            Unit::Seconds,
+            "PostgreSQL sessions wait for locks",
+        ),
         f,
         |s| s.lock_wait_max_seconds,
         "the longest current lock wait has lasted",
@@ -117,32 +95,39 @@ pub fn lock_waits(rule: &Rule, f: &Facts) -> Observation {
 
 /// Deadlocks: some database's deadlock counter rose within the last `window`.
 pub fn deadlocks(rule: &Rule, f: &Facts) -> Observation {
-    let mut o = blank("Deadlocks", rule, "PostgreSQL detected deadlocks");
     let window = rule.window.map_or(0.0, |w| w.as_secs_f64());
-    o.threshold = Some(0.0);
-    let Some(recent) = &f.pg_deadlocks else {
-        o.note = Some(
-            "no deadlock counters yet: the collector's database group has not run twice".into(),
-        );
-        return o;
-    };
-    let total: u64 = recent.values().sum();
-    o.value = Some(total as f64);
-    o.active = total > 0;
-    o.description = if total == 0 {
-        format!("no deadlock in the last {window:.0} s")
-    } else {
-        let per: Vec<String> = recent
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(db, n)| format!("{db}: {n}"))
-            .collect();
-        format!(
-            "{total} deadlocks in the last {window:.0} s ({}); the server log has the queries",
-            per.join(", ")
+    let head = Head {
+        limit: 0.0,
+        ..Head::of(
+            rule,
+            "Deadlocks",
+            Unit::Count,
+            "PostgreSQL detected deadlocks",
         )
     };
-    o
+    let recent = f
+        .pg_deadlocks
+        .as_ref()
+        .ok_or("no deadlock counters yet: the collector's database group has not run twice");
+    pg_rule::judge(head, recent, |mut o, recent| {
+        let total: u64 = recent.values().sum();
+        o.value = Some(total as f64);
+        o.active = total > 0;
+        o.description = if total == 0 {
+            format!("no deadlock in the last {window:.0} s")
+        } else {
+            let per: Vec<String> = recent
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(db, n)| format!("{db}: {n}"))
+                .collect();
+            format!(
+                "{total} deadlocks in the last {window:.0} s ({}); the server log has the queries",
+                per.join(", ")
+            )
+        };
+        o
+    })
 }
 
 /// Deadlocks per database within a sliding window, from successive readings of the

@@ -3,27 +3,20 @@
 //! refused at `maxclients` since the previous check). Each judges the last Redis check only;
 //! while Redis is down they are inactive with a note (ServiceDown speaks then).
 
-use super::rules::{Facts, Key, Observation, Unit};
+use super::facts::Facts;
+use super::observation::{Key, Observation};
 use crate::config::Rule;
 use crate::model::check::RedisDepth;
 
 const NOT_UP: &str = "no figures: Redis is not up";
 
 fn blank(alert: &'static str, rule: &Rule, summary: &str) -> Observation {
-    Observation {
-        key: Key {
-            alert,
-            service: "redis",
-            severity: rule.severity,
-        },
-        active: false,
-        value: None,
-        threshold: None,
-        unit: Unit::Count,
-        summary: summary.into(),
-        description: String::new(),
-        note: None,
-    }
+    let key = Key {
+        alert,
+        service: "redis",
+        severity: rule.severity,
+    };
+    Observation::new(key, summary.into())
 }
 
 /// The deeper facts of the last Redis check, when it reached Redis.

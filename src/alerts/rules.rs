@@ -1,115 +1,14 @@
-//! The alert rules as pure functions: what steward knows now (the facts) in, one observation
-//! per alert instance out: is its condition true, with what value against what threshold.
+//! The alert rules as pure functions: what steward knows now (the [`Facts`]) in, one
+//! [`Observation`] per alert instance out. [`evaluate`] runs every rule — the per-topic rule
+//! files and the service rules kept here (down, slow, write/read, connections, memory, hit
+//! ratio, restarts, eviction policy).
 
-use crate::backup::catalog::BackupMeta;
-use crate::backup::BackupKind;
+use super::facts::Facts;
+use super::observation::{Key, Observation, Unit};
+use super::{backup_rules, drill_rules, offsite_rules};
+use super::{pg_replication_rules, pg_session_rules, redis_rules};
 use crate::config::{AlertsConfig, Rule, Severity};
 use crate::model::check::{CheckResult, Service};
-use std::sync::Arc;
-
-/// One alert instance: the labels it is published with. All three come from fixed sets,
-/// so the metric's cardinality is bounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key {
-    pub alert: &'static str,
-    pub service: &'static str,
-    pub severity: Severity,
-}
-
-/// What the backup catalog says, read off the backup actor.
-#[derive(Debug, Clone, Default)]
-pub struct BackupFacts {
-    /// Every backup's metadata, newest first.
-    pub metas: Vec<BackupMeta>,
-    /// Free bytes where backups are written.
-    pub free_bytes: Option<u64>,
-    /// Why the backup directory cannot be used (BackupFailed fires: every backup would fail).
-    pub dir_problem: Option<String>,
-    /// The databases the schedules cover.
-    pub databases: Vec<String>,
-    /// Each scheduled kind and its period in seconds.
-    pub periods: Vec<(BackupKind, f64)>,
-    /// Seconds between two restore drills, when they are scheduled.
-    pub drill_period: Option<f64>,
-    /// A bucket is configured (`backup.remote.url`): `metas` carry their location.
-    pub remote: bool,
-    /// The off-site upload queue's state; `None` without a bucket or before it answered.
-    pub upload: Option<crate::backup::remote::UploadStatus>,
-}
-
-/// Everything the rules look at, gathered by the engine.
-#[derive(Debug, Clone, Default)]
-pub struct Facts {
-    pub now: f64,
-    /// When the engine started: the reference for "no good backup yet".
-    pub started_at: f64,
-    pub postgres: Option<Arc<CheckResult>>,
-    pub redis: Option<Arc<CheckResult>>,
-    /// Keyspace lookups per second between the last two Redis checks.
-    pub redis_lookups_per_second: Option<f64>,
-    /// `None` until the catalog has been read once.
-    pub backups: Option<BackupFacts>,
-    /// Restarts of each task within the TaskRestarting window.
-    pub restarts_in_window: Vec<(String, u64)>,
-    /// `cache.expect_eviction_policy`: the `maxmemory-policy` Redis should have.
-    pub expect_eviction_policy: Option<String>,
-    /// What the PostgreSQL collector groups found; `None` before their first round.
-    pub pg: Option<Arc<crate::model::pg_facts::PgFacts>>,
-    /// Deadlocks per database within the Deadlocks window; `None` before two readings.
-    pub pg_deadlocks: Option<std::collections::BTreeMap<String, u64>>,
-}
-
-/// What an alert's value and threshold measure, so they can be shown in their own terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Unit {
-    #[default]
-    Count,
-    Seconds,
-    Ratio,
-    Bytes,
-}
-
-/// One alert instance's condition at one evaluation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observation {
-    pub key: Key,
-    pub active: bool,
-    pub value: Option<f64>,
-    pub threshold: Option<f64>,
-    pub unit: Unit,
-    /// One line for people: what is wrong.
-    pub summary: String,
-    /// The detail: which database, what error, which task.
-    pub description: String,
-    /// Why the rule cannot judge right now (no data, a limit that makes it moot).
-    pub note: Option<String>,
-}
-
-impl Observation {
-    fn new(key: Key, summary: String) -> Self {
-        Self {
-            key,
-            active: false,
-            value: None,
-            threshold: None,
-            unit: Unit::Count,
-            summary,
-            description: String::new(),
-            note: None,
-        }
-    }
-
-    fn note(mut self, note: impl Into<String>) -> Self {
-        self.note = Some(note.into());
-        self
-    }
-
-    fn unit(mut self, unit: Unit) -> Self {
-        self.unit = unit;
-        self
-    }
-}
 
 fn key(alert: &'static str, service: Service, rule: &Rule) -> Key {
     Key {
@@ -134,53 +33,41 @@ pub fn evaluate(cfg: &AlertsConfig, f: &Facts) -> Vec<Observation> {
     ));
     out.push(redis_memory(&cfg.redis_memory_high, f.redis.as_deref()));
     out.push(hit_ratio(&cfg.cache_hit_ratio_low, f));
-    out.push(super::backup_rules::failed(&cfg.backup_failed, f));
-    out.push(super::backup_rules::damaged(&cfg.backup_damaged, f));
-    out.push(super::backup_rules::stale(&cfg.backup_stale, f));
-    out.push(super::drill_rules::failed(
-        &cfg.backup_restore_test_failed,
-        f,
-    ));
-    out.push(super::drill_rules::stale(&cfg.backup_restore_test_stale, f));
-    out.push(super::backup_rules::storage_low(&cfg.backup_storage_low, f));
-    out.push(super::offsite_rules::stale(&cfg.backup_offsite_stale, f));
-    out.push(super::offsite_rules::upload_failing(
-        &cfg.backup_upload_failing,
-        f,
-    ));
-    out.push(super::pg_session_rules::long_transaction(
-        &cfg.long_transaction,
-        f,
-    ));
-    out.push(super::pg_session_rules::idle_in_transaction(
+    out.push(backup_rules::failed(&cfg.backup_failed, f));
+    out.push(backup_rules::damaged(&cfg.backup_damaged, f));
+    out.push(backup_rules::stale(&cfg.backup_stale, f));
+    out.push(drill_rules::failed(&cfg.backup_restore_test_failed, f));
+    out.push(drill_rules::stale(&cfg.backup_restore_test_stale, f));
+    out.push(backup_rules::storage_low(&cfg.backup_storage_low, f));
+    out.push(offsite_rules::stale(&cfg.backup_offsite_stale, f));
+    out.push(offsite_rules::upload_failing(&cfg.backup_upload_failing, f));
+    out.push(pg_session_rules::long_transaction(&cfg.long_transaction, f));
+    out.push(pg_session_rules::idle_in_transaction(
         &cfg.idle_in_transaction,
         f,
     ));
-    out.push(super::pg_session_rules::lock_waits(&cfg.lock_waits, f));
-    out.push(super::pg_session_rules::deadlocks(&cfg.deadlocks, f));
+    out.push(pg_session_rules::lock_waits(&cfg.lock_waits, f));
+    out.push(pg_session_rules::deadlocks(&cfg.deadlocks, f));
     out.push(task_restarting(&cfg.task_restarting, f));
     out.push(eviction_policy(&cfg.cache_eviction_policy, f));
-    out.push(super::redis_rules::persistence_failing(
+    out.push(redis_rules::persistence_failing(
         &cfg.redis_persistence_failing,
         f,
     ));
-    out.push(super::redis_rules::replica_link_down(
+    out.push(redis_rules::replica_link_down(
         &cfg.redis_replica_link_down,
         f,
     ));
-    out.push(super::redis_rules::rejected_connections(
+    out.push(redis_rules::rejected_connections(
         &cfg.redis_rejected_connections,
         f,
     ));
-    out.push(super::pg_replication_rules::lag(&cfg.replication_lag, f));
-    out.push(super::pg_replication_rules::slot_inactive(
+    out.push(pg_replication_rules::lag(&cfg.replication_lag, f));
+    out.push(pg_replication_rules::slot_inactive(
         &cfg.replication_slot_inactive,
         f,
     ));
-    out.extend(super::pg_replication_rules::xid_wraparound(
-        &cfg.xid_wraparound,
-        f,
-    ));
+    out.extend(pg_replication_rules::xid_wraparound(&cfg.xid_wraparound, f));
     let disabled: Vec<&str> = cfg
         .rules()
         .into_iter()

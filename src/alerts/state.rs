@@ -1,7 +1,7 @@
 //! The alert state machine: inactive → pending → firing → resolved, one per alert instance,
 //! driven by observations and each rule's `for` duration.
 
-use super::rules::{Key, Observation};
+use super::observation::{Key, Observation};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;

@@ -20,6 +20,7 @@
 use super::codec::{self, Compress};
 use super::warmup_report::{RejectedRow, WarmupError, WarmupReport};
 use super::warmup_sql::{self, Refusal};
+use super::warmup_write::Batch;
 use futures_util::StreamExt;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -47,9 +48,6 @@ pub(super) struct Plan {
     /// `cache.warmup_timeout`.
     pub(super) timeout: Duration,
 }
-
-/// A pipeline of SETs and how many it holds.
-pub(super) type Batch = (redis::Pipeline, u64);
 
 /// Streams the query's rows into pipelines for [`super::warmup_write::write`]; counts what it
 /// reads. An error ends the channel with it; a closed channel (the writer failed) ends the

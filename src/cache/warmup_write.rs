@@ -14,7 +14,6 @@
 //! newer one of the same key.
 
 use super::conn;
-use super::warmup_read::Batch;
 use super::warmup_report::{stopped, WarmupError};
 use crate::config::Config;
 use futures_util::future::{maybe_done, MaybeDone};
@@ -33,6 +32,9 @@ const WINDOW: usize = 4;
 type Outcome = (u64, Option<redis::RedisError>);
 
 type Sent = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// A pipeline of SETs and how many it holds: what the row reader hands over.
+pub(super) type Batch = (redis::Pipeline, u64);
 
 /// Sends the pipelines from `rx` to Redis until the reader is done; returns the keys written.
 /// An error from the reader or from Redis ends it, saying how many keys were written: every

@@ -6,7 +6,7 @@
 use super::access::{self, Level, Peer};
 use super::dispatch::Dispatcher;
 use super::lines::{BoundedLines, Line};
-use super::protocol::{parse_request, Access, Reply, Request, TaskAction, MAX_LINE};
+use super::protocol::{parse_request, Access, Reply, Request, TaskAction, CONTROL_TASK, MAX_LINE};
 use super::slots::Slot;
 use crate::audit::{Entry, Outcome};
 use std::time::{Duration, Instant};
@@ -14,8 +14,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 
-/// The name the control socket's task is registered under.
-pub const CONTROL_TASK: &str = "control";
 /// How long a refused peer has to send the request it came for (recorded in the audit log).
 const REFUSED_READ: Duration = Duration::from_secs(2);
 /// How long a reply may take to be written before the client counts as stuck.

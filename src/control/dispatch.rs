@@ -1,9 +1,8 @@
 //! Turns a parsed request into a reply, using the supervisor, the monitors, the board and reload.
 
-use super::connection::CONTROL_TASK;
 use super::protocol::{
     HealthReply, InfoReply, Reply, Request, Service, ServiceReport, StatusReply, TaskAction,
-    TaskSummary,
+    TaskSummary, CONTROL_TASK,
 };
 use crate::config::Config;
 use crate::monitor::{Board, MonitorHandle};

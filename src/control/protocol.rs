@@ -13,6 +13,10 @@ pub use payloads::*;
 /// Longest request line the daemon reads; longer ones get an error reply.
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// The name the control socket's own task is registered under, which `steward task … control`
+/// names: the daemon treats it apart (it cannot be paused, its restart closes the socket).
+pub const CONTROL_TASK: &str = "control";
+
 /// A request line, e.g. `{"cmd":"health","service":"redis"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]

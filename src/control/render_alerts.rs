@@ -2,7 +2,7 @@
 //! notes that explain a rule that cannot fire.
 
 use super::render_fmt::{ago, duration, table};
-use crate::alerts::rules::Unit;
+use crate::alerts::observation::Unit;
 use crate::alerts::{AlertState, AlertStatus, AlertsReply};
 
 /// The table, then the notes.

@@ -2,9 +2,12 @@
 //! a rule that cannot judge.
 
 use super::*;
-use crate::backup::catalog::{BackupStatus, Location};
+use crate::alerts::facts::BackupFacts;
+use crate::backup::catalog::{BackupMeta, BackupStatus, Location};
+use crate::backup::BackupKind;
 use crate::model::check::{PgFigures, RedisFigures, WriteRead};
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 const NOW: f64 = 1_800_000_000.0;
 
