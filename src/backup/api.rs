@@ -1,7 +1,7 @@
 //! What backup commands answer: the payloads of the control protocol's `backup_*` replies.
 
 use super::catalog::BackupMeta;
-use super::BackupKind;
+use super::kind::BackupKind;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -97,7 +97,7 @@ pub struct StatusReply {
     pub problems: Vec<String>,
     /// The off-site copies' queue, with `[backup.remote]`.
     #[serde(default)]
-    pub offsite: Option<super::remote::UploadStatus>,
+    pub offsite: Option<UploadStatus>,
 }
 
 /// One check made by `verify`.
@@ -204,4 +204,27 @@ pub struct PruneReply {
     pub deleted: Vec<Pruned>,
     /// Local backups kept.
     pub kept: usize,
+}
+
+/// The off-site side of `backup status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UploadStatus {
+    /// `s3://bucket/prefix`.
+    pub url: String,
+    pub endpoint: String,
+    /// Backups waiting for their off-site copy.
+    pub queued: usize,
+    /// Failed attempts in a row since the last upload that succeeded.
+    pub consecutive_failures: u32,
+    /// When the current run of failures began.
+    #[serde(default)]
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Why the last attempt failed (scrubbed).
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// The backup uploading now.
+    #[serde(default)]
+    pub uploading: Option<String>,
 }

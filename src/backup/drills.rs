@@ -3,8 +3,8 @@
 //! compared with those counted at backup time, and the copy dropped — `backup verify
 //! --restore-test`, run by the clock. Results land in the catalog, the metrics and the alerts.
 
+use super::coverage::{covered, SchedulerParts};
 use super::schedule::Schedule;
-use super::scheduler::{covered, SchedulerParts};
 use crate::config::Config;
 use chrono::Utc;
 use std::time::Duration;

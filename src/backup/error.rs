@@ -1,7 +1,8 @@
 //! Why a backup command could not be carried out: one error type for the backup actor, its
 //! jobs and its handle, kept apart so that none of them imports another for it.
 
-use super::catalog::CatalogError;
+use super::catalog::error::CatalogError;
+use super::remote::fetch_error::FetchError;
 
 /// Why a backup command could not be carried out; every message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -27,5 +28,5 @@ pub enum BackupError {
     #[error("the backup manager has stopped (steward is shutting down)")]
     Gone,
     #[error(transparent)]
-    Fetch(#[from] super::remote::fetch::FetchError),
+    Fetch(#[from] FetchError),
 }

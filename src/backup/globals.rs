@@ -4,9 +4,9 @@
 //! role that may not read password hashes gets the roles without them, and the metadata says so.
 
 use super::catalog::{self, GlobalsFile};
+use super::ctx::Ctx;
 use super::pgconn::PgTarget;
 use super::pipeline::{self, DumpJob};
-use super::Ctx;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

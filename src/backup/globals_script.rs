@@ -145,7 +145,7 @@ fn strip_words<'a>(stmt: &'a str, upper: &str, words: &[&str]) -> Option<&'a str
 fn identifier(s: &str) -> Option<(String, &str)> {
     let s = s.trim_start();
     if s.starts_with('"') {
-        return super::scratch::unquote_ident(s);
+        return super::pg_text::unquote_ident(s);
     }
     let end = s
         .find(|c: char| c.is_whitespace() || c == ';' || c == ',')

@@ -5,7 +5,7 @@ use super::api::{
 };
 use super::catalog::BackupMeta;
 use super::error::BackupError;
-use super::BackupKind;
+use super::kind::BackupKind;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
@@ -61,7 +61,7 @@ pub(super) enum Cmd {
     },
     /// The off-site upload queue's state; `None` without a bucket.
     UploadStatus {
-        reply: oneshot::Sender<Option<super::remote::UploadStatus>>,
+        reply: oneshot::Sender<Option<super::api::UploadStatus>>,
     },
     /// A job finished; `backup` carries the metadata when it was a backup.
     Done {
@@ -216,7 +216,7 @@ impl BackupHandle {
 
     /// The off-site upload queue's state (queued, failures in a row, the last error); `None`
     /// when no bucket is configured.
-    pub async fn upload_status(&self) -> Result<Option<super::remote::UploadStatus>, BackupError> {
+    pub async fn upload_status(&self) -> Result<Option<super::api::UploadStatus>, BackupError> {
         self.ask(|reply| Cmd::UploadStatus { reply }).await
     }
 

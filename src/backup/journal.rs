@@ -5,9 +5,10 @@
 //! restored database already holds the name, rolled back otherwise. The replaced database is
 //! found by its oid, which a rename does not change.
 
+use super::ctx::Ctx;
 use super::error::BackupError;
-use super::scratch::{self, ident, info_by_name, info_by_oid, DbInfo};
-use super::Ctx;
+use super::pg_text::ident;
+use super::scratch::{self, info_by_name, info_by_oid, DbInfo};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -241,7 +242,7 @@ pub(super) async fn repair_all(
         Ok(names) => dropped = names,
         Err(e) => problems.push(format!(
             "cannot look for leftover scratch databases: {}",
-            super::run::pg_error(&e)
+            super::pg_text::pg_error(&e)
         )),
     }
     (done, dropped, problems)
@@ -249,7 +250,7 @@ pub(super) async fn repair_all(
 
 /// Repairs one run if it is dead: `Some(what was done)`, `None` when it is alive.
 async fn repair_one(c: &Client, j: &Journal) -> Result<Option<String>, String> {
-    let pg = |e: tokio_postgres::Error| super::run::pg_error(&e);
+    let pg = |e: tokio_postgres::Error| super::pg_text::pg_error(&e);
     if !scratch::try_run_lock(c, &j.run).await.map_err(pg)? {
         return Ok(None);
     }
@@ -266,14 +267,14 @@ async fn release_borrowed(c: &Client, j: &Journal) {
     for r in &j.borrowed {
         let sql = format!("REVOKE {} FROM CURRENT_USER", ident(r));
         if let Err(e) = c.batch_execute(&sql).await {
-            tracing::warn!(role = %r, run = %j.run, error = %super::run::pg_error(&e), "cannot take back steward's membership of a role an interrupted restore created");
+            tracing::warn!(role = %r, run = %j.run, error = %super::pg_text::pg_error(&e), "cannot take back steward's membership of a role an interrupted restore created");
         }
     }
 }
 
 /// Finishes or rolls back `j` on `c`, and says which.
 pub(super) async fn settle(c: &Client, j: &Journal) -> Result<String, String> {
-    let pg = |e: tokio_postgres::Error| super::run::pg_error(&e);
+    let pg = |e: tokio_postgres::Error| super::pg_text::pg_error(&e);
     let scratch = match j.scratch_oid {
         Some(oid) => info_by_oid(c, oid).await.map_err(pg)?,
         None => None,
@@ -299,7 +300,7 @@ async fn roll_forward(c: &Client, j: &Journal, s: &DbInfo) -> Result<(), tokio_p
 /// Puts the replaced database back under its name, open to connections as it was, and drops
 /// the scratch database (by the oid and marker in the journal).
 pub(super) async fn roll_back(c: &Client, j: &Journal) -> Result<String, String> {
-    let pg = |e: tokio_postgres::Error| super::run::pg_error(&e);
+    let pg = |e: tokio_postgres::Error| super::pg_text::pg_error(&e);
     let mut said = Vec::new();
     // steward drops the replaced database only after the restored one holds the name (a
     // roll-forward); gone before that, someone else dropped it, and there is nothing to put

@@ -6,7 +6,7 @@ use super::catalog::{self, BackupMeta};
 use super::error::BackupError;
 pub use super::handle::BackupHandle;
 use super::handle::Cmd;
-use super::BackupKind;
+use super::kind::BackupKind;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use chrono::{DateTime, Utc};
@@ -456,9 +456,9 @@ impl Manager {
         v
     }
 
-    fn ctx(&self, progress: Arc<AtomicU64>) -> super::Ctx {
+    fn ctx(&self, progress: Arc<AtomicU64>) -> super::ctx::Ctx {
         let cfg = self.cfg();
-        super::Ctx {
+        super::ctx::Ctx {
             scrubber: cfg.scrubber(),
             config: cfg,
             metrics: self.metrics.clone(),

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+pub use super::dump_error::DumpError;
 pub use super::pipeline_tools::{find_client_tool, pg_dump_version};
 use super::row_count::RowCounter;
 
@@ -54,60 +55,7 @@ pub struct DumpOutput {
     pub sha256: String,
     /// Rows per table as they streamed past (`None` when not asked for, or the stream could
     /// not be followed).
-    pub table_rows: Option<super::row_count::TableRows>,
-}
-
-/// Why a dump failed. Messages are meant for users and never hold the password.
-#[derive(Debug, thiserror::Error)]
-pub enum DumpError {
-    #[error("cannot run {tool}: {source}{}", spawn_hint(source))]
-    Spawn {
-        tool: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{tool} --version gave an unexpected answer: {output}")]
-    Version { tool: String, output: String },
-    #[error("pg_dump failed ({status}): {stderr}")]
-    PgDump { status: String, stderr: String },
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the disk is full: cannot write {} (no space left on device)", path.display())]
-    DiskFull { path: PathBuf },
-    #[error("age encryption failed: {0}")]
-    Encrypt(String),
-    #[error("the backup was cancelled")]
-    Cancelled,
-}
-
-fn spawn_hint(e: &std::io::Error) -> &'static str {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        " (is the PostgreSQL client installed? set backup.pg_dump_path to its pg_dump)"
-    } else {
-        ""
-    }
-}
-
-impl DumpError {
-    /// An I/O error about `path`; a full disk gets its own, clearer error.
-    pub fn io(what: &'static str, path: &Path, source: std::io::Error) -> Self {
-        if io_util::is_disk_full(&source) {
-            DumpError::DiskFull {
-                path: path.to_path_buf(),
-            }
-        } else {
-            DumpError::Io {
-                what,
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-    }
+    pub table_rows: Option<super::catalog::source::TableRows>,
 }
 
 /// Removes a path on drop unless disarmed: nothing half-written survives a failure, an early
@@ -362,24 +310,6 @@ fn publish(tmp: &Path, final_path: &Path, dir: &Path) -> Result<(), DumpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn disk_full_is_named() {
-        let e = DumpError::io(
-            "cannot write",
-            Path::new("/b/app/x.sql.gz.tmp"),
-            std::io::Error::from_raw_os_error(libc::ENOSPC),
-        );
-        let msg = e.to_string();
-        assert!(msg.contains("disk is full"), "{msg}");
-        assert!(msg.contains("/b/app/x.sql.gz.tmp"), "{msg}");
-        let e = DumpError::io(
-            "cannot write",
-            Path::new("/b"),
-            std::io::Error::from_raw_os_error(libc::EACCES),
-        );
-        assert!(e.to_string().starts_with("cannot write /b: "), "{e}");
-    }
 
     #[test]
     fn pg_dump_errors_are_scrubbed() {

@@ -1,6 +1,6 @@
 //! Finding the PostgreSQL client tools (pg_dump, psql, pg_restore) and asking their version.
 
-use super::pipeline::DumpError;
+use super::dump_error::DumpError;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 

@@ -5,9 +5,9 @@
 
 use super::api::{PruneReply, Pruned};
 use super::catalog;
+use super::ctx::Ctx;
 use super::error::BackupError;
 use super::retention::{self, Candidate, Policy};
-use super::Ctx;
 use chrono::Utc;
 
 /// Runs retention now; with `dry_run`, only reports. Each deletion's audit line is written

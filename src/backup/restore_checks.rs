@@ -6,9 +6,9 @@
 
 use super::api::Check;
 use super::catalog::{self, BackupMeta};
+use super::ctx::Ctx;
 use super::error::BackupError;
 use super::restore::{self, StoredBackup};
-use super::Ctx;
 
 /// The backup `id` from the local catalog or, when it is only in the bucket, from the
 /// bucket's catalog (then marked [`catalog::Location::Remote`]: its files are streamed from

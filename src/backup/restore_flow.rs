@@ -5,14 +5,15 @@
 
 use super::api::{Check, RestoreOptions, RestoreReply, RestoreSummary, VerifyReply};
 use super::catalog::BackupMeta;
+use super::ctx::Ctx;
 use super::error::BackupError;
 use super::journal::{self, Journal, Phase, Replaced};
+use super::kind::BackupKind;
 use super::pgconn::PgTarget;
 use super::restore;
 use super::restore_checks::{check, identities, lookup, quick_check, record, stored};
 use super::scratch::{pg_failed, Owned, Run};
 use super::swap;
-use super::{BackupKind, Ctx};
 use std::time::Instant;
 
 /// `backup verify ID [--restore-test]`.
@@ -442,9 +443,10 @@ pub(super) async fn sweep_drill_server(cfg: &crate::config::Config) {
         return;
     }
     let swept = match super::scratch::admin_for_url(cfg, url, "").await {
-        Ok(c) => super::scratch::sweep(&c)
-            .await
-            .map_err(|e| cfg.scrubber().scrub(&super::run::pg_error(&e).to_string())),
+        Ok(c) => super::scratch::sweep(&c).await.map_err(|e| {
+            cfg.scrubber()
+                .scrub(&super::pg_text::pg_error(&e).to_string())
+        }),
         Err(e) => Err(e),
     };
     match swept {
@@ -531,7 +533,7 @@ async fn pre_restore_backup(
     run.admin
         .batch_execute(&format!(
             "ALTER DATABASE {} ALLOW_CONNECTIONS true",
-            super::scratch::ident(aside)
+            super::pg_text::ident(aside)
         ))
         .await
         .map_err(|e| pg_failed(ctx, "cannot open the fenced database to pg_dump", &e))?;
@@ -576,7 +578,7 @@ async fn analyze(ctx: &Ctx, scratch: &Owned) -> Result<Option<String>, BackupErr
 fn analyze_warning(ctx: &Ctx, e: &tokio_postgres::Error) -> String {
     ctx.scrubber.scrub(&format!(
         "ANALYZE of the restored database failed ({}); run it by hand before heavy use",
-        super::run::pg_error(e)
+        super::pg_text::pg_error(e)
     ))
 }
 

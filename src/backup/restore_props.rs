@@ -4,10 +4,10 @@
 //! once the data is in. What cannot be applied is said in the reply, never silently dropped.
 
 use super::catalog::BackupMeta;
+use super::ctx::Ctx;
 use super::error::BackupError;
 use super::scratch::{created_failed, pg_failed, Owned, Run};
 use super::source_info::{apply_statements, create_options};
-use super::Ctx;
 use tokio_postgres::error::SqlState;
 
 /// Creates the run's scratch database with the encoding and locale the backup recorded.
@@ -39,9 +39,9 @@ pub(super) async fn create_scratch(
     let refused = match create_options(props, major) {
         Ok(options) => match run.create_with(ctx, purpose, &options).await? {
             Ok(owned) => return Ok((owned, Vec::new())),
-            Err(e) if is_locale_problem(&e) => {
-                ctx.scrubber.scrub(&super::run::pg_error(&e).to_string())
-            }
+            Err(e) if is_locale_problem(&e) => ctx
+                .scrubber
+                .scrub(&super::pg_text::pg_error(&e).to_string()),
             Err(e) => return Err(created_failed(ctx, purpose, &e)),
         },
         Err(why) => why,
@@ -104,7 +104,7 @@ pub(super) async fn apply(
             Ok(row) => props.owner = row.get(0),
             Err(e) => warnings.push(ctx.scrubber.scrub(&format!(
                 "database properties not applied: {}",
-                super::run::pg_error(&e)
+                super::pg_text::pg_error(&e)
             ))),
         }
         if !warnings.is_empty() {
@@ -113,10 +113,10 @@ pub(super) async fn apply(
     }
     for sql in apply_statements(&props, &scratch.name) {
         if let Err(e) = run.admin.batch_execute(&sql).await {
-            let shown = sql.replace(&super::scratch::ident(&scratch.name), "<target>");
+            let shown = sql.replace(&super::pg_text::ident(&scratch.name), "<target>");
             warnings.push(ctx.scrubber.scrub(&format!(
                 "not applied: {shown} ({})",
-                super::run::pg_error(&e)
+                super::pg_text::pg_error(&e)
             )));
         }
     }

@@ -5,10 +5,11 @@
 //! that it may give them their objects), and that membership is taken back afterwards.
 
 use super::catalog::BackupMeta;
+use super::ctx::Ctx;
 use super::error::BackupError;
 use super::globals_script::{without_superuser_attributes, RoleScript};
-use super::scratch::{ident, pg_failed, Run};
-use super::Ctx;
+use super::pg_text::ident;
+use super::scratch::{pg_failed, Run};
 use std::collections::BTreeSet;
 use std::io::Read;
 
@@ -36,7 +37,7 @@ impl Created {
         for r in &self.borrowed {
             let sql = format!("REVOKE {} FROM CURRENT_USER", ident(r));
             if let Err(e) = run.admin.batch_execute(&sql).await {
-                tracing::warn!(role = %r, error = %ctx.scrubber.scrub(&super::run::pg_error(&e).to_string()), "cannot take back steward's membership of a role it created for a restore");
+                tracing::warn!(role = %r, error = %ctx.scrubber.scrub(&super::pg_text::pg_error(&e).to_string()), "cannot take back steward's membership of a role it created for a restore");
             }
         }
     }
@@ -145,7 +146,7 @@ async fn create_one(
             Err(e) if i == 0 => {
                 return Err(BackupError::Refused(ctx.scrubber.scrub(&format!(
                     "cannot create role {role:?}, which the backup refers to ({}); steward's role needs CREATEROLE, or create it first, or restore with --skip-roles --no-owner; nothing was restored",
-                    super::run::pg_error(&e)
+                    super::pg_text::pg_error(&e)
                 ))))
             }
             Err(e) => {
@@ -165,7 +166,7 @@ async fn create_one(
                 out.warnings.push(ctx.scrubber.scrub(&format!(
                     "role {role:?}: not applied: {} ({})",
                     shown(sql),
-                    super::run::pg_error(&e)
+                    super::pg_text::pg_error(&e)
                 )))
             }
         }
@@ -198,7 +199,7 @@ async fn grant_memberships(ctx: &Ctx, run: &Run, script: &RoleScript, out: &mut 
         if let Err(e) = run.admin.batch_execute(sql).await {
             out.warnings.push(ctx.scrubber.scrub(&format!(
                 "membership of {member:?} in {granted:?} not restored ({})",
-                super::run::pg_error(&e)
+                super::pg_text::pg_error(&e)
             )));
         }
     }
@@ -246,7 +247,7 @@ async fn borrow(ctx: &Ctx, run: &Run, out: &mut Created) -> Result<(), BackupErr
             Ok(()) => out.borrowed.push(r),
             Err(e) => out.warnings.push(ctx.scrubber.scrub(&format!(
                 "steward's role could not become a member of {r:?} ({}): objects owned by it may fail to restore",
-                super::run::pg_error(&e)
+                super::pg_text::pg_error(&e)
             ))),
         }
     }

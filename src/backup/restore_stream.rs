@@ -3,7 +3,7 @@
 //! threads of their own.
 
 use super::pipeline_io::{HashingReader, Msg, CHUNK};
-use super::restore::{Decryption, StoredBackup, VerifyError, VerifyOutput};
+use super::stored::{Decryption, StoredBackup, VerifyError, VerifyOutput};
 use crate::config::Compression;
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::atomic::AtomicU64;
@@ -90,7 +90,8 @@ pub(super) fn layer_name(compression: Compression, encrypted: bool) -> &'static 
     }
 }
 
-/// Checks a backup file: hash, size, and the stream inside (see [`super::restore::verify`]).
+/// Checks a backup file: hash, size, and the stream inside (the blocking half of
+/// `restore::verify`, on a thread of its own).
 pub(super) fn verify_file(
     b: &StoredBackup,
     file: Box<dyn Read + Send>,

@@ -23,7 +23,7 @@
 //! - Entries are never looked at as files here; files steward did not write are the caller's
 //!   concern (they are not in the catalog, so they are never candidates).
 
-use super::BackupKind;
+use super::kind::BackupKind;
 use crate::config::BackupConfig;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};

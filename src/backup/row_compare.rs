@@ -2,9 +2,9 @@
 //! against the rows counted from the dump stream when the backup was taken.
 
 use super::catalog::BackupMeta;
+use super::ctx::Ctx;
 use super::error::BackupError;
 use super::pgconn::PgTarget;
-use super::Ctx;
 
 /// Compares the restored database `db` with `meta.table_rows`; a backup without recorded
 /// counts (older, or a stream that could not be followed) passes on the restore alone.
@@ -38,7 +38,7 @@ pub(super) async fn compare(
             Ok(n) => differ.push(format!("{table}: {rows} rows at backup time, {n} restored")),
             Err(e) => differ.push(format!(
                 "{table}: cannot be counted in the restored copy ({})",
-                super::run::pg_error(&e)
+                super::pg_text::pg_error(&e)
             )),
         }
     }

@@ -4,10 +4,8 @@
 //! contents. A stream this cannot follow gives no counts (never a wrong one, never a failed
 //! backup): the format reader gives up and says so.
 
+use super::catalog::source::TableRows;
 use std::collections::BTreeMap;
-
-/// Row counts by `schema.table` (names as pg_dump quotes them).
-pub type TableRows = BTreeMap<String, u64>;
 
 /// Counts rows in the bytes of one dump, fed chunk by chunk in order.
 pub enum RowCounter {
@@ -262,7 +260,7 @@ fn copy_table(line: &[u8]) -> Option<String> {
 /// doubled), unquoted, and the rest.
 fn identifier(s: &str) -> Option<(String, &str)> {
     if s.starts_with('"') {
-        return super::scratch::unquote_ident(s);
+        return super::pg_text::unquote_ident(s);
     }
     let end = s.find(['.', ' ', '(']).unwrap_or(s.len());
     (end > 0).then(|| (s[..end].to_string(), &s[end..]))

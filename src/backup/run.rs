@@ -1,12 +1,15 @@
 //! One backup run: lock, version check, the pipeline, and the metadata that commits it (or
 //! records why it failed).
 
+use super::catalog::SourceInfo;
 use super::catalog::{self, BackupMeta, BackupStatus, Encryption};
+use super::ctx::Ctx;
 use super::globals::GlobalsJob;
+use super::kind::BackupKind;
+use super::pg_text::pg_error;
 use super::pgconn::PgTarget;
 use super::pipeline::{self, DumpJob};
-use super::source_info::{self, SourceInfo};
-use super::{BackupKind, Ctx};
+use super::source_info;
 use chrono::{DateTime, Utc};
 use std::str::FromStr;
 use std::time::Duration;
@@ -301,6 +304,3 @@ fn lock_wait_hint(error: &str, limit: Duration) -> String {
         error.to_string()
     }
 }
-
-/// A PostgreSQL error with the server's own message when there is one.
-pub(super) use crate::monitor::postgres::describe as pg_error;

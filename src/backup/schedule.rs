@@ -17,7 +17,7 @@
 //!   inside the repeated hour after the first occurrence of an ambiguous time (croner alone
 //!   would hand back that first occurrence, which is already past).
 
-use super::BackupKind;
+use super::kind::BackupKind;
 use crate::config::ScheduleConfig;
 use chrono::{DateTime, Duration, DurationRound, LocalResult, Offset, TimeZone, Utc};
 use chrono_tz::Tz;

@@ -3,10 +3,10 @@
 //! a run lock that tells a live run from a crashed one. steward drops only databases that
 //! carry the marker of a run of its own that is no longer alive.
 
+use super::ctx::Ctx;
 use super::error::BackupError;
+use super::pg_text::{ident, literal, pg_error};
 use super::pgconn::PgTarget;
-use super::run::pg_error;
-use super::Ctx;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
@@ -333,6 +333,16 @@ pub(super) async fn unlock_run(c: &Client, run: &str) -> Result<(), tokio_postgr
     .map(|_| ())
 }
 
+/// Whether `database` exists on the server of `postgres.url`: `Err` (scrubbed) when the
+/// server cannot be asked. `backup create` asks before it records anything.
+pub async fn database_exists(cfg: &crate::config::Config, database: &str) -> Result<bool, String> {
+    let c = admin_for(cfg, "").await?;
+    info_by_name(&c, database)
+        .await
+        .map(|i| i.is_some())
+        .map_err(|e| cfg.scrubber().scrub(&pg_error(&e)))
+}
+
 /// A connection for CREATE/DROP/ALTER DATABASE, on a database other than `avoid` (the one
 /// being replaced cannot be renamed from a session on it): `postgres`, else `template1`, else
 /// the URL's own database.
@@ -399,36 +409,6 @@ pub(super) fn comment_sql(db: &str, comment: Option<&str>) -> String {
     )
 }
 
-/// A quoted identifier.
-pub(super) fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// The inverse of [`ident`]: a double-quoted identifier at the start of `s` (`""` inside
-/// standing for `"`), unquoted, and what follows its closing quote; `None` when `s` does not
-/// start with one or it is not closed.
-pub(super) fn unquote_ident(s: &str) -> Option<(String, &str)> {
-    let q = s.strip_prefix('"')?;
-    let mut name = String::new();
-    let mut chars = q.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' if chars.peek().map(|p| p.1) == Some('"') => {
-                chars.next();
-                name.push('"');
-            }
-            '"' => return Some((name, &q[i + 1..])),
-            c => name.push(c),
-        }
-    }
-    None
-}
-
-/// A quoted string literal (standard_conforming_strings is on since PostgreSQL 9.1).
-pub(super) fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,7 +439,5 @@ mod tests {
             "another run's name"
         );
         assert!(!is_scratch(&numbered("aside", &run, 1), Some(&m)));
-        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(literal("it's"), "'it''s'");
     }
 }

@@ -4,7 +4,7 @@
 //! server afresh at each use (each scheduled run, catch-up, `backup create` without a
 //! database), so a database created while steward runs is covered from the next run on.
 
-use super::run::pg_error;
+use super::pg_text::pg_error;
 use super::scratch;
 use crate::config::{is_backup_database_name, Config, ALL_DATABASES};
 use std::time::Duration;

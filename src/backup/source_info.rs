@@ -1,66 +1,13 @@
-//! What a backup records about where it came from, so that a restore gives the database back
+//! Where a backup came from, read and given back, so that a restore gives the database back
 //! as it was: the cluster (system identifier, host), and the database's own properties that
 //! pg_dump leaves out of a dump without `--create` (encoding, locale, owner, connection limit,
 //! comment, ACL, `ALTER DATABASE … SET` and `ALTER ROLE … IN DATABASE … SET`). Read with one
-//! query at backup time; turned back into SQL at restore time.
+//! query at backup time; turned back into SQL at restore time. The record itself is
+//! `catalog::source`.
 
-use serde::{Deserialize, Serialize};
+use super::catalog::source::{DatabaseProps, DbSetting};
+use super::pg_text::{ident, literal};
 use tokio_postgres::Client;
-
-/// The source of a backup, as recorded in its metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceInfo {
-    /// `pg_control_system().system_identifier`: tells one cluster from another (absent when
-    /// steward's role may not read it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system_identifier: Option<String>,
-    /// The host (or socket directory) and port of `postgres.url`.
-    pub host: String,
-    /// Size of the database when the backup started.
-    pub size_bytes: u64,
-    /// pg_dump's arguments (connection settings are in its environment, never here).
-    pub pg_dump_args: Vec<String>,
-    pub database: DatabaseProps,
-    /// The roles the dump refers to (owners, grantees, policy and setting roles, the
-    /// database's owner): the ones a restore on another server must find or create.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<String>,
-}
-
-/// A database's properties that a restore re-creates.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DatabaseProps {
-    /// Server encoding, e.g. `UTF8`, `LATIN1`, `SQL_ASCII`.
-    pub encoding: String,
-    pub collate: String,
-    pub ctype: String,
-    /// `libc`, `icu` or `builtin`.
-    pub locale_provider: String,
-    /// The ICU (or builtin) locale, when the provider is not libc.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider_locale: Option<String>,
-    pub owner: String,
-    /// -1: no limit.
-    pub connection_limit: i32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-    /// The database's ACL items (`grantee=privs/grantor`, empty grantee for PUBLIC); `None`
-    /// when it has the default ACL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acl: Option<Vec<String>>,
-    /// `ALTER DATABASE … SET` (role `None`) and `ALTER ROLE … IN DATABASE … SET` settings.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub settings: Vec<DbSetting>,
-}
-
-/// One per-database setting.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DbSetting {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-    /// `name=value`, as `pg_db_role_setting` holds it.
-    pub setting: String,
-}
 
 /// The row of `pg_database` as JSON, so that columns renamed between major versions
 /// (`daticulocale` in 15 and 16, `datlocale` from 17) are read by name.
@@ -318,14 +265,6 @@ fn split_acl_name(item: &str, sep: char) -> Option<(String, &str)> {
         }
     }
     None
-}
-
-fn ident(name: &str) -> String {
-    super::scratch::ident(name)
-}
-
-fn literal(s: &str) -> String {
-    super::scratch::literal(s)
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The catalog seen as a whole: `backup status`, the catalog and last-success gauges, and the
 //! free space of the backup directory.
 
-use super::api::{DatabaseStatus, JobInfo, LastGood, NextRun, StatusReply};
+use super::api::{DatabaseStatus, JobInfo, LastGood, NextRun, StatusReply, UploadStatus};
 use super::catalog::{self, BackupMeta};
-use super::BackupKind;
+use super::kind::BackupKind;
+use super::remote::offsite_copy::counts_for;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use chrono::{DateTime, Utc};
@@ -90,10 +91,7 @@ fn counts_for_recovery(cfg: &Config, m: &BackupMeta) -> bool {
     match m.location {
         Some(Location::Remote | Location::Both) => true,
         Some(Location::Local) => false,
-        None => m
-            .offsite
-            .as_ref()
-            .is_some_and(|o| super::remote::counts_for(o, r)),
+        None => m.offsite.as_ref().is_some_and(|o| counts_for(o, r)),
     }
 }
 
@@ -104,7 +102,7 @@ pub(super) fn build(
     running: Vec<JobInfo>,
     next: &[(BackupKind, DateTime<Utc>)],
     merged: Option<Vec<BackupMeta>>,
-    offsite: Option<super::remote::UploadStatus>,
+    offsite: Option<UploadStatus>,
 ) -> StatusReply {
     let root = &cfg.backup.dir;
     let (local, problems) = catalog::listing_with_problems(root);
@@ -156,7 +154,7 @@ pub(super) fn build(
         })
         .collect::<Vec<_>>();
     StatusReply {
-        dir_problem: super::dir_problem(root),
+        dir_problem: super::dir_check::dir_problem(root),
         dir: root.display().to_string(),
         free_bytes: free_bytes(root),
         total_backups: databases.iter().map(|d| d.good_backups).sum(),
@@ -249,7 +247,7 @@ pub(crate) fn refresh_metrics(cfg: &Config, metrics: &Metrics) {
     if let Some(free) = free_bytes(&cfg.backup.dir) {
         b.dir_free.set(free as i64);
     }
-    let problem = super::dir_problem(&cfg.backup.dir);
+    let problem = super::dir_check::dir_problem(&cfg.backup.dir);
     b.dir_usable.set(i64::from(problem.is_none()));
     if let Ok(mut p) = b.dir_problem.write() {
         *p = problem;

@@ -3,10 +3,11 @@
 //! restored database in (marker cleared first), drop the replaced one last. Each is taken
 //! after the journal (`journal`) announces it.
 
+use super::ctx::Ctx;
 use super::error::BackupError;
 use super::journal::Journal;
-use super::scratch::{self, ident, info_by_oid, Owned, Run};
-use super::Ctx;
+use super::pg_text::ident;
+use super::scratch::{self, info_by_oid, Owned, Run};
 use std::time::{Duration, Instant};
 
 /// Closes `target` to new connections and ends its client sessions, waiting at most
@@ -77,7 +78,7 @@ pub(super) async fn fence(
                     ended.insert(pid);
                 }
                 Ok(_) => {}
-                Err(e) => refused = Some(ctx.scrubber.scrub(&super::run::pg_error(&e))),
+                Err(e) => refused = Some(ctx.scrubber.scrub(&super::pg_text::pg_error(&e))),
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -190,4 +191,4 @@ pub(super) async fn drop_replaced(ctx: &Ctx, run: &Run, j: &Journal) -> Result<(
     })
 }
 
-pub(super) use super::pause_point;
+pub(super) use super::pause::pause_point;

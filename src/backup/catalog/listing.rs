@@ -1,11 +1,11 @@
 //! The catalog as users see it: `backup list` with damaged entries for metadata that cannot
 //! be trusted, and the result of a verify recorded in a backup's metadata.
 
-use super::{
-    data_file_name, find, globals_file_name, load_all, meta_path, sync_dir, validate_id,
-    write_json, BackupMeta, BackupStatus, CatalogError,
-};
-use crate::backup::BackupKind;
+use super::error::CatalogError;
+use super::files::{find, load_all, sync_dir, write_json};
+use super::meta::{BackupMeta, BackupStatus, OffsiteCopy, RestoreTestRecord};
+use super::names::{data_file_name, globals_file_name, meta_path, validate_id};
+use crate::backup::kind::BackupKind;
 use crate::config::{Compression, DumpFormat};
 use chrono::{DateTime, Utc};
 use std::fs;
@@ -95,7 +95,7 @@ pub fn record_verify(
 pub fn record_restore_test(
     root: &Path,
     id: &str,
-    record: super::RestoreTestRecord,
+    record: RestoreTestRecord,
 ) -> Result<BackupMeta, CatalogError> {
     let _lock = super::lock::lock(root);
     let mut meta = find(root, id)?;
@@ -109,7 +109,7 @@ pub fn record_restore_test(
 pub fn record_offsite(
     root: &Path,
     id: &str,
-    copy: super::OffsiteCopy,
+    copy: OffsiteCopy,
 ) -> Result<BackupMeta, CatalogError> {
     let _lock = super::lock::lock(root);
     let mut meta = find(root, id)?;

@@ -2,10 +2,9 @@
 //! interrupted runs become failed entries, half-done deletions are finished, temporary files of
 //! steward's own naming are removed. Files steward did not name are never touched.
 
-use super::{
-    check_names, commit, data_file_name, db_dir, finish_delete, globals_file_name, meta_path,
-    read_meta, validate_id, BackupMeta, BackupStatus,
-};
+use super::files::{check_names, commit, finish_delete, read_meta};
+use super::meta::{BackupMeta, BackupStatus};
+use super::names::{data_file_name, db_dir, globals_file_name, meta_path, validate_id};
 use std::fs;
 use std::path::Path;
 

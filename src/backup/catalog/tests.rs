@@ -1,6 +1,11 @@
 //! Catalog behaviour on a temporary directory.
 
 use super::*;
+use crate::backup::kind::BackupKind;
+use crate::config::{Compression, DumpFormat};
+use chrono::Utc;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 
 fn meta(id: &str, db: &str, status: BackupStatus) -> BackupMeta {
     BackupMeta::sample(id, db, BackupKind::Manual, status)

@@ -3,35 +3,15 @@
 //! renamed, and the metadata written last, so that a stop part-way leaves nothing that looks
 //! like a backup (the start-up sweep removes the temporary files).
 
+use super::error::RemoteError;
+use super::fetch_error::FetchError;
 use super::index::RemoteBackup;
 use super::store::RemoteStore;
-use super::RemoteError;
 use crate::backup::catalog::{self, BackupMeta, OffsiteCopy};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
-
-/// Why a fetch did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("no backup with ID {0:?} in the bucket; see `steward backup list`")]
-    Unknown(String),
-    #[error("backup {0} is already in the local backup dir")]
-    AlreadyLocal(String),
-    #[error("backup {id} in the bucket is {status}, not good: {why}")]
-    NotGood {
-        id: String,
-        status: String,
-        why: String,
-    },
-    #[error("no bucket is configured ([backup.remote] url)")]
-    NoBucket,
-    #[error(transparent)]
-    Remote(#[from] RemoteError),
-    #[error(transparent)]
-    Catalog(#[from] catalog::CatalogError),
-}
 
 /// Downloads backup `id` from `store` into `root`; returns its local metadata.
 pub async fn fetch(

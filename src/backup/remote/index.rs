@@ -4,8 +4,9 @@
 //! already read is kept by key and size, so a listing costs one LIST request plus one GET per
 //! new backup.
 
+use super::error::RemoteError;
+use super::offsite_copy::counts_for;
 use super::store::RemoteStore;
-use super::RemoteError;
 use crate::backup::catalog::{self, BackupMeta, BackupStatus};
 use std::collections::HashMap;
 
@@ -128,7 +129,7 @@ fn placeholder(id: &str, database: &str) -> BackupMeta {
     let mut m = BackupMeta::placeholder(
         id,
         database,
-        crate::backup::BackupKind::Manual,
+        crate::backup::kind::BackupKind::Manual,
         BackupStatus::Running,
         chrono::Utc::now(),
     );
@@ -303,10 +304,7 @@ pub fn merged_listing(
         }
         Err(_) => {
             for m in &mut local {
-                let checked = m
-                    .offsite
-                    .as_ref()
-                    .is_some_and(|o| super::upload::counts_for(o, config));
+                let checked = m.offsite.as_ref().is_some_and(|o| counts_for(o, config));
                 m.location = Some(if checked {
                     Location::Both
                 } else {
@@ -340,7 +338,7 @@ mod tests {
         let mut m = BackupMeta::sample(
             id,
             "app",
-            crate::backup::BackupKind::Manual,
+            crate::backup::kind::BackupKind::Manual,
             BackupStatus::Good,
         );
         m.file = Some(format!("{id}.sql.gz"));

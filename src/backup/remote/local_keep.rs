@@ -5,8 +5,8 @@
 //! copy is no proof that the bucket still holds it (emptied or changed behind steward's back).
 
 use super::index::RemoteBackup;
+use super::offsite_copy::counts;
 use super::store::RemoteStore;
-use super::upload::counts;
 use crate::backup::catalog::{self, BackupMeta};
 use std::path::Path;
 
@@ -85,7 +85,7 @@ pub async fn apply(
 mod tests {
     use super::*;
     use crate::backup::catalog::{BackupStatus, OffsiteCopy};
-    use crate::backup::BackupKind;
+    use crate::backup::kind::BackupKind;
 
     fn store() -> RemoteStore {
         let r = crate::config::RemoteConfig {

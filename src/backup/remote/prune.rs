@@ -3,9 +3,9 @@
 //! and failed entries never count as backups, the newest intact copy of each database stays,
 //! only keys steward names are touched, and every deletion is audited before it begins.
 
+use super::error::RemoteError;
 use super::index::{parse_key, RemoteBackup, Role, META_CAP};
 use super::store::RemoteStore;
-use super::RemoteError;
 use crate::backup::api::Pruned;
 use crate::backup::catalog::{self, BackupStatus, Location};
 use crate::backup::retention::{self, Candidate, Policy};
@@ -174,7 +174,7 @@ fn unfinished(store: &RemoteStore, b: &RemoteBackup) -> Pruned {
 
 fn pruned(
     b: &RemoteBackup,
-    kind: crate::backup::BackupKind,
+    kind: crate::backup::kind::BackupKind,
     reason: String,
     stored_bytes: u64,
 ) -> Pruned {

@@ -2,6 +2,7 @@
 //! place retention in the bucket runs from (so a run after an upload and one on request never
 //! overlap, and what they delete is read again before anyone lists it).
 
+use super::gauges::set_remote_metrics;
 use super::index::{Index, RemoteBackup};
 use super::prune::{self, Trigger};
 use super::store::RemoteStore;
@@ -85,7 +86,7 @@ pub(super) async fn prune_bucket(
         let mut s = snapshot.lock().await;
         s.read = None;
         if let Ok(all) = s.get(Duration::ZERO).await {
-            super::uploader::set_remote_metrics(a.metrics, &all);
+            set_remote_metrics(a.metrics, &all);
         }
     }
     out

@@ -351,7 +351,7 @@ impl RemoteStore {
                     parts.push(p);
                     progress.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
                     if parts.len() == 1 {
-                        crate::backup::pause_point("upload-part").await;
+                        crate::backup::pause::pause_point("upload-part").await;
                     }
                 }
                 Some(Err(e)) => return Err(classify(e, &self.site(&what))),

@@ -2,9 +2,10 @@
 //! commit marker there as here), each checked against the metadata (size and SHA-256 of what
 //! was sent, size of what the service holds) before the backup counts as off-site.
 
+use super::error::RemoteError;
+use super::offsite_copy::counts;
 use super::queue::{self, Entry};
 use super::store::{PendingUpload, RemoteStore, Sent};
-use super::RemoteError;
 use crate::backup::catalog::{self, BackupMeta, CatalogError, OffsiteCopy};
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
@@ -91,7 +92,7 @@ pub(super) async fn upload(
         )
         .await?;
     }
-    crate::backup::pause_point("upload-files-sent").await;
+    crate::backup::pause::pause_point("upload-files-sent").await;
     let json_path = catalog::meta_path(root, &meta);
     let json = tokio::fs::read(&json_path)
         .await
@@ -109,7 +110,7 @@ pub(super) async fn upload(
             detail: "the bucket does not hold the metadata just stored".into(),
         });
     }
-    crate::backup::pause_point("upload-meta-sent").await;
+    crate::backup::pause::pause_point("upload-meta-sent").await;
     record(store, root, &meta).await
 }
 
@@ -204,17 +205,6 @@ async fn record(
             detail: e.to_string(),
         }),
     }
-}
-
-/// True when `o` is a copy in the bucket `store` is for.
-pub fn counts(o: &OffsiteCopy, store: &RemoteStore) -> bool {
-    o.url == store.url && o.endpoint == store.endpoint
-}
-
-/// True when `o` is a copy in the bucket `r` configures.
-pub fn counts_for(o: &OffsiteCopy, r: &crate::config::RemoteConfig) -> bool {
-    let (url, endpoint) = super::store::identity(r);
-    r.enabled() && o.url == url && o.endpoint == endpoint
 }
 
 /// The local metadata, or why there is nothing to upload.

@@ -2,45 +2,23 @@
 //! backoff), answers with the bucket's catalog and the queue's state, applies `local_keep`
 //! after each checked upload, and keeps the off-site metrics in step.
 
+use super::gauges::set_remote_metrics;
 use super::index::RemoteBackup;
+use super::offsite_copy::counts;
 use super::prune::Trigger;
 use super::queue::{self, Entry};
 use super::snapshot::{prune_bucket, PruneArgs, Snapshot};
 use super::store::RemoteStore;
 use super::upload::{self, Outcome};
-use crate::backup::api::Pruned;
+use crate::backup::api::{Pruned, UploadStatus};
 use crate::backup::catalog;
 use crate::config::{Config, RemoteConfig};
 use crate::metrics::Metrics;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio_util::sync::CancellationToken;
-
-/// The off-site side of `backup status`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UploadStatus {
-    /// `s3://bucket/prefix`.
-    pub url: String,
-    pub endpoint: String,
-    /// Backups waiting for their off-site copy.
-    pub queued: usize,
-    /// Failed attempts in a row since the last upload that succeeded.
-    pub consecutive_failures: u32,
-    /// When the current run of failures began.
-    #[serde(default)]
-    pub failing_since: Option<DateTime<Utc>>,
-    /// Why the last attempt failed (scrubbed).
-    #[serde(default)]
-    pub last_error: Option<String>,
-    #[serde(default)]
-    pub last_success_at: Option<DateTime<Utc>>,
-    /// The backup uploading now.
-    #[serde(default)]
-    pub uploading: Option<String>,
-}
 
 enum Msg {
     Enqueue {
@@ -333,9 +311,10 @@ impl Uploader {
                 // A reload may have pointed `[backup.remote]` at another bucket while this
                 // upload ran (to the bucket it began with): the backup waits for its copy in
                 // the configured one, instead of leaving the queue with none there.
-                let elsewhere = self.store.as_ref().is_some_and(|(_, s)| {
-                    !meta.offsite.as_ref().is_some_and(|o| upload::counts(o, s))
-                });
+                let elsewhere = self
+                    .store
+                    .as_ref()
+                    .is_some_and(|(_, s)| !meta.offsite.as_ref().is_some_and(|o| counts(o, s)));
                 if elsewhere {
                     let again = Entry::new(&entry.id, &entry.database);
                     let _ = queue::save(&state, &again);
@@ -462,40 +441,6 @@ impl Uploader {
     }
 }
 
-/// Sets the per-database off-site gauges from the bucket's catalog.
-pub fn set_remote_metrics(metrics: &Metrics, all: &[RemoteBackup]) {
-    use std::collections::BTreeMap;
-    let mut newest: BTreeMap<&str, f64> = BTreeMap::new();
-    let mut bytes: BTreeMap<&str, u64> = BTreeMap::new();
-    for b in all.iter().filter(|b| !b.deleting) {
-        let db = b.meta.database.as_str();
-        *bytes.entry(db).or_default() += b.objects.iter().map(|(_, n)| n).sum::<u64>();
-        if b.meta.is_good() {
-            let at = crate::unix_seconds(b.meta.finished_at.unwrap_or(b.meta.started_at));
-            let e = newest.entry(db).or_insert(at);
-            *e = e.max(at);
-        }
-    }
-    metrics.offsite.last_success.reset();
-    for (db, at) in &newest {
-        metrics
-            .offsite
-            .last_success
-            .with_label_values(&[db])
-            .set(*at);
-    }
-    metrics.restore_test.set_offsite_recovery_points(
-        newest
-            .into_iter()
-            .map(|(db, at)| (db.to_string(), at))
-            .collect(),
-    );
-    metrics.offsite.bytes.reset();
-    for (db, n) in bytes {
-        metrics.offsite.bytes.with_label_values(&[db]).set(n as i64);
-    }
-}
-
 /// Queues every good local backup without a checked copy in `store`'s bucket and without an
 /// entry; returns how many were queued.
 fn reconcile(root: &std::path::Path, state: &std::path::Path, store: &RemoteStore) -> usize {
@@ -503,7 +448,7 @@ fn reconcile(root: &std::path::Path, state: &std::path::Path, store: &RemoteStor
     let (entries, _) = queue::load(state);
     let mut n = 0;
     for m in all.iter().filter(|m| m.is_good()) {
-        let checked = m.offsite.as_ref().is_some_and(|o| upload::counts(o, store));
+        let checked = m.offsite.as_ref().is_some_and(|o| counts(o, store));
         if checked || entries.iter().any(|e| e.id == m.id) {
             continue;
         }
