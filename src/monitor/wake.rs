@@ -115,6 +115,13 @@ impl RedisManager {
     }
 }
 
+/// A master that cannot persist (its last RDB save or AOF write failed) refuses PING with
+/// `MISCONF`, as it refuses writes. It answered: the connection is good and the server up;
+/// the persistence figures and the write/read test say what is wrong.
+pub fn cannot_persist(e: &redis::RedisError) -> bool {
+    e.code() == Some("MISCONF")
+}
+
 fn tls_unsupported() -> redis::RedisError {
     redis::RedisError::from((
         redis::ErrorKind::InvalidClientConfig,
@@ -151,10 +158,11 @@ impl bb8::ManageConnection for RedisManager {
     }
 
     async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
-        let pong: String = redis::cmd("PING").query_async(conn).await?;
-        match pong.as_str() {
-            "PONG" => Ok(()),
-            _ => Err((redis::ErrorKind::Extension, "ping request").into()),
+        match redis::cmd("PING").query_async::<String>(conn).await {
+            Ok(pong) if pong == "PONG" => Ok(()),
+            Ok(_) => Err((redis::ErrorKind::Extension, "ping request").into()),
+            Err(e) if cannot_persist(&e) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -238,6 +246,22 @@ impl AsyncWrite for Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misconf_answer_is_a_server_that_cannot_persist_and_nothing_else_is() {
+        let err = |reply: &[u8]| {
+            redis::parse_redis_value(reply)
+                .and_then(|v| v.extract_error())
+                .unwrap_err()
+        };
+        assert!(cannot_persist(&err(
+            b"-MISCONF Errors writing to the AOF file: No space left on device\r\n"
+        )));
+        assert!(!cannot_persist(&err(b"-ERR unknown command 'PING'\r\n")));
+        assert!(!cannot_persist(&err(
+            b"-NOAUTH Authentication required.\r\n"
+        )));
+    }
 
     #[tokio::test]
     async fn a_raise_before_the_wait_is_kept_once() {
