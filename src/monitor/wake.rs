@@ -27,8 +27,9 @@ impl Wake {
     }
 }
 
-/// bb8's PostgreSQL manager, except that a connection the server ends (an error on the
-/// connection, not steward dropping its client) raises the wake.
+/// A bb8 connection manager for PostgreSQL, like the bb8-postgres crate's (not used), except
+/// that a connection the server ends (an error on the connection, not steward dropping its
+/// client) raises the wake.
 pub struct PgManager {
     config: tokio_postgres::Config,
     wake: Wake,
@@ -67,10 +68,10 @@ impl bb8::ManageConnection for PgManager {
     }
 }
 
-/// bb8-redis's manager, except that the socket is watched: end of stream or a read error (the
-/// server closed the connection) raises the wake. The connection's own timeouts are the
-/// check's (the driver's defaults, 1 s to connect and 500 ms per reply, would be a second,
-/// hidden timeout).
+/// A bb8 connection manager for Redis, like the bb8-redis crate's (not used), except that the
+/// socket is watched: end of stream or a read error (the server closed the connection) raises
+/// the wake. The connection's own timeouts are the check's (the driver's defaults, 1 s to
+/// connect and 500 ms per reply, would be a second, hidden timeout).
 pub struct RedisManager {
     client: redis::Client,
     timeout: Duration,
