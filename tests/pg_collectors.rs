@@ -339,3 +339,106 @@ fn without_pg_monitor_other_roles_sessions_are_hidden_and_a_denied_group_alone_i
         log.contains("sessions") && log.contains("42501") && log.contains("pg_monitor")
     });
 }
+
+/// A group whose query times out on a lock counts an error and is down, yet its last facts stay
+/// for steward's alerts through two failed runs in a row: a firing alert stays firing through
+/// them (the series go at once), is resolved at the third, and fires again when the group
+/// recovers.
+#[test]
+fn a_firing_alert_outlives_timed_out_rounds_of_its_group_until_their_facts_are_stale() {
+    let (pg, redis) = (Postgres::start(), Redis::start());
+    // Rounds every 2 s: a window of about 2 s in which exactly two failed runs are counted.
+    let st = Steward::builder(&pg, &redis)
+        .with(|s| s.pg_interval = "2s".into())
+        .with(with_extra("[alerts.idle_in_transaction]\nthreshold = 1\n"))
+        .start();
+    // Same role as steward: visible without pg_monitor.
+    let holder = open(&pg, PG_USER, "holder", "BEGIN; SELECT 1;");
+    wait_session(&pg, "holder", "state = 'idle in transaction'");
+    wait_alert(&st, "IdleInTransaction", AlertState::Firing);
+    let errors = |body: &str| {
+        metric_value(
+            body,
+            "steward_postgres_collector_errors_total",
+            &[("group", "sessions")],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(errors(&st.metrics()), 0.0);
+
+    // Only the sessions group reads pg_locks: while a superuser holds the view exclusively,
+    // each of its runs waits out postgres.timeout (500 ms) and fails; the others go on.
+    let locker = open(
+        &pg,
+        "postgres",
+        "locker",
+        "BEGIN; LOCK TABLE pg_catalog.pg_locks IN ACCESS EXCLUSIVE MODE;",
+    );
+    wait_session(&pg, "locker", "state = 'idle in transaction'");
+    let resolved = |body: &str| {
+        metric_value(
+            body,
+            "steward_alert_transitions_total",
+            &[("alert", "IdleInTransaction"), ("to", "resolved")],
+        )
+        .unwrap_or(0.0)
+    };
+    // One scrape taken after two failed runs and before a third: the round that failed first
+    // sent its facts to the alert engine a whole interval before.
+    let mut two_failed = None;
+    st.wait_until(WAIT, "two failed runs of the sessions group", |st| {
+        let body = st.metrics();
+        let n = errors(&body);
+        if n == 2.0 {
+            two_failed = Some(body);
+        }
+        n >= 2.0
+    });
+    let body = two_failed.expect("no scrape showed exactly two failed runs (missed a 2 s window)");
+    let up =
+        |body: &str, g: &str| metric_value(body, "steward_postgres_collector_up", &[("group", g)]);
+    assert_eq!(up(&body, "sessions"), Some(0.0));
+    for g in ["database", "server"] {
+        assert_eq!(up(&body, g), Some(1.0), "{g} stays up");
+    }
+    assert_eq!(
+        metric_value(&body, "steward_postgres_sessions", &[]),
+        None,
+        "a failed group's series go at once"
+    );
+    assert_eq!(
+        resolved(&body),
+        0.0,
+        "IdleInTransaction was resolved by a failed round of the sessions group"
+    );
+    assert_eq!(
+        metric_value(
+            &body,
+            "steward_alert_active",
+            &[
+                ("alert", "IdleInTransaction"),
+                ("service", "postgres"),
+                ("severity", "warning")
+            ]
+        ),
+        Some(1.0)
+    );
+    st.wait_until(WAIT, "one warning naming the group and the timeout", |st| {
+        let log = st.log();
+        log.contains("postgres collector group failed")
+            && log.contains("sessions")
+            && (log.contains("lock timeout") || log.contains("within postgres.timeout"))
+    });
+
+    // The third failed run in a row drops the facts: the alert resolves, and not before.
+    wait_alert(&st, "IdleInTransaction", AlertState::Resolved);
+    assert!(errors(&st.metrics()) >= 3.0);
+
+    // The lock is released: the group recovers and sees the same transaction again.
+    drop(locker);
+    st.wait_until(WAIT, "the sessions group to be up again", |st| {
+        st.metric("steward_postgres_collector_up", &[("group", "sessions")]) == Some(1.0)
+    });
+    wait_alert(&st, "IdleInTransaction", AlertState::Firing);
+    drop(holder);
+}

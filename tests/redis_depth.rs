@@ -1,5 +1,6 @@
 //! Redis monitoring in depth, each signal shown against a real state made in the test: a
-//! BGSAVE that fails and then succeeds, connections refused by `maxclients`, a client blocked in
+//! BGSAVE that fails and then succeeds, an append-only file write that fails on a full disk
+//! and then succeeds, connections refused by `maxclients`, a client blocked in
 //! BLPOP, per-command statistics, an empty configured database, a replica (role, link, lag,
 //! link down when the master dies), the Redis alerts firing and resolving, and the hit ratio of a known application mix with and
 //! without the statistics scan running (steward's own lookups left out).
@@ -7,6 +8,7 @@
 mod common;
 
 use common::redis_extra::RawConn;
+use common::tmpfs::Tmpfs;
 use common::*;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -292,6 +294,82 @@ fn persistence_clients_commands_and_databases() {
         "a master has no link"
     );
     promtool_clean(&st.metrics());
+}
+
+/// Writes zeros to `path` until the filesystem is full.
+fn fill_up(path: &std::path::Path) {
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+}
+
+/// AOF on, in a small tmpfs someone else fills up: Redis cannot write the append-only file
+/// (`aof_last_write_status:err`, ENOSPC), `steward_redis_aof_last_write_success` goes 0 and
+/// RedisPersistenceFailing fires, naming the AOF; once there is room Redis's own retry succeeds
+/// and the alert resolves. A full disk stops root too (a read-only mode would not); mounting
+/// the tmpfs needs root, which CI has (tests/run.sh), so the test is skipped otherwise.
+#[test]
+fn an_aof_write_that_fails_on_a_full_disk_fires_persistence_failing_until_there_is_room() {
+    let Some(disk) = Tmpfs::mount("1m") else {
+        return;
+    };
+    let redis = Redis::start_aof_in(disk.path());
+    let pg = Postgres::start();
+    let st = Steward::start(&pg, &redis);
+    wait_metric(&st, "steward_redis_aof_enabled", &[], "AOF on", |v| {
+        v == 1.0
+    });
+    assert_eq!(
+        st.metric("steward_redis_aof_last_write_success", &[]),
+        Some(1.0)
+    );
+    assert!(
+        disk.path().join("appendonlydir").is_dir(),
+        "the AOF is not on the small disk"
+    );
+
+    let ballast = disk.path().join("ballast");
+    fill_up(&ballast);
+    // More than the page the AOF's last one may still have free; refused (MISCONF) when one of
+    // steward's own probe writes failed first.
+    let mut admin = RawConn::open(&redis).unwrap();
+    let _ = admin.request(&["SET", "big", &"x".repeat(64 * 1024)]);
+    wait_until(WAIT, "Redis to report a failed AOF write", || {
+        redis.info_field("aof_last_write_status").as_deref() == Some("err")
+    });
+    wait_metric(
+        &st,
+        "steward_redis_aof_last_write_success",
+        &[],
+        "the failed AOF write",
+        |v| v == 0.0,
+    );
+    wait_transition(&st, "RedisPersistenceFailing", "firing");
+    let reply: steward::alerts::AlertsReply = st.ctl(&["alerts"]).data();
+    let alert = reply
+        .alerts
+        .iter()
+        .find(|a| a.alert == "RedisPersistenceFailing")
+        .expect("RedisPersistenceFailing is listed");
+    assert!(
+        alert.description.contains("append-only file"),
+        "the AOF is named: {alert:?}"
+    );
+    assert_eq!(
+        st.metric("steward_redis_rdb_last_bgsave_success", &[]),
+        Some(1.0),
+        "the RDB side is fine: the AOF alone fired it"
+    );
+
+    std::fs::remove_file(&ballast).unwrap();
+    wait_metric(
+        &st,
+        "steward_redis_aof_last_write_success",
+        &[],
+        "an AOF write that succeeds again",
+        |v| v == 1.0,
+    );
+    wait_transition(&st, "RedisPersistenceFailing", "resolved");
 }
 
 /// A master with a replica: roles, connected replicas and lag (made by stopping the replica

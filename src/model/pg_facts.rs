@@ -1,8 +1,11 @@
 //! What the PostgreSQL collector groups found that steward's own alerts judge (the figures
 //! themselves are in the metric families): one snapshot, replaced after each round of groups.
 
-/// The newest round of the collector groups; a group that failed or did not run leaves its
-/// part `None`, so a rule never judges a value it does not have.
+/// The newest round of the collector groups. A group that failed keeps the part of its last
+/// good run through two failed runs in a row (`monitor::pg_collect::keep`), so one failed round
+/// does not resolve an alert; a group that never succeeded, failed longer, or does not apply to
+/// the server leaves its part `None`, so a rule never judges a value it does not have (or a
+/// stale one).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PgFacts {
     /// Unix time the round finished.

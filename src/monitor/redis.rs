@@ -5,7 +5,7 @@
 use super::pool_error::{checkout, redis_refused, LastError};
 use super::redis_counters::Tracker;
 use super::redis_info::{db_name, Info};
-use super::wake::RedisManager;
+use super::wake::{cannot_persist, RedisManager};
 use super::{step, Deadline, Probe};
 use crate::config::RedisConfig;
 use crate::metrics::Metrics;
@@ -90,16 +90,16 @@ impl RedisProbe {
         PoolState::of(&self.pool.state(), self.cfg.pool_max)
     }
 
+    /// A pooled connection that answered PING; a master refusing it because it cannot persist
+    /// (`MISCONF`) answered too, so it is up ([`cannot_persist`]).
     async fn connect_and_ping(&self) -> Result<PooledConnection<'static, RedisManager>, String> {
         let mut conn = checkout(&self.pool, &self.last_error, self.cfg.timeout).await?;
-        let pong: String = redis::cmd("PING")
-            .query_async(&mut *conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        if pong != "PONG" {
-            return Err(format!("PING answered {pong:?}"));
+        match redis::cmd("PING").query_async::<String>(&mut *conn).await {
+            Ok(pong) if pong == "PONG" => Ok(conn),
+            Ok(pong) => Err(format!("PING answered {pong:?}")),
+            Err(e) if cannot_persist(&e) => Ok(conn),
+            Err(e) => Err(e.to_string()),
         }
-        Ok(conn)
     }
 
     /// `INFO all` and `SLOWLOG LEN` in one round trip, while no batch of steward's own

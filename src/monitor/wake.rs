@@ -27,8 +27,9 @@ impl Wake {
     }
 }
 
-/// bb8's PostgreSQL manager, except that a connection the server ends (an error on the
-/// connection, not steward dropping its client) raises the wake.
+/// A bb8 connection manager for PostgreSQL, like the bb8-postgres crate's (not used), except
+/// that a connection the server ends (an error on the connection, not steward dropping its
+/// client) raises the wake.
 pub struct PgManager {
     config: tokio_postgres::Config,
     wake: Wake,
@@ -67,10 +68,10 @@ impl bb8::ManageConnection for PgManager {
     }
 }
 
-/// bb8-redis's manager, except that the socket is watched: end of stream or a read error (the
-/// server closed the connection) raises the wake. The connection's own timeouts are the
-/// check's (the driver's defaults, 1 s to connect and 500 ms per reply, would be a second,
-/// hidden timeout).
+/// A bb8 connection manager for Redis, like the bb8-redis crate's (not used), except that the
+/// socket is watched: end of stream or a read error (the server closed the connection) raises
+/// the wake. The connection's own timeouts are the check's (the driver's defaults, 1 s to
+/// connect and 500 ms per reply, would be a second, hidden timeout).
 pub struct RedisManager {
     client: redis::Client,
     timeout: Duration,
@@ -115,6 +116,13 @@ impl RedisManager {
     }
 }
 
+/// A master that cannot persist (its last RDB save or AOF write failed) refuses PING with
+/// `MISCONF`, as it refuses writes. It answered: the connection is good and the server up;
+/// the persistence figures and the write/read test say what is wrong.
+pub fn cannot_persist(e: &redis::RedisError) -> bool {
+    e.code() == Some("MISCONF")
+}
+
 fn tls_unsupported() -> redis::RedisError {
     redis::RedisError::from((
         redis::ErrorKind::InvalidClientConfig,
@@ -151,10 +159,11 @@ impl bb8::ManageConnection for RedisManager {
     }
 
     async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
-        let pong: String = redis::cmd("PING").query_async(conn).await?;
-        match pong.as_str() {
-            "PONG" => Ok(()),
-            _ => Err((redis::ErrorKind::Extension, "ping request").into()),
+        match redis::cmd("PING").query_async::<String>(conn).await {
+            Ok(pong) if pong == "PONG" => Ok(()),
+            Ok(_) => Err((redis::ErrorKind::Extension, "ping request").into()),
+            Err(e) if cannot_persist(&e) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -238,6 +247,22 @@ impl AsyncWrite for Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misconf_answer_is_a_server_that_cannot_persist_and_nothing_else_is() {
+        let err = |reply: &[u8]| {
+            redis::parse_redis_value(reply)
+                .and_then(|v| v.extract_error())
+                .unwrap_err()
+        };
+        assert!(cannot_persist(&err(
+            b"-MISCONF Errors writing to the AOF file: No space left on device\r\n"
+        )));
+        assert!(!cannot_persist(&err(b"-ERR unknown command 'PING'\r\n")));
+        assert!(!cannot_persist(&err(
+            b"-NOAUTH Authentication required.\r\n"
+        )));
+    }
 
     #[tokio::test]
     async fn a_raise_before_the_wait_is_kept_once() {

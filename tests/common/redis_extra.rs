@@ -1,5 +1,5 @@
 //! Redis beyond the plain harness server: a server started with extra arguments (a replica of
-//! another with `--replicaof`), and raw connections a test holds open (a client blocked in
+//! another with `--replicaof`, the append-only file on in a given directory), and raw connections a test holds open (a client blocked in
 //! BLPOP, connections beyond `maxclients`, application traffic in MULTI/EXEC rounds).
 
 use super::*;
@@ -38,6 +38,14 @@ impl Redis {
             || matches!(r.command(&["PING"]), Ok(p) if p == "+PONG"),
         );
         r
+    }
+
+    /// A redis-server with the append-only file on (`appendonly yes`, fsync every second)
+    /// keeping its files in `dir` (e.g. a small tmpfs the test fills up) rather than its own
+    /// directory, which still holds its log.
+    pub fn start_aof_in(dir: &Path) -> Redis {
+        let dir = dir.to_str().expect("a UTF-8 path");
+        Self::start_with(&["--appendonly", "yes", "--dir", dir])
     }
 
     /// A replica of `master`: same password, `--replicaof 127.0.0.1 <port>`.

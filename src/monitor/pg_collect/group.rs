@@ -79,8 +79,8 @@ impl Group {
         }
     }
 
-    /// Drops what the group had found from `facts` (it failed, or does not apply), so no
-    /// rule judges an old value.
+    /// Drops what the group had found from `facts` (it does not apply, or failed more than
+    /// [`super::keep::FAILED_RUNS_KEPT`] runs in a row), so no rule judges a stale value.
     pub fn forget(self, facts: &mut PgFacts) {
         match self {
             Group::Server => facts.server = None,
@@ -89,6 +89,18 @@ impl Group {
             Group::Replication => facts.replication = None,
             Group::Checkpoints => facts.archiver = None,
             Group::Vacuum => facts.vacuum = None,
+        }
+    }
+
+    /// Puts the group's part of `from` into `to` (a failed run keeps the previous facts).
+    pub fn carry(self, from: &PgFacts, to: &mut PgFacts) {
+        match self {
+            Group::Server => to.server.clone_from(&from.server),
+            Group::Sessions => to.sessions.clone_from(&from.sessions),
+            Group::Database => to.database.clone_from(&from.database),
+            Group::Replication => to.replication.clone_from(&from.replication),
+            Group::Checkpoints => to.archiver.clone_from(&from.archiver),
+            Group::Vacuum => to.vacuum.clone_from(&from.vacuum),
         }
     }
 
@@ -139,6 +151,39 @@ mod tests {
         fams.sort();
         fams.dedup();
         assert_eq!(fams.len(), n, "a family is declared by two groups");
+    }
+
+    #[test]
+    fn each_group_carries_back_exactly_what_it_forgets() {
+        use crate::model::pg_facts::*;
+        let full = PgFacts {
+            collected_at: 1.0,
+            version_num: 170000,
+            server: Some(ServerFacts::default()),
+            sessions: Some(SessionFacts::default()),
+            database: Some(DatabaseFacts::default()),
+            replication: Some(ReplicationFacts::default()),
+            vacuum: Some(VacuumFacts::default()),
+            archiver: Some(ArchiverFacts::default()),
+        };
+        let mut none = full.clone();
+        for &g in Group::ALL {
+            let mut f = full.clone();
+            g.forget(&mut f);
+            assert_ne!(f, full, "{g:?} forgot nothing");
+            g.carry(&full, &mut f);
+            assert_eq!(f, full, "{g:?} carried back something else");
+            g.forget(&mut none);
+        }
+        assert_eq!(
+            none,
+            PgFacts {
+                collected_at: 1.0,
+                version_num: 170000,
+                ..PgFacts::default()
+            },
+            "some group's facts are forgotten by no group"
+        );
     }
 
     #[test]

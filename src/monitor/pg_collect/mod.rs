@@ -1,9 +1,12 @@
 //! The PostgreSQL collector task (`collector.postgres`): runs each collector group on its own
 //! schedule over one connection of its own, so a slow or failing group never delays a check
 //! nor hides another group; results go to the metric families and, for alerts, [`PgFacts`].
+//! A group that fails loses its series at once but keeps its facts through two failed runs in
+//! a row ([`keep`]), so one failed round does not resolve a firing alert.
 
 pub mod group;
 pub mod groups;
+pub mod keep;
 
 use crate::config::{Config, PostgresConfig};
 use crate::metrics::families::{Output, Store};
@@ -11,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::model::pg_facts::PgFacts;
 use crate::secret::Scrubber;
 use group::Group;
+use keep::Streaks;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -27,7 +31,8 @@ pub fn store() -> Result<Store, prometheus::Error> {
 /// The newest collected facts, for steward's own alerts; `None` before the first round.
 pub type FactsRx = watch::Receiver<Option<Arc<PgFacts>>>;
 
-/// The task's state: its connection, when each group last ran, which were already reported.
+/// The task's state: its connection, when each group last ran, how many of its runs failed in a
+/// row, which were already reported.
 pub struct Collector {
     cfg: watch::Receiver<Arc<Config>>,
     metrics: Arc<Metrics>,
@@ -35,6 +40,8 @@ pub struct Collector {
     facts: Arc<watch::Sender<Option<Arc<PgFacts>>>>,
     conn: Option<(Client, i32)>,
     last_run: HashMap<Group, Instant>,
+    /// Failed runs in a row per group: how long its facts outlive a failure.
+    streaks: Streaks,
     /// Groups whose privilege problem was logged: one line, not one per round.
     warned: HashSet<Group>,
 }
@@ -54,6 +61,7 @@ impl Collector {
             facts,
             conn: None,
             last_run: HashMap::new(),
+            streaks: Streaks::default(),
             warned: HashSet::new(),
         }
     }
@@ -88,12 +96,15 @@ impl Collector {
         let Some((client, version)) = self.conn.take() else {
             return;
         };
-        let mut facts = self.facts.borrow().as_deref().cloned().unwrap_or_default();
+        // The previous round's facts: a group that fails puts its part of them back.
+        let prev = self.facts.borrow().as_deref().cloned().unwrap_or_default();
+        let mut facts = prev.clone();
         facts.version_num = version;
         for &g in Group::ALL {
             let spec = g.spec();
             if !spec.applies(version) {
                 g.forget(&mut facts);
+                self.streaks.forget(g);
                 self.store.clear(spec.name);
                 continue;
             }
@@ -129,11 +140,12 @@ impl Collector {
             match failure {
                 None => {
                     self.store.replace(name, out);
+                    self.streaks.succeeded(g);
                     self.warned.remove(&g);
                     self.set_up(name, true);
                 }
                 Some(why) => {
-                    g.forget(&mut facts);
+                    self.streaks.failed(g, &prev, &mut facts);
                     self.store.clear(name);
                     self.set_up(name, false);
                     self.metrics
@@ -158,17 +170,20 @@ impl Collector {
             .set(i64::from(up));
     }
 
-    /// No connection: every group is down until the next round connects.
+    /// No connection: every group is down until the next round connects. The round counts as
+    /// a failed run of every group (due or not), so their facts go after a few rounds without
+    /// a connection however long their periods.
     fn down(&mut self, why: &str) {
+        let prev = self.facts.borrow().as_deref().cloned().unwrap_or_default();
+        let mut facts = prev.clone();
         for &g in Group::ALL {
             let name = g.spec().name;
             self.store.clear(name);
             self.set_up(name, false);
+            self.streaks.failed(g, &prev, &mut facts);
         }
-        self.facts.send_replace(Some(Arc::new(PgFacts {
-            collected_at: crate::unix_now(),
-            ..PgFacts::default()
-        })));
+        facts.collected_at = crate::unix_now();
+        self.facts.send_replace(Some(Arc::new(facts)));
         tracing::debug!(error = %why, "postgres collector groups skipped: no connection");
     }
 
