@@ -80,7 +80,7 @@ impl Group {
     }
 
     /// Drops what the group had found from `facts` (it does not apply, or failed more than
-    /// [`super::keep::FAILED_RUNS_KEPT`] runs in a row), so no rule judges a stale value.
+    /// `keep::FAILED_RUNS_KEPT` runs in a row), so no rule judges a stale value.
     pub fn forget(self, facts: &mut PgFacts) {
         match self {
             Group::Server => facts.server = None,
