@@ -47,6 +47,7 @@ const MODULES: &[&str] = &[
     "model",
     "monitor",
     "reload",
+    "residency",
     "secret",
     "supervisor",
 ];
