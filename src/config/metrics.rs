@@ -31,6 +31,11 @@ pub struct MetricsConfig {
     pub max_connections_per_address: usize,
 }
 
+/// Connections served at once, from all clients together; Prometheus needs one or two, this
+/// only bounds abuse. A connection beyond it, or beyond its address's share
+/// (`[metrics] max_connections_per_address`), is accepted and closed at once, so that it holds
+/// no descriptor and waits in no backlog ahead of other clients.
+pub const MAX_CONNECTIONS: usize = 256;
 /// The default of `max_connections_per_address`: far more than Prometheus and Grafana need.
 pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 32;
 
@@ -130,7 +135,7 @@ fn users_table<'de, D: Deserializer<'de>>(
 /// hashes (the hash itself is never quoted).
 pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
     let m = &c.metrics;
-    let most = crate::metrics::http::MAX_CONNECTIONS;
+    let most = MAX_CONNECTIONS;
     if !(1..=most).contains(&m.max_connections_per_address) {
         out.push(Problem::new(
             "metrics.max_connections_per_address",
@@ -145,7 +150,7 @@ pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
             // Read once through the secret-file path for its exposure warning.
             if let Err(p) = super::secret_file::read_secret_file("metrics.tls_key", key) {
                 out.push(p);
-            } else if let Err(e) = crate::metrics::tls::load(cert, key) {
+            } else if let Err(e) = super::metrics_tls::load(cert, key) {
                 out.push(Problem::new(e.key(), e.to_string()));
             }
         }
@@ -168,7 +173,7 @@ pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
         }
         None => None,
     };
-    if let Err(problems) = crate::metrics::basic_auth::Users::parse(m, file.as_deref()) {
+    if let Err(problems) = super::basic_auth_users::Users::parse(m, file.as_deref()) {
         out.extend(problems);
     }
 }
@@ -207,7 +212,7 @@ mod tests {
                 .any(|p| p.key == "metrics.max_connections_per_address")
         };
         assert!(!key(&super::super::validate::validate(&c)));
-        for bad in [0, crate::metrics::http::MAX_CONNECTIONS + 1] {
+        for bad in [0, MAX_CONNECTIONS + 1] {
             c.metrics.max_connections_per_address = bad;
             let p = super::super::validate::validate(&c);
             assert!(key(&p), "{p:?}");

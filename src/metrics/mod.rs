@@ -15,7 +15,6 @@ pub mod redis;
 pub mod restore_test;
 pub mod scrape;
 pub mod security;
-pub mod tls;
 
 pub use alerts::AlertMetrics;
 pub use audit::AuditMetrics;
