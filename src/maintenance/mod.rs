@@ -10,7 +10,7 @@ pub use publish::REDIS_KEY;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::monitor::Board;
+use crate::model::board::Board;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;

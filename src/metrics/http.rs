@@ -6,7 +6,7 @@ use super::conn_limit::{ConnLimits, Refusal};
 use super::security::Security;
 use super::Metrics;
 use crate::config::MAX_METRICS_CONNECTIONS as MAX_CONNECTIONS;
-use crate::monitor::Board;
+use crate::model::board::Board;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
