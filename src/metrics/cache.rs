@@ -3,7 +3,7 @@
 //! TTL enforcement). Namespace label values come from the config, so they are bounded.
 
 use super::{MetricsError, Reg};
-use crate::cache::tally::PassFigures;
+use crate::model::cache_pass::PassFigures;
 use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec};
 
 /// Every cache metric handle.

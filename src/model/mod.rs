@@ -5,6 +5,7 @@
 //! control socket, which re-exports it on the wire.
 
 pub mod board;
+pub mod cache_pass;
 pub mod check;
 pub mod history;
 pub mod pg_facts;
