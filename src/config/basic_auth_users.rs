@@ -3,7 +3,7 @@
 //! (and line), never the hash.
 
 use super::metrics::MetricsConfig;
-use super::validate::Problem;
+use super::problem::Problem;
 use std::collections::HashMap;
 
 /// Highest bcrypt cost accepted: each step doubles a verification's time, about a second of
