@@ -76,7 +76,7 @@ pub struct BackupConfig {
     pub encryption: EncryptionConfig,
     pub restore_test: RestoreTestConfig,
     /// `[backup.remote]`: the off-site copy of every backup.
-    pub remote: super::RemoteConfig,
+    pub remote: super::backup_remote::RemoteConfig,
 }
 
 /// `[backup.restore_test]`: restore drills. At each scheduled time the newest good backup of
@@ -114,7 +114,7 @@ impl Default for BackupConfig {
             schedule: ScheduleConfig::default(),
             encryption: EncryptionConfig::default(),
             restore_test: RestoreTestConfig::default(),
-            remote: super::RemoteConfig::default(),
+            remote: super::backup_remote::RemoteConfig::default(),
         }
     }
 }
