@@ -81,7 +81,7 @@ async fn serve(extra: usize, addr: std::net::SocketAddr) {
     let sec = SecurityHandle::start(&cfg).expect("security");
     let state = http::HttpState {
         metrics: m,
-        board: steward::monitor::Board::default(),
+        board: steward::model::board::Board::default(),
         security: sec.subscribe(),
     };
     let listener = http::bind(addr).expect("bind");

@@ -169,7 +169,7 @@ fn print_sparkline(req: &Request, reply: &Reply) {
         serde_json::from_value::<steward::control::protocol::HistoryReply>(reply.data.clone())
     {
         if !h.entries.is_empty() {
-            let line = steward::monitor::history::sparkline(&h.entries, 60);
+            let line = steward::model::history::sparkline(&h.entries, 60);
             println!("latency  {line}  (\u{2717} = down)");
         }
     }

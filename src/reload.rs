@@ -96,7 +96,7 @@ pub struct Reloader {
     pub supervisor: SupervisorHandle,
     pub metrics: Arc<Metrics>,
     pub level: Option<LevelHandle>,
-    pub board: crate::monitor::Board,
+    pub board: crate::model::board::Board,
     /// The HTTP endpoint's TLS files and users, re-read on every reload.
     pub http: crate::metrics::security::SecurityHandle,
 }

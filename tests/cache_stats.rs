@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 use steward::cache::report::CacheStatsReply;
-use steward::cache::tally::NamespaceFigures;
+use steward::model::cache_pass::NamespaceFigures;
 
 const WAIT: Duration = Duration::from_secs(60);
 

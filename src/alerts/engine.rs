@@ -4,18 +4,19 @@
 
 use super::alertmanager::Notice;
 use super::facts::{BackupFacts, Facts};
+use super::handle::{AlertHandle, Cmd};
 use super::observation::{Key, Observation};
 use super::pg_session_rules::DeadlockWindow;
+use super::reply::{AlertStatus, AlertsReply};
 use super::restarts::RestartWindow;
 use super::rules;
 use super::state::{AlertState, Tracker, Transition};
-use super::{AlertHandle, AlertStatus, AlertsReply, Cmd};
 use crate::backup::schedule::Schedules;
 use crate::backup::BackupHandle;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::model::board::Board;
 use crate::model::check::{CheckResult, Service};
-use crate::monitor::Board;
 use crate::supervisor::{SupervisorHandle, TaskResult};
 use std::collections::HashMap;
 use std::sync::Arc;

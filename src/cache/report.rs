@@ -2,7 +2,7 @@
 //! check (hit ratio, memory, fragmentation, evictions per second, eviction policy), the last
 //! complete statistics pass per namespace, and how the pass in progress is doing.
 
-use super::tally::PassFigures;
+use crate::model::cache_pass::PassFigures;
 use crate::model::check::CheckResult;
 use serde::{Deserialize, Serialize};
 

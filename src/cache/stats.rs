@@ -8,11 +8,12 @@
 
 use super::eviction::{Evictions, PolicyEnforcer};
 use super::report::{CacheStatsReply, PassProgress};
-use super::tally::{namespace_index, Pass, PassFigures};
+use super::tally::{namespace_index, Pass};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::model::board::Board;
+use crate::model::cache_pass::PassFigures;
 use crate::model::check::Service;
-use crate::monitor::Board;
 use crate::supervisor::TaskResult;
 use redis::aio::MultiplexedConnection;
 use std::sync::Arc;

@@ -278,8 +278,12 @@ impl Default for AlertmanagerConfig {
 }
 
 /// Checks the limits serde cannot: ratios within 0–1, positive limits, sane windows.
-pub(super) fn validate(a: &AlertsConfig, am: &AlertmanagerConfig, out: &mut Vec<super::Problem>) {
-    use super::Problem;
+pub(super) fn validate(
+    a: &AlertsConfig,
+    am: &AlertmanagerConfig,
+    out: &mut Vec<super::problem::Problem>,
+) {
+    use super::problem::Problem;
     let ratio = |key: &str, v: Option<f64>, out: &mut Vec<Problem>| {
         if let Some(v) = v {
             if !(v > 0.0 && v <= 1.0) {
@@ -416,8 +420,8 @@ pub(super) fn validate(a: &AlertsConfig, am: &AlertmanagerConfig, out: &mut Vec<
     validate_alertmanager(am, out);
 }
 
-fn validate_alertmanager(am: &AlertmanagerConfig, out: &mut Vec<super::Problem>) {
-    use super::Problem;
+fn validate_alertmanager(am: &AlertmanagerConfig, out: &mut Vec<super::problem::Problem>) {
+    use super::problem::Problem;
     if am.resend_interval.is_zero() {
         out.push(Problem::new(
             "alertmanager.resend_interval",

@@ -1,6 +1,7 @@
 //! `[audit]`: where the audit log (one JSON line per admin command or destructive action) goes.
 
-use super::{Config, Problem};
+use super::problem::Problem;
+use super::Config;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

@@ -76,7 +76,7 @@ pub struct BackupConfig {
     pub encryption: EncryptionConfig,
     pub restore_test: RestoreTestConfig,
     /// `[backup.remote]`: the off-site copy of every backup.
-    pub remote: super::RemoteConfig,
+    pub remote: super::backup_remote::RemoteConfig,
 }
 
 /// `[backup.restore_test]`: restore drills. At each scheduled time the newest good backup of
@@ -114,7 +114,7 @@ impl Default for BackupConfig {
             schedule: ScheduleConfig::default(),
             encryption: EncryptionConfig::default(),
             restore_test: RestoreTestConfig::default(),
-            remote: super::RemoteConfig::default(),
+            remote: super::backup_remote::RemoteConfig::default(),
         }
     }
 }
@@ -161,8 +161,8 @@ pub struct EncryptionConfig {
 }
 
 /// Checks the backup section: names, levels, periods, schedules, keys.
-pub(super) fn validate(b: &BackupConfig, out: &mut Vec<super::Problem>) {
-    use super::Problem;
+pub(super) fn validate(b: &BackupConfig, out: &mut Vec<super::problem::Problem>) {
+    use super::problem::Problem;
     validate_databases(&b.databases, out);
     let (lo, hi) = match b.compression {
         Compression::Gzip => (1, 9),
@@ -274,8 +274,12 @@ fn kernel_tree(dir: &Path) -> Option<&'static str> {
         .find(|t| real.starts_with(t))
 }
 
-fn validate_schedule(s: &ScheduleConfig, drill: &RestoreTestConfig, out: &mut Vec<super::Problem>) {
-    use super::Problem;
+fn validate_schedule(
+    s: &ScheduleConfig,
+    drill: &RestoreTestConfig,
+    out: &mut Vec<super::problem::Problem>,
+) {
+    use super::problem::Problem;
     use std::str::FromStr;
     for (key, expr) in [
         ("backup.schedule.daily", &s.daily),
@@ -305,8 +309,8 @@ fn validate_schedule(s: &ScheduleConfig, drill: &RestoreTestConfig, out: &mut Ve
     }
 }
 
-fn validate_encryption(e: &EncryptionConfig, out: &mut Vec<super::Problem>) {
-    use super::Problem;
+fn validate_encryption(e: &EncryptionConfig, out: &mut Vec<super::problem::Problem>) {
+    use super::problem::Problem;
     use std::str::FromStr;
     for (i, r) in e.recipients.iter().enumerate() {
         if age::x25519::Recipient::from_str(r).is_err() {
@@ -364,8 +368,8 @@ pub const ALL_DATABASES: &str = "*";
 
 /// `"*"` stands alone (a list that names databases besides "every database" says two things);
 /// every other entry must be a name PostgreSQL can give a database.
-fn validate_databases(dbs: &[String], out: &mut Vec<super::Problem>) {
-    use super::Problem;
+fn validate_databases(dbs: &[String], out: &mut Vec<super::problem::Problem>) {
+    use super::problem::Problem;
     if dbs.len() > 1 && dbs.iter().any(|d| d == ALL_DATABASES) {
         out.push(Problem::new(
             "backup.databases",

@@ -152,7 +152,7 @@ pub fn parse_bucket_url(url: &str) -> Result<BucketUrl, String> {
 pub(super) fn read_credentials(
     r: &mut RemoteConfig,
     env: &HashMap<String, String>,
-    problems: &mut Vec<super::Problem>,
+    problems: &mut Vec<super::problem::Problem>,
 ) {
     let var = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     for (field, name) in [
@@ -183,8 +183,8 @@ pub(super) fn read_credentials(
 }
 
 /// Checks `[backup.remote]` when a bucket is configured.
-pub(super) fn validate(r: &RemoteConfig, out: &mut Vec<super::Problem>) {
-    use super::Problem;
+pub(super) fn validate(r: &RemoteConfig, out: &mut Vec<super::problem::Problem>) {
+    use super::problem::Problem;
     if !r.enabled() {
         return;
     }

@@ -1,7 +1,7 @@
 //! `[cache]` and `[[cache.namespace]]`: how steward manages the application's Redis cache —
 //! one policy (prefix, TTL, codec, compression, warm-up) per kind of cached data.
 
-use super::Problem;
+use super::problem::Problem;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! `[control]`: where the control socket lives, who may connect and steer, and its validation.
 
-use super::{Config, Problem};
+use super::problem::Problem;
+use super::Config;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! `[instance]`: this steward's name, which tells its marks apart from another steward's on
 //! the same servers (heartbeat row, Redis probe and maintenance keys).
 
-use super::{Config, Problem};
+use super::problem::Problem;
+use super::Config;
 use serde::{Deserialize, Serialize};
 
 /// Longest name accepted, in characters: it goes into Redis keys and a table's primary key.

@@ -1,8 +1,9 @@
 //! Loading: file → legacy environment variables → `STEWARD_<SECTION>__<KEY>` → secret files → validation.
 
+use super::problem::Problem;
 use super::regular_file::{read_regular_string, ReadError, CONFIG_CAP};
 use super::secret_file::read_secret_files;
-use super::validate::{validate, Problem};
+use super::validate::validate;
 use super::Config;
 use crate::secret::{Scrubber, SecretUrl};
 use config::{Environment, File, FileFormat, Map, Source, Value, ValueKind};

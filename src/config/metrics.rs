@@ -1,12 +1,14 @@
-//! `[metrics]`: the HTTP endpoint Prometheus scrapes (address, TLS files, basic-auth users),
-//! and its validation.
+//! `[metrics]`: the HTTP endpoint Prometheus scrapes (address, TLS files, basic-auth users);
+//! its validation is in `metrics_check`.
 
-use super::{Config, Problem, DEFAULT_METRICS_PORT};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+/// The metrics port when none is configured; documented in docs/configuration.md.
+pub const DEFAULT_METRICS_PORT: u16 = 9732;
 
 /// `[metrics]`: the HTTP endpoint Prometheus scrapes.
 ///
@@ -31,6 +33,11 @@ pub struct MetricsConfig {
     pub max_connections_per_address: usize,
 }
 
+/// Connections served at once, from all clients together; Prometheus needs one or two, this
+/// only bounds abuse. A connection beyond it, or beyond its address's share
+/// (`[metrics] max_connections_per_address`), is accepted and closed at once, so that it holds
+/// no descriptor and waits in no backlog ahead of other clients.
+pub const MAX_CONNECTIONS: usize = 256;
 /// The default of `max_connections_per_address`: far more than Prometheus and Grafana need.
 pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 32;
 
@@ -126,55 +133,9 @@ fn users_table<'de, D: Deserializer<'de>>(
     d.deserialize_map(Table).map(Some)
 }
 
-/// Checks `[metrics]` beyond what serde does: TLS files in pairs and loadable, users' names and
-/// hashes (the hash itself is never quoted).
-pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
-    let m = &c.metrics;
-    let most = crate::metrics::http::MAX_CONNECTIONS;
-    if !(1..=most).contains(&m.max_connections_per_address) {
-        out.push(Problem::new(
-            "metrics.max_connections_per_address",
-            format!(
-                "is {}; it must be between 1 and {most} (the endpoint's limit for all clients together); the default is {DEFAULT_MAX_CONNECTIONS_PER_ADDRESS}",
-                m.max_connections_per_address
-            ),
-        ));
-    }
-    match (&m.tls_cert, &m.tls_key) {
-        (Some(cert), Some(key)) => {
-            // Read once through the secret-file path for its exposure warning.
-            if let Err(p) = super::secret_file::read_secret_file("metrics.tls_key", key) {
-                out.push(p);
-            } else if let Err(e) = crate::metrics::tls::load(cert, key) {
-                out.push(Problem::new(e.key(), e.to_string()));
-            }
-        }
-        (Some(_), None) => out.push(Problem::new(
-            "metrics.tls_key",
-            "is missing: metrics.tls_cert is set, and TLS needs both; set tls_key to the PEM private key or remove tls_cert",
-        )),
-        (None, Some(_)) => out.push(Problem::new(
-            "metrics.tls_cert",
-            "is missing: metrics.tls_key is set, and TLS needs both; set tls_cert to the PEM certificate or remove tls_key",
-        )),
-        (None, None) => {}
-    }
-    let file = match &m.basic_auth_users_file {
-        Some(path) => {
-            match super::secret_file::read_secret_file("metrics.basic_auth_users_file", path) {
-                Ok(text) => Some(text),
-                Err(p) => return out.push(p),
-            }
-        }
-        None => None,
-    };
-    if let Err(problems) = crate::metrics::basic_auth::Users::parse(m, file.as_deref()) {
-        out.extend(problems);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::{Config, Problem};
     use super::*;
 
     #[test]
@@ -207,7 +168,7 @@ mod tests {
                 .any(|p| p.key == "metrics.max_connections_per_address")
         };
         assert!(!key(&super::super::validate::validate(&c)));
-        for bad in [0, crate::metrics::http::MAX_CONNECTIONS + 1] {
+        for bad in [0, MAX_CONNECTIONS + 1] {
             c.metrics.max_connections_per_address = bad;
             let p = super::super::validate::validate(&c);
             assert!(key(&p), "{p:?}");

@@ -4,13 +4,17 @@ mod alerts;
 mod audit;
 mod backup;
 mod backup_remote;
+pub mod basic_auth_users;
 mod cache;
 mod control;
 mod instance;
 mod load;
 mod metrics;
+mod metrics_check;
+pub mod metrics_tls;
 mod paths;
 mod pg_tool;
+mod problem;
 pub mod regular_file;
 mod secret_file;
 mod validate;
@@ -26,18 +30,17 @@ pub use cache::{CacheConfig, Codec, NamespaceConfig, WarmupConfig, EVICTION_POLI
 pub use control::{group_id, ControlConfig};
 pub use instance::{InstanceConfig, MAX_NAME as MAX_INSTANCE_NAME};
 pub use load::{load, resolve_path, LoadError};
-pub use metrics::{BcryptHash, MetricsConfig};
+pub use metrics::{
+    BcryptHash, MetricsConfig, DEFAULT_METRICS_PORT, MAX_CONNECTIONS as MAX_METRICS_CONNECTIONS,
+};
 pub use paths::{anchored, base_dir};
+pub use problem::Problem;
 pub(crate) use secret_file::read_secret_quietly;
-pub use validate::Problem;
 
 use crate::secret::{Scrubber, SecretUrl};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// The metrics port when none is configured; documented in docs/configuration.md.
-pub const DEFAULT_METRICS_PORT: u16 = 9732;
 
 /// The whole effective configuration, shared as `Arc<Config>` through a `watch` channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -2,8 +2,9 @@
 //! hashes, the TLS key): read at start and on each reload, only when they are regular files of at
 //! most 64 KiB, with a warning when group or others can read them.
 
+use super::problem::Problem;
 use super::regular_file::{read_regular_string, ReadError, SECRET_CAP};
-use crate::config::{Config, LogConfig, LogFormat, Problem};
+use crate::config::{Config, LogConfig, LogFormat};
 use crate::secret::SecretUrl;
 use std::path::Path;
 

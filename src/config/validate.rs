@@ -1,42 +1,9 @@
 //! Validation: one problem per key, each naming the key and saying what to do.
 
+use super::problem::Problem;
 use super::Config;
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
-
-/// One thing wrong with the config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The dotted key (`postgres.interval`) or environment variable at fault.
-    pub key: String,
-    /// What is wrong, and what would be right.
-    pub reason: String,
-}
-
-impl Problem {
-    pub(crate) fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-
-    /// A variable whose value is not `expected`; the value is not quoted (it may be a secret
-    /// set to the wrong variable).
-    pub(crate) fn env(var: &str, expected: &str) -> Self {
-        Self::new(
-            format!("{var} (environment)"),
-            format!("its value is not {expected}; set it to {expected} or unset it"),
-        )
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}`: {}", self.key, self.reason)
-    }
-}
 
 /// Checks everything serde cannot: URLs, durations' relations, names, modes.
 pub fn validate(c: &Config) -> Vec<Problem> {
@@ -89,7 +56,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     super::control::check(c, &mut out);
     super::audit::check(c, &mut out);
     super::instance::check(c, &mut out);
-    super::metrics::check(c, &mut out);
+    super::metrics_check::check(c, &mut out);
     super::backup::validate(&c.backup, &mut out);
     super::alerts::validate(&c.alerts, &c.alertmanager, &mut out);
     super::cache::validate(&c.cache, &mut out);

@@ -5,7 +5,8 @@ use super::protocol::{
     TaskSummary, CONTROL_TASK,
 };
 use crate::config::Config;
-use crate::monitor::{Board, MonitorHandle};
+use crate::model::board::Board;
+use crate::monitor::MonitorHandle;
 use crate::reload::ReloadHandle;
 use crate::supervisor::SupervisorHandle;
 use std::collections::BTreeMap;
@@ -95,7 +96,7 @@ impl Dispatcher {
                     Err(msg) => return Reply::error(msg),
                 };
                 let mut entries = self.board.history(service, from);
-                let summary = crate::monitor::history::summarize(&entries);
+                let summary = crate::model::history::summarize(&entries);
                 if let Some(n) = last {
                     entries.drain(..entries.len().saturating_sub(n));
                 }

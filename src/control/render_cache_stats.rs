@@ -116,7 +116,7 @@ fn stats(r: &CacheStatsReply, now: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::tally::{NamespaceFigures, PassFigures};
+    use crate::model::cache_pass::{NamespaceFigures, PassFigures};
 
     #[test]
     fn stats_show_the_warning_and_a_row_per_namespace() {

@@ -1,10 +1,10 @@
 //! The maintenance actor: owns the state file, turns the mode on and off, ends it at `until`,
 //! and keeps the Redis key in step, retrying whenever a Redis check succeeds.
 
+use super::error::MaintenanceError;
+use super::period::{EndedBy, Maintenance, MaintenanceStatus, Origin, Publication};
+use super::publish;
 use super::store::{self, Stored};
-use super::{
-    publish, EndedBy, Maintenance, MaintenanceError, MaintenanceStatus, Origin, Publication,
-};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::check::CheckResult;

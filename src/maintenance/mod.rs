@@ -3,121 +3,23 @@
 //! backup scheduler and the alert engine.
 
 mod actor;
+mod error;
+mod period;
 mod publish;
 mod store;
 
+pub use error::{too_long, MaintenanceError, MAX_DURATION, MAX_REASON};
+pub use period::{Ended, EndedBy, Maintenance, MaintenanceStatus, Origin, Publication};
 pub use publish::REDIS_KEY;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::monitor::Board;
-use serde::{Deserialize, Serialize};
+use crate::model::board::Board;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-
-/// Longest reason accepted, in characters: it travels in the Redis key and the state file.
-pub const MAX_REASON: usize = 500;
-/// Longest `--for` accepted: a maintenance meant to last longer is better left on until
-/// `maintenance off`.
-pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// A `--for` over [`MAX_DURATION`] as the operator will recognise it (seconds and days).
-pub fn too_long(seconds: f64) -> String {
-    format!("{seconds} seconds ({:.0} days)", seconds / 86_400.0)
-}
-
-/// Who turned maintenance mode on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    /// `steward maintenance on`.
-    Operator,
-    /// A restore replacing an existing database, for its duration.
-    Restore,
-}
-
-/// Maintenance as it is on now: the Redis key's JSON, the state file's entry, what the alert
-/// engine and the backup scheduler see.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Maintenance {
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// When it was turned on, Unix seconds.
-    pub since: f64,
-    /// When it ends by itself (`--for`), Unix seconds; `None` until turned off.
-    #[serde(default)]
-    pub until: Option<f64>,
-    pub by: Origin,
-}
-
-/// How a maintenance period ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EndedBy {
-    /// `steward maintenance off`.
-    Operator,
-    /// Its `until` passed (also while steward was stopped).
-    Expired,
-    /// The restore that turned it on finished (or failed).
-    RestoreFinished,
-}
-
-/// A maintenance period that has ended; the newest ones are kept for `maintenance status`, so
-/// that a short one (a quick restore) can still be seen afterwards.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ended {
-    #[serde(flatten)]
-    pub period: Maintenance,
-    pub ended_at: f64,
-    pub ended_by: EndedBy,
-}
-
-/// Where the Redis key stands.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Publication {
-    pub key: String,
-    /// Redis holds what the mode says (the key while on, no key while off).
-    pub published: bool,
-    /// When Redis last accepted it, Unix seconds.
-    #[serde(default)]
-    pub published_at: Option<f64>,
-    /// Why the last attempt failed; it is retried as soon as a Redis check succeeds.
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-/// Reply to `maintenance on|off|status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MaintenanceStatus {
-    pub on: bool,
-    #[serde(default)]
-    pub current: Option<Maintenance>,
-    /// `[maintenance] run_backups`: scheduled backups still run during maintenance.
-    pub run_backups: bool,
-    pub redis: Publication,
-    /// Ended periods, newest first.
-    pub history: Vec<Ended>,
-    /// The state file.
-    pub file: String,
-}
-
-/// Why a maintenance request could not be carried out; every message says what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum MaintenanceError {
-    #[error(transparent)]
-    Store(#[from] store::StoreError),
-    #[error("--for must be longer than zero, e.g. --for 30m")]
-    ZeroDuration,
-    #[error("--for (for_seconds) is {0}; maintenance can be set for at most 30 days (--for 30d, for_seconds 2592000); give a shorter one, or leave --for out to stay on until `steward maintenance off`")]
-    TooLong(String),
-    #[error("the reason is {0} characters long; keep it to {MAX_REASON}")]
-    ReasonTooLong(usize),
-    #[error("the maintenance actor has stopped (steward is shutting down)")]
-    Gone,
-}
 
 /// The cloneable way to read and change maintenance mode.
 #[derive(Clone)]

@@ -3,7 +3,7 @@
 //! this instance's own. Several stewards may share one Redis, so the shared key is marked with
 //! the instance's name and is set or deleted only by its owner, in one atomic script.
 
-use super::Maintenance;
+use super::period::Maintenance;
 use crate::config::Config;
 use std::time::Duration;
 
@@ -125,7 +125,7 @@ fn expiry_ms(m: &Maintenance, now: f64) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Origin;
+    use super::super::period::Origin;
     use super::*;
 
     #[test]

@@ -1,7 +1,7 @@
 //! The maintenance state file (`<state dir>/maintenance.json`): the current period and the recent
 //! ended ones, written atomically (temp file, fsync, rename, fsync of the directory).
 
-use super::{Ended, EndedBy, Maintenance};
+use super::period::{Ended, EndedBy, Maintenance};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -121,7 +121,7 @@ pub fn save(dir: &Path, s: &Stored) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Origin;
+    use super::super::period::Origin;
     use super::*;
 
     fn on(since: f64, until: Option<f64>) -> Maintenance {

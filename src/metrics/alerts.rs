@@ -1,7 +1,7 @@
 //! Alert metrics: which alerts fire, how often they change state, and what Alertmanager
 //! deliveries did.
 
-use super::{MetricsError, Reg};
+use super::reg::{MetricsError, Reg};
 use prometheus::{IntCounterVec, IntGaugeVec};
 
 /// Every alert metric handle.

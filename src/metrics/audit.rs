@@ -1,7 +1,7 @@
 //! Audit-log metrics: entries written and entries that could not be (admin commands are then
 //! refused), so an alert can catch an audit log that stopped working.
 
-use super::{MetricsError, Reg};
+use super::reg::{MetricsError, Reg};
 use prometheus::{IntCounter, IntCounterVec};
 
 /// Every audit metric handle.

@@ -2,7 +2,7 @@
 //! running, the catalog's totals, next runs, restores, free space, and scheduled backups skipped
 //! in maintenance mode.
 
-use super::{MetricsError, Reg};
+use super::reg::{MetricsError, Reg};
 use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec};
 
 /// Every backup metric handle.
@@ -149,15 +149,6 @@ const SCHEDULED_KINDS: [&str; 2] = ["daily", "weekly"];
 /// The `result` label values of `steward_backups_total`.
 const BACKUP_RESULTS: [&str; 3] = ["success", "failure", "skipped"];
 
-impl super::Metrics {
-    /// Exports the backup and restore-test counters of `database` at 0 (see
-    /// [`BackupMetrics::know_database`]).
-    pub fn know_backup_database(&self, database: &str) {
-        self.backup.know_database(database);
-        self.restore_test.know_database(database);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,22 +160,5 @@ mod tests {
             .map(|k| k.as_str())
             .collect();
         assert_eq!(all, KINDS);
-    }
-
-    #[test]
-    fn a_known_database_has_every_counter_at_zero() {
-        let m = super::super::Metrics::new().unwrap();
-        m.know_backup_database("app");
-        let text = String::from_utf8(m.render()).unwrap();
-        for line in [
-            r#"steward_backups_total{database="app",kind="daily",result="success"} 0"#,
-            r#"steward_backups_total{database="app",kind="pre-restore",result="skipped"} 0"#,
-            r#"steward_backup_pruned_total{database="app",kind="manual"} 0"#,
-            r#"steward_backup_skipped_total{database="app",kind="weekly"} 0"#,
-            r#"steward_backup_restore_tests_total{database="app",result="failure"} 0"#,
-        ] {
-            assert!(text.contains(line), "missing {line}");
-        }
-        assert!(!text.contains(r#"steward_backup_skipped_total{database="app",kind="manual"}"#));
     }
 }

@@ -1,13 +1,13 @@
-//! HTTP basic auth for the metrics endpoint: the users (`[metrics] basic_auth_users` and
-//! `basic_auth_users_file`, bcrypt hashes) and a verifier that caches successes and bounds how
+//! HTTP basic auth for the metrics endpoint: a verifier of the users
+//! ([`crate::config::basic_auth_users`]) that caches successes and bounds how
 //! many bcrypt verifications run at once, with at most one waiting per client address, so that
 //! one client's flood of wrong passwords cannot keep another's first check waiting.
 
-use crate::config::{MetricsConfig, Problem};
+use crate::config::basic_auth_users::Users;
 use base64::Engine;
 use hyper::header::HeaderValue;
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,120 +18,9 @@ use tokio::sync::Semaphore;
 const MAX_VERIFYING: usize = 1;
 /// How long a request waits for a verification slot before it is refused with 503.
 const VERIFY_WAIT: Duration = Duration::from_secs(5);
-/// Highest bcrypt cost accepted: each step doubles a verification's time, about a second of
-/// one core at 14 (`htpasswd -B` uses 5 unless told otherwise).
-const MAX_COST: u32 = 14;
 /// Successful verifications remembered (keyed by a SHA-256 of user, hash and password); only
 /// right passwords get in, so this bounds memory, not correctness.
 const CACHE_MAX: usize = 256;
-
-/// The users allowed in, user name → bcrypt hash.
-#[derive(Clone, Default)]
-pub struct Users(HashMap<String, String>);
-
-impl Users {
-    /// Reads the inline table and the users file (without the exposure warning, which the
-    /// config validation gives once per load).
-    pub fn from_config(m: &MetricsConfig) -> Result<Users, Vec<Problem>> {
-        let key = "metrics.basic_auth_users_file";
-        let text = m
-            .basic_auth_users_file
-            .as_deref()
-            .map(|path| crate::config::read_secret_quietly(key, path))
-            .transpose()
-            .map_err(|p| vec![p])?;
-        Users::parse(m, text.as_deref())
-    }
-
-    /// Builds the users from the inline table and the text of the users file; every problem
-    /// names the user (and line), never the hash.
-    pub fn parse(m: &MetricsConfig, file: Option<&str>) -> Result<Users, Vec<Problem>> {
-        let mut users = HashMap::new();
-        let mut problems = Vec::new();
-        for (user, hash) in m.basic_auth_users.iter().flatten() {
-            let key = format!("metrics.basic_auth_users.{user}");
-            match check_entry(user, hash.expose()) {
-                Ok(()) => {
-                    users.insert(user.clone(), hash.expose().to_string());
-                }
-                Err(reason) => problems.push(Problem::new(key, reason)),
-            }
-        }
-        for (n, line) in file.unwrap_or_default().lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let key = "metrics.basic_auth_users_file";
-            let Some((user, hash)) = line.split_once(':') else {
-                problems.push(Problem::new(
-                    key,
-                    format!(
-                        "line {}: expected user:bcrypt-hash (as `htpasswd -nB user` prints)",
-                        n + 1
-                    ),
-                ));
-                continue;
-            };
-            if users.contains_key(user) {
-                problems.push(Problem::new(
-                    key,
-                    format!("line {}: user {user:?} is defined twice (in the file or also in metrics.basic_auth_users); keep one", n + 1),
-                ));
-                continue;
-            }
-            match check_entry(user, hash) {
-                Ok(()) => {
-                    users.insert(user.to_string(), hash.to_string());
-                }
-                Err(reason) => {
-                    problems.push(Problem::new(key, format!("line {}: {reason}", n + 1)))
-                }
-            }
-        }
-        if m.basic_auth_users_file.is_some() && users.is_empty() && problems.is_empty() {
-            problems.push(Problem::new(
-                "metrics.basic_auth_users_file",
-                "names no user; add user:bcrypt-hash lines, or remove the key to turn basic auth off",
-            ));
-        }
-        if problems.is_empty() {
-            Ok(Users(users))
-        } else {
-            Err(problems)
-        }
-    }
-
-    /// The user names, sorted (for logs; never the hashes).
-    pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.0.keys().cloned().collect();
-        v.sort();
-        v
-    }
-}
-
-fn check_entry(user: &str, hash: &str) -> Result<(), String> {
-    if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
-        return Err(format!(
-            "{user:?} cannot be a basic-auth user name (no colon, no control characters, not empty)"
-        ));
-    }
-    let parts = hash.parse::<bcrypt::HashParts>().map_err(|_| {
-        format!(
-            "the hash of user {user:?} is not a bcrypt hash ($2y$/$2b$/$2a$, 60 characters); \
-             generate one with `htpasswd -nbB {user} PASSWORD` or any bcrypt tool"
-        )
-    })?;
-    let cost = parts.get_cost();
-    if cost > MAX_COST {
-        return Err(format!(
-            "the hash of user {user:?} has bcrypt cost {cost}, too slow to verify (the limit is \
-             {MAX_COST}; every wrong password would hold the verifier for minutes or more); \
-             generate one with `htpasswd -nbB -C 10 {user} PASSWORD`"
-        ));
-    }
-    Ok(())
-}
 
 /// What the verifier decided about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,12 +89,12 @@ impl BasicAuth {
         let Some((user, password)) = header.and_then(decode) else {
             return Verdict::Denied;
         };
-        let (hash, known) = match self.users.0.get(&user) {
-            Some(h) => (h.clone(), true),
+        let (hash, known) = match self.users.hash(&user) {
+            Some(h) => (h.to_string(), true),
             // Unknown user: still spend one verification, so that timing does not tell
             // which user names exist.
-            None => match self.users.0.values().next() {
-                Some(h) => (h.clone(), false),
+            None => match self.users.any_hash() {
+                Some(h) => (h.to_string(), false),
                 None => return Verdict::Denied,
             },
         };
@@ -269,6 +158,7 @@ fn decode(v: &HeaderValue) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MetricsConfig;
 
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
@@ -356,57 +246,5 @@ mod tests {
             auth.check(Some(&header("prom", "guess")), B).await,
             Verdict::Denied
         );
-    }
-
-    #[test]
-    fn file_lines_are_parsed_and_problems_named() {
-        let hash = bcrypt::hash("x", 4).unwrap();
-        let m = MetricsConfig {
-            basic_auth_users_file: Some("/x".into()),
-            ..Default::default()
-        };
-        let ok = Users::parse(&m, Some(&format!("# comment\n\nalice:{hash}\n"))).unwrap();
-        assert_eq!(ok.names(), vec!["alice"]);
-        let p = Users::parse(
-            &m,
-            Some(&format!(
-                "alice:{hash}\nbob:notahash\nnocolon\nalice:{hash}\n"
-            )),
-        )
-        .err()
-        .unwrap();
-        let text: String = p.iter().map(|p| format!("{p}\n")).collect();
-        assert!(
-            text.contains("line 2") && text.contains("\"bob\""),
-            "{text}"
-        );
-        assert!(text.contains("line 3") && text.contains("line 4"), "{text}");
-        assert!(
-            !text.contains("notahash") && !text.contains(&hash),
-            "{text}"
-        );
-        assert!(Users::parse(&m, Some("# nobody\n")).is_err());
-    }
-
-    /// A hash whose cost makes one verification take minutes or hours would hold the only
-    /// verification slot that long (any wrong password, even for an unknown user, runs one),
-    /// and every scrape that is not remembered would get 503 meanwhile.
-    #[test]
-    fn a_hash_too_costly_to_verify_is_refused() {
-        let cheap = bcrypt::hash("s3cret", 4).unwrap();
-        let costly = cheap.replacen("$04$", "$31$", 1);
-        let m = MetricsConfig::default();
-        let Err(e) = Users::parse(&m, Some(&format!("prom:{costly}\n"))) else {
-            panic!("a cost-31 hash was accepted");
-        };
-        assert_eq!(e.len(), 1, "{e:?}");
-        assert!(
-            e[0].reason.contains("cost 31") && e[0].reason.contains("prom"),
-            "{}",
-            e[0].reason
-        );
-        assert!(!e[0].reason.contains(&costly[7..]), "the hash is not shown");
-        let ok = cheap.replacen("$04$", &format!("${MAX_COST}$"), 1);
-        assert!(Users::parse(&m, Some(&format!("prom:{ok}\n"))).is_ok());
     }
 }

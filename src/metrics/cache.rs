@@ -2,8 +2,8 @@
 //! duration, TTLs enforced, and the duration of every cache operation (stats, clear, warm-up,
 //! TTL enforcement). Namespace label values come from the config, so they are bounded.
 
-use super::{MetricsError, Reg};
-use crate::cache::tally::PassFigures;
+use super::reg::{MetricsError, Reg};
+use crate::model::cache_pass::PassFigures;
 use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec};
 
 /// Every cache metric handle.

@@ -5,7 +5,8 @@ use super::basic_auth::Verdict;
 use super::conn_limit::{ConnLimits, Refusal};
 use super::security::Security;
 use super::Metrics;
-use crate::monitor::Board;
+use crate::config::MAX_METRICS_CONNECTIONS as MAX_CONNECTIONS;
+use crate::model::board::Board;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -21,11 +22,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// Connections served at once, from all clients together; Prometheus needs one or two, this
-/// only bounds abuse. A connection beyond it, or beyond its address's share
-/// (`[metrics] max_connections_per_address`), is accepted and closed at once, so that it holds
-/// no descriptor and waits in no backlog ahead of other clients.
-pub const MAX_CONNECTIONS: usize = 256;
 /// A client must send its request headers within this long, also between keep-alive
 /// requests (slow or idle clients are dropped). A deadline, not an idle timeout: a client
 /// that trickles a byte now and then is dropped all the same.

@@ -1,7 +1,7 @@
 //! Metrics about the HTTP endpoint itself: open and refused connections, failed TLS
 //! handshakes and refused credentials, so that abuse of the endpoint shows up.
 
-use super::{MetricsError, Reg};
+use super::reg::{MetricsError, Reg};
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
 
 /// Every HTTP endpoint metric handle.

@@ -12,10 +12,10 @@ mod http_stats;
 pub mod offsite;
 mod postgres;
 pub mod redis;
+mod reg;
 pub mod restore_test;
 pub mod scrape;
 pub mod security;
-pub mod tls;
 
 pub use alerts::AlertMetrics;
 pub use audit::AuditMetrics;
@@ -24,16 +24,13 @@ pub use cache::CacheMetrics;
 pub use http_stats::HttpMetrics;
 pub use postgres::PgMetrics;
 pub use redis::RedisMetrics;
+pub use reg::MetricsError;
+
+use reg::Reg;
 
 use prometheus::{
-    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry,
 };
-
-/// Why the registry could not be built (only a programming error: a duplicate or bad name).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot register metric: {0}")]
-pub struct MetricsError(#[from] prometheus::Error);
 
 /// Every metric handle, so that writers update them directly and a scrape only encodes.
 pub struct Metrics {
@@ -70,51 +67,6 @@ pub struct Metrics {
     pub audit: AuditMetrics,
     /// The last `/metrics` body, re-encoded when the state changed (see `scrape`).
     pub scrape: scrape::ScrapeCache,
-}
-
-pub(crate) struct Reg<'a>(&'a Registry);
-
-impl Reg<'_> {
-    fn int(&self, name: &str, help: &str) -> Result<IntGauge, MetricsError> {
-        let m = IntGauge::new(name, help)?;
-        self.0.register(Box::new(m.clone()))?;
-        Ok(m)
-    }
-    fn float(&self, name: &str, help: &str) -> Result<Gauge, MetricsError> {
-        let m = Gauge::new(name, help)?;
-        self.0.register(Box::new(m.clone()))?;
-        Ok(m)
-    }
-    fn int_vec(
-        &self,
-        name: &str,
-        help: &str,
-        labels: &[&str],
-    ) -> Result<IntGaugeVec, MetricsError> {
-        let m = IntGaugeVec::new(Opts::new(name, help), labels)?;
-        self.0.register(Box::new(m.clone()))?;
-        Ok(m)
-    }
-    fn float_vec(&self, name: &str, help: &str, labels: &[&str]) -> Result<GaugeVec, MetricsError> {
-        let m = GaugeVec::new(Opts::new(name, help), labels)?;
-        self.0.register(Box::new(m.clone()))?;
-        Ok(m)
-    }
-    fn counter0(&self, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
-        let m = IntCounter::new(name, help)?;
-        self.0.register(Box::new(m.clone()))?;
-        Ok(m)
-    }
-    fn counter(
-        &self,
-        name: &str,
-        help: &str,
-        labels: &[&str],
-    ) -> Result<IntCounterVec, MetricsError> {
-        let m = IntCounterVec::new(Opts::new(name, help), labels)?;
-        self.0.register(Box::new(m.clone()))?;
-        Ok(m)
-    }
 }
 
 impl Metrics {
@@ -262,6 +214,15 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Exports the backup and restore-test counters of `database` at 0 (see
+    /// [`BackupMetrics::know_database`]).
+    pub fn know_backup_database(&self, database: &str) {
+        self.backup.know_database(database);
+        self.restore_test.know_database(database);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,5 +240,22 @@ mod tests {
         ] {
             assert!(text.contains(name), "missing {name}");
         }
+    }
+
+    #[test]
+    fn a_known_database_has_every_counter_at_zero() {
+        let m = Metrics::new().unwrap();
+        m.know_backup_database("app");
+        let text = String::from_utf8(m.render()).unwrap();
+        for line in [
+            r#"steward_backups_total{database="app",kind="daily",result="success"} 0"#,
+            r#"steward_backups_total{database="app",kind="pre-restore",result="skipped"} 0"#,
+            r#"steward_backup_pruned_total{database="app",kind="manual"} 0"#,
+            r#"steward_backup_skipped_total{database="app",kind="weekly"} 0"#,
+            r#"steward_backup_restore_tests_total{database="app",result="failure"} 0"#,
+        ] {
+            assert!(text.contains(line), "missing {line}");
+        }
+        assert!(!text.contains(r#"steward_backup_skipped_total{database="app",kind="manual"}"#));
     }
 }

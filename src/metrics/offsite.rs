@@ -1,7 +1,7 @@
 //! Off-site copies: uploads by result, the queue waiting for the bucket, and per database the
 //! newest checked copy there and the bytes the bucket holds.
 
-use super::{MetricsError, Reg};
+use super::reg::{MetricsError, Reg};
 use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec};
 
 /// Every off-site metric handle.

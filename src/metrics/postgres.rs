@@ -1,7 +1,7 @@
 //! PostgreSQL metrics: the figures of the last good check, and the health of each collector
 //! group (its families live in a [`super::families::Store`] the collector task fills).
 
-use super::{MetricsError, Reg};
+use super::reg::{MetricsError, Reg};
 use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec};
 
 /// PostgreSQL figures from the last good check, and the collector groups' own health.

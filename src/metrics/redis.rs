@@ -2,7 +2,7 @@
 //! persistence, replication, commands), server counters turned into steward's own counters,
 //! and steward's own keyspace lookups, which are taken out of the hit ratio.
 
-use super::{MetricsError, Reg};
+use super::reg::{MetricsError, Reg};
 use prometheus::{CounterVec, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};

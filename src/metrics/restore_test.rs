@@ -2,7 +2,7 @@
 //! its rows compared, when that last succeeded, how long it took (a measured recovery time),
 //! and the age of each database's newest intact backup (the recovery point).
 
-use super::{MetricsError, Reg};
+use super::reg::{MetricsError, Reg};
 use prometheus::{GaugeVec, IntCounterVec};
 use std::collections::BTreeMap;
 use std::sync::RwLock;

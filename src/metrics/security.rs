@@ -2,7 +2,8 @@
 //! connection cap), rebuilt from the files at start and on every reload, and handed to new
 //! connections through a `watch`.
 
-use super::basic_auth::{BasicAuth, Users};
+use super::basic_auth::BasicAuth;
+use crate::config::basic_auth_users::Users;
 use crate::config::MetricsConfig;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -12,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
     #[error(transparent)]
-    Tls(#[from] super::tls::TlsError),
+    Tls(#[from] crate::config::metrics_tls::TlsError),
     #[error("basic-auth users:{}", problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
     Users {
         problems: Vec<crate::config::Problem>,
@@ -31,7 +32,7 @@ impl Security {
     /// Reads the certificate, key and users the config names.
     pub fn build(m: &MetricsConfig) -> Result<Security, SecurityError> {
         let tls = match (&m.tls_cert, &m.tls_key) {
-            (Some(cert), Some(key)) => Some(super::tls::load(cert, key)?),
+            (Some(cert), Some(key)) => Some(crate::config::metrics_tls::load(cert, key)?),
             _ => None,
         };
         let auth = if m.auth_enabled() {

@@ -1,8 +1,6 @@
 //! Monitoring: the per-service monitor loop and its handle, publishing to the [`Board`] of last
 //! results.
 
-mod board;
-pub mod history;
 pub mod pg_collect;
 pub mod pool_error;
 pub mod postgres;
@@ -14,14 +12,13 @@ pub mod wake;
 
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
+use crate::model::board::Board;
 use crate::model::check::{CheckResult, Service};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-
-pub use board::Board;
 
 /// One probe of one service; each service module implements it.
 pub trait Probe: Send + 'static {

@@ -1,38 +1,22 @@
 //! The task registry: every long-running piece is a named task the supervisor starts,
 //! restarts with backoff when it fails or panics, pauses, resumes and stops on shutdown.
 
+mod backoff;
 mod runner;
+mod task;
+
+pub use backoff::Backoff;
+pub use task::{factory, TaskError, TaskFactory, TaskFuture, TaskResult};
 
 use crate::metrics::Metrics;
 use crate::model::task::{TaskAction, TaskInfo, TaskState};
 use runner::{Runner, SlotCmd};
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// What a task's run returns; `Err` (or a panic) makes the supervisor restart it.
-pub type TaskResult = Result<(), TaskError>;
-/// One run of a task.
-pub type TaskFuture = Pin<Box<dyn Future<Output = TaskResult> + Send>>;
-/// Makes a fresh run of a task; the token is cancelled to stop that run.
-pub type TaskFactory = Arc<dyn Fn(CancellationToken) -> TaskFuture + Send + Sync>;
-
-/// A task's failure, as text already free of secrets.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct TaskError(pub String);
-
-impl TaskError {
-    /// Wraps any error's message.
-    pub fn from_display(e: impl std::fmt::Display) -> Self {
-        TaskError(e.to_string())
-    }
-}
 
 /// Why the supervisor could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -45,32 +29,6 @@ pub enum SupervisorError {
     Gone,
     #[error("task {0:?} did not answer in time")]
     NoAnswer(String),
-}
-
-/// Restart delays: `initial`, doubling up to `max`; a run that lasted `stable_after` resets it.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
-    pub stable_after: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(30),
-            stable_after: Duration::from_secs(60),
-        }
-    }
-}
-
-impl Backoff {
-    /// Delay before the restart that follows the `n`th consecutive failure (n ≥ 1).
-    pub fn delay(&self, n: u32) -> Duration {
-        let factor = 2u32.saturating_pow(n.saturating_sub(1).min(16));
-        self.initial.saturating_mul(factor).min(self.max)
-    }
 }
 
 enum Cmd {
@@ -300,15 +258,6 @@ impl SupervisorHandle {
             _ => false,
         }
     }
-}
-
-/// Wraps an async closure as a task factory.
-pub fn factory<F, Fut>(f: F) -> TaskFactory
-where
-    F: Fn(CancellationToken) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = TaskResult> + Send + 'static,
-{
-    Arc::new(move |token| Box::pin(f(token)))
 }
 
 #[cfg(test)]

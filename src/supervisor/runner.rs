@@ -1,6 +1,7 @@
 //! One task's runner: starts runs, watches them, restarts with backoff, obeys pause/resume.
 
-use super::{Backoff, TaskFactory, TaskResult};
+use super::backoff::Backoff;
+use super::task::{TaskFactory, TaskResult};
 use crate::metrics::Metrics;
 use crate::model::task::{TaskAction, TaskInfo, TaskState};
 use std::sync::Arc;

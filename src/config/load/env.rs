@@ -1,7 +1,7 @@
 //! The environment's part of loading: the variables deployments already set (`DATABASE_URL`,
 //! `MONITORING_INTERVAL`, …) mapped onto steward's keys, and which variable set a key.
 
-use super::super::validate::Problem;
+use super::super::problem::Problem;
 use config::Map;
 use std::collections::HashMap;
 

@@ -1,7 +1,7 @@
 //! Each command's name and what it needs from the peer (read-only or admin), kept next to the
 //! request type so that a new command cannot be added without being classified.
 
-use super::Request;
+use super::request::Request;
 use serde::{Deserialize, Serialize};
 
 /// What a request needs from the peer: read-only requests show state, admin ones change it.
@@ -16,7 +16,7 @@ pub enum Access {
 }
 
 impl Request {
-    /// The `cmd` name, as in [`COMMANDS`](super::COMMANDS).
+    /// The `cmd` name, as in [`COMMANDS`].
     pub fn name(&self) -> &'static str {
         match self {
             Request::Status => "status",
@@ -102,10 +102,40 @@ impl Request {
     }
 }
 
+/// The command names, for the error reply to an unknown one.
+pub const COMMANDS: &[&str] = &[
+    "status",
+    "health",
+    "check",
+    "tasks",
+    "task",
+    "reload",
+    "info",
+    "alerts",
+    "history",
+    "backup_create",
+    "backup_list",
+    "backup_status",
+    "backup_verify",
+    "backup_restore",
+    "backup_prune",
+    "backup_delete",
+    "backup_jobs",
+    "backup_fetch",
+    "maintenance_on",
+    "maintenance_off",
+    "maintenance_status",
+    "cache_clear",
+    "cache_clear_jobs",
+    "cache_stats",
+    "cache_warm_up",
+];
+
 #[cfg(test)]
 mod tests {
-    use super::super::{Service, TaskAction, COMMANDS};
     use super::*;
+    use crate::model::check::Service;
+    use crate::model::task::TaskAction;
 
     /// One request of every kind, with made-up arguments.
     fn one_of_each() -> Vec<Request> {

@@ -73,8 +73,8 @@ pub struct HistoryReply {
     pub service: Service,
     /// Start of the window, Unix seconds.
     pub since: f64,
-    pub entries: Vec<crate::monitor::history::Entry>,
-    pub summary: crate::monitor::history::Summary,
+    pub entries: Vec<crate::model::history::Entry>,
+    pub summary: crate::model::history::Summary,
 }
 
 /// Reply to `status`: the one-screen overview.

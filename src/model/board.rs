@@ -1,8 +1,8 @@
 //! The board of last results: the newest check of each service and its recent history, for
 //! `/health`, the control socket, readiness and the alert engine.
 
+use super::check::{CheckResult, HealthReply, Service, ServiceReport};
 use super::history;
-use crate::model::check::{CheckResult, HealthReply, Service, ServiceReport};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;

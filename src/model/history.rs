@@ -5,7 +5,7 @@
 //! Everything here is pure and synchronous; the monitor state owns one [`Ring`] per service and
 //! pushes [`Entry::from_check`] after each check.
 
-use crate::model::check::CheckResult;
+use super::check::CheckResult;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! TLS for the HTTP endpoint: loading `[metrics] tls_cert` / `tls_key` into a rustls acceptor
 //! (ring provider, TLS 1.2 and 1.3, HTTP/1.1 by ALPN).
 
-use crate::config::regular_file::{read_regular, ReadError, SECRET_CAP};
+use super::regular_file::{read_regular, ReadError, SECRET_CAP};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
