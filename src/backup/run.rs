@@ -35,16 +35,7 @@ impl BackupRun {
         let b = &ctx.config.backup;
         let encrypted = !b.encryption.recipients.is_empty();
         let mut meta = BackupMeta {
-            id: self.id.clone(),
-            database: self.database.clone(),
-            kind: self.kind,
             label: self.label.clone(),
-            status: BackupStatus::Running,
-            error: None,
-            started_at: self.started,
-            finished_at: None,
-            duration_seconds: 0.0,
-            file: None,
             format: b.format,
             compression: b.compression,
             level: b.level(),
@@ -52,20 +43,13 @@ impl BackupRun {
                 method: "age".into(),
                 recipients: b.encryption.recipients.clone(),
             }),
-            dump_bytes: 0,
-            stored_bytes: 0,
-            sha256: None,
-            pg_dump_version: None,
-            server_version: None,
-            steward_version: crate::VERSION.into(),
-            verified_at: None,
-            source: None,
-            restore_test: None,
-            globals: None,
-            table_rows: None,
-            offsite: None,
-            location: None,
-            checksum: String::new(),
+            ..BackupMeta::placeholder(
+                &self.id,
+                &self.database,
+                self.kind,
+                BackupStatus::Running,
+                self.started,
+            )
         };
         tracing::info!(id = %self.id, database = %self.database, kind = %self.kind, "backup started");
         let root = b.dir.clone();
