@@ -1,6 +1,6 @@
 //! Logging: tracing-subscriber set up as pretty or JSON lines, with a level that reload can change.
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::log_config::{LogConfig, LogFormat};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};

@@ -1,7 +1,6 @@
 //! `[audit]`: where the audit log (one JSON line per admin command or destructive action) goes.
 
 use super::problem::Problem;
-use super::Config;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -24,8 +23,8 @@ impl Default for AuditConfig {
 
 /// Checks `[audit]` beyond what serde does; whether the file is writable is found out when an
 /// entry is written (admin commands then fail closed), not here.
-pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
-    let p = &c.audit.path;
+pub(super) fn check(c: &AuditConfig, out: &mut Vec<Problem>) {
+    let p = &c.path;
     if p.as_os_str().is_empty() {
         out.push(Problem::new(
             "audit.path",
@@ -89,16 +88,16 @@ mod tests {
             ("/dev/null".into(), "a device"),
             (link, "a symbolic link"),
         ] {
-            let mut c = Config::default();
-            c.audit.path = path;
+            let c = AuditConfig { path };
             let mut out = Vec::new();
             check(&c, &mut out);
             assert_eq!(out.len(), 1, "{out:?}");
             assert_eq!(out[0].key, "audit.path");
             assert!(out[0].reason.contains(kind), "{}", out[0].reason);
         }
-        let mut c = Config::default();
-        c.audit.path = dir.path().join("audit.log");
+        let c = AuditConfig {
+            path: dir.path().join("audit.log"),
+        };
         let mut out = Vec::new();
         check(&c, &mut out);
         assert!(out.is_empty(), "{out:?}");

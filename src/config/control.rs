@@ -1,7 +1,6 @@
 //! `[control]`: where the control socket lives, who may connect and steer, and its validation.
 
 use super::problem::Problem;
-use super::Config;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -104,9 +103,9 @@ pub fn group_id(group: &str) -> Option<u32> {
     }
 }
 
-pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
-    check_connections(&c.control, out);
-    let sock = c.control.socket.as_os_str();
+pub(super) fn check(c: &ControlConfig, out: &mut Vec<Problem>) {
+    check_connections(c, out);
+    let sock = c.socket.as_os_str();
     if sock.is_empty() {
         out.push(Problem::new(
             "control.socket",
@@ -118,24 +117,24 @@ pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
             "is longer than 100 bytes, too long for a Unix socket path; choose a shorter one",
         ));
     }
-    let mode = c.control.mode.trim_start_matches("0o");
+    let mode = c.mode.trim_start_matches("0o");
     match u32::from_str_radix(mode, 8) {
         Ok(m) if m > 0o777 => out.push(Problem::new("control.mode", "must be at most \"0777\"")),
         Ok(m) if m & 0o600 != 0o600 => out.push(Problem::new(
             "control.mode",
-            format!("\"{}\" leaves steward's own user unable to use the socket; use \"0600\" or \"0660\"", c.control.mode),
+            format!("\"{}\" leaves steward's own user unable to use the socket; use \"0600\" or \"0660\"", c.mode),
         )),
         Ok(m) if m & 0o002 != 0 => out.push(Problem::new(
             "control.mode",
-            format!("\"{}\" lets every local user steer steward; use \"0600\" or \"0660\"", c.control.mode),
+            format!("\"{}\" lets every local user steer steward; use \"0600\" or \"0660\"", c.mode),
         )),
         Ok(_) => {}
         Err(_) => out.push(Problem::new(
             "control.mode",
-            format!("{:?} is not an octal mode such as \"0660\"", c.control.mode),
+            format!("{:?} is not an octal mode such as \"0660\"", c.mode),
         )),
     }
-    if let Some(g) = &c.control.group {
+    if let Some(g) = &c.group {
         if g.trim().is_empty() {
             out.push(Problem::new(
                 "control.group",
@@ -186,8 +185,8 @@ mod tests {
     use super::*;
 
     fn problems(f: impl FnOnce(&mut ControlConfig)) -> Vec<String> {
-        let mut c = Config::default();
-        f(&mut c.control);
+        let mut c = ControlConfig::default();
+        f(&mut c);
         let mut out = Vec::new();
         check(&c, &mut out);
         out.into_iter().map(|p| p.to_string()).collect()

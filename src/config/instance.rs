@@ -2,7 +2,6 @@
 //! the same servers (heartbeat row, Redis probe and maintenance keys).
 
 use super::problem::Problem;
-use super::Config;
 use serde::{Deserialize, Serialize};
 
 /// Longest name accepted, in characters: it goes into Redis keys and a table's primary key.
@@ -68,27 +67,14 @@ pub fn name_problem(name: &str) -> Option<String> {
 }
 
 /// Fills in the default name (see [`InstanceConfig::name`]) once the metrics port is known.
-pub(super) fn resolve(c: &mut Config) {
-    c.instance.defaulted = c.instance.name.trim().is_empty();
-    c.instance.name = c
-        .instance
-        .resolved(&crate::hostname(), c.metrics.listen.port());
-}
-
-impl Config {
-    /// For a config read on reload: a default name keeps the port steward listens on (the
-    /// `running` config's; a new `metrics.listen` applies only at the next start), so that
-    /// changing the port in the file does not rename the instance before it is in use.
-    pub fn keep_running_port_in_name(&mut self, running: &Config) {
-        if self.instance.defaulted {
-            self.instance.name = default_name(&crate::hostname(), running.metrics.listen.port());
-        }
-    }
+pub(super) fn resolve(i: &mut InstanceConfig, metrics_port: u16) {
+    i.defaulted = i.name.trim().is_empty();
+    i.name = i.resolved(&crate::hostname(), metrics_port);
 }
 
 /// Checks `[instance] name` (the loader has filled in the default, which always passes).
-pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
-    if let Some(reason) = name_problem(&c.instance.name) {
+pub(super) fn check(c: &InstanceConfig, out: &mut Vec<Problem>) {
+    if let Some(reason) = name_problem(&c.name) {
         out.push(Problem::new("instance.name", reason));
     }
 }
@@ -96,6 +82,7 @@ pub(super) fn check(c: &Config, out: &mut Vec<Problem>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn default_is_host_and_port_and_always_valid() {
@@ -131,13 +118,13 @@ mod tests {
     fn a_default_name_keeps_the_running_port_on_reload() {
         let mut running = Config::default();
         running.metrics.listen = "127.0.0.1:9100".parse().unwrap();
-        resolve(&mut running);
+        resolve(&mut running.instance, running.metrics.listen.port());
         assert!(running.instance.defaulted);
         // The file read again, with a new port and still no name.
         let mut new = running.clone();
         new.instance = InstanceConfig::default();
         new.metrics.listen = "127.0.0.1:9200".parse().unwrap();
-        resolve(&mut new);
+        resolve(&mut new.instance, new.metrics.listen.port());
         assert!(new.instance.name.ends_with(":9200"));
         new.keep_running_port_in_name(&running);
         assert_eq!(new.instance, running.instance);
@@ -146,7 +133,7 @@ mod tests {
             name: "blue".into(),
             ..Default::default()
         };
-        resolve(&mut new);
+        resolve(&mut new.instance, new.metrics.listen.port());
         new.keep_running_port_in_name(&running);
         assert_eq!(new.instance.name, "blue");
     }
@@ -156,7 +143,7 @@ mod tests {
         let mut c = Config::default();
         c.instance.name = "two words".into();
         let mut out = Vec::new();
-        check(&c, &mut out);
+        check(&c.instance, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].key, "instance.name");
     }

@@ -1,10 +1,10 @@
 //! Loading: file → legacy environment variables → `STEWARD_<SECTION>__<KEY>` → secret files → validation.
 
+use super::model::Config;
 use super::problem::Problem;
 use super::regular_file::{read_regular_string, ReadError, CONFIG_CAP};
-use super::secret_file::read_secret_files;
+use super::secret_urls::read_secret_files;
 use super::validate::validate;
-use super::Config;
 use crate::secret::{Scrubber, SecretUrl};
 use config::{Environment, File, FileFormat, Map, Source, Value, ValueKind};
 use env::{legacy_env, steward_var_for, steward_vars_under, words_for_numbers, LIST_VARS};
@@ -153,7 +153,7 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Config, LoadEr
         }
     };
     super::paths::anchor_all(&mut cfg, &super::paths::base_dir(path));
-    super::instance::resolve(&mut cfg);
+    super::instance::resolve(&mut cfg.instance, cfg.metrics.listen.port());
     // Secret files are read here and in validation; their warnings must show even before
     // logging is set up.
     let log = cfg.log.clone();

@@ -2,8 +2,8 @@
 //! the basic-auth users.
 
 use super::metrics::{DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS};
+use super::model::Config;
 use super::problem::Problem;
-use super::Config;
 
 /// Checks `[metrics]` beyond what serde does: TLS files in pairs and loadable, users' names and
 /// hashes (the hash itself is never quoted).

@@ -2,7 +2,7 @@
 //! daemon and the client agree on the socket, the state and the backups whatever directory
 //! either is started from.
 
-use super::Config;
+use super::model::Config;
 use std::path::{Path, PathBuf};
 
 /// The directory relative paths of `config_file` are taken from, as an absolute path.

@@ -2,41 +2,10 @@
 //! hashes, the TLS key): read at start and on each reload, only when they are regular files of at
 //! most 64 KiB, with a warning when group or others can read them.
 
+use super::log_config::{LogConfig, LogFormat};
 use super::problem::Problem;
 use super::regular_file::{read_regular_string, ReadError, SECRET_CAP};
-use crate::config::{Config, LogConfig, LogFormat};
-use crate::secret::SecretUrl;
 use std::path::Path;
-
-/// Reads `postgres.url_file` and `redis.password_file` into the config.
-pub(super) fn read_secret_files(cfg: &mut Config, problems: &mut Vec<Problem>) {
-    if let Some(path) = cfg.postgres.url_file.clone() {
-        match read_secret_file("postgres.url_file", &path) {
-            Ok(s) => cfg.postgres.url = SecretUrl::new(s.trim()),
-            Err(p) => problems.push(p),
-        }
-    }
-    if let Some(path) = cfg.backup.restore_test.url_file.clone() {
-        match read_secret_file("backup.restore_test.url_file", &path) {
-            Ok(s) => cfg.backup.restore_test.url = Some(SecretUrl::new(s.trim())),
-            Err(p) => problems.push(p),
-        }
-    }
-    if let Some(path) = cfg.redis.password_file.clone() {
-        match read_secret_file("redis.password_file", &path) {
-            Ok(s) => {
-                match with_password(cfg.redis.url.expose(), s.trim_end_matches(['\r', '\n'])) {
-                    Some(u) => cfg.redis.url = SecretUrl::new(u),
-                    None => problems.push(Problem::new(
-                        "redis.password_file",
-                        "redis.url must be a redis:// or rediss:// URL to take a password",
-                    )),
-                }
-            }
-            Err(p) => problems.push(p),
-        }
-    }
-}
 
 /// Reads the secret file that config key `key` names, warning (never showing the content)
 /// when its mode lets group or others read it; every `*_file` secret goes through here, at
@@ -92,15 +61,6 @@ pub(crate) fn exposure_warning(key: &str, path: &Path) -> Option<String> {
         path.display(),
         path.display()
     ))
-}
-
-fn with_password(url: &str, password: &str) -> Option<String> {
-    let mut u = url::Url::parse(url).ok()?;
-    if u.password().is_some() {
-        return Some(url.to_string());
-    }
-    u.set_password(Some(password)).ok()?;
-    Some(u.to_string())
 }
 
 /// Runs `f` (the part of loading that reads secret files) so that its warnings are seen: through

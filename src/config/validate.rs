@@ -1,7 +1,7 @@
 //! Validation: one problem per key, each naming the key and saying what to do.
 
+use super::model::Config;
 use super::problem::Problem;
-use super::Config;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -53,9 +53,9 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             "must be a table name ([schema.]name: letters, digits, underscores, not starting with a digit)",
         ));
     }
-    super::control::check(c, &mut out);
-    super::audit::check(c, &mut out);
-    super::instance::check(c, &mut out);
+    super::control::check(&c.control, &mut out);
+    super::audit::check(&c.audit, &mut out);
+    super::instance::check(&c.instance, &mut out);
     super::metrics_check::check(c, &mut out);
     super::backup::validate(&c.backup, &mut out);
     super::alerts::validate(&c.alerts, &c.alertmanager, &mut out);

@@ -128,7 +128,7 @@ pub(super) fn words_for_numbers(env: &HashMap<String, String>) -> Vec<Problem> {
             let path = var.strip_prefix("STEWARD_")?.to_ascii_lowercase();
             let (table, key) = path.rsplit_once("__")?;
             let doc = format!("[{}]\n{key} = {flag}\n", table.replace("__", "."));
-            let err = toml::from_str::<crate::config::Config>(&doc).err()?;
+            let err = toml::from_str::<crate::config::model::Config>(&doc).err()?;
             takes_a_number(err.message()).then(|| Problem::env(var, "a number (such as 4)"))
         })
         .collect();

@@ -3,8 +3,8 @@
 //! converts nothing, before the `config` crate (which coerces) lays the environment over it.
 
 use super::syntax::{is_secret_key, key_at_line, position};
+use crate::config::model::Config;
 use crate::config::problem::Problem;
-use crate::config::Config;
 use toml::de::{DeTable, DeValue};
 
 /// The first value in `text` whose type does not fit its key, as a problem naming the key,

@@ -85,7 +85,7 @@ fn is_known_key(key: &str) -> bool {
     }
     let mut known = std::collections::HashSet::new();
     collect(
-        &serde_json::to_value(crate::config::Config::default()).unwrap_or_default(),
+        &serde_json::to_value(crate::config::model::Config::default()).unwrap_or_default(),
         &mut known,
     );
     known.contains(key.rsplit('.').next().unwrap_or(key))
