@@ -58,6 +58,7 @@ command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # mount a tmpfs (mount).
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v mount >/dev/null 2>&1 || missing+=(mount)
 # The off-site backup tests store to moto_server (PyPI's moto[server]), an S3-compatible server
