@@ -205,7 +205,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         tokio::spawn(watchdog(sup.clone(), root.clone(), period));
     }
     tracing::info!("steward is serving");
-    tokio::spawn(release_startup_pages(SETTLE));
+    tokio::spawn(crate::residency::hand_back(crate::residency::SETTLE));
     loop {
         tokio::select! {
             // Never awaited here: whatever a reload does, SIGTERM is still heard.
@@ -362,26 +362,6 @@ async fn sighup(reload: ReloadHandle) {
     // The reloader logs the outcome itself.
     let _ = reload.reload().await;
     notify(&[NotifyState::Ready]);
-    release_startup_pages(Duration::ZERO).await;
-}
-
-/// How long after "serving" starting is over: the first checks, collector rounds and backup
-/// catalog reading have run by then.
-const SETTLE: Duration = Duration::from_secs(10);
-
-/// After `after`, hands back the program pages only starting (or a reload) needed; see
-/// `residency`. A refusal only leaves steward larger, so it is logged at debug.
-async fn release_startup_pages(after: Duration) {
-    tokio::time::sleep(after).await;
-    match tokio::task::spawn_blocking(crate::residency::release_startup_pages).await {
-        Ok(Ok(r)) => tracing::debug!(
-            mappings = r.mappings,
-            bytes = r.bytes,
-            "handed the kernel back the program pages only starting needed"
-        ),
-        Ok(Err(e)) => tracing::debug!("program pages kept resident: {e}"),
-        Err(e) => tracing::debug!("program pages kept resident: {e}"),
-    }
 }
 
 async fn shutdown(

@@ -130,6 +130,8 @@ impl Reloader {
                         },
                     };
                     let _ = reply.send(out);
+                    // Reading and checking a config ran code idling does not need.
+                    tokio::spawn(crate::residency::hand_back(std::time::Duration::ZERO));
                 }
                 Cmd::Last(reply) => {
                     let _ = reply.send(last.clone());

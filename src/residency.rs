@@ -57,6 +57,25 @@ struct Mapping {
     anonymous_kib: u64,
 }
 
+/// How long after "serving" starting is over: the first checks, collector rounds and backup
+/// catalog reading have run by then.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// After `after`, hands back the program pages only starting (or a reload) needed, on a
+/// blocking thread. A refusal only leaves steward larger, so it is logged at debug.
+pub async fn hand_back(after: std::time::Duration) {
+    tokio::time::sleep(after).await;
+    match tokio::task::spawn_blocking(release_startup_pages).await {
+        Ok(Ok(r)) => tracing::debug!(
+            mappings = r.mappings,
+            bytes = r.bytes,
+            "handed the kernel back the program pages only starting needed"
+        ),
+        Ok(Err(e)) => tracing::debug!("program pages kept resident: {e}"),
+        Err(e) => tracing::debug!("program pages kept resident: {e}"),
+    }
+}
+
 /// Gives the kernel back the resident pages of the executable's clean read-only mappings, and
 /// glibc's free heap. Call it when starting (or a reload) is over; calling it again is harmless.
 pub fn release_startup_pages() -> Result<Released, ResidencyError> {
