@@ -84,11 +84,15 @@ pub async fn serve_on_own_thread(
     cancel: CancellationToken,
 ) -> Result<(), HttpError> {
     let listener = listener.try_clone().map_err(HttpError::Accept)?;
+    // The thread stops with this call, also when the call is dropped instead of cancelled (a
+    // task aborted after its grace): no thread outlives the task that started it.
+    let thread_cancel = cancel.child_token();
+    let _stop_thread = thread_cancel.clone().drop_guard();
     let (done, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("steward-http".into())
         .spawn(move || {
-            let _ = done.send(run_runtime(listener, state, cancel));
+            let _ = done.send(run_runtime(listener, state, thread_cancel));
         })
         .map_err(HttpError::Thread)?;
     result.await.unwrap_or(Err(HttpError::ThreadLost))
