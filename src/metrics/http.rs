@@ -76,8 +76,7 @@ pub fn bind(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, HttpErr
 
 /// Serves HTTP on a thread of its own, with a single-threaded runtime, until cancelled: a flood
 /// of scrapes then takes at most one core and never delays checks, backups or the control
-/// socket, and their work never delays a scrape. It also keeps a scrape on one thread from
-/// accept to reply, which is what keeps its latency flat on a small machine.
+/// socket, and their work never delays a scrape.
 pub async fn serve_on_own_thread(
     listener: &std::net::TcpListener,
     state: HttpState,
