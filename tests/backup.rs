@@ -1529,30 +1529,9 @@ fn metrics_after_a_good_backup() {
     );
 
     require_cli("promtool", "prometheus");
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(body.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = promtool_check_metrics(&body);
     assert!(
-        out.status.success() && text.trim().is_empty(),
+        ok && text.trim().is_empty(),
         "promtool check metrics reported:\n{text}\n--- /metrics\n{body}"
     );
 }

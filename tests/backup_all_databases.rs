@@ -8,8 +8,6 @@ mod common;
 
 use common::*;
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use steward::backup::api::RestoreReply;
 use steward::backup::catalog::{self, BackupMeta};
@@ -71,27 +69,9 @@ fn rows(pg: &Postgres, db: &str) -> String {
 
 /// `promtool check metrics` finds nothing to say about `body`.
 fn assert_promtool_clean(body: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool (apt-get install -y prometheus)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = promtool_check_metrics(body);
     assert!(
-        out.status.success() && text.trim().is_empty(),
+        ok && text.trim().is_empty(),
         "promtool check metrics reported:\n{text}"
     );
 }

@@ -5,8 +5,6 @@
 mod common;
 
 use common::*;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Metric names issue 2 requires on /metrics.
@@ -39,35 +37,6 @@ const REQUIRED: &[&str] = &[
     "process_start_time_seconds",
 ];
 
-fn promtool_check(body: &str) -> (bool, String) {
-    let mut child = match Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => panic!(
-            "promtool is required for this test but cannot be run ({e}); install the Debian package `prometheus` \
-             (apt-get install prometheus)"
-        ),
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[test]
 fn both_up_within_two_intervals_and_metrics_lint_clean() {
     let pg = Postgres::start();
@@ -98,7 +67,7 @@ fn both_up_within_two_intervals_and_metrics_lint_clean() {
     });
 
     let body = st.metrics();
-    let (ok, text) = promtool_check(&body);
+    let (ok, text) = promtool_check_metrics(&body);
     assert!(
         ok && text.trim().is_empty(),
         "promtool check metrics reported:\n{text}\n--- /metrics\n{body}"

@@ -49,29 +49,8 @@ fn collect_again(st: &Steward) {
 
 /// `promtool check metrics` on what steward serves, with every family of these groups filled.
 fn lint(st: &Steward) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus)");
-    let body = st.metrics();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = promtool_check_metrics(&st.metrics());
+    assert!(ok, "promtool check metrics: {text}");
 }
 
 fn grant_monitor(pg: &Postgres) {

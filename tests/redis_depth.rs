@@ -18,24 +18,9 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(90);
 
 fn promtool_clean(body: &str) {
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let (ok, text) = promtool_check_metrics(body);
     assert!(
-        out.status.success() && text.trim().is_empty(),
+        ok && text.trim().is_empty(),
         "promtool check metrics reported:\n{text}"
     );
 }

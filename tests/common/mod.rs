@@ -945,6 +945,36 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
 // HTTP
 // ---------------------------------------------------------------------------------------------
 
+/// `promtool check metrics` on `body`: whether it exited 0, and what it printed (stdout then
+/// stderr; empty when it has nothing to say).
+pub fn promtool_check_metrics(body: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "promtool is required for this test but cannot be run ({e}); install the Debian \
+                 package `prometheus` (tests/run.sh does)"
+            )
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// A tiny HTTP/1.0 GET: (status, headers lowercased, body).
 pub fn http_get_full(port: u16, path: &str) -> std::io::Result<(u16, String, String)> {
     http_full(port, "GET", path, None)
