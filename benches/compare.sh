@@ -298,6 +298,17 @@ done
 pg_exp_version=$("$PG_EXPORTER" --version 2>&1 | head -n 1 || true)
 redis_exp_version=$("$REDIS_EXPORTER" --version 2>&1 | head -n 1 | sed 's/.*msg="\([^"]*\)".*/\1/' || true)
 steward_version=$("$STEWARD_BIN" --version 2>&1 | head -n 1 || true)
+# How current the release build's idle-code list is (src/link/build.rs): a stale list shows as
+# a larger idle RSS, so say how much of it the measured binary still has.
+link_order="no symbol table in the binary (stripped?)"
+command -v nm >/dev/null 2>&1 || link_order="not known (nm, from binutils, is not installed)"
+if command -v nm >/dev/null 2>&1 && [ -n "$(nm --defined-only "$STEWARD_BIN" 2>/dev/null | head -n 1)" ]; then
+    link_order=$(awk 'NR == FNR { if ($0 !~ /^#/ && NF) listed[$1] = 1; next }
+        ($NF in listed) { found[$NF] = 1 }
+        END { n = 0; for (k in listed) n++; f = 0; for (k in found) f++
+              printf "%d of the %d names in src/link/idle-symbols.txt are in this binary", f, n }' \
+        src/link/idle-symbols.txt <(nm --defined-only "$STEWARD_BIN"))
+fi
 
 echo
 echo "steward vs exporters — $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -305,6 +316,7 @@ echo "  $steward_version"
 echo "  $pg_exp_version"
 echo "  $redis_exp_version"
 echo "  /metrics load: wrk ${WRK_ARGS[*]}; services checked every 1 s; idle RSS read after ${RSS_AFTER} s"
+echo "  link order: $link_order (regenerate with benches/idle-symbols.sh when few are)"
 echo
 printf '%-22s %14s %20s %17s\n' "" steward postgres_exporter redis_exporter
 printf '%-22s %14.0f %20.0f %17.0f\n' "requests/s" "${rps[0]}" "${rps[1]}" "${rps[2]}"

@@ -1,28 +1,32 @@
-//! What steward keeps resident: once started, it hands the kernel back the pages of its own
-//! program that only starting needed, so that its resident memory at idle is what idling uses.
+//! What steward keeps resident: once started, it hands the kernel back the pages of its program
+//! and its libraries that only starting needed, so that its resident memory at idle is what
+//! idling uses.
 //!
 //! Starting runs code that idling never runs again (command-line and config parsing, every
-//! task's set-up). Those pages of the executable are clean copies of the file, yet they stay
-//! mapped, and counted in steward's resident memory, for as long as it runs. So, for each
-//! read-only mapping of the executable that holds no page of its own (no copy-on-write page,
-//! which a relocated or a debugger-patched page would be):
-//! - `MADV_RANDOM`: a later fault reads less than a full read-ahead window;
-//! - `MADV_DONTNEED`: its pages leave steward's page tables (read back from the file on use);
-//! - `POSIX_FADV_DONTNEED` on the executable: the page cache drops the pages no process maps
-//!   any more, so that a later fault does not map their neighbours back (fault-around).
+//! task's set-up, the dynamic loader's relocations). Those pages are clean copies of their files,
+//! yet they stay mapped, and counted in steward's resident memory, for as long as it runs. So,
+//! for each private read-only mapping of a file that holds no page of its own (no copy-on-write
+//! page, which a relocated or a debugger-patched page would be):
+//! - `MADV_RANDOM`: a later fault reads less than a full read-ahead window (data only: the
+//!   kernel reads ahead in code whatever the hint);
+//! - `MADV_DONTNEED`: its pages leave steward's page tables, to be read back from the file at
+//!   their next use, exactly as when the kernel reclaims them under memory pressure;
+//! - `POSIX_FADV_DONTNEED` on the executable: the page cache drops its pages that no process
+//!   maps any more, so that a later fault does not map their neighbours back (fault-around).
+//!   The shared libraries' pages stay cached: other processes use them.
 //!
 //! A page used again comes back at its next use, so idling converges to what it touches, at the
-//! kernel's fault granularity (about 64 KiB here, not 4 KiB). Mappings that hold pages of their
-//! own are left alone, and a kernel that refuses a hint changes nothing: correctness never
-//! depends on it. Measured with benches/compare.sh's config: 8.0 MB of program text resident
-//! before, 6.4 MB right after, 7.1 MB a minute later (`/proc/PID/smaps`).
+//! kernel's fault granularity (64 KiB, not 4 KiB). That is why a release build also places the
+//! code idling runs side by side (src/link/build.rs). Mappings that hold pages of their own are
+//! left alone, and a kernel that refuses a hint changes nothing: correctness never depends on
+//! it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// How much of the executable was handed back, for one debug line.
+/// How much was handed back, for one debug line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Released {
-    /// Mappings of the executable the pages were dropped from.
+    /// Mappings (of the executable and its libraries) the pages were dropped from.
     pub mappings: usize,
     /// Their resident size before, in bytes.
     pub bytes: u64,
@@ -76,8 +80,9 @@ pub async fn hand_back(after: std::time::Duration) {
     }
 }
 
-/// Gives the kernel back the resident pages of the executable's clean read-only mappings, and
-/// glibc's free heap. Call it when starting (or a reload) is over; calling it again is harmless.
+/// Gives the kernel back the resident pages of the clean read-only mappings of files (the
+/// executable and its libraries), and glibc's free heap. Call it when starting (or a reload) is
+/// over; calling it again is harmless.
 pub fn release_startup_pages() -> Result<Released, ResidencyError> {
     let exe = std::fs::read_link("/proc/self/exe").map_err(|source| ResidencyError::Read {
         path: "/proc/self/exe",
@@ -89,29 +94,32 @@ pub fn release_startup_pages() -> Result<Released, ResidencyError> {
             source,
         })?;
     let mut released = Released::default();
-    for m in read_only_mappings(&smaps, &exe) {
+    let mut exe_released = false;
+    for m in read_only_mappings(&smaps) {
         if m.anonymous_kib > 0 {
             continue;
         }
         drop_pages(&m)?;
+        exe_released |= m.path == exe;
         released.mappings += 1;
         released.bytes += m.rss_kib * 1024;
     }
-    if released.mappings > 0 {
+    if exe_released {
         uncache("/proc/self/exe");
     }
     trim_heap();
     Ok(released)
 }
 
-/// The read-only mappings of `exe` in `smaps`, with their sizes.
-fn read_only_mappings(smaps: &str, exe: &Path) -> Vec<Mapping> {
+/// The private read-only mappings of files in `smaps`, with their sizes.
+fn read_only_mappings(smaps: &str) -> Vec<Mapping> {
     let mut out: Vec<Mapping> = Vec::new();
     let mut current: Option<Mapping> = None;
     for line in smaps.lines() {
-        if let Some((m, writable)) = header(line) {
+        if let Some((m, perms)) = header(line) {
             out.extend(current.take());
-            current = (m.path == exe && !writable).then_some(m);
+            let private_read_only = perms.starts_with(b"r-") && perms.get(3) == Some(&b'p');
+            current = (m.path.is_absolute() && private_read_only).then_some(m);
             continue;
         }
         let Some(m) = current.as_mut() else { continue };
@@ -127,9 +135,9 @@ fn read_only_mappings(smaps: &str, exe: &Path) -> Vec<Mapping> {
     out
 }
 
-/// A mapping's header line (`start-end perms offset dev inode path`); `None` for the
-/// `Key: value` lines between headers. Read-only or not is decided by the caller.
-fn header(line: &str) -> Option<(Mapping, bool)> {
+/// A mapping's header line (`start-end perms offset dev inode path`) and its permissions
+/// (`r-xp`); `None` for the `Key: value` lines between headers.
+fn header(line: &str) -> Option<(Mapping, &[u8])> {
     // Five fields, then the path, which may hold spaces (and ends in " (deleted)" for a replaced
     // file, as /proc/self/exe then does too).
     let mut f = line.splitn(6, ' ');
@@ -143,15 +151,15 @@ fn header(line: &str) -> Option<(Mapping, bool)> {
         rss_kib: 0,
         anonymous_kib: 0,
     };
-    Some((m, perms.as_bytes().get(1) == Some(&b'w')))
+    Some((m, perms.as_bytes()))
 }
 
 #[cfg(target_os = "linux")]
 fn drop_pages(m: &Mapping) -> Result<(), ResidencyError> {
     for advice in [libc::MADV_RANDOM, libc::MADV_DONTNEED] {
-        // SAFETY: the range is a whole read-only mapping of our own executable that holds no
-        // page of its own (checked by the caller from smaps): every page dropped is a clean
-        // copy of the file, read back unchanged at its next use.
+        // SAFETY: the range is a whole private read-only mapping of a file that holds no page
+        // of its own (checked by the caller from smaps): every page dropped is a clean copy of
+        // the file, read back unchanged at its next use, as after the kernel reclaimed it.
         let rc = unsafe { libc::madvise(m.start as *mut libc::c_void, m.end - m.start, advice) };
         if rc != 0 {
             return Err(ResidencyError::Advise {
@@ -198,6 +206,7 @@ fn trim_heap() {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     const SMAPS: &str = "\
 5600000000-5600100000 r--p 00000000 fe:01 123                        /opt/steward
@@ -217,29 +226,38 @@ Anonymous:            64 kB
 Rss:                  64 kB
 7f0000000000-7f0000100000 r-xp 00000000 fe:01 9                      /usr/lib/libc.so.6
 Rss:                1000 kB
+7f0000100000-7f0000200000 ---p 00100000 fe:01 9                      /usr/lib/libc.so.6
+Rss:                   0 kB
 7f0000200000-7f0000300000 r-xp 00000000 fe:01 124                    /opt/my steward (deleted)
 Rss:                  12 kB
+7f0000300000-7f0000400000 r--s 00000000 00:01 77                     /dev/shm/shared
+Rss:                  40 kB
+7ffff0000000-7ffff0001000 r-xp 00000000 00:00 0                      [vdso]
+Rss:                   4 kB
 ";
 
     #[test]
-    fn the_executables_read_only_mappings_are_read_with_their_sizes() {
-        let got = read_only_mappings(SMAPS, Path::new("/opt/steward"));
+    fn private_read_only_file_mappings_are_read_with_their_sizes() {
+        let got = read_only_mappings(SMAPS);
         let seen: Vec<_> = got
             .iter()
             .map(|m| (m.start, m.end, m.rss_kib, m.anonymous_kib))
             .collect();
+        // Not the writable ones, the anonymous ones, the inaccessible gap, the shared mapping
+        // or the vDSO.
         assert_eq!(
             seen,
             vec![
                 (0x5600000000, 0x5600100000, 640, 0),
                 (0x5600100000, 0x5600f00000, 8000, 0),
                 (0x5600f00000, 0x5601000000, 1400, 1400),
+                (0x7f0000000000, 0x7f0000100000, 1000, 0),
+                (0x7f0000200000, 0x7f0000300000, 12, 0),
             ]
         );
         // A path with a space, and a replaced executable, as /proc/self/exe names them.
-        let deleted = read_only_mappings(SMAPS, Path::new("/opt/my steward (deleted)"));
-        assert_eq!(deleted.len(), 1);
-        assert_eq!(deleted[0].rss_kib, 12);
+        assert_eq!(got[4].path, Path::new("/opt/my steward (deleted)"));
+        assert_eq!(got[3].path, Path::new("/usr/lib/libc.so.6"));
     }
 
     #[test]
