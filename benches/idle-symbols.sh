@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates src/link/idle-symbols.txt: the functions of steward's executable that run while
 # it idles, which a release build asks the linker to put side by side (src/link/build.rs), so
-# that idling keeps few pages of the program resident (docs/metrics.md, "Where the memory
-# goes").
+# that idling keeps few pages of the program resident (docs/metrics.md, "Scrape cost and
+# memory").
 #
 #   bash benches/idle-symbols.sh
 #

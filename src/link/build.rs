@@ -1,7 +1,7 @@
 //! Build script: in a release build, asks the linker to put the code steward runs while idle
 //! side by side (the symbols in `src/link/idle-symbols.txt`), so that idling keeps few pages of
-//! the program resident. docs/metrics.md ("Where the memory goes") says why and how to
-//! regenerate the list (`bash benches/idle-symbols.sh`).
+//! the program resident. docs/metrics.md ("Scrape cost and memory") says why, and
+//! docs/development.md how to regenerate the list (`bash benches/idle-symbols.sh`).
 //!
 //! The list only orders code: a symbol it names that a build does not have is skipped, and a
 //! build that leaves the list out is as correct, only larger at idle. So the list is passed only
