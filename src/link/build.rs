@@ -4,64 +4,105 @@
 //! docs/development.md how to regenerate the list (`bash benches/idle-symbols.sh`).
 //!
 //! The list only orders code: a symbol it names that a build does not have is skipped, and a
-//! build that leaves the list out is as correct, only larger at idle. So the list is passed only
-//! where the linker is known to read it: rustc's own `rust-lld`, the default on
-//! x86_64-unknown-linux-gnu since Rust 1.90, with no linker chosen by the user.
+//! build without the list is as correct, only larger at idle. So the list is passed only when
+//! the linker this build uses is seen to take it: a one-line program is linked first with the
+//! same compiler, target, flags and linker, and the list. GNU ld, for one, does not know the
+//! option; rustc's own `rust-lld` (the default on x86_64-unknown-linux-gnu since Rust 1.90),
+//! LLVM's lld and mold do.
 
 use std::env;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// The list, relative to the package root.
 const LIST: &str = "src/link/idle-symbols.txt";
 /// Set to 0 to build without the list.
 const OPT_OUT: &str = "STEWARD_LINK_ORDER";
+/// What decides which linker a build uses, and with which flags.
+const LINKER_SETTINGS: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTC_LINKER",
+    "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER",
+    "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+];
 
 fn main() {
-    println!("cargo:rerun-if-changed={LIST}");
-    println!("cargo:rerun-if-env-changed={OPT_OUT}");
-    let Some(list) = list_to_pass() else { return };
-    println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={list}");
-    println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
-}
-
-/// The list's path, when this build should pass it to the linker.
-fn list_to_pass() -> Option<String> {
-    let var = |k: &str| env::var(k).ok();
-    if var("PROFILE").as_deref() != Some("release") || var(OPT_OUT).as_deref() == Some("0") {
-        return None;
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let list = root.join(LIST);
+    // A path that does not exist would make cargo rerun this script on every build.
+    if list.is_file() {
+        println!("cargo:rerun-if-changed={LIST}");
+    } else {
+        println!("cargo:rerun-if-changed=src/link");
     }
-    let default_lld = var("TARGET").as_deref() == Some("x86_64-unknown-linux-gnu")
-        && var("RUSTC_LINKER").is_none()
-        && !var("CARGO_ENCODED_RUSTFLAGS").is_some_and(|f| chooses_linker(&f))
-        && var("RUSTC").is_some_and(|rustc| rustc_minor(&rustc).is_some_and(|m| m >= 90));
-    let path = PathBuf::from(var("CARGO_MANIFEST_DIR")?).join(LIST);
-    let present = path.is_file();
-    let path = path.to_str()?.to_owned();
-    // `-Wl,` splits its argument at commas.
-    (default_lld && present && !path.contains(',')).then_some(path)
+    println!("cargo:rerun-if-env-changed={OPT_OUT}");
+    for var in LINKER_SETTINGS {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    if env::var("PROFILE").as_deref() != Ok("release")
+        || env::var(OPT_OUT).as_deref() == Ok("0")
+        || !list.is_file()
+    {
+        return;
+    }
+    let Some(path) = list.to_str().filter(|p| !p.contains(',')) else {
+        // `-Wl,` splits its argument at commas.
+        println!(
+            "cargo:warning=not ordering code: the path {} holds a comma",
+            list.display()
+        );
+        return;
+    };
+    let args = [
+        format!("-Wl,--symbol-ordering-file={path}"),
+        "-Wl,--no-warn-symbol-ordering".to_owned(),
+    ];
+    if linker_takes(&args) {
+        for arg in args {
+            println!("cargo:rustc-link-arg-bins={arg}");
+        }
+    }
 }
 
-/// Whether RUSTFLAGS pick a linker or linker flavour of their own.
-fn chooses_linker(encoded: &str) -> bool {
-    encoded.split('\x1f').any(|f| {
-        [
-            "linker",
-            "fuse-ld",
-            "link-self-contained",
-            "linker-features",
-        ]
-        .iter()
-        .any(|k| f.contains(k))
-    })
-}
-
-/// The minor version of `rustc` (95 for 1.95.0).
-fn rustc_minor(rustc: &str) -> Option<u32> {
-    let out = Command::new(rustc).arg("-vV").output().ok()?;
-    let text = String::from_utf8(out.stdout).ok()?;
-    let release = text.lines().find_map(|l| l.strip_prefix("release: "))?;
-    let mut parts = release.split('.');
-    (parts.next()? == "1").then_some(())?;
-    parts.next()?.parse().ok()
+/// Whether this build's linker links a one-line program with `link_args`.
+fn linker_takes(link_args: &[String]) -> bool {
+    let (Some(out), Some(rustc), Some(target)) = (
+        env::var_os("OUT_DIR").map(PathBuf::from),
+        env::var_os("RUSTC"),
+        env::var_os("TARGET"),
+    ) else {
+        return false;
+    };
+    let source = out.join("link_probe.rs");
+    if std::fs::write(&source, "fn main() {}\n").is_err() {
+        return false;
+    }
+    let mut cmd = Command::new(rustc);
+    cmd.arg("--crate-type=bin")
+        .arg("--target")
+        .arg(target)
+        .arg("-o")
+        .arg(out.join("link_probe"))
+        .arg(&source);
+    if let Ok(flags) = env::var("CARGO_ENCODED_RUSTFLAGS") {
+        cmd.args(flags.split('\x1f').filter(|f| !f.is_empty()));
+    }
+    if let Ok(linker) = env::var("RUSTC_LINKER") {
+        cmd.arg(format!("-Clinker={linker}"));
+    }
+    for arg in link_args {
+        cmd.arg(format!("-Clink-arg={arg}"));
+    }
+    let ok = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!("cargo:warning=not ordering code: this build's linker does not take --symbol-ordering-file");
+    }
+    let _ = std::fs::remove_file(out.join("link_probe"));
+    ok
 }
