@@ -9,8 +9,8 @@ use std::time::Duration;
 
 const RELEASED: &str = "handed the kernel back the program pages only starting needed";
 
-/// The `(mappings, bytes)` of each release the log reports, in order.
-fn releases(log: &str) -> Vec<(u64, u64)> {
+/// The `(mappings, bytes, refused)` of each release the log reports, in order.
+fn releases(log: &str) -> Vec<(u64, u64, u64)> {
     log.lines()
         .filter(|l| l.contains(RELEASED))
         .map(|l| {
@@ -19,7 +19,7 @@ fn releases(log: &str) -> Vec<(u64, u64)> {
                     .find_map(|w| w.strip_prefix(name)?.parse::<u64>().ok())
                     .unwrap_or(0)
             };
-            (field("mappings="), field("bytes="))
+            (field("mappings="), field("bytes="), field("refused="))
         })
         .collect()
 }
@@ -36,6 +36,7 @@ fn start_up_pages_are_handed_back_and_steward_keeps_serving_and_reloading() {
         first.0 >= 1 && first.1 > 0,
         "nothing handed back: {first:?}"
     );
+    assert_eq!(first.2, 0, "the kernel refused a hint: {first:?}");
     assert!(
         !st.log().contains("program pages kept resident"),
         "{}",
@@ -73,7 +74,8 @@ fn start_up_pages_are_handed_back_and_steward_keeps_serving_and_reloading() {
 
 #[test]
 fn the_release_line_is_read_with_its_figures() {
-    let log =
-        format!("2026-12-05T15:56:35Z DEBUG {RELEASED} mappings=2 bytes=11571200\nother line\n");
-    assert_eq!(releases(&log), vec![(2, 11571200)]);
+    let log = format!(
+        "2026-12-05T15:56:35Z DEBUG {RELEASED} mappings=2 bytes=11571200 refused=1\nother line\n"
+    );
+    assert_eq!(releases(&log), vec![(2, 11571200, 1)]);
 }
