@@ -196,15 +196,7 @@ pick_port
 STEWARD_PORT=${ports[0]} PG_EXP_PORT=${ports[1]} REDIS_EXP_PORT=${ports[2]}
 
 cat >"$tmp/steward.toml" <<EOF
-[postgres]
-url = "$PG_DSN"
-interval = "1s"
-timeout = "800ms"
-
-[redis]
-url = "$REDIS_URL_"
-interval = "1s"
-timeout = "800ms"
+$(steward_toml_checked_every_second "$PG_DSN" "$REDIS_URL_")
 
 $(steward_toml_local "$tmp" "$STEWARD_PORT" warn)
 EOF

@@ -8,8 +8,8 @@
 #
 # - builds steward in release mode (or takes STEWARD_BIN);
 # - runs it under `valgrind --tool=callgrind` against the local PostgreSQL (127.0.0.1:5432) and
-#   Redis (127.0.0.1:6379), both checked every second, with the backup schedules of the shipped
-#   config (so the catch-up backups run while it starts);
+#   Redis (127.0.0.1:6379) with benches/compare.sh's config: both checked every second, the
+#   shipped backup schedules (so the catch-up backups run while it starts);
 # - once it has started and settled, counts for IDLE seconds (default 330, so that the collector
 #   groups that run every 5 minutes are in), scraping /metrics every 15 s like Prometheus;
 # - writes the executable's functions that ran in that window, the most used first.
@@ -47,18 +47,7 @@ pick_port
 PORT=${ports[0]}
 
 cat >"$tmp/steward.toml" <<TOML
-[postgres]
-url = "$PG_URL"
-interval = "1s"
-timeout = "800ms"
-
-[redis]
-url = "$REDIS_URL_"
-interval = "1s"
-timeout = "800ms"
-
-[backup]
-dir = "$tmp/backups"
+$(steward_toml_checked_every_second "$PG_URL" "$REDIS_URL_")
 
 $(steward_toml_local "$tmp" "$PORT" warn)
 TOML

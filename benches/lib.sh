@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# What the benchmark scripts share, sourced by soak.sh, backup.sh, cache.sh, compare.sh and
-# warmup.sh right after they `cd` to the repository root: messages, the temp dir and the cleanup
+# What the benchmark scripts share, sourced by soak.sh, backup.sh, cache.sh, compare.sh,
+# idle-symbols.sh and warmup.sh right after they `cd` to the repository root: messages, the temp dir and the cleanup
 # trap that stops everything started, the steward binary and its clean environment, a throwaway
 # PostgreSQL cluster, a throwaway redis-server, and small measuring helpers. Sourcing it only
 # defines functions and sets the empty state (ports, pids, redis_pid, pg_started).
@@ -140,6 +140,23 @@ dir = "$1/state"
 
 [log]
 level = "$3"
+EOF
+}
+
+# steward_toml_checked_every_second PG_URL REDIS_URL: the [postgres] and [redis] sections of a
+# daemon that checks both every second (timeouts 800 ms), as benches/compare.sh measures it and
+# benches/idle-symbols.sh profiles it. Meant for $(...) inside a heredoc.
+steward_toml_checked_every_second() {
+    cat <<EOF
+[postgres]
+url = "$1"
+interval = "1s"
+timeout = "800ms"
+
+[redis]
+url = "$2"
+interval = "1s"
+timeout = "800ms"
 EOF
 }
 
