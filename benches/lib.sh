@@ -1,9 +1,10 @@
 # shellcheck shell=bash
 # What the benchmark scripts share, sourced by soak.sh, backup.sh, cache.sh, compare.sh,
-# idle-symbols.sh and warmup.sh right after they `cd` to the repository root: messages, the temp dir and the cleanup
-# trap that stops everything started, the steward binary and its clean environment, a throwaway
-# PostgreSQL cluster, a throwaway redis-server, and small measuring helpers. Sourcing it only
-# defines functions and sets the empty state (ports, pids, redis_pid, pg_started).
+# idle-symbols.sh and warmup.sh right after they `cd` to the repository root: messages, the temp
+# dir and the cleanup trap that stops everything started, the steward binary and its clean
+# environment, a throwaway PostgreSQL cluster, a throwaway redis-server, and small measuring
+# helpers. Sourcing it only defines functions and sets the empty state (ports, pids, redis_pid,
+# pg_started).
 #
 # Variables a script sets before using these:
 #   BENCH_NAME      the script's name for messages, e.g. benches/soak.sh (required)
