@@ -17,10 +17,14 @@
 #   which only steward uses; application_name is "steward") and its Redis clients (CLIENT LIST
 #   minus the redis-cli asking), keeping the maximum of each;
 # - prints, right after start, after the first minute (the baseline) and at the end: steward's
-#   RSS (VmRSS of /proc/PID/status), open fds (/proc/PID/fd), PostgreSQL connections, Redis
+#   RSS (VmRSS of /proc/PID/status, and its anonymous part RssAnon: heap, stacks, steward's own
+#   pages), open fds (/proc/PID/fd), PostgreSQL connections, Redis
 #   clients; then the pool maximums, the restarts done, whether the daemon is the same PID and
 #   still answers `status`, its task restarts, and PASS/FAIL for:
-#     RSS at the end within ±10 % of the 1-minute value,
+#     anonymous RSS at the end within ±10 % of the 1-minute value (a leak grows this part; the
+#       file-backed rest is program code read back from the executable as new paths run, the
+#       restarts' error paths among them, bounded by the executable's size: steward hands its
+#       start-up pages back, src/residency.rs),
 #     open fds at the end <= the 1-minute value + SOAK_FD_SLACK (default 4),
 #     PostgreSQL connections never above postgres.pool_max (max of all samples),
 #     Redis clients never above redis.pool_max plus the cache tasks' own connections
@@ -120,6 +124,7 @@ wait_steward "$steward_pid" "$tmp/steward/ctl.sock" "$tmp/steward/steward.log" s
 # --- sampling -------------------------------------------------------------------------------
 
 rss_kb() { status_kb "$steward_pid" VmRSS 2>/dev/null || echo 0; }
+anon_kb() { status_kb "$steward_pid" RssAnon 2>/dev/null || echo 0; }
 fds() { find "/proc/$steward_pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 # Connections of role soak (only steward uses it); empty while PostgreSQL restarts.
 pg_conns() { sql -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'soak'" 2>/dev/null || true; }
@@ -131,8 +136,8 @@ redis_clients() {
     printf '%s\n' "$list" | grep -c '^id=' | awk -v self="$(printf '%s\n' "$list" | grep -cE 'cmd=client(\|list)?( |$)')" '{print $1 - self}'
 }
 snapshot() {
-    printf '%-22s t=%4ds  RSS %6d kB  fds %3d  pg connections %s (application_name=steward: %s)  redis clients %s\n' \
-        "$1" "$((SECONDS - t0))" "$(rss_kb)" "$(fds)" "$(pg_conns || echo '?')" "$(pg_conns_app || echo '?')" "$(redis_clients || echo '?')"
+    printf '%-22s t=%4ds  RSS %6d kB (anonymous %6d kB)  fds %3d  pg connections %s (application_name=steward: %s)  redis clients %s\n' \
+        "$1" "$((SECONDS - t0))" "$(rss_kb)" "$(anon_kb)" "$(fds)" "$(pg_conns || echo '?')" "$(pg_conns_app || echo '?')" "$(redis_clients || echo '?')"
 }
 
 say "soaking for ${SOAK_SECONDS} s: steward pid $steward_pid, restarts every ${RESTART_EVERY} s"
@@ -140,7 +145,7 @@ sleep 3
 snapshot "start"
 pg_max=0 redis_max=0 samples=0 pg_restarts=0 redis_restarts=0 restart_failures=0
 next_restart=$((t0 + RESTART_EVERY))
-base_rss='' base_fds=''
+base_rss='' base_anon='' base_fds=''
 while [ $((SECONDS - t0)) -lt "$SOAK_SECONDS" ]; do
     kill -0 "$steward_pid" 2>/dev/null || break
     n=$(pg_conns)
@@ -151,7 +156,7 @@ while [ $((SECONDS - t0)) -lt "$SOAK_SECONDS" ]; do
     n=$(redis_clients)
     if [[ $n =~ ^[0-9]+$ ]] && [ "$n" -gt "$redis_max" ]; then redis_max=$n; fi
     if [ -z "$base_rss" ] && [ $((SECONDS - t0)) -ge "$BASELINE_AT" ]; then
-        base_rss=$(rss_kb) base_fds=$(fds)
+        base_rss=$(rss_kb) base_anon=$(anon_kb) base_fds=$(fds)
         snapshot "after 1 minute"
     fi
     if [ "$SECONDS" -ge "$next_restart" ]; then
@@ -175,7 +180,7 @@ if kill -0 "$steward_pid" 2>/dev/null; then
     stw status >/dev/null 2>&1 && answers=yes
 fi
 snapshot "end"
-end_rss=$(rss_kb) end_fds=$(fds)
+end_rss=$(rss_kb) end_anon=$(anon_kb) end_fds=$(fds)
 task_restarts=$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null |
     awk '/^steward_task_restarts_total/ {s += $NF} END {print s + 0}' || echo '?')
 
@@ -186,6 +191,7 @@ echo "  pool maximums:          postgres.pool_max = $PG_POOL_MAX, redis.pool_max
 echo "  restarts done:          PostgreSQL $pg_restarts (failed: $restart_failures), Redis $redis_restarts"
 echo "  steward:                pid $steward_pid alive=$alive same-pid=$same_pid answers-status=$answers task-restarts=$task_restarts"
 echo "  RSS:                    1 min ${base_rss:-?} kB, end $end_rss kB"
+echo "  anonymous RSS:          1 min ${base_anon:-?} kB, end $end_anon kB"
 echo "  open fds:               1 min ${base_fds:-?}, end $end_fds"
 echo "  pg connections (max):   $pg_max over $samples samples"
 echo "  redis clients (max):    $redis_max"
@@ -198,13 +204,13 @@ ok=0
 [ "$alive" = yes ] && [ "$same_pid" = yes ] && [ "$answers" = yes ] && ok=1
 verdict "zero crashes" "$ok" "same pid, alive, answers status"
 ok=0
-if [ -n "$base_rss" ] && [ "$base_rss" -gt 0 ]; then
-    lo=$((base_rss * 90 / 100)) hi=$((base_rss * 110 / 100))
-    [ "$end_rss" -ge "$lo" ] && [ "$end_rss" -le "$hi" ] && ok=1
-    pct=$(awk -v a="$end_rss" -v b="$base_rss" 'BEGIN {printf "%+.1f%%", (a - b) * 100 / b}')
-    verdict "RSS within ±10% of the 1-minute value" "$ok" "$base_rss -> $end_rss kB, $pct"
+if [ -n "$base_anon" ] && [ "$base_anon" -gt 0 ]; then
+    lo=$((base_anon * 90 / 100)) hi=$((base_anon * 110 / 100))
+    [ "$end_anon" -ge "$lo" ] && [ "$end_anon" -le "$hi" ] && ok=1
+    pct=$(awk -v a="$end_anon" -v b="$base_anon" 'BEGIN {printf "%+.1f%%", (a - b) * 100 / b}')
+    verdict "anonymous RSS within ±10% of the 1-minute value" "$ok" "$base_anon -> $end_anon kB, $pct; all RSS $base_rss -> $end_rss kB"
 else
-    verdict "RSS within ±10% of the 1-minute value" 0 "no 1-minute value"
+    verdict "anonymous RSS within ±10% of the 1-minute value" 0 "no 1-minute value"
 fi
 ok=0
 [ -n "$base_fds" ] && [ "$end_fds" -le $((base_fds + FD_SLACK)) ] && ok=1
