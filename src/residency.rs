@@ -128,30 +128,26 @@ struct Walk {
 }
 
 impl Walk {
-    /// Reads smaps once; `None` (with the error kept) when it cannot.
-    fn mappings(&mut self) -> Option<&[Mapping]> {
-        if self.mappings.is_none() {
-            match std::fs::read_to_string("/proc/self/smaps") {
-                Ok(text) => self.mappings = Some(read_only_mappings(&text)),
-                Err(source) => {
-                    self.error.get_or_insert(ResidencyError::Read {
-                        path: "/proc/self/smaps",
-                        source,
-                    });
-                    return None;
-                }
+    /// The private read-only file mappings, read from smaps at the first object (under the
+    /// loader's lock); none, with the error kept, when smaps cannot be read.
+    fn read_smaps(&mut self) -> Vec<Mapping> {
+        match std::fs::read_to_string("/proc/self/smaps") {
+            Ok(text) => read_only_mappings(&text),
+            Err(source) => {
+                self.error.get_or_insert(ResidencyError::Read {
+                    path: "/proc/self/smaps",
+                    source,
+                });
+                Vec::new()
             }
         }
-        self.mappings.as_deref()
     }
 
     /// Hands back the clean mappings inside one read-only segment `[start, end)`.
     fn release_segment(&mut self, start: usize, end: usize) {
-        if self.mappings().is_none() {
-            return;
-        }
-        let Some(mappings) = self.mappings.take() else {
-            return;
+        let mappings = match self.mappings.take() {
+            Some(m) => m,
+            None => self.read_smaps(),
         };
         for m in mappings.iter().filter(|m| releasable(m, start, end)) {
             match drop_pages(m) {
